@@ -1,0 +1,215 @@
+//! The cookie policy: every cookie this server sets or clears is rendered
+//! here, from one attribute set, so a cookie is always cleared with exactly
+//! the Path, Domain, Secure, SameSite and HttpOnly it was set with.
+
+use http::{HeaderMap, HeaderValue, header};
+
+use crate::config::CookieSettings;
+
+/// The cookies this server owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieKind {
+    /// The access token (JWT). HttpOnly.
+    Session,
+    /// The opaque refresh token. HttpOnly.
+    Refresh,
+    /// The CSRF token; readable by JavaScript so it can echo it in a header.
+    Csrf,
+}
+
+impl CookieKind {
+    pub const ALL: [CookieKind; 3] = [CookieKind::Session, CookieKind::Refresh, CookieKind::Csrf];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// An expiry date in the past, for clearing (some old agents ignore Max-Age=0).
+const EPOCH: &str = "Thu, 01 Jan 1970 00:00:00 GMT";
+
+#[derive(Debug, Clone)]
+struct Spec {
+    name: String,
+    http_only: bool,
+    max_age: u64,
+    /// The clearing header, rendered once.
+    cleared: HeaderValue,
+}
+
+#[derive(Debug, Clone)]
+pub struct CookiePolicy {
+    specs: [Spec; 3],
+    /// `; Path=/[; Domain=..][; Secure]`, shared by every cookie.
+    scope: String,
+    same_site: &'static str,
+}
+
+impl CookiePolicy {
+    pub fn new(settings: &CookieSettings, csrf_ttl: u64) -> Self {
+        let mut scope = String::from("; Path=/");
+        if let Some(domain) = &settings.domain {
+            scope.push_str("; Domain=");
+            scope.push_str(domain);
+        }
+        if settings.secure {
+            scope.push_str("; Secure");
+        }
+        let same_site = settings.same_site.as_str();
+        let spec = |name: &str, http_only: bool, max_age: u64| {
+            let cleared = render(name, "", &scope, http_only, same_site, None);
+            Spec {
+                name: name.to_string(),
+                http_only,
+                max_age,
+                cleared,
+            }
+        };
+        Self {
+            specs: [
+                spec(&settings.session_name, true, settings.max_age),
+                spec(&settings.refresh_name, true, settings.max_age),
+                spec(&settings.csrf_name, false, csrf_ttl),
+            ],
+            scope,
+            same_site,
+        }
+    }
+
+    pub fn name(&self, kind: CookieKind) -> &str {
+        &self.specs[kind.index()].name
+    }
+
+    /// `Set-Cookie` that stores `value`. Values are base64url/JWT text, which
+    /// needs no quoting; anything else is refused by construction upstream.
+    pub fn set(&self, kind: CookieKind, value: &str) -> HeaderValue {
+        let spec = &self.specs[kind.index()];
+        render(
+            &spec.name,
+            value,
+            &self.scope,
+            spec.http_only,
+            self.same_site,
+            Some(spec.max_age),
+        )
+    }
+
+    /// `Set-Cookie` that removes the cookie: empty value, `Max-Age=0`, an
+    /// `Expires` in the past, and otherwise the attributes of [`set`](Self::set).
+    pub fn clear(&self, kind: CookieKind) -> HeaderValue {
+        self.specs[kind.index()].cleared.clone()
+    }
+
+    /// Appends the three clearing headers (the seed's logout).
+    pub fn clear_all(&self, headers: &mut HeaderMap) {
+        for kind in CookieKind::ALL {
+            headers.append(header::SET_COOKIE, self.clear(kind));
+        }
+    }
+
+    /// The value of one of our cookies in the request, if present and non-empty.
+    pub fn read<'a>(&self, headers: &'a HeaderMap, kind: CookieKind) -> Option<&'a str> {
+        read_cookie(headers, self.name(kind))
+    }
+}
+
+fn render(
+    name: &str,
+    value: &str,
+    scope: &str,
+    http_only: bool,
+    same_site: &str,
+    max_age: Option<u64>,
+) -> HeaderValue {
+    let mut out = String::with_capacity(name.len() + value.len() + 96);
+    out.push_str(name);
+    out.push('=');
+    out.push_str(value);
+    out.push_str(scope);
+    if http_only {
+        out.push_str("; HttpOnly");
+    }
+    out.push_str("; SameSite=");
+    out.push_str(same_site);
+    match max_age {
+        Some(age) => {
+            out.push_str("; Max-Age=");
+            out.push_str(&age.to_string());
+        }
+        None => {
+            out.push_str("; Max-Age=0; Expires=");
+            out.push_str(EPOCH);
+        }
+    }
+    // Names are validated at start-up and values are token text; a value
+    // that would not fit a header is a bug, and an empty cookie is safer.
+    HeaderValue::from_str(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Finds `name` in the request's `Cookie` headers (first occurrence wins).
+pub fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k.trim() == name).then(|| v.trim().trim_matches('"'))
+        })
+        .filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SameSite;
+
+    fn settings(domain: Option<&str>, secure: bool, same_site: SameSite) -> CookieSettings {
+        CookieSettings {
+            session_name: "s".into(),
+            refresh_name: "r".into(),
+            csrf_name: "c".into(),
+            max_age: 604_800,
+            domain: domain.map(Into::into),
+            secure,
+            same_site,
+        }
+    }
+
+    #[test]
+    fn set_and_clear_share_every_attribute() {
+        let p = CookiePolicy::new(&settings(Some("example.com"), true, SameSite::Strict), 3600);
+        assert_eq!(
+            p.set(CookieKind::Session, "abc"),
+            "s=abc; Path=/; Domain=example.com; Secure; HttpOnly; SameSite=Strict; Max-Age=604800"
+        );
+        assert_eq!(
+            p.clear(CookieKind::Session),
+            "s=; Path=/; Domain=example.com; Secure; HttpOnly; SameSite=Strict; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+        );
+        assert_eq!(
+            p.set(CookieKind::Csrf, "t"),
+            "c=t; Path=/; Domain=example.com; Secure; SameSite=Strict; Max-Age=3600"
+        );
+    }
+
+    #[test]
+    fn host_only_insecure_cookies_carry_no_domain_or_secure() {
+        let p = CookiePolicy::new(&settings(None, false, SameSite::Lax), 3600);
+        assert_eq!(
+            p.clear(CookieKind::Csrf),
+            "c=; Path=/; SameSite=Lax; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+        );
+    }
+
+    #[test]
+    fn cookies_are_read_from_every_cookie_header() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, "a=1; s=first".parse().unwrap());
+        h.append(header::COOKIE, "s=second; c=\"\"".parse().unwrap());
+        assert_eq!(read_cookie(&h, "s"), Some("first"));
+        assert_eq!(read_cookie(&h, "c"), None);
+        assert_eq!(read_cookie(&h, "missing"), None);
+    }
+}

@@ -1,0 +1,106 @@
+//! One error type for the HTTP layer. Every variant maps to one status and
+//! one `{"detail": ...}` body, in the single `match` below; the cause of a
+//! 5xx goes to the log, never to the client.
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde_json::json;
+
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: a request the API cannot act on, with a safe explanation.
+    #[error("{0}")]
+    BadRequest(&'static str),
+    /// 400 `Authentication failed`: bad, expired or reused code.
+    #[error("Authentication failed")]
+    AuthenticationFailed,
+    /// 401 `Not authenticated`.
+    #[error("Not authenticated")]
+    NotAuthenticated,
+    /// 401 `Refresh failed`.
+    #[error("Refresh failed")]
+    RefreshFailed,
+    /// 403 `Invalid origin`.
+    #[error("Invalid origin")]
+    InvalidOrigin,
+    /// 403 `Blocked by Fetch Metadata policy`.
+    #[error("Blocked by Fetch Metadata policy")]
+    FetchMetadata,
+    /// 403 `Invalid CSRF token`.
+    #[error("Invalid CSRF token")]
+    InvalidCsrf,
+    /// 404 `Not Found`.
+    #[error("Not Found")]
+    NotFound,
+    /// 405 `Method Not Allowed`.
+    #[error("Method Not Allowed")]
+    MethodNotAllowed,
+    /// 413: the body is over the limit.
+    #[error("Request body too large")]
+    PayloadTooLarge,
+    /// 422: the body is missing or not the JSON we expect.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// 429 with `Retry-After`.
+    #[error("Rate limit exceeded: {limit}")]
+    RateLimited { limit: String, retry_after: u64 },
+    /// 431: the request headers are over the limit.
+    #[error("Request header fields too large")]
+    HeadersTooLarge,
+    /// 502: the identity provider did not answer properly.
+    #[error("Identity provider unavailable")]
+    ProviderUnavailable(anyhow::Error),
+    /// 500: anything unexpected. The cause is logged, not sent.
+    #[error("Internal Server Error")]
+    Internal(anyhow::Error),
+}
+
+impl ApiError {
+    pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(cause.into())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) | Self::AuthenticationFailed => StatusCode::BAD_REQUEST,
+            Self::NotAuthenticated | Self::RefreshFailed => StatusCode::UNAUTHORIZED,
+            Self::InvalidOrigin | Self::FetchMetadata | Self::InvalidCsrf => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            Self::Internal(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "request failed")
+            }
+            Self::ProviderUnavailable(cause) => {
+                tracing::warn!(
+                    error = format!("{cause:#}"),
+                    "identity provider unavailable"
+                )
+            }
+            _ => {}
+        }
+        let mut response = (status, Json(json!({ "detail": self.to_string() }))).into_response();
+        if let Self::RateLimited { retry_after, .. } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
+        response
+    }
+}

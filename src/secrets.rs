@@ -1,0 +1,95 @@
+//! Secrets generated on first start and kept in `DATA_DIR`, so that tokens
+//! survive a restart without any configuration (development defaults).
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use rand::Rng;
+
+/// Creates `dir` (mode 0700 on Unix) if it does not exist.
+pub fn ensure_dir(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Writes `contents` to `path` only if no file is there yet, atomically (a
+/// concurrent starter either wins or reads the winner's complete file).
+/// Returns whether this call created the file.
+pub fn create_once(path: &Path, contents: &[u8]) -> io::Result<bool> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    {
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+    }
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads the random secret stored in `dir/name`, generating `len` bytes the
+/// first time.
+pub fn load_or_generate(dir: &Path, name: &str, len: usize) -> io::Result<Vec<u8>> {
+    ensure_dir(dir)?;
+    let path = dir.join(name);
+    if !path.exists() {
+        let mut bytes = vec![0u8; len];
+        rand::rng().fill_bytes(&mut bytes);
+        create_once(&path, B64.encode(&bytes).as_bytes())?;
+    }
+    let text = fs::read_to_string(&path)?;
+    match B64.decode(text.trim()) {
+        Ok(bytes) if bytes.len() >= 32 => Ok(bytes),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} is not a generated secret; delete it to make a new one",
+                path.display()
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_secret_is_kept() {
+        let dir = std::env::temp_dir().join(format!("chronos-secret-{}", uuid::Uuid::new_v4()));
+        let first = load_or_generate(&dir, "k", 32).unwrap();
+        let second = load_or_generate(&dir, "k", 32).unwrap();
+        assert_eq!(first, second);
+        assert_eq!(first.len(), 32);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.join("k")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "secret readable by others");
+        }
+        fs::remove_dir_all(dir).unwrap();
+    }
+}

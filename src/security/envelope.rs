@@ -1,0 +1,159 @@
+//! The outermost layer, around every response (errors, 429s and CORS
+//! preflights included): request id, request size limits, the security
+//! headers, `Cache-Control: no-store` on `/auth/*`, and one access-log line.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::security::client_ip::ClientIp;
+
+/// Request bodies larger than this get 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Request heads (request line + headers) larger than this get 431.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The headers every response carries, built once from the settings.
+pub struct SecurityHeaders {
+    common: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl SecurityHeaders {
+    pub fn new(production: bool) -> Self {
+        let mut common = vec![
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("strict-origin-when-cross-origin"),
+            ),
+            (
+                HeaderName::from_static("permissions-policy"),
+                HeaderValue::from_static("geolocation=(), microphone=(), camera=()"),
+            ),
+        ];
+        if production {
+            common.push((
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+            ));
+        }
+        Self { common }
+    }
+
+    fn apply(&self, headers: &mut HeaderMap) {
+        for (name, value) in &self.common {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+}
+
+/// A client-supplied id is echoed only if it is short and plain.
+fn sane_request_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 128
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:+/=@".contains(b))
+}
+
+fn head_size(req: &Request) -> usize {
+    let uri = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    req.headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum::<usize>()
+        + uri
+}
+
+fn declared_body_len(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+pub async fn envelope(
+    State(state): State<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let request_id = match req.headers().get(&X_REQUEST_ID) {
+        Some(v) if sane_request_id(v) => v.clone(),
+        _ => HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("-")),
+    };
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let client = state.client_ip.resolve(peer, req.headers());
+    req.extensions_mut().insert(ClientIp(client));
+
+    let method = req.method().clone();
+    let is_auth = req.uri().path().starts_with("/auth/");
+    // Only the path is logged: query strings can carry one-time codes.
+    let path = req.uri().path().to_owned();
+
+    let mut response = if head_size(&req) > MAX_HEADER_BYTES {
+        ApiError::HeadersTooLarge.into_response()
+    } else if declared_body_len(req.headers()).is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        ApiError::PayloadTooLarge.into_response()
+    } else {
+        next.run(req).await
+    };
+
+    let headers = response.headers_mut();
+    state.security_headers.apply(headers);
+    if is_auth {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+
+    tracing::info!(
+        target: "chronos::access",
+        method = %method,
+        path = %path,
+        status = response.status().as_u16(),
+        duration_us = started.elapsed().as_micros() as u64,
+        request_id = request_id.to_str().unwrap_or("-"),
+        client_ip = %client,
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_request_ids_are_echoed() {
+        assert!(sane_request_id(&HeaderValue::from_static("abc-123_x.y")));
+        assert!(sane_request_id(&HeaderValue::from_static(
+            "0f8fad5b-d9cb-469f-a165-70867728950e"
+        )));
+        assert!(!sane_request_id(&HeaderValue::from_static("")));
+        assert!(!sane_request_id(&HeaderValue::from_static("a b")));
+        assert!(!sane_request_id(&HeaderValue::from_static("<script>")));
+        assert!(!sane_request_id(
+            &HeaderValue::from_str(&"a".repeat(129)).unwrap()
+        ));
+    }
+}

@@ -1,0 +1,113 @@
+//! The request checks in front of the routes, in this order: Origin,
+//! Fetch Metadata, rate limit, CSRF double-submit. Which checks apply to a
+//! path is decided here, in one place, so the policy can be read at a glance.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, Method, header};
+
+use crate::app::AppState;
+use crate::cookies::CookieKind;
+use crate::error::ApiError;
+use crate::security::client_ip::{ClientIp, ClientKey};
+use crate::security::csrf::same_token;
+use crate::unix_now;
+
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Form posts of the embedded sign-in page: they come from PUBLIC_URL's
+/// origin and carry their own hidden token instead of the API's CSRF header.
+pub const SIGNIN_FORM_PATHS: &[&str] = &["/auth/signin", "/auth/signup"];
+
+fn is_state_changing(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    )
+}
+
+/// Does the API's CSRF check apply to this state-changing path?
+fn csrf_applies(state: &AppState, path: &str) -> bool {
+    match path {
+        "/auth/web/callback" => false,
+        "/auth/logout" => state.settings.logout_require_csrf,
+        _ => !SIGNIN_FORM_PATHS.contains(&path),
+    }
+}
+
+/// Header copy equals cookie copy (constant time) and the token verifies.
+fn csrf_ok(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(sent) = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Some(cookie) = state.cookies.read(headers, CookieKind::Csrf) else {
+        return false;
+    };
+    same_token(sent, cookie) && state.csrf.verify(sent, unix_now()).is_ok()
+}
+
+fn origin_allowed(state: &AppState, origin: &[u8], path: &str) -> bool {
+    state.allowed_origins.iter().any(|o| o.as_bytes() == origin)
+        || (SIGNIN_FORM_PATHS.contains(&path) && state.public_origin.as_bytes() == origin)
+}
+
+pub async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let path = req.uri().path();
+    let state_changing = is_state_changing(req.method());
+    let carries_auth = state.cookies.read(headers, CookieKind::Session).is_some()
+        || state.cookies.read(headers, CookieKind::Refresh).is_some();
+
+    if state_changing {
+        if let Some(origin) = headers.get(header::ORIGIN)
+            && !origin_allowed(&state, origin.as_bytes(), path)
+        {
+            return ApiError::InvalidOrigin.into_response();
+        }
+        if carries_auth
+            && let Some(site) = headers.get("sec-fetch-site")
+            && !matches!(site.as_bytes(), b"same-origin" | b"same-site" | b"none")
+        {
+            return ApiError::FetchMetadata.into_response();
+        }
+    }
+
+    let limiter = if path == "/auth/verify" {
+        state.verify_limiter.as_ref()
+    } else if path.starts_with("/auth/") && req.method() != Method::OPTIONS {
+        Some(&state.auth_limiter)
+    } else {
+        None
+    };
+    if let Some(limiter) = limiter {
+        let client = req
+            .extensions()
+            .get::<ClientIp>()
+            .map_or(ClientKey(0), |ip| ClientKey::of(ip.0));
+        if let Err(limited) = limiter.check(client).await {
+            let mut response = ApiError::RateLimited {
+                limit: limited.limit,
+                retry_after: limited.retry_after,
+            }
+            .into_response();
+            // A person must always be able to sign out of their own browser,
+            // even behind a busy NAT: clearing costs nothing. No other work.
+            if path == "/auth/logout"
+                && req.method() == Method::POST
+                && (!carries_auth || !csrf_applies(&state, path) || csrf_ok(&state, headers))
+            {
+                state.cookies.clear_all(response.headers_mut());
+            }
+            return response;
+        }
+    }
+
+    if state_changing && carries_auth && csrf_applies(&state, path) && !csrf_ok(&state, headers) {
+        return ApiError::InvalidCsrf.into_response();
+    }
+
+    next.run(req).await
+}
