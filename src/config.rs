@@ -184,6 +184,11 @@ pub const VARIABLES: &[VarDoc] = &[
         default: "info",
         help: "log filter (tracing EnvFilter syntax)",
     },
+    VarDoc {
+        name: "LOG_FORMAT",
+        default: "text",
+        help: "text or json (one JSON object per line)",
+    },
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,174 @@
+//! The binary as an operator meets it: configuration errors, `--help`,
+//! start-up, and logs that never carry a secret.
+
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+
+fn start_failure(vars: &[(&str, &str)]) -> (String, Duration) {
+    let dir = tempfile::TempDir::new().unwrap();
+    let data = dir.path().to_string_lossy().to_string();
+    let mut all = vec![("BIND", "127.0.0.1:0"), ("DATA_DIR", data.as_str())];
+    all.extend_from_slice(vars);
+    let started = Instant::now();
+    let output = chronos_command(&all).output().unwrap();
+    let elapsed = started.elapsed();
+    assert!(!output.status.success(), "{vars:?} started");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    (stderr, elapsed)
+}
+
+#[test]
+fn invalid_configuration_stops_start_up_with_one_line_naming_the_variable() {
+    let secret = "s3cr3t-value-that-is-long-enough-0123456789";
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("RATE_LIMIT_AUTH", "lots please")], "RATE_LIMIT_AUTH"),
+        (&[("COOKIE_SAMESITE", "sideways")], "COOKIE_SAMESITE"),
+        (
+            &[
+                ("SESSION_COOKIE_NAME", "__Host-s"),
+                ("COOKIE_SECURE", "true"),
+                ("COOKIE_DOMAIN", "example.com"),
+            ],
+            "SESSION_COOKIE_NAME",
+        ),
+        (
+            &[("REFRESH_COOKIE_NAME", "__Host-r")],
+            "REFRESH_COOKIE_NAME",
+        ),
+        (&[("ENVIRONMENT", "production")], "CSRF_SECRET_KEY"),
+        (
+            &[
+                ("ENVIRONMENT", "production"),
+                ("CSRF_SECRET_KEY", "too-short"),
+            ],
+            "CSRF_SECRET_KEY",
+        ),
+        (
+            &[
+                ("ENVIRONMENT", "production"),
+                ("CSRF_SECRET_KEY", secret),
+                ("COOKIE_SECURE", "false"),
+            ],
+            "COOKIE_SECURE",
+        ),
+        (
+            &[
+                ("ENVIRONMENT", "production"),
+                ("CSRF_SECRET_KEY", secret),
+                ("COOKIE_SAMESITE", "none"),
+            ],
+            "COOKIE_SAMESITE",
+        ),
+        (&[("TRUSTED_PROXIES", "10.0.0.0/99")], "TRUSTED_PROXIES"),
+        (&[("BIND", "not-an-address")], "BIND"),
+    ];
+    for (vars, var) in cases {
+        let (stderr, elapsed) = start_failure(vars);
+        assert!(elapsed < Duration::from_secs(1), "{var}: took {elapsed:?}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{var}: {stderr}");
+        assert!(stderr.contains(var), "{var}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(
+            !stderr.contains("too-short"),
+            "a secret was echoed: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_busy_port_is_reported_against_bind() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (stderr, _) = start_failure(&[("BIND", addr.as_str())]);
+    assert!(stderr.starts_with("chronos: BIND:"), "{stderr}");
+}
+
+#[test]
+fn help_explains_every_variable() {
+    let output = chronos_command(&[]).arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for var in chronos::config::VARIABLES {
+        assert!(help.contains(var.name), "{} missing from --help", var.name);
+    }
+}
+
+#[test]
+fn with_no_configuration_the_server_starts_and_serves() {
+    let server = spawn_binary(&[]);
+    let started = Instant::now();
+    assert_eq!(curl_status(&server.url("/health")), 200);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn logs_have_one_line_per_request_and_never_a_cookie_or_token() {
+    let server = spawn_binary(&[("RUST_LOG", "info")]);
+    let secret = "eyJhbGciOiJFZERTQSJ9.SECRET-SESSION-VALUE.sig";
+    let status = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-X",
+            "POST",
+            "-H",
+            &format!("Cookie: chronos_session={secret}; chronos_refresh=SECRET-REFRESH"),
+            "-H",
+            "X-CSRF-Token: SECRET-CSRF",
+            "-H",
+            "X-Request-ID: log-check-1",
+            &server.url("/auth/logout?code=SECRET-CODE"),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(300));
+    let lines = server.lines();
+    let request_lines: Vec<&String> = lines.iter().filter(|l| l.contains("log-check-1")).collect();
+    assert_eq!(request_lines.len(), 1, "{lines:#?}");
+    let line = request_lines[0];
+    for field in ["POST", "/auth/logout", "200", "duration_us"] {
+        assert!(line.contains(field), "{field} in {line}");
+    }
+    for leak in [
+        "SECRET-SESSION-VALUE",
+        "SECRET-REFRESH",
+        "SECRET-CSRF",
+        "SECRET-CODE",
+    ] {
+        assert!(!lines.iter().any(|l| l.contains(leak)), "{leak} logged");
+    }
+}
+
+/// A blocking GET through curl, for process tests (no runtime in #[test]).
+fn curl_status(url: &str) -> u16 {
+    let output = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", url])
+        .output()
+        .unwrap();
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[test]
+fn readme_and_env_example_document_every_variable() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let example = std::fs::read_to_string(format!("{root}/.env.example")).unwrap();
+    for var in chronos::config::VARIABLES {
+        assert!(
+            readme.contains(&format!("`{}`", var.name)),
+            "README lacks {}",
+            var.name
+        );
+        assert!(
+            example.contains(&format!("#{}=", var.name)),
+            ".env.example lacks {}",
+            var.name
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! `POST /auth/logout`, as the seed page says.
+
+use crate::helpers::*;
+
+const SEED_BODY: &str = r#"{"message":"Logged out"}"#;
+
+async fn assert_logged_out(response: reqwest::Response, names: [&str; 3]) {
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json",
+        "JSON body"
+    );
+    let cookies = set_cookies(response.headers());
+    for name in names {
+        let line = cookies
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is cleared"));
+        assert_cleared(line);
+    }
+    assert_eq!(cookies.len(), 3, "exactly the three cookies: {cookies:?}");
+    assert_eq!(response.text().await.unwrap(), SEED_BODY);
+}
+
+const DEFAULT_NAMES: [&str; 3] = ["chronos_session", "chronos_refresh", "chronos_csrf"];
+
+#[tokio::test]
+async fn logout_without_any_cookie_still_answers_200_and_clears_all_three() {
+    let app = spawn_app().await;
+    let response = app
+        .client()
+        .post(app.url("/auth/logout"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_logged_out(response, DEFAULT_NAMES).await;
+}
+
+#[tokio::test]
+async fn logout_with_garbage_cookies_answers_200() {
+    let app = spawn_app().await;
+    let response = app
+        .client()
+        .post(app.url("/auth/logout"))
+        .header(
+            "Cookie",
+            "chronos_session=eyJhbG.garbage.x; chronos_refresh=%%%; chronos_csrf=",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_logged_out(response, DEFAULT_NAMES).await;
+}
+
+#[tokio::test]
+async fn logout_ignores_bodies_even_malformed_json_and_query_parameters() {
+    let app = spawn_app().await;
+    for (content_type, body) in [
+        ("application/json", "{not json"),
+        ("application/json", r#"{"everything": true}"#),
+        ("text/plain", "hello"),
+        ("application/x-www-form-urlencoded", "a=b"),
+    ] {
+        let response = app
+            .client()
+            .post(app.url("/auth/logout?foo=bar&scope"))
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_logged_out(response, DEFAULT_NAMES).await;
+    }
+}
+
+#[tokio::test]
+async fn logout_is_idempotent() {
+    let app = spawn_app().await;
+    let client = app.client();
+    for _ in 0..3 {
+        let response = client.post(app.url("/auth/logout")).send().await.unwrap();
+        assert_logged_out(response, DEFAULT_NAMES).await;
+    }
+}
+
+#[tokio::test]
+async fn logout_clears_cookies_by_their_configured_names() {
+    let app = spawn_app_with(&[
+        ("SESSION_COOKIE_NAME", "__Host-s"),
+        ("REFRESH_COOKIE_NAME", "__Host-r"),
+        ("CSRF_COOKIE_NAME", "__Host-c"),
+        ("COOKIE_SECURE", "true"),
+    ])
+    .await;
+    let response = app
+        .client()
+        .post(app.url("/auth/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_logged_out(response, ["__Host-s", "__Host-r", "__Host-c"]).await;
+}
+
+/// The clearing line must carry exactly the attributes the cookie was set
+/// with. The CSRF cookie is set by `/auth/csrf`; session and refresh get the
+/// same scope attributes plus HttpOnly.
+async fn compare_set_and_clear(vars: &[(&str, &str)], expect: &[&str]) {
+    let app = spawn_app_with(vars).await;
+    let client = app.client();
+    let issued = client.get(app.url("/auth/csrf")).send().await.unwrap();
+    let set = set_cookies(issued.headers());
+    let csrf_name = vars
+        .iter()
+        .find(|(k, _)| *k == "CSRF_COOKIE_NAME")
+        .map_or("chronos_csrf", |(_, v)| v);
+    let set_line = set[csrf_name].clone();
+    assert!(!cookie_value(&set_line).is_empty());
+
+    let cleared = set_cookies(
+        client
+            .post(app.url("/auth/logout"))
+            .send()
+            .await
+            .unwrap()
+            .headers(),
+    );
+    assert_eq!(
+        scope_attributes(&set_line),
+        scope_attributes(&cleared[csrf_name])
+    );
+    let mut expected: Vec<String> = expect.iter().map(|s| s.to_ascii_lowercase()).collect();
+    expected.sort();
+    assert_eq!(scope_attributes(&set_line), expected, "{set_line}");
+    for (name, line) in &cleared {
+        if name != csrf_name {
+            let mut with_http_only = expected.clone();
+            with_http_only.push("httponly".into());
+            with_http_only.sort();
+            assert_eq!(scope_attributes(line), with_http_only, "{line}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn cookies_are_cleared_with_the_attributes_they_were_set_with_by_default() {
+    compare_set_and_clear(&[], &["Path=/", "SameSite=Lax"]).await;
+}
+
+#[tokio::test]
+async fn cookies_are_cleared_with_domain_secure_and_strict_when_configured() {
+    compare_set_and_clear(
+        &[
+            ("COOKIE_DOMAIN", "example.test"),
+            ("COOKIE_SECURE", "true"),
+            ("COOKIE_SAMESITE", "strict"),
+            ("SESSION_COOKIE_NAME", "my_s"),
+            ("REFRESH_COOKIE_NAME", "my_r"),
+            ("CSRF_COOKIE_NAME", "my_c"),
+        ],
+        &["Path=/", "Domain=example.test", "Secure", "SameSite=Strict"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_csrf_endpoint_sets_a_script_readable_cookie() {
+    let app = spawn_app_with(&[("CSRF_TOKEN_TTL_SECONDS", "1234")]).await;
+    let response = app
+        .client()
+        .get(app.url("/auth/csrf"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let line = set_cookies(response.headers())["chronos_csrf"].clone();
+    assert!(!line.to_ascii_lowercase().contains("httponly"), "{line}");
+    assert_eq!(max_age(&line), Some(1234));
+    let token = cookie_value(&line);
+    assert_eq!(token.split('.').count(), 2, "payload.signature: {token}");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"ok": true}));
+}
+
+#[tokio::test]
+async fn health_reports_healthy() {
+    let app = spawn_app().await;
+    let response = app.client().get(app.url("/health")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"status": "healthy"}));
+}

@@ -1,0 +1,11 @@
+//! Integration tests: the real application on a real socket, spoken to over
+//! HTTP. One binary, one module per area.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+
+mod config;
+mod logout;
+mod rate_limit;
+mod security;
+mod transport;

@@ -1,0 +1,392 @@
+//! Origin, CORS preflight, Fetch Metadata, CSRF and the headers every
+//! response carries.
+
+use crate::helpers::*;
+
+const FRONTEND: &str = "http://localhost:5173";
+
+async fn detail(response: reqwest::Response) -> String {
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["detail"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_state_changing_request_from_a_foreign_origin_is_refused() {
+    let app = spawn_app().await;
+    let response = app
+        .client()
+        .post(app.url("/auth/logout"))
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert!(
+        response.headers().get("set-cookie").is_none(),
+        "a forged logout clears nothing"
+    );
+    assert_eq!(detail(response).await, "Invalid origin");
+
+    for origin in ["null", "http://localhost:5174", "http://localhost"] {
+        let response = app
+            .client()
+            .post(app.url("/auth/logout"))
+            .header("Origin", origin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "{origin}");
+    }
+}
+
+#[tokio::test]
+async fn configured_origins_are_allowed_with_credentials() {
+    let app = spawn_app_with(&[
+        ("FRONTEND_URL", "https://app.example.test"),
+        ("CORS_ORIGINS", "https://admin.example.test"),
+        ("DESKTOP_PROXY_ORIGINS", "http://127.0.0.1:1420"),
+    ])
+    .await;
+    for origin in [
+        "https://app.example.test",
+        "https://admin.example.test",
+        "http://127.0.0.1:1420",
+    ] {
+        let response = app
+            .client()
+            .post(app.url("/auth/logout"))
+            .header("Origin", origin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{origin}");
+        assert_eq!(response.headers()["access-control-allow-origin"], origin);
+        assert_eq!(
+            response.headers()["access-control-allow-credentials"],
+            "true"
+        );
+    }
+    // The default frontend is no longer allowed once FRONTEND_URL moves.
+    let response = app
+        .client()
+        .post(app.url("/auth/logout"))
+        .header("Origin", FRONTEND)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+}
+
+#[tokio::test]
+async fn a_preflight_from_the_frontend_is_answered_with_credentials() {
+    let app = spawn_app().await;
+    let response = app
+        .client()
+        .request(reqwest::Method::OPTIONS, app.url("/auth/logout"))
+        .header("Origin", FRONTEND)
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "content-type, x-csrf-token",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let h = response.headers();
+    assert_eq!(h["access-control-allow-origin"], FRONTEND);
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    let methods = h["access-control-allow-methods"].to_str().unwrap();
+    assert!(
+        methods.contains("POST") && methods.contains("DELETE"),
+        "{methods}"
+    );
+    let allowed = h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for needed in ["content-type", "accept", "x-request-id", "x-csrf-token"] {
+        assert!(allowed.contains(needed), "{needed} in {allowed}");
+    }
+    assert!(h.contains_key("x-request-id"));
+    assert_eq!(h["x-frame-options"], "DENY");
+}
+
+#[tokio::test]
+async fn a_preflight_from_a_foreign_origin_gets_no_permission() {
+    let app = spawn_app().await;
+    let response = app
+        .client()
+        .request(reqwest::Method::OPTIONS, app.url("/auth/logout"))
+        .header("Origin", "https://evil.example")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_cross_site_request_carrying_a_session_cookie_is_blocked_by_fetch_metadata() {
+    let app = spawn_app().await;
+    let response = app
+        .client()
+        .post(app.url("/auth/logout"))
+        .header("Cookie", "chronos_session=abc")
+        .header("Sec-Fetch-Site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(detail(response).await, "Blocked by Fetch Metadata policy");
+
+    for site in ["same-origin", "same-site", "none"] {
+        let response = app
+            .client()
+            .post(app.url("/auth/logout"))
+            .header("Cookie", "chronos_refresh=abc")
+            .header("Sec-Fetch-Site", site)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{site}");
+    }
+    // Without an auth cookie there is nothing to protect.
+    let response = app
+        .client()
+        .post(app.url("/auth/logout"))
+        .header("Sec-Fetch-Site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+async fn fresh_csrf(app: &TestApp) -> String {
+    let response = app
+        .client()
+        .get(app.url("/auth/csrf"))
+        .send()
+        .await
+        .unwrap();
+    cookie_value(&set_cookies(response.headers())["chronos_csrf"]).to_string()
+}
+
+async fn logout_with(app: &TestApp, cookie: &str, header: Option<&str>) -> reqwest::Response {
+    let mut request = app
+        .client()
+        .post(app.url("/auth/logout"))
+        .header("Cookie", cookie);
+    if let Some(token) = header {
+        request = request.header("X-CSRF-Token", token);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn logout_needs_no_csrf_token_by_default() {
+    let app = spawn_app().await;
+    let response = logout_with(&app, "chronos_session=abc", None).await;
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn with_logout_require_csrf_the_double_submit_token_is_checked() {
+    let app = spawn_app_with(&[("LOGOUT_REQUIRE_CSRF", "true")]).await;
+    let token = fresh_csrf(&app).await;
+    let other = fresh_csrf(&app).await;
+
+    let missing = logout_with(&app, "chronos_session=abc", None).await;
+    assert_eq!(missing.status(), 403);
+    assert!(missing.headers().get("set-cookie").is_none());
+    assert_eq!(detail(missing).await, "Invalid CSRF token");
+
+    let no_cookie = logout_with(&app, "chronos_session=abc", Some(&token)).await;
+    assert_eq!(no_cookie.status(), 403, "header without cookie");
+
+    let mismatch = logout_with(
+        &app,
+        &format!("chronos_session=abc; chronos_csrf={token}"),
+        Some(&other),
+    )
+    .await;
+    assert_eq!(mismatch.status(), 403, "header and cookie differ");
+
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    let forged_pair = logout_with(
+        &app,
+        &format!("chronos_session=abc; chronos_csrf={forged}"),
+        Some(&forged),
+    )
+    .await;
+    assert_eq!(forged_pair.status(), 403, "matching but forged");
+
+    let ok = logout_with(
+        &app,
+        &format!("chronos_session=abc; chronos_csrf={token}"),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(ok.status(), 200);
+
+    // A request without session or refresh cookie has nothing to forge.
+    let anonymous = app
+        .client()
+        .post(app.url("/auth/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 200);
+}
+
+#[tokio::test]
+async fn a_token_signed_by_another_server_is_refused() {
+    let ours = spawn_app_with(&[("LOGOUT_REQUIRE_CSRF", "true")]).await;
+    let theirs = spawn_app().await;
+    let foreign = fresh_csrf(&theirs).await;
+    let response = logout_with(
+        &ours,
+        &format!("chronos_session=abc; chronos_csrf={foreign}"),
+        Some(&foreign),
+    )
+    .await;
+    assert_eq!(response.status(), 403);
+}
+
+#[tokio::test]
+async fn the_generated_csrf_secret_survives_a_restart() {
+    let app = spawn_app_with(&[("LOGOUT_REQUIRE_CSRF", "true")]).await;
+    let token = fresh_csrf(&app).await;
+    let app = app.restart().await;
+    let response = logout_with(
+        &app,
+        &format!("chronos_session=abc; chronos_csrf={token}"),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers_and_a_request_id() {
+    let app = spawn_app_with(&[("RATE_LIMIT_AUTH", "1/minute")]).await;
+    let client = app.client();
+    let requests = [
+        client.get(app.url("/health")),
+        client.get(app.url("/auth/csrf")),
+        client.get(app.url("/auth/csrf")), // 429
+        client.get(app.url("/no/such/route")),
+        client.put(app.url("/health")),
+        client
+            .post(app.url("/auth/logout"))
+            .header("Origin", "https://evil.example"),
+    ];
+    let mut statuses = Vec::new();
+    for request in requests {
+        let response = request.send().await.unwrap();
+        statuses.push(response.status().as_u16());
+        let h = response.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert_eq!(h["referrer-policy"], "strict-origin-when-cross-origin");
+        assert_eq!(
+            h["permissions-policy"],
+            "geolocation=(), microphone=(), camera=()"
+        );
+        assert!(!h["x-request-id"].is_empty());
+        assert!(h.get("strict-transport-security").is_none(), "development");
+    }
+    assert_eq!(statuses, [200, 200, 429, 404, 405, 403]);
+}
+
+#[tokio::test]
+async fn auth_responses_are_never_cached() {
+    let app = spawn_app().await;
+    for (method, path) in [
+        ("GET", "/auth/csrf"),
+        ("POST", "/auth/logout"),
+        ("GET", "/auth/nope"),
+    ] {
+        let response = app
+            .client()
+            .request(method.parse().unwrap(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["cache-control"], "no-store", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_routes_and_wrong_methods_answer_json() {
+    let app = spawn_app().await;
+    let response = app
+        .client()
+        .get(app.url("/does-not-exist"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(detail(response).await, "Not Found");
+    let response = app
+        .client()
+        .get(app.url("/auth/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(detail(response).await, "Method Not Allowed");
+}
+
+#[tokio::test]
+async fn a_sane_request_id_is_echoed_and_an_odd_one_replaced() {
+    let app = spawn_app().await;
+    let response = app
+        .client()
+        .get(app.url("/health"))
+        .header("X-Request-ID", "trace-42.abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "trace-42.abc");
+    let response = app
+        .client()
+        .get(app.url("/health"))
+        .header("X-Request-ID", "<script>alert(1)</script>")
+        .send()
+        .await
+        .unwrap();
+    let id = response.headers()["x-request-id"].to_str().unwrap();
+    assert_ne!(id, "<script>alert(1)</script>");
+    assert_eq!(id.len(), 36, "a fresh UUID: {id}");
+}
+
+#[tokio::test]
+async fn production_adds_strict_transport_security() {
+    let app = spawn_app_with(&[
+        ("ENVIRONMENT", "production"),
+        ("CSRF_SECRET_KEY", "0123456789abcdef0123456789abcdef-prod"),
+    ])
+    .await;
+    let response = app.client().get(app.url("/health")).send().await.unwrap();
+    assert!(
+        response.headers()["strict-transport-security"]
+            .to_str()
+            .unwrap()
+            .starts_with("max-age=")
+    );
+    let cleared = set_cookies(
+        app.client()
+            .post(app.url("/auth/logout"))
+            .send()
+            .await
+            .unwrap()
+            .headers(),
+    );
+    assert!(cleared["__Host-session"].contains("Secure"));
+}
