@@ -38,6 +38,9 @@ pub enum ApiError {
     /// 405 `Method Not Allowed`.
     #[error("Method Not Allowed")]
     MethodNotAllowed,
+    /// 408: the body did not arrive in time.
+    #[error("Request body timeout")]
+    RequestTimeout,
     /// 413: the body is over the limit.
     #[error("Request body too large")]
     PayloadTooLarge,
@@ -70,6 +73,7 @@ impl ApiError {
             Self::InvalidOrigin | Self::FetchMetadata | Self::InvalidCsrf => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,

@@ -4,12 +4,14 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -19,6 +21,8 @@ use crate::security::client_ip::ClientIp;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Request heads (request line + headers) larger than this get 431.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Time allowed for a request body to arrive once the head is in.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -79,6 +83,29 @@ fn head_size(req: &Request) -> usize {
         + uri
 }
 
+/// Reads the whole body, within the size and time limits, so that every
+/// route sees a complete body or none (a chunked body over the limit gets
+/// 413 like a declared one; a trickled body gets 408 instead of a stuck task).
+async fn buffer_body(req: Request) -> Result<Request, ApiError> {
+    let (parts, body) = req.into_parts();
+    let collected = tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        Limited::new(body, MAX_BODY_BYTES).collect(),
+    )
+    .await
+    .map_err(|_| ApiError::RequestTimeout)?;
+    match collected {
+        Ok(collected) => Ok(Request::from_parts(parts, Body::from(collected.to_bytes()))),
+        Err(error) if error.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge),
+        Err(_) => Err(ApiError::BadRequest("Invalid request body")),
+    }
+}
+
+fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || declared_body_len(headers).is_some_and(|n| n > 0)
+}
+
 fn declared_body_len(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)?
@@ -116,6 +143,11 @@ pub async fn envelope(
         ApiError::HeadersTooLarge.into_response()
     } else if declared_body_len(req.headers()).is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         ApiError::PayloadTooLarge.into_response()
+    } else if has_body(req.headers()) {
+        match buffer_body(req).await {
+            Ok(req) => next.run(req).await,
+            Err(error) => error.into_response(),
+        }
     } else {
         next.run(req).await
     };

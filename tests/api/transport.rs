@@ -113,3 +113,32 @@ async fn a_client_that_trickles_its_headers_is_cut_off() {
     };
     assert!(closed_after >= Duration::from_secs(5), "{closed_after:?}");
 }
+
+#[tokio::test]
+async fn a_chunked_body_over_64_kb_gets_413_too() {
+    let app = spawn_app().await;
+    let mut request = b"POST /auth/logout HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    for _ in 0..5 {
+        request.extend_from_slice(format!("{:x}\r\n", 20_000).as_bytes());
+        request.extend_from_slice(&vec![b'y'; 20_000]);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    let answer = raw_exchange(&app, &request, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("Request body too large"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_body_that_never_finishes_gets_408_instead_of_holding_the_server() {
+    let app = spawn_app().await;
+    let started = Instant::now();
+    let answer = raw_exchange(
+        &app,
+        b"POST /auth/logout HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"partial\":",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
