@@ -12,16 +12,23 @@ use tokio::net::TcpListener;
 
 use crate::config::{ConfigError, Settings};
 use crate::cookies::CookiePolicy;
+use crate::identity::IdentityProvider;
+use crate::identity::embedded::{EmbeddedConfig, EmbeddedIdp, Passwords};
+use crate::identity::tokens::AccessTokens;
 use crate::routes;
 use crate::secrets;
 use crate::security::client_ip::ClientIpResolver;
 use crate::security::csrf::CsrfTokens;
 use crate::security::envelope::{self, MAX_BODY_BYTES, SecurityHeaders};
 use crate::security::rate_limit::RateLimiter;
+use crate::security::redirects::RedirectPolicy;
 use crate::security::{cors, guard};
 use crate::server;
 use crate::store::RateLimitStore;
+use crate::store::flows::{FlowStore, SqliteFlows};
 use crate::store::memory::MemoryRateLimitStore;
+use crate::store::revocations::{RevocationStore, SqliteRevocations};
+use crate::store::sqlite;
 
 /// Everything a request handler may need, built once and shared.
 pub struct AppState {
@@ -37,6 +44,16 @@ pub struct AppState {
     pub public_url: String,
     pub public_origin: String,
     pub security_headers: SecurityHeaders,
+    /// Where a sign-in may return to.
+    pub redirects: RedirectPolicy,
+    /// The identity provider the flows run against.
+    pub idp: Arc<dyn IdentityProvider>,
+    /// The embedded provider, when it is the one in use (its sign-in page).
+    pub embedded: Option<Arc<EmbeddedIdp>>,
+    pub flows: Arc<dyn FlowStore>,
+    pub revocations: Arc<dyn RevocationStore>,
+    /// `LOGOUT_CLEAR_SITE_DATA`, ready to send.
+    pub clear_site_data: Option<http::HeaderValue>,
 }
 
 /// Why the server could not start; displayed as one line.
@@ -71,7 +88,7 @@ impl Application {
             addr: settings.bind,
             source,
         })?;
-        let state = Arc::new(build_state(settings, local)?);
+        let state = Arc::new(build_state(settings, local).await?);
         Ok(Self {
             router: router(state.clone()),
             listener,
@@ -92,30 +109,44 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then drains open connections.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
-        let pruner = tokio::spawn(prune_periodically(self.state.clone()));
+        let tasks = [
+            tokio::spawn(prune_rate_limits(self.state.clone())),
+            tokio::spawn(follow_revocations(self.state.clone())),
+            tokio::spawn(prune_stores(self.state.clone())),
+        ];
         let result = server::serve(self.listener, self.router, shutdown).await;
-        pruner.abort();
+        for task in tasks {
+            task.abort();
+        }
         result
     }
 }
 
-fn build_state(settings: Settings, local: SocketAddr) -> Result<AppState, StartupError> {
+/// A DATA_DIR problem, as a one-line configuration error.
+fn data_dir_error(settings: &Settings, what: &str, e: impl std::fmt::Display) -> ConfigError {
+    ConfigError::new(
+        "DATA_DIR",
+        format!("cannot keep {what} in {}: {e}", settings.data_dir.display()),
+    )
+}
+
+async fn build_state(settings: Settings, local: SocketAddr) -> Result<AppState, StartupError> {
+    secrets::ensure_dir(&settings.data_dir).map_err(|e| data_dir_error(&settings, "data", e))?;
     let csrf_key = match &settings.csrf_secret {
         Some(secret) => secret.expose().to_vec(),
-        None => secrets::load_or_generate(&settings.data_dir, "csrf_secret", 32).map_err(|e| {
-            ConfigError::new(
-                "DATA_DIR",
-                format!(
-                    "cannot keep the generated CSRF secret in {}: {e}",
-                    settings.data_dir.display()
-                ),
-            )
-        })?,
+        None => secrets::load_or_generate(&settings.data_dir, "csrf_secret", 32)
+            .map_err(|e| data_dir_error(&settings, "the generated CSRF secret", e))?,
     };
     let public_url = settings
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{local}"));
+
+    let Identity {
+        pool,
+        revocations,
+        embedded,
+    } = open_identity(&settings, &public_url).await?;
     let public_origin = origin_of(&public_url);
     let auth_store: Arc<dyn RateLimitStore> =
         Arc::new(MemoryRateLimitStore::new(&settings.rate_limit_auth));
@@ -134,7 +165,77 @@ fn build_state(settings: Settings, local: SocketAddr) -> Result<AppState, Startu
         public_url,
         public_origin,
         security_headers: SecurityHeaders::new(settings.is_production()),
+        redirects: RedirectPolicy::new(
+            &settings.frontend_url,
+            settings.oauth_redirect_urls.clone(),
+        ),
+        idp: embedded.clone(),
+        embedded: Some(embedded),
+        flows: Arc::new(SqliteFlows::new(pool)),
+        revocations,
+        clear_site_data: settings
+            .logout_clear_site_data
+            .as_deref()
+            .and_then(|v| http::HeaderValue::from_str(v).ok()),
         settings,
+    })
+}
+
+/// The embedded identity provider and the stores it shares with the
+/// server, opened from the settings (also used by the CLI).
+pub struct Identity {
+    pub pool: sqlx::SqlitePool,
+    pub revocations: Arc<dyn RevocationStore>,
+    pub embedded: Arc<EmbeddedIdp>,
+}
+
+pub async fn open_identity(
+    settings: &Settings,
+    public_url: &str,
+) -> Result<Identity, StartupError> {
+    secrets::ensure_dir(&settings.data_dir).map_err(|e| data_dir_error(settings, "data", e))?;
+    let database_url = sqlite::database_url(settings);
+    let pool = sqlite::open(&database_url).await.map_err(|e| {
+        ConfigError::new(
+            if settings.database_url.is_some() {
+                "DATABASE_URL"
+            } else {
+                "DATA_DIR"
+            },
+            format!("cannot open the database: {e}"),
+        )
+    })?;
+    let revocations: Arc<dyn RevocationStore> = Arc::new(
+        SqliteRevocations::load(pool.clone(), settings.access_token_ttl)
+            .await
+            .map_err(|e| data_dir_error(settings, "revocations", e))?,
+    );
+    let tokens = Arc::new(
+        AccessTokens::load_or_generate(&settings.data_dir, public_url, settings.access_token_ttl)
+            .map_err(|e| data_dir_error(settings, "the token signing key", e))?,
+    );
+    let refresh_key = secrets::load_or_generate(&settings.data_dir, "refresh_secret", 32)
+        .map_err(|e| data_dir_error(settings, "the refresh-token secret", e))?;
+    let passwords = Passwords::new().map_err(|e| data_dir_error(settings, "passwords", e))?;
+    let embedded = Arc::new(
+        EmbeddedIdp::new(
+            pool.clone(),
+            passwords,
+            tokens,
+            revocations.clone(),
+            EmbeddedConfig {
+                public_url: public_url.to_string(),
+                refresh_key,
+                refresh_ttl: settings.cookies.max_age,
+                reuse_interval: settings.refresh_reuse_interval,
+            },
+        )
+        .map_err(|e| data_dir_error(settings, "the identity provider", e))?,
+    );
+    Ok(Identity {
+        pool,
+        revocations,
+        embedded,
     })
 }
 
@@ -157,7 +258,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// Rate-limit counters of clients whose budget has refilled are dropped, so
 /// memory follows the number of recently active clients, not all ever seen.
-async fn prune_periodically(state: Arc<AppState>) {
+async fn prune_rate_limits(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -165,6 +266,41 @@ async fn prune_periodically(state: Arc<AppState>) {
         state.auth_limiter.store().prune();
         if let Some(verify) = &state.verify_limiter {
             verify.store().prune();
+        }
+    }
+}
+
+/// How often revocations recorded by other processes (the CLI, replicas)
+/// are picked up: the bound on how long a revoked session lingers here.
+pub const REVOCATION_POLL: Duration = Duration::from_millis(250);
+
+async fn follow_revocations(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(REVOCATION_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(error) = state.revocations.sync().await {
+            tracing::warn!(error = format!("{error:#}"), "revocation sync failed");
+        }
+    }
+}
+
+/// Expired flows, codes, revocations and dead sessions are deleted hourly.
+async fn prune_stores(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let results = [
+            state.flows.prune().await,
+            state.revocations.prune().await,
+            match &state.embedded {
+                Some(idp) => idp.prune().await,
+                None => Ok(()),
+            },
+        ];
+        for error in results.into_iter().filter_map(Result::err) {
+            tracing::warn!(error = format!("{error:#}"), "pruning failed");
         }
     }
 }

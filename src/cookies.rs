@@ -15,9 +15,17 @@ pub enum CookieKind {
     Refresh,
     /// The CSRF token; readable by JavaScript so it can echo it in a header.
     Csrf,
+    /// A sign-in flow in progress (references the PKCE verifier). HttpOnly.
+    Flow,
+    /// The sign-in form's own anti-CSRF token. HttpOnly.
+    SigninForm,
 }
 
+/// How long the flow and sign-in form cookies live.
+pub const FLOW_COOKIE_MAX_AGE: u64 = 600;
+
 impl CookieKind {
+    /// The three cookies of the API, the ones logout clears.
     pub const ALL: [CookieKind; 3] = [CookieKind::Session, CookieKind::Refresh, CookieKind::Csrf];
 
     fn index(self) -> usize {
@@ -39,7 +47,7 @@ struct Spec {
 
 #[derive(Debug, Clone)]
 pub struct CookiePolicy {
-    specs: [Spec; 3],
+    specs: [Spec; 5],
     /// `; Path=/[; Domain=..][; Secure]`, shared by every cookie.
     scope: String,
     same_site: &'static str,
@@ -56,6 +64,12 @@ impl CookiePolicy {
             scope.push_str("; Secure");
         }
         let same_site = settings.same_site.as_str();
+        // Our auxiliary cookies take the strongest prefix the settings allow.
+        let prefix = match (settings.secure, settings.domain.is_some()) {
+            (true, false) => "__Host-",
+            (true, true) => "__Secure-",
+            (false, _) => "",
+        };
         let spec = |name: &str, http_only: bool, max_age: u64| {
             let cleared = render(name, "", &scope, http_only, same_site, None);
             Spec {
@@ -70,6 +84,12 @@ impl CookiePolicy {
                 spec(&settings.session_name, true, settings.max_age),
                 spec(&settings.refresh_name, true, settings.max_age),
                 spec(&settings.csrf_name, false, csrf_ttl),
+                spec(&format!("{prefix}chronos_flow"), true, FLOW_COOKIE_MAX_AGE),
+                spec(
+                    &format!("{prefix}chronos_signin"),
+                    true,
+                    FLOW_COOKIE_MAX_AGE,
+                ),
             ],
             scope,
             same_site,

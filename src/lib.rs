@@ -4,12 +4,16 @@
 
 /// Building the router and its layers; binding; running.
 pub mod app;
+/// Operator commands: users and sessions.
+pub mod cli;
 /// Settings from the environment, validated; the documented variable table.
 pub mod config;
 /// The cookie policy: one place sets and clears every cookie.
 pub mod cookies;
 /// The error type that maps to HTTP status and `{"detail"}` bodies.
 pub mod error;
+/// Identity providers behind one trait: the embedded one, access tokens, JWKS.
+pub mod identity;
 /// The routes, one module per endpoint family.
 pub mod routes;
 /// Secrets generated into DATA_DIR on first start.

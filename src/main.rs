@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 
 use chronos::app::Application;
 use chronos::config::{Settings, VARIABLES};
-use chronos::{server, telemetry};
+use chronos::{cli, server, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -27,6 +27,35 @@ struct Cli {
 enum Command {
     /// Run the HTTP server (the default).
     Serve,
+    /// Manage accounts of the embedded identity provider.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Inspect sessions.
+    #[command(subcommand)]
+    Session(SessionCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from stdin (prompted on a terminal).
+    Add {
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List users.
+    List,
+    /// Delete a user and end all of their sessions.
+    Remove { email: String },
+    /// End every session of a user at once (incident response); a running
+    /// server refuses their tokens within a second.
+    Logout { email: String },
+}
+
+#[derive(Subcommand)]
+enum SessionCommand {
+    /// List active sessions, of one user or of everyone.
+    List { email: Option<String> },
 }
 
 fn env_help() -> String {
@@ -44,6 +73,45 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(),
+        Command::User(command) => admin(|settings| async move {
+            match command {
+                UserCommand::Add { email, name } => {
+                    cli::user_add(&settings, &email, name.as_deref()).await
+                }
+                UserCommand::List => cli::user_list(&settings).await,
+                UserCommand::Remove { email } => cli::user_remove(&settings, &email).await,
+                UserCommand::Logout { email } => cli::user_logout(&settings, &email).await,
+            }
+        }),
+        Command::Session(SessionCommand::List { email }) => {
+            admin(|settings| async move { cli::session_list(&settings, email.as_deref()).await })
+        }
+    }
+}
+
+/// Runs an operator command against the configured database.
+fn admin<F, Fut>(command: F) -> ExitCode
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: std::future::Future<Output = Result<(), cli::CliError>>,
+{
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(e) => return fail(format!("configuration error: {e}")),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    match runtime.block_on(command(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chronos: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -9,6 +9,21 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use rand::Rng;
 
+/// A fresh random token: `bytes` random bytes, base64url without padding.
+pub fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    B64.encode(buf)
+}
+
+/// How one-time codes, refresh tokens and flow ids are stored: SHA-256,
+/// base64url. The tokens carry 256 bits of randomness, so a fast hash is
+/// enough (no password-style stretching needed).
+pub fn hash_token(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    B64.encode(Sha256::digest(token.as_bytes()))
+}
+
 /// Creates `dir` (mode 0700 on Unix) if it does not exist.
 pub fn ensure_dir(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {

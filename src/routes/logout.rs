@@ -2,26 +2,90 @@
 //! required (a body is ignored), always 200 `{"message": "Logged out"}`,
 //! and the session, refresh and CSRF cookies cleared with the attributes
 //! they were set with, whether or not the request carried them.
+//!
+//! Beyond the seed, it ends the session on the server (`LOGOUT_SCOPE`, or
+//! `?scope=local|global|none`): the refresh family can no longer refresh and
+//! the access token is refused everywhere at once. Only sessions the caller
+//! proves to own are ended: by a valid access token, or by a refresh token
+//! the provider knows. Anything else in the cookies is ignored silently.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::response::Response;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 
+use super::extract::{query_pairs, query_param};
 use crate::app::AppState;
+use crate::config::LogoutScope;
+use crate::cookies::CookieKind;
+use crate::identity::EndSessions;
 
 const BODY: &[u8] = br#"{"message":"Logged out"}"#;
 
-pub async fn logout(State(state): State<Arc<AppState>>) -> Response {
+static CLEAR_SITE_DATA: HeaderName = HeaderName::from_static("clear-site-data");
+
+pub async fn logout(
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let scope = query
+        .as_deref()
+        .and_then(|q| query_param(&query_pairs(Some(q)), "scope"))
+        .and_then(|s| LogoutScope::parse(&s))
+        .unwrap_or(state.settings.logout_scope);
+    if scope != LogoutScope::None {
+        end_owned_sessions(&state, &headers, scope).await;
+    }
+
     let mut response = Response::new(Body::from(BODY));
     *response.status_mut() = StatusCode::OK;
-    let headers = response.headers_mut();
-    headers.insert(
+    let out = response.headers_mut();
+    out.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    state.cookies.clear_all(headers);
+    state.cookies.clear_all(out);
+    if let Some(directives) = &state.clear_site_data {
+        out.insert(CLEAR_SITE_DATA.clone(), directives.clone());
+    }
     response
+}
+
+/// The (user, session) pairs the request's cookies prove ownership of.
+async fn owned_sessions(state: &AppState, headers: &HeaderMap) -> Vec<(String, String)> {
+    let mut owned = Vec::new();
+    if let Some(token) = state.cookies.read(headers, CookieKind::Session)
+        && let Ok(claims) = state.idp.verify_access_token(token)
+    {
+        owned.push((claims.sub.clone(), claims.sid.clone()));
+    }
+    if let Some(token) = state.cookies.read(headers, CookieKind::Refresh) {
+        match state.idp.owner_of_refresh_token(token).await {
+            Ok(Some(pair)) if !owned.contains(&pair) => owned.push(pair),
+            Ok(_) => {}
+            Err(error) => tracing::error!(error = %error, "logout: refresh token lookup failed"),
+        }
+    }
+    owned
+}
+
+async fn end_owned_sessions(state: &AppState, headers: &HeaderMap, scope: LogoutScope) {
+    for (user_id, session_id) in owned_sessions(state, headers).await {
+        let which = match scope {
+            LogoutScope::Global => EndSessions::AllOf { user_id },
+            _ => EndSessions::One {
+                user_id,
+                session_id,
+            },
+        };
+        // The contract is "always 200": a failure is logged loudly, and the
+        // cookies are cleared regardless.
+        match state.idp.end_sessions(which).await {
+            Ok(ended) => tracing::info!(sessions = ended.len(), "logout ended sessions"),
+            Err(error) => tracing::error!(error = %error, "logout: could not end the session"),
+        }
+    }
 }

@@ -1,8 +1,15 @@
 //! HTTP routes. Each module owns its handlers; [`router`] assembles them.
 
 mod csrf;
+mod desktop;
+pub mod extract;
 mod health;
+pub mod html;
+mod jwks;
+mod login;
 mod logout;
+pub mod session;
+mod signin;
 
 use std::sync::Arc;
 
@@ -17,6 +24,14 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/health", get(health::health))
         .route("/auth/csrf", get(csrf::issue))
         .route("/auth/logout", post(logout::logout))
+        .route("/auth/google/login", get(login::start))
+        .route("/auth/web/callback", post(session::exchange))
+        .route("/auth/session", get(session::current))
+        .route("/auth/refresh", post(session::refresh))
+        .route("/auth/desktop/callback", get(desktop::callback))
+        .route("/auth/signin", get(signin::page).post(signin::sign_in))
+        .route("/auth/signup", post(signin::sign_up))
+        .route("/.well-known/jwks.json", get(jwks::jwks))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

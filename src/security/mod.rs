@@ -13,3 +13,5 @@ pub mod envelope;
 pub mod guard;
 /// The `RATE_LIMIT_*` grammar and the limiter.
 pub mod rate_limit;
+/// The allow-list of sign-in redirect targets.
+pub mod redirects;

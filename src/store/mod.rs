@@ -2,7 +2,14 @@
 //! process can keep it in memory and many replicas can share it (Redis,
 //! Postgres) without the HTTP layer noticing.
 
+/// Sign-in flows started by `/auth/google/login` (PKCE verifiers).
+pub mod flows;
+/// In-process rate-limit counters.
 pub mod memory;
+/// Revoked sessions: in memory for the hot path, persisted in SQLite.
+pub mod revocations;
+/// Opening the SQLite database and running migrations.
+pub mod sqlite;
 
 use std::time::Duration;
 

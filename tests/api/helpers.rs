@@ -6,7 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chronos::app::Application;
+use std::sync::Arc;
+
+use chronos::app::{AppState, Application};
 use chronos::config::Settings;
 use reqwest::header::HeaderMap;
 use tempfile::TempDir;
@@ -14,6 +16,7 @@ use tokio::sync::oneshot;
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    pub state: Arc<AppState>,
     pub data_dir: TempDir,
     env: HashMap<String, String>,
     stop: Option<oneshot::Sender<()>>,
@@ -38,7 +41,9 @@ impl TestApp {
     /// Stops this instance and starts another on the same DATA_DIR and env.
     pub async fn restart(mut self) -> TestApp {
         self.stop().await;
-        let env = std::mem::take(&mut self.env);
+        let mut env = std::mem::take(&mut self.env);
+        // Same address, so PUBLIC_URL (the token issuer) stays the same.
+        env.insert("BIND".into(), self.addr.to_string());
         let data_dir = std::mem::replace(&mut self.data_dir, TempDir::new().unwrap());
         start(env, data_dir).await
     }
@@ -97,6 +102,7 @@ async fn start(env: HashMap<String, String>, data_dir: TempDir) -> TestApp {
     .expect("test settings are valid");
     let app = Application::build(settings).await.expect("app starts");
     let addr = app.local_addr();
+    let state = app.state().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         app.run_until(async {
@@ -107,6 +113,7 @@ async fn start(env: HashMap<String, String>, data_dir: TempDir) -> TestApp {
     });
     TestApp {
         addr,
+        state,
         data_dir,
         env,
         stop: Some(stop),

@@ -2,10 +2,12 @@
 //! HTTP. One binary, one module per area.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod browser;
 mod helpers;
 
 mod config;
 mod logout;
 mod rate_limit;
 mod security;
+mod session;
 mod transport;

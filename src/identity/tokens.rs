@@ -1,0 +1,264 @@
+//! Access tokens: EdDSA-signed JWTs with a key generated into `DATA_DIR` on
+//! first start, published as a JWKS so other services can verify them.
+//!
+//! Signature verification costs tens of microseconds, and the same token is
+//! presented on every request of a session, so verified claims are kept in
+//! a bounded cache keyed by the whole token. Expiry is still checked on
+//! every use, and revocation is the caller's next step.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use ed25519_dalek::SigningKey;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use quick_cache::sync::Cache;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::secrets;
+
+/// Audience of every access token this server issues.
+pub const AUDIENCE: &str = "chronos";
+/// Tokens longer than this are refused before any parsing.
+const MAX_TOKEN_LEN: usize = 8 * 1024;
+/// Verified tokens remembered (about 1 KiB each).
+const CACHE_CAPACITY: usize = 20_000;
+
+/// The claims of an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    /// User id.
+    pub sub: String,
+    pub email: String,
+    /// Session id: what logout and revocation act on.
+    pub sid: String,
+    pub jti: String,
+    pub iat: u64,
+    pub exp: u64,
+    /// Profile fields carried so that `/auth/session` needs no lookup.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub avatar_url: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("invalid token")]
+    Invalid,
+    #[error("expired token")]
+    Expired,
+}
+
+pub struct AccessTokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    kid: String,
+    jwks: Arc<str>,
+    validation: Validation,
+    issuer: String,
+    ttl: u64,
+    verified: Cache<String, Arc<AccessClaims>>,
+}
+
+/// PKCS#8 v1 wrapping of an Ed25519 seed (RFC 8410): a fixed prefix + 32 bytes.
+fn ed25519_pkcs8(seed: &[u8; 32]) -> Vec<u8> {
+    const PREFIX: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    let mut der = PREFIX.to_vec();
+    der.extend_from_slice(seed);
+    der
+}
+
+impl AccessTokens {
+    /// Loads the signing key from `dir` (creating it on first start).
+    pub fn load_or_generate(dir: &Path, issuer: &str, ttl: u64) -> io::Result<Self> {
+        let seed = secrets::load_or_generate(dir, "jwt_ed25519_seed", 32)?;
+        let seed: [u8; 32] = seed[..32]
+            .try_into()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad signing key"))?;
+        Ok(Self::from_seed(&seed, issuer, ttl))
+    }
+
+    pub fn from_seed(seed: &[u8; 32], issuer: &str, ttl: u64) -> Self {
+        let public = SigningKey::from_bytes(seed).verifying_key().to_bytes();
+        let x = B64.encode(public);
+        // RFC 7638 thumbprint: members in lexicographic order, no spaces.
+        let thumbprint = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+        let kid = B64.encode(Sha256::digest(thumbprint.as_bytes()));
+        let jwks = serde_json::json!({
+            "keys": [{
+                "kty": "OKP",
+                "crv": "Ed25519",
+                "x": x,
+                "kid": kid,
+                "use": "sig",
+                "alg": "EdDSA",
+            }]
+        })
+        .to_string();
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.leeway = 0;
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        Self {
+            encoding: EncodingKey::from_ed_der(&ed25519_pkcs8(seed)),
+            decoding: DecodingKey::from_ed_der(&public),
+            kid,
+            jwks: jwks.into(),
+            validation,
+            issuer: issuer.to_string(),
+            ttl,
+            verified: Cache::new(CACHE_CAPACITY),
+        }
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub fn ttl(&self) -> u64 {
+        self.ttl
+    }
+
+    /// The JWKS document, rendered once.
+    pub fn jwks(&self) -> Arc<str> {
+        self.jwks.clone()
+    }
+
+    pub fn sign(&self, claims: &AccessClaims) -> Result<String, jsonwebtoken::errors::Error> {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+    }
+
+    /// Signature, issuer, audience and expiry, at `now` (Unix seconds).
+    pub fn verify(&self, token: &str, now: u64) -> Result<Arc<AccessClaims>, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Invalid);
+        }
+        let claims = match self.verified.get(token) {
+            Some(claims) => claims,
+            None => {
+                let data =
+                    jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
+                        .map_err(|e| match e.kind() {
+                        jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                        _ => TokenError::Invalid,
+                    })?;
+                let claims = Arc::new(data.claims);
+                if claims.exp > now {
+                    self.verified.insert(token.to_owned(), claims.clone());
+                }
+                claims
+            }
+        };
+        if claims.exp <= now {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn claims(exp: u64) -> AccessClaims {
+        AccessClaims {
+            iss: "http://issuer".into(),
+            aud: AUDIENCE.into(),
+            sub: "user-1".into(),
+            email: "a@example.com".into(),
+            sid: "session-1".into(),
+            jti: "j".into(),
+            iat: NOW,
+            exp,
+            name: Some("A".into()),
+            avatar_url: None,
+            created_at: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    fn tokens(seed: u8) -> AccessTokens {
+        AccessTokens::from_seed(&[seed; 32], "http://issuer", 3600)
+    }
+
+    #[test]
+    fn a_signed_token_verifies_and_carries_its_claims() {
+        let t = tokens(1);
+        let token = t.sign(&claims(NOW + 60)).unwrap();
+        assert_eq!(*t.verify(&token, NOW).unwrap(), claims(NOW + 60));
+        // Again, from the cache.
+        assert_eq!(t.verify(&token, NOW).unwrap().sid, "session-1");
+    }
+
+    #[test]
+    fn expiry_is_checked_on_every_use_even_when_cached() {
+        let t = tokens(1);
+        let token = t.sign(&claims(NOW + 60)).unwrap();
+        assert!(t.verify(&token, NOW).is_ok());
+        assert_eq!(t.verify(&token, NOW + 60), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn another_key_or_a_tampered_token_is_refused() {
+        let token = tokens(1).sign(&claims(NOW + 60)).unwrap();
+        assert_eq!(tokens(2).verify(&token, NOW), Err(TokenError::Invalid));
+        let mut parts: Vec<String> = token.split('.').map(String::from).collect();
+        let mut evil = claims(NOW + 60);
+        evil.sub = "admin".into();
+        parts[1] = B64.encode(serde_json::to_vec(&evil).unwrap());
+        assert_eq!(
+            tokens(1).verify(&parts.join("."), NOW),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn unsigned_and_symmetric_algorithms_are_refused() {
+        let t = tokens(1);
+        let body = B64.encode(serde_json::to_vec(&claims(NOW + 60)).unwrap());
+        let none = format!("{}.{body}.", B64.encode(br#"{"alg":"none","typ":"JWT"}"#));
+        assert!(t.verify(&none, NOW).is_err());
+        let hs = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims(NOW + 60),
+            &EncodingKey::from_secret(t.jwks.as_bytes()),
+        )
+        .unwrap();
+        assert!(t.verify(&hs, NOW).is_err());
+        for garbage in ["", "a.b.c", "not a token", &"x".repeat(10_000)] {
+            assert!(t.verify(garbage, NOW).is_err());
+        }
+    }
+
+    #[test]
+    fn the_jwks_publishes_the_verifying_key() {
+        let t = tokens(3);
+        let token = t.sign(&claims(NOW + 60)).unwrap();
+        let jwks: serde_json::Value = serde_json::from_str(&t.jwks()).unwrap();
+        let key = &jwks["keys"][0];
+        assert_eq!(key["kty"], "OKP");
+        assert_eq!(key["crv"], "Ed25519");
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.kid.as_deref(), key["kid"].as_str());
+        let decoding = DecodingKey::from_ed_components(key["x"].as_str().unwrap()).unwrap();
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_audience(&[AUDIENCE]);
+        validation.validate_exp = false;
+        assert!(jsonwebtoken::decode::<AccessClaims>(&token, &decoding, &validation).is_ok());
+    }
+}

@@ -1,0 +1,123 @@
+//! `GET /auth/session`, `POST /auth/web/callback`, `POST /auth/refresh`:
+//! the session lifecycle, and the cookies that carry it.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, header};
+use serde::{Deserialize, Serialize};
+
+use super::extract::{ApiJson, Client};
+use crate::app::AppState;
+use crate::cookies::CookieKind;
+use crate::error::{ApiError, Result};
+use crate::identity::{AccessClaims, IdpError, IssuedSession, User};
+use crate::unix_now;
+
+/// `{"user": ..., "expires_at": ...}`, fields in the API's order.
+#[derive(Serialize)]
+struct SessionBody<'a> {
+    user: &'a User,
+    expires_at: u64,
+}
+
+fn session_body(user: &User, expires_at: u64) -> Json<SessionBody<'_>> {
+    Json(SessionBody { user, expires_at })
+}
+
+/// The response that starts or renews a session: all three cookies
+/// rewritten (a fresh CSRF token with every new session).
+fn session_response(state: &AppState, issued: &IssuedSession, mut headers: HeaderMap) -> Response {
+    let csrf = state.csrf.issue(unix_now());
+    for (kind, value) in [
+        (CookieKind::Session, issued.access_token.as_str()),
+        (CookieKind::Refresh, issued.refresh_token.as_str()),
+        (CookieKind::Csrf, csrf.as_str()),
+    ] {
+        headers.append(header::SET_COOKIE, state.cookies.set(kind, value));
+    }
+    (headers, session_body(&issued.user, issued.expires_at)).into_response()
+}
+
+/// The verified, unrevoked claims of the request's session cookie.
+pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<AccessClaims>> {
+    let token = state
+        .cookies
+        .read(headers, CookieKind::Session)
+        .ok_or(ApiError::NotAuthenticated)?;
+    let claims = state
+        .idp
+        .verify_access_token(token)
+        .map_err(|_| ApiError::NotAuthenticated)?;
+    if state.revocations.is_revoked(&claims.sid) {
+        return Err(ApiError::NotAuthenticated);
+    }
+    Ok(claims)
+}
+
+pub async fn current(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response> {
+    let claims = authenticate(&state, &headers)?;
+    Ok(session_body(&User::from_claims(&claims), claims.exp).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct CodeExchange {
+    code: String,
+}
+
+pub async fn exchange(
+    State(state): State<Arc<AppState>>,
+    Client(client): Client,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CodeExchange>,
+) -> Result<Response> {
+    if body.code.is_empty() || body.code.len() > 512 {
+        return Err(ApiError::AuthenticationFailed);
+    }
+    // The flow cookie proves this browser started the sign-in.
+    let flow_id = state
+        .cookies
+        .read(&headers, CookieKind::Flow)
+        .ok_or(ApiError::AuthenticationFailed)?;
+    let flow = state
+        .flows
+        .take(flow_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or(ApiError::AuthenticationFailed)?;
+    let issued = state
+        .idp
+        .exchange_code(&body.code, &flow.code_verifier, &flow.redirect_uri, &client)
+        .await
+        .map_err(|e| match e {
+            IdpError::Rejected => ApiError::AuthenticationFailed,
+            IdpError::Unavailable(e) => ApiError::ProviderUnavailable(e),
+            IdpError::Internal(e) => ApiError::Internal(e),
+        })?;
+    let mut extra = HeaderMap::new();
+    extra.append(header::SET_COOKIE, state.cookies.clear(CookieKind::Flow));
+    Ok(session_response(&state, &issued, extra))
+}
+
+pub async fn refresh(
+    State(state): State<Arc<AppState>>,
+    Client(client): Client,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let token = state
+        .cookies
+        .read(&headers, CookieKind::Refresh)
+        .ok_or(ApiError::RefreshFailed)?;
+    let issued = state
+        .idp
+        .refresh(token, &client)
+        .await
+        .map_err(|e| match e {
+            IdpError::Rejected => ApiError::RefreshFailed,
+            IdpError::Unavailable(e) => ApiError::ProviderUnavailable(e),
+            IdpError::Internal(e) => ApiError::Internal(e),
+        })?;
+    Ok(session_response(&state, &issued, HeaderMap::new()))
+}

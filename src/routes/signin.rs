@@ -1,0 +1,332 @@
+//! The embedded identity provider's sign-in page: `GET /auth/signin` shows
+//! the form, `POST /auth/signin` and `POST /auth/signup` check it and answer
+//! 303 to the allow-listed `redirect_uri` with a one-time code.
+//!
+//! Login CSRF is stopped three times over: the Origin check (only our own
+//! origin may post here), a hidden token that must match an httpOnly cookie
+//! set with the form, and PKCE (a code made for someone else's challenge is
+//! useless in this browser's flow).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+
+use super::extract::{query_pairs, query_param};
+use super::html::{Page, escape};
+use crate::app::AppState;
+use crate::cookies::CookieKind;
+use crate::identity::embedded::{AccountError, EmbeddedIdp};
+use crate::security::csrf::same_token;
+use crate::unix_now;
+
+/// What the page must carry from the authorize request to the form post.
+struct FlowParams {
+    redirect_uri: String,
+    code_challenge: String,
+}
+
+fn is_challenge(value: &str) -> bool {
+    value.len() == 43
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl FlowParams {
+    fn from_pairs(state: &AppState, pairs: &[(String, String)]) -> Option<Self> {
+        let redirect_uri = query_param(pairs, "redirect_uri")?;
+        let code_challenge = query_param(pairs, "code_challenge")?;
+        let method = query_param(pairs, "code_challenge_method")?;
+        (method == "S256" && is_challenge(&code_challenge) && state.redirects.allows(&redirect_uri))
+            .then_some(Self {
+                redirect_uri,
+                code_challenge,
+            })
+    }
+}
+
+/// Form bodies: `application/x-www-form-urlencoded`, strictly UTF-8.
+fn parse_form(body: &[u8]) -> Option<Vec<(String, String)>> {
+    let mut pairs = Vec::new();
+    for part in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+        let mut kv = part.splitn(2, |b| *b == b'=');
+        let decode = |raw: &[u8]| -> Option<String> {
+            let plus: Vec<u8> = raw
+                .iter()
+                .map(|b| if *b == b'+' { b' ' } else { *b })
+                .collect();
+            let bytes: Vec<u8> = percent_encoding::percent_decode(&plus).collect();
+            String::from_utf8(bytes).ok()
+        };
+        let key = decode(kv.next().unwrap_or_default())?;
+        let value = decode(kv.next().unwrap_or_default())?;
+        pairs.push((key, value));
+    }
+    Some(pairs)
+}
+
+fn error_page(status: StatusCode, message: &str) -> Response {
+    let body = format!(
+        "<h1>Cannot sign in</h1><p class=\"error\">{}</p><p>Go back to the app and start signing in again.</p>",
+        escape(message)
+    );
+    Page::new(Vec::new()).render(status, "Cannot sign in", &body)
+}
+
+fn embedded(state: &AppState) -> Option<&Arc<EmbeddedIdp>> {
+    state.embedded.as_ref()
+}
+
+/// Renders the form with a fresh anti-CSRF token (cookie + hidden field).
+fn form_page(
+    state: &AppState,
+    flow: &FlowParams,
+    status: StatusCode,
+    error: Option<&str>,
+    email: &str,
+) -> Response {
+    let token = state.csrf.issue(unix_now());
+    let hidden = format!(
+        "<input type=\"hidden\" name=\"redirect_uri\" value=\"{}\">\
+         <input type=\"hidden\" name=\"code_challenge\" value=\"{}\">\
+         <input type=\"hidden\" name=\"code_challenge_method\" value=\"S256\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        escape(&flow.redirect_uri),
+        escape(&flow.code_challenge),
+        escape(&token),
+    );
+    let error = error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    let signup = if state.settings.signup_enabled {
+        format!(
+            "<details><summary>Create an account</summary>\
+             <form method=\"post\" action=\"/auth/signup\" id=\"signup\">{hidden}\
+             <label for=\"signup-name\">Name (optional)</label>\
+             <input id=\"signup-name\" name=\"name\" autocomplete=\"name\" maxlength=\"200\">\
+             <label for=\"signup-email\">Email</label>\
+             <input id=\"signup-email\" name=\"email\" type=\"email\" autocomplete=\"email\" required>\
+             <label for=\"signup-password\">Password (at least 8 characters)</label>\
+             <input id=\"signup-password\" name=\"password\" type=\"password\" autocomplete=\"new-password\" minlength=\"8\" required>\
+             <button type=\"submit\">Create account</button></form></details>"
+        )
+    } else {
+        String::new()
+    };
+    let body = format!(
+        "<h1>Sign in to Chronos</h1><p class=\"lead\">Use your Chronos account.</p>{error}\
+         <form method=\"post\" action=\"/auth/signin\" id=\"signin\">{hidden}\
+         <label for=\"email\">Email</label>\
+         <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" value=\"{email}\" required autofocus>\
+         <label for=\"password\">Password</label>\
+         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+         <button type=\"submit\">Sign in</button></form>{signup}",
+        email = escape(email),
+    );
+    let mut response = Page::new(state.redirects.origins()).render(status, "Sign in", &body);
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        state.cookies.set(CookieKind::SigninForm, &token),
+    );
+    response
+}
+
+pub async fn page(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
+    if embedded(&state).is_none() {
+        return crate::error::ApiError::NotFound.into_response();
+    }
+    match FlowParams::from_pairs(&state, &query_pairs(query.as_deref())) {
+        Some(flow) => form_page(&state, &flow, StatusCode::OK, None, ""),
+        None => error_page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in link is invalid or incomplete.",
+        ),
+    }
+}
+
+/// A checked form post: its fields and flow, or the page to answer with.
+struct Submission {
+    fields: Vec<(String, String)>,
+    flow: FlowParams,
+}
+
+fn check_submission(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Submission, Box<Response>> {
+    let Some(fields) = parse_form(body) else {
+        return Err(Box::new(error_page(
+            StatusCode::BAD_REQUEST,
+            "The form could not be read (it must be UTF-8 form data).",
+        )));
+    };
+    let Some(flow) = FlowParams::from_pairs(state, &fields) else {
+        return Err(Box::new(error_page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in form is invalid or incomplete.",
+        )));
+    };
+    let token_ok = match (
+        query_param(&fields, "csrf"),
+        state.cookies.read(headers, CookieKind::SigninForm),
+    ) {
+        (Some(field), Some(cookie)) => {
+            same_token(&field, cookie) && state.csrf.verify(&field, unix_now()).is_ok()
+        }
+        _ => false,
+    };
+    if !token_ok {
+        let email = query_param(&fields, "email").unwrap_or_default();
+        return Err(Box::new(form_page(
+            state,
+            &flow,
+            StatusCode::FORBIDDEN,
+            Some("This form expired or was not opened in this browser. Please try again."),
+            &email,
+        )));
+    }
+    Ok(Submission { fields, flow })
+}
+
+/// 303 to the redirect target with the code.
+async fn issue_code(
+    state: &AppState,
+    idp: &EmbeddedIdp,
+    user_id: &str,
+    flow: &FlowParams,
+) -> Response {
+    let code = match idp
+        .issue_code(user_id, &flow.code_challenge, &flow.redirect_uri)
+        .await
+    {
+        Ok(code) => code,
+        Err(e) => return crate::error::ApiError::internal(e).into_response(),
+    };
+    let Ok(mut target) = url::Url::parse(&flow.redirect_uri) else {
+        return error_page(StatusCode::BAD_REQUEST, "The redirect target is invalid.");
+    };
+    target.query_pairs_mut().append_pair("code", &code);
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(target.as_str()) {
+        headers.insert(header::LOCATION, location);
+    }
+    headers.append(
+        header::SET_COOKIE,
+        state.cookies.clear(CookieKind::SigninForm),
+    );
+    response
+}
+
+const BAD_CREDENTIALS: &str = "Invalid email or password.";
+
+pub async fn sign_in(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(idp) = embedded(&state) else {
+        return crate::error::ApiError::NotFound.into_response();
+    };
+    let Submission { fields, flow } = match check_submission(&state, &headers, &body) {
+        Ok(s) => s,
+        Err(page) => return *page,
+    };
+    let email = query_param(&fields, "email").unwrap_or_default();
+    let password = query_param(&fields, "password").unwrap_or_default();
+    if email.trim().is_empty() || password.is_empty() {
+        return form_page(
+            &state,
+            &flow,
+            StatusCode::BAD_REQUEST,
+            Some("Enter your email and password."),
+            &email,
+        );
+    }
+    match idp.accounts.authenticate(&email, &password).await {
+        Ok(Some(user)) => issue_code(&state, idp, &user.id, &flow).await,
+        Ok(None) => form_page(
+            &state,
+            &flow,
+            StatusCode::UNAUTHORIZED,
+            Some(BAD_CREDENTIALS),
+            &email,
+        ),
+        Err(e) => crate::error::ApiError::internal(e).into_response(),
+    }
+}
+
+pub async fn sign_up(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(idp) = embedded(&state) else {
+        return crate::error::ApiError::NotFound.into_response();
+    };
+    if !state.settings.signup_enabled {
+        return error_page(StatusCode::FORBIDDEN, "Sign-up is disabled on this server.");
+    }
+    let Submission { fields, flow } = match check_submission(&state, &headers, &body) {
+        Ok(s) => s,
+        Err(page) => return *page,
+    };
+    let email = query_param(&fields, "email").unwrap_or_default();
+    let password = query_param(&fields, "password").unwrap_or_default();
+    let name = query_param(&fields, "name");
+    match idp
+        .accounts
+        .create(&email, &password, name.as_deref())
+        .await
+    {
+        Ok(user) => issue_code(&state, idp, &user.id, &flow).await,
+        // Someone signing up again with their own password is signed in;
+        // anyone else gets the same answer as a failed sign-in.
+        Err(AccountError::Exists) => match idp.accounts.authenticate(&email, &password).await {
+            Ok(Some(user)) => issue_code(&state, idp, &user.id, &flow).await,
+            Ok(None) => form_page(
+                &state,
+                &flow,
+                StatusCode::UNAUTHORIZED,
+                Some(BAD_CREDENTIALS),
+                &email,
+            ),
+            Err(e) => crate::error::ApiError::internal(e).into_response(),
+        },
+        Err(AccountError::Internal(e)) => crate::error::ApiError::internal(e).into_response(),
+        Err(invalid) => {
+            let message = format!("Cannot create the account: {invalid}.");
+            form_page(
+                &state,
+                &flow,
+                StatusCode::BAD_REQUEST,
+                Some(&message),
+                &email,
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_decode_strictly() {
+        assert_eq!(
+            parse_form(b"email=a%40b.c&password=p+w%21&empty="),
+            Some(vec![
+                ("email".into(), "a@b.c".into()),
+                ("password".into(), "p w!".into()),
+                ("empty".into(), String::new())
+            ])
+        );
+        assert_eq!(parse_form(b"email=%FF%FE"), None);
+        assert_eq!(parse_form(b"email=\xff"), None);
+        assert_eq!(parse_form(b""), Some(vec![]));
+    }
+}

@@ -1,0 +1,37 @@
+//! The SQLite database under `DATA_DIR`: opened in WAL mode so that the
+//! CLI (`chronos user ...`) can write while a server reads, with migrations
+//! run on every open.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::config::Settings;
+
+/// `DATABASE_URL`, or the default file in `DATA_DIR`.
+pub fn database_url(settings: &Settings) -> String {
+    settings.database_url.clone().unwrap_or_else(|| {
+        format!(
+            "sqlite://{}",
+            settings.data_dir.join("chronos.db").display()
+        )
+    })
+}
+
+pub async fn open(url: &str) -> Result<SqlitePool, sqlx::Error> {
+    let options = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .min_connections(1)
+        .connect_with(options)
+        .await?;
+    sqlx::migrate!("./migrations").run(&pool).await?;
+    Ok(pool)
+}

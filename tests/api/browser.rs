@@ -1,0 +1,222 @@
+//! A cookie-keeping HTTP client that signs in the way a browser does:
+//! follow `redirectUrl`, fill in the form (hidden fields included), carry
+//! the code back to the API. Cookies are kept by hand so tests can copy,
+//! replay and tamper with them.
+
+use std::collections::BTreeMap;
+
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct Browser {
+    pub client: reqwest::Client,
+    pub base: String,
+    pub jar: BTreeMap<String, String>,
+    /// The origin this browser's frontend pages run on.
+    pub origin: Option<String>,
+}
+
+impl Browser {
+    pub fn new(app: &TestApp) -> Self {
+        Self {
+            client: app.client(),
+            base: app.url(""),
+            jar: BTreeMap::new(),
+            origin: None,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.jar.get(name).cloned()
+    }
+
+    pub fn cookie_header(&self) -> String {
+        self.jar
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    pub fn absorb(&mut self, headers: &HeaderMap) {
+        for (name, line) in set_cookies(headers) {
+            let value = cookie_value(&line).to_string();
+            if value.is_empty() || max_age(&line) == Some(0) {
+                self.jar.remove(&name);
+            } else {
+                self.jar.insert(name, value);
+            }
+        }
+    }
+
+    pub fn request(&self, method: reqwest::Method, path_or_url: &str) -> reqwest::RequestBuilder {
+        let url = if path_or_url.starts_with("http") {
+            path_or_url.to_string()
+        } else {
+            self.url(path_or_url)
+        };
+        let mut request = self.client.request(method, url);
+        if !self.jar.is_empty() {
+            request = request.header("Cookie", self.cookie_header());
+        }
+        request
+    }
+
+    /// Sends and keeps the cookies the response sets.
+    pub async fn send(&mut self, request: reqwest::RequestBuilder) -> reqwest::Response {
+        let response = request.send().await.unwrap();
+        self.absorb(response.headers());
+        response
+    }
+
+    pub async fn get(&mut self, path: &str) -> reqwest::Response {
+        let request = self.request(reqwest::Method::GET, path);
+        self.send(request).await
+    }
+
+    /// A state-changing API call as the web client makes it: with the CSRF
+    /// header read from the CSRF cookie.
+    pub async fn post_api(&mut self, path: &str) -> reqwest::Response {
+        let mut request = self.request(reqwest::Method::POST, path);
+        if let Some(token) = self.cookie("chronos_csrf") {
+            request = request.header("X-CSRF-Token", token);
+        }
+        self.send(request).await
+    }
+
+    /// `GET /auth/google/login` → the sign-in page URL.
+    pub async fn start_login(&mut self, redirect_to: Option<&str>) -> reqwest::Response {
+        let mut path = "/auth/google/login".to_string();
+        if let Some(target) = redirect_to {
+            path.push_str(&format!("?redirectTo={}", urlencode(target)));
+        }
+        self.get(&path).await
+    }
+
+    /// Opens the sign-in page and submits `form` (`signin` or `signup`) with
+    /// the given visible fields; returns the response to the post.
+    pub async fn submit(
+        &mut self,
+        page_url: &str,
+        form: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let page = self.get(page_url).await;
+        assert_eq!(page.status(), 200, "sign-in page");
+        let html = page.text().await.unwrap();
+        let mut body: Vec<(String, String)> = hidden_fields(&html, form);
+        for (k, v) in fields {
+            body.push((k.to_string(), v.to_string()));
+        }
+        let origin = self.base.trim_end_matches('/').to_string();
+        let request = self
+            .request(reqwest::Method::POST, &format!("/auth/{form}"))
+            .header("Origin", origin)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(encode_form(&body));
+        self.send(request).await
+    }
+
+    /// `POST /auth/web/callback` with the code, as the frontend does.
+    pub async fn exchange(&mut self, code: &str) -> reqwest::Response {
+        let mut request = self
+            .request(reqwest::Method::POST, "/auth/web/callback")
+            .json(&serde_json::json!({ "code": code }));
+        if let Some(origin) = &self.origin {
+            request = request.header("Origin", origin);
+        }
+        self.send(request).await
+    }
+
+    /// Login → page → form → 303 → the code in the Location.
+    pub async fn obtain_code(&mut self, email: &str, password: &str) -> String {
+        let start = self.start_login(None).await;
+        assert_eq!(start.status(), 200);
+        let url = start.json::<Value>().await.unwrap()["redirectUrl"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let posted = self
+            .submit(&url, "signin", &[("email", email), ("password", password)])
+            .await;
+        assert_eq!(posted.status(), 303, "{}", posted.text().await.unwrap());
+        code_from_location(&posted)
+    }
+
+    /// The whole sign-in; returns the session response body.
+    pub async fn sign_in(&mut self, email: &str, password: &str) -> Value {
+        let code = self.obtain_code(email, password).await;
+        let response = self.exchange(&code).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+}
+
+pub fn code_from_location(response: &reqwest::Response) -> String {
+    let location = response.headers()["location"].to_str().unwrap();
+    let url = reqwest::Url::parse(location).unwrap();
+    url.query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.to_string())
+        .expect("a code in the redirect")
+}
+
+pub fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+pub fn encode_form(pairs: &[(String, String)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The hidden inputs of the form with id `form`.
+pub fn hidden_fields(html: &str, form: &str) -> Vec<(String, String)> {
+    let start = html
+        .find(&format!("id=\"{form}\""))
+        .unwrap_or_else(|| panic!("no form {form}"));
+    let end = start + html[start..].find("</form>").unwrap();
+    let section = &html[start..end];
+    section
+        .split("<input ")
+        .skip(1)
+        .filter(|tag| tag.contains("type=\"hidden\""))
+        .map(|tag| {
+            let attr = |name: &str| {
+                let from = tag.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+                let to = from + tag[from..].find('"').unwrap();
+                unescape(&tag[from..to])
+            };
+            (attr("name"), attr("value"))
+        })
+        .collect()
+}
+
+/// Creates an account directly in the app's store.
+pub async fn create_user(app: &TestApp, email: &str) -> chronos::identity::User {
+    app.state
+        .embedded
+        .as_ref()
+        .unwrap()
+        .accounts
+        .create(email, PASSWORD, Some("Test User"))
+        .await
+        .unwrap()
+}

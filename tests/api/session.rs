@@ -1,0 +1,671 @@
+//! Sign-in through the embedded provider and the session lifecycle:
+//! code exchange, session check, refresh rotation, reuse detection.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::browser::*;
+use crate::helpers::*;
+
+const EMAIL: &str = "ann@example.com";
+
+#[tokio::test]
+async fn a_person_signs_in_through_the_page_and_gets_a_session() {
+    let app = spawn_app().await;
+    let user = create_user(&app, EMAIL).await;
+    let mut browser = Browser::new(&app);
+
+    let start = browser.start_login(None).await;
+    assert_eq!(start.status(), 200);
+    let flow_cookie = set_cookies(start.headers())["chronos_flow"].clone();
+    assert!(flow_cookie.contains("HttpOnly"), "{flow_cookie}");
+    let redirect_url = start.json::<Value>().await.unwrap()["redirectUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        redirect_url.starts_with(&app.url("/auth/signin?")),
+        "{redirect_url}"
+    );
+    assert!(redirect_url.contains("code_challenge_method=S256"));
+
+    let page = browser.get(&redirect_url).await;
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("'nonce-"), "{csp}");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("name=\"email\"") && html.contains("name=\"password\""));
+
+    let posted = browser
+        .submit(
+            &redirect_url,
+            "signin",
+            &[("email", "Ann@Example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(posted.status(), 303);
+    let location = posted.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with("http://localhost:5173/auth/web/callback?code="),
+        "{location}"
+    );
+    let code = code_from_location(&posted);
+
+    let exchanged = browser.exchange(&code).await;
+    assert_eq!(exchanged.status(), 200);
+    let cookies = set_cookies(exchanged.headers());
+    for name in ["chronos_session", "chronos_refresh"] {
+        let line = &cookies[name];
+        assert!(line.contains("HttpOnly"), "{line}");
+        assert_eq!(max_age(line), Some(604_800), "{line}");
+    }
+    assert!(!cookies["chronos_csrf"].contains("HttpOnly"));
+    assert_cleared(&cookies["chronos_flow"]);
+    let body: Value = exchanged.json().await.unwrap();
+    assert_eq!(body["user"]["id"], user.id.as_str());
+    assert_eq!(body["user"]["email"], EMAIL);
+    assert_eq!(body["user"]["name"], "Test User");
+    assert!(body["user"]["avatar_url"].is_null());
+    assert!(body["user"]["created_at"].as_str().unwrap().ends_with('Z'));
+    let expires_at = body["expires_at"].as_u64().unwrap();
+    let now = chronos::unix_now();
+    assert!(
+        expires_at > now + 3500 && expires_at <= now + 3600,
+        "{expires_at}"
+    );
+
+    let session = browser.get("/auth/session").await;
+    assert_eq!(session.status(), 200);
+    let session: Value = session.json().await.unwrap();
+    assert_eq!(session, body);
+}
+
+#[tokio::test]
+async fn a_wrong_password_and_an_unknown_email_get_the_same_answer() {
+    let app = spawn_app().await;
+    create_user(&app, EMAIL).await;
+    let mut answers = Vec::new();
+    for (email, password) in [(EMAIL, "wrong password"), ("nobody@example.com", PASSWORD)] {
+        let mut browser = Browser::new(&app);
+        let start = browser.start_login(None).await;
+        let url = start.json::<Value>().await.unwrap()["redirectUrl"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let posted = browser
+            .submit(&url, "signin", &[("email", email), ("password", password)])
+            .await;
+        let status = posted.status();
+        let html = posted.text().await.unwrap();
+        let error = html
+            .split("role=\"alert\">")
+            .nth(1)
+            .and_then(|s| s.split('<').next())
+            .unwrap()
+            .to_string();
+        answers.push((status, error));
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0].0, 401);
+    assert_eq!(answers[0].1, "Invalid email or password.");
+}
+
+#[tokio::test]
+async fn a_code_works_once() {
+    let app = spawn_app().await;
+    create_user(&app, EMAIL).await;
+    let mut browser = Browser::new(&app);
+    let code = browser.obtain_code(EMAIL, PASSWORD).await;
+    assert_eq!(browser.exchange(&code).await.status(), 200);
+    // Start a fresh flow in the same browser and replay the old code.
+    browser.start_login(None).await;
+    let replay = browser.exchange(&code).await;
+    assert_eq!(replay.status(), 400);
+    let body: Value = replay.json().await.unwrap();
+    assert_eq!(body["detail"], "Authentication failed");
+}
+
+#[tokio::test]
+async fn a_replayed_code_ends_the_session_it_created() {
+    let app = spawn_app().await;
+    create_user(&app, EMAIL).await;
+    let mut browser = Browser::new(&app);
+    let code = browser.obtain_code(EMAIL, PASSWORD).await;
+    assert_eq!(browser.exchange(&code).await.status(), 200);
+    assert_eq!(browser.get("/auth/session").await.status(), 200);
+    let mut attacker = Browser::new(&app);
+    attacker.start_login(None).await;
+    assert_eq!(attacker.exchange(&code).await.status(), 400);
+    assert_eq!(browser.get("/auth/session").await.status(), 401);
+}
+
+#[tokio::test]
+async fn a_valid_code_from_a_browser_that_did_not_start_the_flow_is_useless() {
+    let app = spawn_app().await;
+    create_user(&app, EMAIL).await;
+    let mut victim = Browser::new(&app);
+    let code = victim.obtain_code(EMAIL, PASSWORD).await;
+
+    // No flow cookie at all.
+    let mut stranger = Browser::new(&app);
+    assert_eq!(stranger.exchange(&code).await.status(), 400);
+    // A flow of its own: its verifier does not match the code's challenge.
+    let mut attacker = Browser::new(&app);
+    attacker.start_login(None).await;
+    assert_eq!(attacker.exchange(&code).await.status(), 400);
+    assert_eq!(attacker.get("/auth/session").await.status(), 401);
+}
+
+#[tokio::test]
+async fn redirect_targets_must_be_allow_listed() {
+    let app = spawn_app_with(&[("OAUTH_REDIRECT_URLS", "http://localhost:5173/elsewhere")]).await;
+    create_user(&app, EMAIL).await;
+    let mut browser = Browser::new(&app);
+    for bad in [
+        "https://evil.example/steal",
+        "http://localhost:5173/elsewhere/../x",
+        "http://localhost:5173.evil.example/elsewhere",
+    ] {
+        let response = browser.start_login(Some(bad)).await;
+        assert_eq!(response.status(), 400, "{bad}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["detail"], "Invalid redirect URL");
+    }
+    let ok = browser
+        .start_login(Some("http://localhost:5173/elsewhere"))
+        .await;
+    assert_eq!(ok.status(), 200);
+    let url = ok.json::<Value>().await.unwrap()["redirectUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let posted = browser
+        .submit(&url, "signin", &[("email", EMAIL), ("password", PASSWORD)])
+        .await;
+    assert!(
+        posted.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("http://localhost:5173/elsewhere?code=")
+    );
+    // The sign-in page itself refuses a target that is not allowed.
+    let forged = url.replace(
+        "http%3A%2F%2Flocalhost%3A5173%2Felsewhere",
+        "https%3A%2F%2Fevil.example%2F",
+    );
+    assert_ne!(forged, url);
+    assert_eq!(browser.get(&forged).await.status(), 400);
+}
+
+#[tokio::test]
+async fn the_session_check_refuses_missing_garbage_tampered_and_foreign_tokens() {
+    let app = spawn_app().await;
+    create_user(&app, EMAIL).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(EMAIL, PASSWORD).await;
+    let token = browser.cookie("chronos_session").unwrap();
+
+    let check = |cookie: Option<String>| {
+        let client = app.client();
+        let url = app.url("/auth/session");
+        async move {
+            let mut request = client.get(url);
+            if let Some(cookie) = cookie {
+                request = request.header("Cookie", cookie);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap();
+            (status, body["detail"].as_str().map(String::from))
+        }
+    };
+    let unauthenticated = (401, Some("Not authenticated".to_string()));
+    assert_eq!(check(None).await, unauthenticated);
+    assert_eq!(
+        check(Some("chronos_session=garbage".into())).await,
+        unauthenticated
+    );
+
+    // Flip one character of the payload: the signature no longer matches.
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut payload = parts[1].to_string();
+    let flipped = if payload.ends_with('A') { "B" } else { "A" };
+    payload.replace_range(payload.len() - 1.., flipped);
+    let tampered = format!("{}.{payload}.{}", parts[0], parts[2]);
+    assert_eq!(
+        check(Some(format!("chronos_session={tampered}"))).await,
+        unauthenticated
+    );
+
+    // A token signed by another server (another key).
+    let other = spawn_app().await;
+    create_user(&other, EMAIL).await;
+    let mut elsewhere = Browser::new(&other);
+    elsewhere.sign_in(EMAIL, PASSWORD).await;
+    let foreign = elsewhere.cookie("chronos_session").unwrap();
+    assert_eq!(
+        check(Some(format!("chronos_session={foreign}"))).await,
+        unauthenticated
+    );
+
+    assert_eq!(check(Some(format!("chronos_session={token}"))).await.0, 200);
+}
+
+#[tokio::test]
+async fn an_expired_access_token_is_refused() {
+    let app = spawn_app_with(&[("ACCESS_TOKEN_TTL_SECONDS", "1")]).await;
+    create_user(&app, EMAIL).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(EMAIL, PASSWORD).await;
+    assert_eq!(browser.get("/auth/session").await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(browser.get("/auth/session").await.status(), 401);
+    // The refresh token still works and brings a fresh access token.
+    assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
+    assert_eq!(browser.get("/auth/session").await.status(), 200);
+}
+
+#[tokio::test]
+async fn refresh_rotates_the_refresh_token_and_rewrites_all_three_cookies() {
+    let app = spawn_app().await;
+    create_user(&app, EMAIL).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(EMAIL, PASSWORD).await;
+    let old_refresh = browser.cookie("chronos_refresh").unwrap();
+    let old_csrf = browser.cookie("chronos_csrf").unwrap();
+
+    let refreshed = browser.post_api("/auth/refresh").await;
+    assert_eq!(refreshed.status(), 200);
+    let cookies = set_cookies(refreshed.headers());
+    for name in ["chronos_session", "chronos_refresh", "chronos_csrf"] {
+        assert!(!cookie_value(&cookies[name]).is_empty(), "{name} rewritten");
+    }
+    let body: Value = refreshed.json().await.unwrap();
+    assert_eq!(body["user"]["email"], EMAIL);
+    assert!(body["expires_at"].as_u64().is_some());
+    assert_ne!(browser.cookie("chronos_refresh").unwrap(), old_refresh);
+    assert_ne!(browser.cookie("chronos_csrf").unwrap(), old_csrf);
+    assert_eq!(browser.get("/auth/session").await.status(), 200);
+}
+
+#[tokio::test]
+async fn refresh_needs_the_csrf_header_and_a_refresh_cookie() {
+    let app = spawn_app().await;
+    create_user(&app, EMAIL).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(EMAIL, PASSWORD).await;
+    let no_header = browser.request(reqwest::Method::POST, "/auth/refresh");
+    let response = browser.send(no_header).await;
+    assert_eq!(response.status(), 403);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["detail"], "Invalid CSRF token");
+
+    let anonymous = app
+        .client()
+        .post(app.url("/auth/refresh"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let body: Value = anonymous.json().await.unwrap();
+    assert_eq!(body["detail"], "Refresh failed");
+}
+
+#[tokio::test]
+async fn two_tabs_refreshing_at_once_get_the_same_new_pair() {
+    let app = spawn_app().await;
+    create_user(&app, EMAIL).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(EMAIL, PASSWORD).await;
+    let mut other_tab = Browser::new(&app);
+    other_tab.jar = browser.jar.clone();
+
+    let first = browser.post_api("/auth/refresh").await;
+    let second = other_tab.post_api("/auth/refresh").await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(second.status(), 200);
+    assert_eq!(
+        browser.cookie("chronos_refresh"),
+        other_tab.cookie("chronos_refresh")
+    );
+    assert_eq!(
+        browser.cookie("chronos_session"),
+        other_tab.cookie("chronos_session")
+    );
+    // And the chain continues from there.
+    assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_replayed_after_the_interval_ends_the_whole_session() {
+    let app = spawn_app_with(&[("REFRESH_REUSE_INTERVAL_SECONDS", "0")]).await;
+    create_user(&app, EMAIL).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(EMAIL, PASSWORD).await;
+    let mut thief = Browser::new(&app);
+    thief.jar = browser.jar.clone();
+
+    assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The stolen, already rotated token comes back: the family is revoked.
+    let replay = thief.post_api("/auth/refresh").await;
+    assert_eq!(replay.status(), 401);
+    let legit = browser.post_api("/auth/refresh").await;
+    assert_eq!(legit.status(), 401, "the new token dies with the family");
+    assert_eq!(browser.get("/auth/session").await.status(), 401);
+}
+
+#[tokio::test]
+async fn sessions_codes_and_flows_survive_a_restart() {
+    let app = spawn_app().await;
+    create_user(&app, EMAIL).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(EMAIL, PASSWORD).await;
+    let mut pending = Browser::new(&app);
+    let code = pending.obtain_code(EMAIL, PASSWORD).await;
+
+    let app = app.restart().await;
+    let port_changed = |b: &mut Browser| b.base = app.url("");
+    port_changed(&mut browser);
+    port_changed(&mut pending);
+
+    assert_eq!(browser.get("/auth/session").await.status(), 200);
+    assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
+    assert_eq!(browser.get("/auth/session").await.status(), 200);
+    assert_eq!(pending.exchange(&code).await.status(), 200);
+}
+
+#[tokio::test]
+async fn logout_ends_the_refresh_token_family() {
+    let app = spawn_app().await;
+    create_user(&app, EMAIL).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(EMAIL, PASSWORD).await;
+    let copied = browser.jar.clone();
+    let logout = browser.post_api("/auth/logout").await;
+    assert_eq!(logout.status(), 200);
+    assert!(browser.jar.is_empty(), "cookies cleared: {:?}", browser.jar);
+    let mut replay = Browser::new(&app);
+    replay.jar = copied;
+    assert_eq!(replay.post_api("/auth/refresh").await.status(), 401);
+}
+
+#[tokio::test]
+async fn bad_callback_bodies_get_422() {
+    let app = spawn_app().await;
+    let client = app.client();
+    for (content_type, body) in [
+        ("application/json", ""),
+        ("application/json", "{not json"),
+        ("application/json", "{}"),
+        ("application/json", r#"{"code": 42}"#),
+        ("application/json", "[]"),
+    ] {
+        let response = client
+            .post(app.url("/auth/web/callback"))
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422, "{body:?}");
+        let detail: Value = response.json().await.unwrap();
+        assert!(detail["detail"].is_string());
+    }
+    let unknown = client
+        .post(app.url("/auth/web/callback"))
+        .json(&serde_json::json!({"code": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 400);
+}
+
+#[tokio::test]
+async fn the_jwks_verifies_the_session_token() {
+    let app = spawn_app().await;
+    create_user(&app, EMAIL).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(EMAIL, PASSWORD).await;
+    let token = browser.cookie("chronos_session").unwrap();
+    let jwks: jsonwebtoken::jwk::JwkSet = app
+        .client()
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::EdDSA);
+    let jwk = jwks
+        .find(header.kid.as_deref().unwrap())
+        .expect("kid in JWKS");
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+    validation.set_audience(&["chronos"]);
+    let claims = jsonwebtoken::decode::<Value>(&token, &key, &validation)
+        .unwrap()
+        .claims;
+    for claim in ["sub", "email", "sid", "jti", "iat", "exp"] {
+        assert!(!claims[claim].is_null(), "{claim}");
+    }
+    assert_eq!(claims["email"], EMAIL);
+}
+
+#[tokio::test]
+async fn sign_up_creates_an_account_and_signs_in() {
+    let app = spawn_app().await;
+    let mut browser = Browser::new(&app);
+    let start = browser.start_login(None).await;
+    let url = start.json::<Value>().await.unwrap()["redirectUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let posted = browser
+        .submit(
+            &url,
+            "signup",
+            &[
+                ("email", "new@example.com"),
+                ("password", PASSWORD),
+                ("name", "<b>New</b>"),
+            ],
+        )
+        .await;
+    assert_eq!(posted.status(), 303);
+    let code = code_from_location(&posted);
+    let session: Value = browser.exchange(&code).await.json().await.unwrap();
+    assert_eq!(session["user"]["email"], "new@example.com");
+    assert_eq!(session["user"]["name"], "<b>New</b>");
+
+    let weak = browser
+        .submit(
+            &url,
+            "signup",
+            &[("email", "weak@example.com"), ("password", "short")],
+        )
+        .await;
+    assert_eq!(weak.status(), 400);
+}
+
+#[tokio::test]
+async fn sign_up_can_be_disabled() {
+    let app = spawn_app_with(&[("SIGNUP_ENABLED", "false")]).await;
+    let mut browser = Browser::new(&app);
+    let start = browser.start_login(None).await;
+    let url = start.json::<Value>().await.unwrap()["redirectUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let page = browser.get(&url).await.text().await.unwrap();
+    assert!(!page.contains("id=\"signup\""));
+    let hidden = hidden_fields(&page, "signin");
+    let mut body = hidden.clone();
+    body.push(("email".into(), "x@example.com".into()));
+    body.push(("password".into(), PASSWORD.into()));
+    let request = browser
+        .request(reqwest::Method::POST, "/auth/signup")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(encode_form(&body));
+    assert_eq!(browser.send(request).await.status(), 403);
+    assert!(
+        app.state
+            .embedded
+            .as_ref()
+            .unwrap()
+            .accounts
+            .find_by_email("x@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn the_sign_in_form_rejects_bad_input_without_a_500() {
+    let app = spawn_app().await;
+    create_user(&app, EMAIL).await;
+    let mut browser = Browser::new(&app);
+    let start = browser.start_login(None).await;
+    let url = start.json::<Value>().await.unwrap()["redirectUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let page = browser.get(&url).await.text().await.unwrap();
+    let hidden = hidden_fields(&page, "signin");
+
+    let post = |body: Vec<u8>| {
+        let request = browser
+            .request(reqwest::Method::POST, "/auth/signin")
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body);
+        async move { request.send().await.unwrap() }
+    };
+    // Missing fields.
+    let response = post(encode_form(&hidden).into_bytes()).await;
+    assert_eq!(response.status(), 400);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("Enter your email and password")
+    );
+    // Not UTF-8.
+    let mut bad = encode_form(&hidden).into_bytes();
+    bad.extend_from_slice(b"&email=%FF%FE&password=\xff");
+    assert_eq!(post(bad).await.status(), 400);
+    // Nothing at all.
+    assert_eq!(post(Vec::new()).await.status(), 400);
+    // Too big.
+    let mut big = encode_form(&hidden).into_bytes();
+    big.extend_from_slice(format!("&password={}", "a".repeat(70_000)).as_bytes());
+    assert_eq!(post(big).await.status(), 413);
+    // Without the form's own cookie (posted from elsewhere): refused.
+    let mut body = hidden.clone();
+    body.push(("email".into(), EMAIL.into()));
+    body.push(("password".into(), PASSWORD.into()));
+    let response = app
+        .client()
+        .post(app.url("/auth/signin"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(encode_form(&body))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    // From a foreign origin: refused by the Origin check.
+    let response = post_with_origin(&app, &browser, &body, "https://evil.example").await;
+    assert_eq!(response.status(), 403);
+    let response = post_with_origin(&app, &browser, &body, &app.url("")).await;
+    assert_eq!(response.status(), 303, "our own origin is fine");
+}
+
+async fn post_with_origin(
+    _app: &TestApp,
+    browser: &Browser,
+    body: &[(String, String)],
+    origin: &str,
+) -> reqwest::Response {
+    browser
+        .request(reqwest::Method::POST, "/auth/signin")
+        .header("Origin", origin.trim_end_matches('/'))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(encode_form(body))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_desktop_callback_escapes_everything_and_uses_a_nonce() {
+    let app = spawn_app().await;
+    let evil = "\"><script>alert(1)</script><img src=x onerror=alert(2)>";
+    let response = app
+        .client()
+        .get(app.url(&format!(
+            "/auth/desktop/callback?code={}&error=&error_description=",
+            urlencode(evil)
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let csp = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let nonce = csp
+        .split("'nonce-")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("default-src 'none'"));
+    let html = response.text().await.unwrap();
+    assert!(!html.contains("<script>alert"), "{html}");
+    assert!(!html.contains("<img src=x"), "{html}");
+    assert!(html.contains(&format!("<script nonce=\"{nonce}\">")));
+    assert!(html.contains(&format!("<style nonce=\"{nonce}\">")));
+    assert_eq!(html.matches("<script").count(), 1);
+    assert!(html.contains("chronos://auth/callback?code=%22%3E%3Cscript%3E"));
+
+    let response = app
+        .client()
+        .get(app.url(&format!(
+            "/auth/desktop/callback?error=access_denied&error_description={}",
+            urlencode("<b>Denied</b>")
+        )))
+        .send()
+        .await
+        .unwrap();
+    let html = response.text().await.unwrap();
+    assert!(html.contains("&lt;b&gt;Denied&lt;/b&gt;"));
+    assert!(html.contains("chronos://auth/callback?error=access_denied"));
+}
+
+#[tokio::test]
+async fn a_removed_user_loses_their_session_at_once() {
+    let app = spawn_app().await;
+    let user = create_user(&app, EMAIL).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(EMAIL, PASSWORD).await;
+    assert_eq!(browser.get("/auth/session").await.status(), 200);
+    app.state
+        .embedded
+        .as_ref()
+        .unwrap()
+        .remove_user(&user.id)
+        .await
+        .unwrap();
+    assert_eq!(browser.get("/auth/session").await.status(), 401);
+    assert_eq!(browser.post_api("/auth/refresh").await.status(), 401);
+}
