@@ -35,6 +35,9 @@ pub enum ApiError {
     /// 404 `Not Found`.
     #[error("Not Found")]
     NotFound,
+    /// 404 for a session id that is not one of the caller's.
+    #[error("Session not found")]
+    SessionNotFound,
     /// 405 `Method Not Allowed`.
     #[error("Method Not Allowed")]
     MethodNotAllowed,
@@ -71,7 +74,7 @@ impl ApiError {
             Self::BadRequest(_) | Self::AuthenticationFailed => StatusCode::BAD_REQUEST,
             Self::NotAuthenticated | Self::RefreshFailed => StatusCode::UNAUTHORIZED,
             Self::InvalidOrigin | Self::FetchMetadata | Self::InvalidCsrf => StatusCode::FORBIDDEN,
-            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::SessionNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

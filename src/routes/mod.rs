@@ -9,12 +9,14 @@ mod jwks;
 mod login;
 mod logout;
 pub mod session;
+mod sessions;
 mod signin;
+mod verify;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{any, delete, get, post};
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -31,6 +33,9 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/auth/desktop/callback", get(desktop::callback))
         .route("/auth/signin", get(signin::page).post(signin::sign_in))
         .route("/auth/signup", post(signin::sign_up))
+        .route("/auth/verify", any(verify::verify))
+        .route("/auth/sessions", get(sessions::list))
+        .route("/auth/sessions/{id}", delete(sessions::end))
         .route("/.well-known/jwks.json", get(jwks::jwks))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

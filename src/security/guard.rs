@@ -57,7 +57,9 @@ fn origin_allowed(state: &AppState, origin: &[u8], path: &str) -> bool {
 pub async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let headers = req.headers();
     let path = req.uri().path();
-    let state_changing = is_state_changing(req.method());
+    // Forward-auth is asked by a proxy about someone else's request: the
+    // browser-facing checks are the upstream's business, not ours.
+    let state_changing = is_state_changing(req.method()) && path != "/auth/verify";
     let carries_auth = state.cookies.read(headers, CookieKind::Session).is_some()
         || state.cookies.read(headers, CookieKind::Refresh).is_some();
 

@@ -8,6 +8,7 @@ mod helpers;
 mod config;
 mod logout;
 mod rate_limit;
+mod revocation;
 mod security;
 mod session;
 mod transport;

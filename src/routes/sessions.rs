@@ -1,0 +1,76 @@
+//! `GET /auth/sessions` and `DELETE /auth/sessions/{id}`: the caller's own
+//! active sessions, and ending one of them. Someone else's session id gets
+//! the same 404 as an unknown one, so existence never leaks.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use http::HeaderMap;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::session::authenticate;
+use crate::app::AppState;
+use crate::error::{ApiError, Result};
+use crate::identity::{EndSessions, IdpError, SessionInfo};
+
+#[derive(Serialize)]
+pub struct SessionEntry {
+    #[serde(flatten)]
+    session: SessionInfo,
+    current: bool,
+}
+
+fn provider_error(e: IdpError) -> ApiError {
+    match e {
+        IdpError::Unavailable(e) => ApiError::ProviderUnavailable(e),
+        IdpError::Internal(e) => ApiError::Internal(e),
+        IdpError::Rejected => ApiError::NotAuthenticated,
+    }
+}
+
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<SessionEntry>>> {
+    let claims = authenticate(&state, &headers)?;
+    let sessions = state
+        .idp
+        .list_sessions(&claims.sub)
+        .await
+        .map_err(provider_error)?;
+    Ok(Json(
+        sessions
+            .into_iter()
+            .map(|session| SessionEntry {
+                current: session.id == claims.sid,
+                session,
+            })
+            .collect(),
+    ))
+}
+
+pub async fn end(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    id: std::result::Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>> {
+    let claims = authenticate(&state, &headers)?;
+    let Ok(Path(session_id)) = id else {
+        return Err(ApiError::SessionNotFound);
+    };
+    let ended = state
+        .idp
+        .end_sessions(EndSessions::One {
+            user_id: claims.sub.clone(),
+            session_id,
+        })
+        .await
+        .map_err(provider_error)?;
+    if ended.is_empty() {
+        return Err(ApiError::SessionNotFound);
+    }
+    Ok(Json(json!({ "message": "Session ended" })))
+}

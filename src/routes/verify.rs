@@ -1,0 +1,38 @@
+//! `GET /auth/verify`: forward-auth for nginx `auth_request`, Traefik
+//! `forwardAuth` and Caddy `forward_auth`. 200 with the user in
+//! `X-Auth-User-Id`, `X-Auth-User-Email`, `X-Auth-Session-Id` for a valid,
+//! unrevoked session cookie; 401 otherwise. Proxies call it on every
+//! request they forward, so it is answered from memory: a cached signature
+//! check and the in-memory revocation set.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use super::session::authenticate;
+use crate::app::AppState;
+
+static USER_ID: HeaderName = HeaderName::from_static("x-auth-user-id");
+static USER_EMAIL: HeaderName = HeaderName::from_static("x-auth-user-email");
+static SESSION_ID: HeaderName = HeaderName::from_static("x-auth-session-id");
+
+pub async fn verify(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let claims = match authenticate(&state, &headers) {
+        Ok(claims) => claims,
+        Err(error) => return error.into_response(),
+    };
+    let mut response = StatusCode::OK.into_response();
+    let out = response.headers_mut();
+    for (name, value) in [
+        (&USER_ID, &claims.sub),
+        (&USER_EMAIL, &claims.email),
+        (&SESSION_ID, &claims.sid),
+    ] {
+        if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+            out.insert(name.clone(), value);
+        }
+    }
+    response
+}
