@@ -75,7 +75,6 @@ impl Page {
         let html = format!(
             "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
              <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-             <meta name=\"referrer\" content=\"no-referrer\">\
              <title>{title}</title><style nonce=\"{nonce}\">{STYLE}</style></head>\
              <body><main>{body}</main></body></html>\n",
             title = escape(title),

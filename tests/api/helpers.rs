@@ -181,7 +181,7 @@ pub struct Binary {
     pub child: Child,
     pub addr: SocketAddr,
     pub stdout: std::sync::mpsc::Receiver<String>,
-    pub _data_dir: TempDir,
+    pub data_dir: TempDir,
 }
 
 impl Binary {
@@ -248,6 +248,6 @@ pub fn spawn_binary(vars: &[(&str, &str)]) -> Binary {
         child,
         addr,
         stdout: rx,
-        _data_dir: data_dir,
+        data_dir,
     }
 }

@@ -3,10 +3,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod browser;
+mod browser_e2e;
 mod helpers;
 
 mod config;
 mod logout;
+mod nginx;
 mod rate_limit;
 mod revocation;
 mod security;

@@ -1,0 +1,165 @@
+//! Debian's real nginx, configured with `examples/nginx-forward-auth.conf`
+//! (the configuration README shows), in front of a protected upstream.
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::routing::get;
+use http::HeaderMap;
+use serde_json::{Value, json};
+
+use crate::browser::*;
+use crate::browser_e2e::skip_or_fail;
+use crate::helpers::*;
+
+const EXAMPLE: &str = include_str!("../../examples/nginx-forward-auth.conf");
+
+struct Nginx(Child);
+
+impl Drop for Nginx {
+    /// SIGTERM, so the master takes its workers down with it (SIGKILL would
+    /// orphan them).
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn nginx_binary() -> Option<String> {
+    ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .map(String::from)
+}
+
+/// The protected service: tells who nginx said the user is.
+async fn spawn_upstream() -> std::net::SocketAddr {
+    let app = axum::Router::new().fallback(get(|headers: HeaderMap| async move {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        Json(json!({
+            "calendar": "secret",
+            "user_id": header("x-auth-user-id"),
+            "email": header("x-auth-user-email"),
+            "session_id": header("x-auth-session-id"),
+        }))
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+fn start_nginx(binary: &str, dir: &Path, port: u16, chronos: &str, upstream: &str) -> Nginx {
+    let server = EXAMPLE
+        .replace("listen 80;", &format!("listen 127.0.0.1:{port};"))
+        .replace("127.0.0.1:8000", chronos)
+        .replace("127.0.0.1:9000", upstream);
+    let d = dir.display();
+    let config = format!(
+        "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
+         {server}\n}}\n"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, config).unwrap();
+    let child = Command::new(binary)
+        .args(["-e", &format!("{d}/error.log"), "-p"])
+        .arg(dir)
+        .arg("-c")
+        .arg(&path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nginx did not start: {:?}",
+            std::fs::read_to_string(dir.join("error.log"))
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Nginx(child)
+}
+
+#[tokio::test]
+async fn nginx_forward_auth_lets_a_signed_in_user_through_and_stops_them_after_logout() {
+    let Some(binary) = nginx_binary() else {
+        return skip_or_fail("nginx test", "no nginx (apt-get install nginx-light)");
+    };
+    let app = spawn_app_with(&[("TRUSTED_PROXIES", "127.0.0.1/32")]).await;
+    create_user(&app, "ann@example.com").await;
+    let upstream = spawn_upstream().await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _nginx = start_nginx(
+        &binary,
+        dir.path(),
+        port,
+        &app.addr.to_string(),
+        &upstream.to_string(),
+    );
+    let front = format!("http://127.0.0.1:{port}");
+
+    let mut browser = Browser::new(&app);
+    let session = browser.sign_in("ann@example.com", PASSWORD).await;
+    browser.base = front.clone();
+
+    // Signed in: the upstream answers, and learns who the user is, whatever
+    // the client claimed.
+    let request = browser
+        .request(reqwest::Method::GET, "/calendar/today")
+        .header("X-Auth-User-Email", "mallory@example.com");
+    let response = browser.send(request).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["calendar"], "secret");
+    assert_eq!(body["email"], "ann@example.com");
+    assert_eq!(body["user_id"], session["user"]["id"]);
+    assert!(!body["session_id"].as_str().unwrap().is_empty());
+
+    // Anonymous: 401 from nginx, the upstream never sees it.
+    let anonymous = app
+        .client()
+        .get(format!("{front}/calendar/today"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+
+    // Logout through nginx; the copied cookies then stop working.
+    let copied = browser.jar.clone();
+    let logout = browser.post_api("/auth/logout").await;
+    assert_eq!(logout.status(), 200);
+    let mut replay = Browser::new(&app);
+    replay.base = front.clone();
+    replay.jar = copied;
+    let response = replay.get("/calendar/today").await;
+    assert_eq!(response.status(), 401);
+}
