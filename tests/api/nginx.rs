@@ -163,3 +163,13 @@ async fn nginx_forward_auth_lets_a_signed_in_user_through_and_stops_them_after_l
     let response = replay.get("/calendar/today").await;
     assert_eq!(response.status(), 401);
 }
+
+#[test]
+fn the_readme_shows_exactly_the_tested_configuration() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    assert!(
+        readme.contains(EXAMPLE.trim_end()),
+        "README's nginx block differs from examples/nginx-forward-auth.conf"
+    );
+}
