@@ -6,8 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn_with_state;
 use tokio::net::TcpListener;
 
 use crate::config::{ConfigError, Settings};
@@ -18,11 +16,11 @@ use crate::identity::tokens::AccessTokens;
 use crate::routes;
 use crate::secrets;
 use crate::security::client_ip::ClientIpResolver;
+use crate::security::cors::Cors;
 use crate::security::csrf::CsrfTokens;
-use crate::security::envelope::{self, MAX_BODY_BYTES, SecurityHeaders};
+use crate::security::envelope::{Secured, SecurityHeaders};
 use crate::security::rate_limit::RateLimiter;
 use crate::security::redirects::RedirectPolicy;
-use crate::security::{cors, guard};
 use crate::server;
 use crate::store::RateLimitStore;
 use crate::store::flows::{FlowStore, SqliteFlows};
@@ -44,6 +42,7 @@ pub struct AppState {
     pub public_url: String,
     pub public_origin: String,
     pub security_headers: SecurityHeaders,
+    pub cors: Cors,
     /// Where a sign-in may return to.
     pub redirects: RedirectPolicy,
     /// The identity provider the flows run against.
@@ -70,7 +69,7 @@ pub enum StartupError {
 
 pub struct Application {
     listener: TcpListener,
-    router: Router,
+    service: Secured,
     state: Arc<AppState>,
 }
 
@@ -90,7 +89,7 @@ impl Application {
         })?;
         let state = Arc::new(build_state(settings, local).await?);
         Ok(Self {
-            router: router(state.clone()),
+            service: service(state.clone()),
             listener,
             state,
         })
@@ -114,7 +113,7 @@ impl Application {
             tokio::spawn(follow_revocations(self.state.clone())),
             tokio::spawn(prune_stores(self.state.clone())),
         ];
-        let result = server::serve(self.listener, self.router, shutdown).await;
+        let result = server::serve(self.listener, self.service, shutdown).await;
         for task in tasks {
             task.abort();
         }
@@ -165,6 +164,7 @@ async fn build_state(settings: Settings, local: SocketAddr) -> Result<AppState, 
         public_url,
         public_origin,
         security_headers: SecurityHeaders::new(settings.is_production()),
+        cors: Cors::new(&settings.allowed_origins),
         redirects: RedirectPolicy::new(
             &settings.frontend_url,
             settings.oauth_redirect_urls.clone(),
@@ -246,14 +246,10 @@ fn origin_of(url: &str) -> String {
         .unwrap_or_else(|_| url.to_string())
 }
 
-/// The router with the security layers, outermost last.
-pub fn router(state: Arc<AppState>) -> Router {
-    routes::router()
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(from_fn_with_state(state.clone(), guard::guard))
-        .layer(cors::layer(&state.allowed_origins))
-        .layer(from_fn_with_state(state.clone(), envelope::envelope))
-        .with_state(state)
+/// The routes inside the security layer: what the server serves.
+pub fn service(state: Arc<AppState>) -> Secured {
+    let router: Router = routes::router().with_state(state.clone());
+    Secured { state, router }
 }
 
 /// Rate-limit counters of clients whose budget has refilled are dropped, so

@@ -1,21 +1,22 @@
 //! The HTTP/1.1 accept loop, on hyper directly so the limits that
 //! `axum::serve` does not expose are set: a header-read timeout (a client
 //! that trickles its headers is cut off; it also closes idle keep-alive
-//! connections), a bounded read buffer, a header count limit, and a graceful
-//! drain on shutdown.
+//! connections), a bounded read buffer, and a graceful drain on shutdown.
+//! hyper's default header count limit (100) stays: raising it makes hyper
+//! allocate its header index on every request instead of using the stack.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tower::Service;
+
+use crate::security::envelope::Secured;
 
 /// Time allowed for a client to send a complete request head (and the
 /// longest an idle keep-alive connection is held).
@@ -23,13 +24,12 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// hyper's read buffer: large enough that an oversized head reaches our own
 /// 431 response (with `detail` and headers), small enough to bound memory.
 const MAX_BUF_BYTES: usize = 128 * 1024;
-const MAX_HEADERS: usize = 128;
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    service: Secured,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let mut builder = http1::Builder::new();
@@ -37,7 +37,6 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_BUF_BYTES)
-        .max_headers(MAX_HEADERS)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -56,12 +55,14 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-            router.clone().call(req)
-        });
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let service = service.clone();
+        let per_connection =
+            hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                service.serve(req)
+            });
+        let connection =
+            graceful.watch(builder.serve_connection(TokioIo::new(stream), per_connection));
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection ended with an error");

@@ -1,21 +1,31 @@
-//! The outermost layer, around every response (errors, 429s and CORS
-//! preflights included): request id, request size limits, the security
-//! headers, `Cache-Control: no-store` on `/auth/*`, and one access-log line.
+//! The security layer around every request, in order: request id, client
+//! IP, size limits (431/413), CORS preflight, body read (408), the guard
+//! (Origin, Fetch Metadata, rate limit, CSRF), the router; then, on every
+//! response (errors, 429s and preflights included): CORS, the security
+//! headers, `Cache-Control: no-store` on `/auth/*`, the request id, and one
+//! access-log line.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
+use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tower::{Service, ServiceExt};
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::security::client_ip::ClientIp;
+use crate::security::client_ip::{ClientIp, ClientKey};
+use crate::security::cors::Cors;
+use crate::security::guard;
 
 /// Request bodies larger than this get 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -116,16 +126,61 @@ fn declared_body_len(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-pub async fn envelope(
-    State(state): State<Arc<AppState>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+/// A fresh request id: a UUID v4, formatted without a heap string.
+fn fresh_request_id() -> HeaderValue {
+    let mut buf = uuid::Uuid::encode_buffer();
+    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+/// The whole security layer around the router, as one service: one boxed
+/// future per request and nothing cloned but two `Arc`s (axum's per-route
+/// layers would clone the layer stack on every request).
+#[derive(Clone)]
+pub struct Secured {
+    pub state: Arc<AppState>,
+    pub router: Router,
+}
+
+impl<B> Service<Request<B>> for Secured
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        self.serve(req)
+    }
+}
+
+impl Secured {
+    /// `Service::call` by shared reference (what hyper wants).
+    pub fn serve<B>(
+        &self,
+        req: Request<B>,
+    ) -> Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        let state = self.state.clone();
+        let router = self.router.clone();
+        Box::pin(async move { Ok(handle(state, router, req.map(Body::new)).await) })
+    }
+}
+
+async fn handle(state: Arc<AppState>, router: Router, mut req: Request) -> Response {
     let started = Instant::now();
     let request_id = match req.headers().get(&X_REQUEST_ID) {
         Some(v) if sane_request_id(v) => v.clone(),
-        _ => HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("-")),
+        _ => fresh_request_id(),
     };
     let peer = req
         .extensions()
@@ -133,42 +188,80 @@ pub async fn envelope(
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
     let client = state.client_ip.resolve(peer, req.headers());
     req.extensions_mut().insert(ClientIp(client));
-
+    let origin = req.headers().get(header::ORIGIN).cloned();
     let method = req.method().clone();
-    let is_auth = req.uri().path().starts_with("/auth/");
     // Only the path is logged: query strings can carry one-time codes.
-    let path = req.uri().path().to_owned();
+    let uri = req.uri().clone();
+    let is_auth = uri.path().starts_with("/auth/");
+    let preflight = Cors::is_preflight(&method, req.headers());
 
     let mut response = if head_size(&req) > MAX_HEADER_BYTES {
         ApiError::HeadersTooLarge.into_response()
     } else if declared_body_len(req.headers()).is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         ApiError::PayloadTooLarge.into_response()
-    } else if has_body(req.headers()) {
-        match buffer_body(req).await {
-            Ok(req) => next.run(req).await,
-            Err(error) => error.into_response(),
-        }
+    } else if preflight {
+        state.cors.preflight(req.headers())
     } else {
-        next.run(req).await
+        let req = if has_body(req.headers()) {
+            buffer_body(req).await
+        } else {
+            Ok(req)
+        };
+        match req {
+            Err(error) => error.into_response(),
+            Ok(req) => match guard::check(
+                &state,
+                &method,
+                uri.path(),
+                req.headers(),
+                ClientKey::of(client),
+            )
+            .await
+            {
+                Some(refused) => refused,
+                None => match router.oneshot(req).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                },
+            },
+        }
     };
 
     let headers = response.headers_mut();
+    // Room for what follows, so the map grows once, not per insert.
+    headers.reserve(10);
+    if !preflight {
+        state.cors.decorate(origin.as_ref(), headers);
+    }
     state.security_headers.apply(headers);
     if is_auth {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
 
-    tracing::info!(
-        target: "chronos::access",
-        method = %method,
-        path = %path,
-        status = response.status().as_u16(),
-        duration_us = started.elapsed().as_micros() as u64,
-        request_id = request_id.to_str().unwrap_or("-"),
-        client_ip = %client,
-    );
+    if tracing::enabled!(target: "chronos::access", tracing::Level::INFO) {
+        let mut ip = [0u8; 48];
+        let ip = format_ip(client, &mut ip);
+        tracing::info!(
+            target: "chronos::access",
+            method = method.as_str(),
+            path = uri.path(),
+            status = response.status().as_u16(),
+            duration_us = started.elapsed().as_micros() as u64,
+            request_id = request_id.to_str().unwrap_or("-"),
+            client_ip = ip,
+        );
+    }
     response
+}
+
+/// An address as text, without a heap string.
+fn format_ip(ip: IpAddr, buf: &mut [u8; 48]) -> &str {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(cursor, "{ip}");
+    let len = cursor.position() as usize;
+    std::str::from_utf8(&buf[..len]).unwrap_or("-")
 }
 
 #[cfg(test)]

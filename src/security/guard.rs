@@ -2,17 +2,13 @@
 //! Fetch Metadata, rate limit, CSRF double-submit. Which checks apply to a
 //! path is decided here, in one place, so the policy can be read at a glance.
 
-use std::sync::Arc;
-
-use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Method, header};
 
 use crate::app::AppState;
 use crate::cookies::CookieKind;
 use crate::error::ApiError;
-use crate::security::client_ip::{ClientIp, ClientKey};
+use crate::security::client_ip::ClientKey;
 use crate::security::csrf::same_token;
 use crate::unix_now;
 
@@ -54,62 +50,62 @@ fn origin_allowed(state: &AppState, origin: &[u8], path: &str) -> bool {
         || (SIGNIN_FORM_PATHS.contains(&path) && state.public_origin.as_bytes() == origin)
 }
 
-pub async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let headers = req.headers();
-    let path = req.uri().path();
+/// Runs the checks; `Some(response)` when the request is refused.
+pub async fn check(
+    state: &AppState,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    client: ClientKey,
+) -> Option<Response> {
     // Forward-auth is asked by a proxy about someone else's request: the
     // browser-facing checks are the upstream's business, not ours.
-    let state_changing = is_state_changing(req.method()) && path != "/auth/verify";
+    let state_changing = is_state_changing(method) && path != "/auth/verify";
     let carries_auth = state.cookies.read(headers, CookieKind::Session).is_some()
         || state.cookies.read(headers, CookieKind::Refresh).is_some();
 
     if state_changing {
         if let Some(origin) = headers.get(header::ORIGIN)
-            && !origin_allowed(&state, origin.as_bytes(), path)
+            && !origin_allowed(state, origin.as_bytes(), path)
         {
-            return ApiError::InvalidOrigin.into_response();
+            return Some(ApiError::InvalidOrigin.into_response());
         }
         if carries_auth
             && let Some(site) = headers.get("sec-fetch-site")
             && !matches!(site.as_bytes(), b"same-origin" | b"same-site" | b"none")
         {
-            return ApiError::FetchMetadata.into_response();
+            return Some(ApiError::FetchMetadata.into_response());
         }
     }
 
     let limiter = if path == "/auth/verify" {
         state.verify_limiter.as_ref()
-    } else if path.starts_with("/auth/") && req.method() != Method::OPTIONS {
+    } else if path.starts_with("/auth/") && method != Method::OPTIONS {
         Some(&state.auth_limiter)
     } else {
         None
     };
-    if let Some(limiter) = limiter {
-        let client = req
-            .extensions()
-            .get::<ClientIp>()
-            .map_or(ClientKey(0), |ip| ClientKey::of(ip.0));
-        if let Err(limited) = limiter.check(client).await {
-            let mut response = ApiError::RateLimited {
-                limit: limited.limit,
-                retry_after: limited.retry_after,
-            }
-            .into_response();
-            // A person must always be able to sign out of their own browser,
-            // even behind a busy NAT: clearing costs nothing. No other work.
-            if path == "/auth/logout"
-                && req.method() == Method::POST
-                && (!carries_auth || !csrf_applies(&state, path) || csrf_ok(&state, headers))
-            {
-                state.cookies.clear_all(response.headers_mut());
-            }
-            return response;
+    if let Some(limiter) = limiter
+        && let Err(limited) = limiter.check(client).await
+    {
+        let mut response = ApiError::RateLimited {
+            limit: limited.limit,
+            retry_after: limited.retry_after,
         }
+        .into_response();
+        // A person must always be able to sign out of their own browser,
+        // even behind a busy NAT: clearing costs nothing. No other work.
+        if path == "/auth/logout"
+            && method == Method::POST
+            && (!carries_auth || !csrf_applies(state, path) || csrf_ok(state, headers))
+        {
+            state.cookies.clear_all(response.headers_mut());
+        }
+        return Some(response);
     }
 
-    if state_changing && carries_auth && csrf_applies(&state, path) && !csrf_ok(&state, headers) {
-        return ApiError::InvalidCsrf.into_response();
+    if state_changing && carries_auth && csrf_applies(state, path) && !csrf_ok(state, headers) {
+        return Some(ApiError::InvalidCsrf.into_response());
     }
-
-    next.run(req).await
+    None
 }
