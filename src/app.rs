@@ -76,6 +76,16 @@ pub struct Application {
 impl Application {
     /// Prepares state and binds the listener; nothing is served yet.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with(settings, |_| {}).await
+    }
+
+    /// [`build`](Self::build), with a chance to replace parts of the state
+    /// (stores, provider) before serving: the seam for alternative stores
+    /// and for benchmark baselines.
+    pub async fn build_with(
+        settings: Settings,
+        adjust: impl FnOnce(&mut AppState),
+    ) -> Result<Self, StartupError> {
         let listener =
             TcpListener::bind(settings.bind)
                 .await
@@ -87,7 +97,9 @@ impl Application {
             addr: settings.bind,
             source,
         })?;
-        let state = Arc::new(build_state(settings, local).await?);
+        let mut state = build_state(settings, local).await?;
+        adjust(&mut state);
+        let state = Arc::new(state);
         Ok(Self {
             service: service(state.clone()),
             listener,

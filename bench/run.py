@@ -1,0 +1,377 @@
+#!/usr/bin/env python3
+"""The load benchmark: Chronos against the ceiling (a bare hyper server that
+sends logout's exact bytes) and the original Python stack, in one run.
+
+    bench/run.sh              # full: 15 s per run, median of 3
+    bench/run.sh --quick      # smoke: 2 s, one run
+
+Servers are pinned to CPU 0 and wrk to CPU 1 (when there are two CPUs).
+Results are printed and written to bench/results/latest.{md,json}.
+"""
+import argparse
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RELEASE = os.path.join(ROOT, "target", "release")
+CHRONOS = os.path.join(RELEASE, "chronos")
+CEILING = os.path.join(RELEASE, "examples", "ceiling")
+BASELINE = os.path.join(RELEASE, "examples", "verify_baseline")
+LIMITER = os.path.join(RELEASE, "examples", "limiter_memory")
+VENV = os.path.join(ROOT, "bench", ".venv")
+POST_LUA = os.path.join(ROOT, "bench", "post.lua")
+UNLIMITED = "1000000000/second"
+EMAIL, PASSWORD = "bench@example.com", "benchmark password"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pinned(cpu, argv):
+    if os.cpu_count() and os.cpu_count() >= 2 and shutil.which("taskset"):
+        return ["taskset", "-c", str(cpu)] + argv
+    return argv
+
+
+def peak_rss_mib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def wait_http(port, path="/health", timeout=15.0, method="GET"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request(method, path)
+            status = conn.getresponse().status
+            conn.close()
+            if status < 500:
+                return True
+        except OSError:
+            time.sleep(0.002)
+    raise RuntimeError(f"server on {port} did not answer {path}")
+
+
+class Server:
+    def __init__(self, name, argv, env, port, ready_path="/health", ready_method="GET", cwd=None):
+        self.name, self.port = name, port
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(pinned(0, argv), env=env, cwd=cwd,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        wait_http(port, ready_path, method=ready_method)
+
+    def rss(self):
+        return peak_rss_mib(self.proc.pid)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def chronos_env(data_dir, port, **extra):
+    env = {"PATH": os.environ.get("PATH", ""), "BIND": f"127.0.0.1:{port}", "DATA_DIR": data_dir,
+           "RATE_LIMIT_AUTH": UNLIMITED}
+    env.update(extra)
+    return env
+
+
+WRK_RE = {
+    "rps": re.compile(r"Requests/sec:\s+([\d.]+)"),
+    "non2xx": re.compile(r"Non-2xx or 3xx responses:\s+(\d+)"),
+    "requests": re.compile(r"(\d+) requests in"),
+}
+
+
+def parse_latency(text, pct):
+    m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    if not m:
+        return float("nan")
+    value, unit = float(m.group(1)), m.group(2)
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url, args, method="GET", headers=()):
+    argv = ["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
+    if method == "POST":
+        argv += ["-s", POST_LUA]
+    for h in headers:
+        argv += ["-H", h]
+    out = subprocess.run(pinned(1, argv + [url]), capture_output=True, text=True, check=True).stdout
+    return {
+        "rps": float(WRK_RE["rps"].search(out).group(1)),
+        "p50_ms": parse_latency(out, 50),
+        "p99_ms": parse_latency(out, 99),
+        "non2xx": int(WRK_RE["non2xx"].search(out).group(1)) if WRK_RE["non2xx"].search(out) else 0,
+        "requests": int(WRK_RE["requests"].search(out).group(1)),
+    }
+
+
+def measure(label, url, args, method="GET", headers=(), expect_non2xx=False):
+    # A short warm-up, then the median of the runs (by throughput).
+    subprocess.run(pinned(1, ["wrk", "-t1", f"-c{args.connections}", "-d1s"]
+                          + (["-s", POST_LUA] if method == "POST" else [])
+                          + sum([["-H", h] for h in headers], []) + [url]),
+                   capture_output=True, check=True)
+    runs = [wrk(url, args, method, headers) for _ in range(args.runs)]
+    runs.sort(key=lambda r: r["rps"])
+    median = runs[len(runs) // 2]
+    bad = [r for r in runs if (r["non2xx"] == 0) == expect_non2xx]
+    if bad:
+        raise RuntimeError(f"{label}: unexpected status mix {bad}")
+    all_runs = ", ".join(format(r["rps"], ",.0f") for r in runs)
+    print(f"  {label:<48} {median['rps']:>10,.0f} req/s  p50 {median['p50_ms']:.3f} ms"
+          f"  p99 {median['p99_ms']:.3f} ms   (runs: {all_runs})", flush=True)
+    return dict(median, label=label, runs=[r["rps"] for r in runs])
+
+
+def raw_response(port, request):
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(request)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data
+
+
+def normalized(response):
+    text = response.decode("latin-1")
+    text = re.sub(r"(?im)^date: .*$", "date: -", text)
+    return re.sub(r"(?im)^x-request-id: .*$", "x-request-id: -", text)
+
+
+def sign_in(port):
+    """The browser flow over plain HTTP: login, sign-in page, form, code exchange."""
+    jar = {}
+
+    def request(method, path, body=None, headers=None):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        h = dict(headers or {})
+        if jar:
+            h["Cookie"] = "; ".join(f"{k}={v}" for k, v in jar.items())
+        conn.request(method, path, body=body, headers=h)
+        r = conn.getresponse()
+        data = r.read()
+        for line in r.headers.get_all("Set-Cookie") or []:
+            name, value = line.split(";", 1)[0].split("=", 1)
+            if value:
+                jar[name] = value
+            else:
+                jar.pop(name, None)
+        conn.close()
+        return r, data
+
+    _, data = request("GET", "/auth/google/login")
+    page_url = urllib.parse.urlsplit(json.loads(data)["redirectUrl"])
+    _, html = request("GET", f"{page_url.path}?{page_url.query}")
+    form = html.decode().split('id="signin"', 1)[1].split("</form>", 1)[0]
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form))
+    fields = {k: v.replace("&amp;", "&").replace("&quot;", '"').replace("&#x27;", "'") for k, v in fields.items()}
+    fields.update(email=EMAIL, password=PASSWORD)
+    r, _ = request("POST", "/auth/signin", urllib.parse.urlencode(fields),
+                   {"Content-Type": "application/x-www-form-urlencoded",
+                    "Origin": f"http://127.0.0.1:{port}"})
+    code = urllib.parse.parse_qs(urllib.parse.urlsplit(r.headers["Location"]).query)["code"][0]
+    r, _ = request("POST", "/auth/web/callback", json.dumps({"code": code}),
+                   {"Content-Type": "application/json"})
+    assert r.status == 200, r.status
+    return f"chronos_session={jar['chronos_session']}"
+
+
+def add_user(data_dir):
+    subprocess.run([CHRONOS, "user", "add", EMAIL], input=PASSWORD + "\n", text=True, check=True,
+                   env={"PATH": os.environ.get("PATH", ""), "DATA_DIR": data_dir},
+                   stdout=subprocess.DEVNULL)
+
+
+def startup_ms(data_dir, fresh):
+    """Process start to the first answered /health, in milliseconds."""
+    port = free_port()
+    if fresh:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    started = time.monotonic()
+    proc = subprocess.Popen([CHRONOS], env=chronos_env(data_dir, port),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(port)
+        return (time.monotonic() - started) * 1000
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def machine():
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
+    wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+    return {"cpu": model, "cpus": os.cpu_count(), "kernel": platform.release(),
+            "rustc": rustc, "wrk": wrk_v, "python": platform.python_version()}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="2 s runs, one each (smoke test)")
+    ap.add_argument("--duration", type=int, default=15)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--no-python", action="store_true")
+    args = ap.parse_args()
+    if args.quick:
+        args.duration, args.runs = 2, 1
+
+    results = {"machine": machine(), "config": vars(args), "rows": []}
+    rows = results["rows"]
+    print(f"machine: {results['machine']}")
+    print(f"wrk -t1 -c{args.connections} -d{args.duration}s, median of {args.runs}; "
+          f"servers on CPU 0, wrk on CPU 1\n", flush=True)
+    work = tempfile.mkdtemp(prefix="chronos-bench-")
+    data_dir = os.path.join(work, "data")
+    try:
+        # Start-up, on the embedded defaults.
+        fresh = statistics.median(startup_ms(data_dir, True) for _ in range(5))
+        warm = statistics.median(startup_ms(data_dir, False) for _ in range(5))
+        results["startup_ms"] = {"first_start": fresh, "restart": warm}
+        print(f"start-up to first answer: first start {fresh:.0f} ms, restart {warm:.0f} ms\n")
+
+        # The ceiling, and a check that it sends the same bytes as Chronos.
+        port = free_port()
+        ceiling = Server("ceiling", [CEILING, f"127.0.0.1:{port}"], dict(os.environ), port,
+                         ready_path="/auth/logout", ready_method="POST")
+        cport = free_port()
+        shutil.rmtree(data_dir, ignore_errors=True)
+        probe = Server("chronos", [CHRONOS], chronos_env(data_dir, cport), cport)
+        req = b"POST /auth/logout HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        ours, theirs = normalized(raw_response(cport, req)), normalized(raw_response(port, req))
+        probe.stop()
+        if ours != theirs:
+            print("ceiling and chronos differ:\n" + ours + "\n---\n" + theirs)
+            sys.exit(1)
+        print("ceiling sends logout's exact bytes (date and request id aside)")
+        row = measure("ceiling: POST /auth/logout", f"http://127.0.0.1:{port}/auth/logout", args, "POST")
+        ceiling_rps = row["rps"]
+        rows.append(dict(row, server="ceiling", rss_mib=ceiling.rss()))
+        ceiling.stop()
+
+        # The original Python stack.
+        python_rps = None
+        if not args.no_python:
+            port = free_port()
+            py = Server("python", [os.path.join(VENV, "bin", "uvicorn"), "app:app", "--host",
+                                   "127.0.0.1", "--port", str(port), "--workers", "1",
+                                   "--no-access-log", "--log-level", "warning"],
+                        dict(os.environ, RATE_LIMIT_AUTH=UNLIMITED), port,
+                        ready_path="/auth/logout", ready_method="POST",
+                        cwd=os.path.join(ROOT, "bench", "python"))
+            row = measure("python: POST /auth/logout", f"http://127.0.0.1:{port}/auth/logout", args, "POST")
+            python_rps = row["rps"]
+            rows.append(dict(row, server="fastapi+slowapi (1 worker)", rss_mib=py.rss()))
+            py.stop()
+
+        # Chronos, defaults (access log on) but for the raised rate limit.
+        shutil.rmtree(data_dir, ignore_errors=True)
+        port = free_port()
+        add_user(data_dir)
+        chronos = Server("chronos", [CHRONOS], chronos_env(data_dir, port), port)
+        cookie = f"Cookie: {sign_in(port)}"
+        base = f"http://127.0.0.1:{port}"
+        for label, path, method, headers in [
+            ("chronos: POST /auth/logout", "/auth/logout", "POST", ()),
+            ("chronos: GET /auth/csrf", "/auth/csrf", "GET", ()),
+            ("chronos: GET /auth/session", "/auth/session", "GET", (cookie,)),
+            ("chronos: GET /auth/verify", "/auth/verify", "GET", (cookie,)),
+        ]:
+            row = measure(label, base + path, args, method, headers)
+            rows.append(dict(row, server="chronos", rss_mib=chronos.rss()))
+        chronos.stop()
+
+        # Access log off: what the log line costs.
+        port = free_port()
+        chronos = Server("chronos", [CHRONOS],
+                         chronos_env(data_dir, port, RUST_LOG="info,chronos::access=off"), port)
+        row = measure("chronos, access log off: POST /auth/logout",
+                      f"http://127.0.0.1:{port}/auth/logout", args, "POST")
+        rows.append(dict(row, server="chronos (no access log)", rss_mib=chronos.rss()))
+        chronos.stop()
+
+        # One client held at 429 the whole time.
+        port = free_port()
+        chronos = Server("chronos", [CHRONOS],
+                         chronos_env(data_dir, port, RATE_LIMIT_AUTH="1/hour"), port)
+        row = measure("chronos, rate-limited: POST /auth/logout (429)",
+                      f"http://127.0.0.1:{port}/auth/logout", args, "POST", expect_non2xx=True)
+        rows.append(dict(row, server="chronos (429)", rss_mib=chronos.rss()))
+        chronos.stop()
+
+        # The revocation check on /auth/verify: without it, and with 100k revoked.
+        for mode, label in [("none", "verify without revocation check"),
+                            ("revoked:100000", "verify with 100k revoked sessions")]:
+            port = free_port()
+            srv = Server("baseline", [BASELINE, mode], chronos_env(data_dir, port), port)
+            row = measure(f"chronos, {label}", f"http://127.0.0.1:{port}/auth/verify", args, "GET",
+                          (f"Cookie: {sign_in(port)}",))
+            rows.append(dict(row, server=f"chronos ({mode})", rss_mib=srv.rss()))
+            srv.stop()
+
+        # The limiter under one million distinct keys (in-process).
+        out = subprocess.run([LIMITER], capture_output=True, text=True, check=True).stdout
+        results["limiter"] = dict(line.split("=", 1) for line in out.split())
+        print(f"\nlimiter, 1M distinct keys: {results['limiter']}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    for row in rows:
+        row["vs_ceiling"] = row["rps"] / ceiling_rps
+        row["vs_python"] = row["rps"] / python_rps if python_rps else None
+    write_results(results)
+
+
+def write_results(results):
+    out_dir = os.path.join(ROOT, "bench", "results")
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "latest.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    lines = ["| measured | req/s | p50 ms | p99 ms | × ceiling | × python | peak RSS MiB |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results["rows"]:
+        vs_py = f"{r['vs_python']:.0f}" if r["vs_python"] else "-"
+        lines.append(f"| {r['label']} | {r['rps']:,.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | "
+                     f"{r['vs_ceiling']:.2f} | {vs_py} | {r['rss_mib']:.1f} |")
+    table = "\n".join(lines)
+    with open(os.path.join(out_dir, "latest.md"), "w") as f:
+        f.write(f"machine: {results['machine']}\n\nconfig: {results['config']}\n\n")
+        f.write(f"start-up: {results.get('startup_ms')}\n\n{table}\n\n")
+        f.write(f"limiter: {results.get('limiter')}\n")
+    print("\n" + table)
+
+
+if __name__ == "__main__":
+    main()
