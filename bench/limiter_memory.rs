@@ -3,6 +3,7 @@
 //! the peak, and after the window has passed and the store was pruned.
 //!
 //! `cargo run --release --example limiter_memory [KEYS]`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};

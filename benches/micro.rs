@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the per-request primitives: CSRF tokens, access
 //! token verification (signature vs cached), the rate limiter's check.
 //! `cargo bench --bench micro`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 
