@@ -1,10 +1,12 @@
 //! Chronos with its revocation set swapped, for the load benchmark's
-//! "cost of the revocation check" rows (same binary code, same run):
+//! "cost of the revocation check" rows (same binary, same run):
 //!
+//!   verify_baseline normal        exactly the server (empty revocation set)
 //!   verify_baseline none          no revocation check at all
 //!   verify_baseline revoked:N     N revoked sessions held in memory
 //!
-//! Configured from the environment like `chronos` itself.
+//! Configured from the environment like `chronos` itself, with the same
+//! allocator and logging.
 
 use std::sync::Arc;
 
@@ -35,11 +37,17 @@ impl RevocationStore for NoRevocations {
     }
 }
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "none".into());
     let settings = Settings::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let app = if mode == "none" {
+    let _log_flush = chronos::telemetry::init();
+    let app = if mode == "normal" {
+        Application::build(settings).await?
+    } else if mode == "none" {
         Application::build_with(settings, |state| {
             state.revocations = Arc::new(NoRevocations)
         })
@@ -48,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
         let count: usize = mode
             .strip_prefix("revoked:")
             .and_then(|n| n.parse().ok())
-            .ok_or_else(|| anyhow::anyhow!("usage: verify_baseline none|revoked:N"))?;
+            .ok_or_else(|| anyhow::anyhow!("usage: verify_baseline normal|none|revoked:N"))?;
         let app = Application::build(settings).await?;
         let ids: Vec<String> = (0..count)
             .map(|_| uuid::Uuid::new_v4().to_string())
@@ -56,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
         app.state().revocations.revoke(&ids).await?;
         app
     };
-    println!("listening address={}", app.local_addr());
+    tracing::info!(address = %app.local_addr(), "listening");
     app.run_until(chronos::server::shutdown_signal()).await?;
     Ok(())
 }

@@ -6,10 +6,8 @@
 //! allocate its header index on every request instead of using the stack.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -56,11 +54,9 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
-        let per_connection =
-            hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-                service.serve(req)
-            });
+        let per_connection = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            service.serve(req, peer)
+        });
         let connection =
             graceful.watch(builder.serve_connection(TokioIo::new(stream), per_connection));
         tokio::spawn(async move {

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Request, State};
 use axum::response::Response;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 
@@ -26,18 +26,17 @@ const BODY: &[u8] = br#"{"message":"Logged out"}"#;
 
 static CLEAR_SITE_DATA: HeaderName = HeaderName::from_static("clear-site-data");
 
-pub async fn logout(
-    State(state): State<Arc<AppState>>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    let scope = query
-        .as_deref()
+/// Takes the whole request (not `HeaderMap`, which axum would clone).
+pub async fn logout(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let headers = req.headers();
+    let scope = req
+        .uri()
+        .query()
         .and_then(|q| query_param(&query_pairs(Some(q)), "scope"))
         .and_then(|s| LogoutScope::parse(&s))
         .unwrap_or(state.settings.logout_scope);
     if scope != LogoutScope::None {
-        end_owned_sessions(&state, &headers, scope).await;
+        end_owned_sessions(&state, headers, scope).await;
     }
 
     let mut response = Response::new(Body::from(BODY));

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, header};
 use serde::{Deserialize, Serialize};
@@ -57,8 +57,8 @@ pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<AccessC
     Ok(claims)
 }
 
-pub async fn current(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response> {
-    let claims = authenticate(&state, &headers)?;
+pub async fn current(State(state): State<Arc<AppState>>, req: Request) -> Result<Response> {
+    let claims = authenticate(&state, req.headers())?;
     Ok(session_body(&User::from_claims(&claims), claims.exp).into_response())
 }
 

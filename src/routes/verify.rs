@@ -7,9 +7,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue, StatusCode};
 
 use super::session::authenticate;
 use crate::app::AppState;
@@ -18,8 +18,8 @@ static USER_ID: HeaderName = HeaderName::from_static("x-auth-user-id");
 static USER_EMAIL: HeaderName = HeaderName::from_static("x-auth-user-email");
 static SESSION_ID: HeaderName = HeaderName::from_static("x-auth-session-id");
 
-pub async fn verify(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let claims = match authenticate(&state, &headers) {
+pub async fn verify(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let claims = match authenticate(&state, req.headers()) {
         Ok(claims) => claims,
         Err(error) => return error.into_response(),
     };

@@ -7,7 +7,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -19,10 +19,11 @@ use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use tower::{Service, ServiceExt};
+use tower::Service;
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::routes;
 use crate::security::client_ip::{ClientIp, ClientKey};
 use crate::security::cors::Cors;
 use crate::security::guard;
@@ -156,7 +157,11 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        self.serve(req)
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+        self.serve(req, peer)
     }
 }
 
@@ -165,6 +170,7 @@ impl Secured {
     pub fn serve<B>(
         &self,
         req: Request<B>,
+        peer: SocketAddr,
     ) -> Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -172,20 +178,16 @@ impl Secured {
     {
         let state = self.state.clone();
         let router = self.router.clone();
-        Box::pin(async move { Ok(handle(state, router, req.map(Body::new)).await) })
+        Box::pin(async move { Ok(handle(state, router, req.map(Body::new), peer.ip()).await) })
     }
 }
 
-async fn handle(state: Arc<AppState>, router: Router, mut req: Request) -> Response {
+async fn handle(state: Arc<AppState>, router: Router, mut req: Request, peer: IpAddr) -> Response {
     let started = Instant::now();
     let request_id = match req.headers().get(&X_REQUEST_ID) {
         Some(v) if sane_request_id(v) => v.clone(),
         _ => fresh_request_id(),
     };
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
     let client = state.client_ip.resolve(peer, req.headers());
     req.extensions_mut().insert(ClientIp(client));
     let origin = req.headers().get(header::ORIGIN).cloned();
@@ -219,10 +221,7 @@ async fn handle(state: Arc<AppState>, router: Router, mut req: Request) -> Respo
             .await
             {
                 Some(refused) => refused,
-                None => match router.oneshot(req).await {
-                    Ok(response) => response,
-                    Err(never) => match never {},
-                },
+                None => routes::dispatch(&state, router, req).await,
             },
         }
     };
