@@ -35,7 +35,6 @@ const HEADERS: &[(&str, &str)] = &[
         "set-cookie",
         "chronos_csrf=; Path=/; SameSite=Lax; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
     ),
-    ("content-length", "24"),
     ("vary", "origin"),
     ("x-content-type-options", "nosniff"),
     ("x-frame-options", "DENY"),
