@@ -50,9 +50,13 @@ pub enum ApiError {
     /// 422: the body is missing or not the JSON we expect.
     #[error("{0}")]
     Unprocessable(String),
-    /// 429 with `Retry-After`.
-    #[error("Rate limit exceeded: {limit}")]
-    RateLimited { limit: String, retry_after: u64 },
+    /// 429 with `Retry-After`; the body (`Rate limit exceeded: ...`) comes
+    /// pre-rendered from the limiter.
+    #[error("Rate limit exceeded")]
+    RateLimited {
+        body: bytes::Bytes,
+        retry_after: u64,
+    },
     /// 431: the request headers are over the limit.
     #[error("Request header fields too large")]
     HeadersTooLarge,
@@ -102,12 +106,17 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        let mut response = (status, Json(json!({ "detail": self.to_string() }))).into_response();
-        if let Self::RateLimited { retry_after, .. } = self {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        if let Self::RateLimited { body, retry_after } = self {
+            let mut response = Response::new(axum::body::Body::from(body));
+            *response.status_mut() = status;
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            return response;
         }
-        response
+        (status, Json(json!({ "detail": self.to_string() }))).into_response()
     }
 }

@@ -184,22 +184,40 @@ impl Fields<'_, '_> {
         Ok(())
     }
 
-    /// Plain values as they are; anything with spaces, quotes or control
-    /// characters quoted and escaped, so one event stays one line.
+    /// Plain values as they are; anything with spaces, quotes, `=` or
+    /// control characters quoted and escaped, so one event stays one line.
     fn text(&mut self, field: &Field, value: &str) -> fmt::Result {
         self.key(field)?;
-        let needs_quotes = |b: &u8| *b <= b' ' || matches!(*b, b'"' | b'=' | b'\\' | 0x7f);
-        let plain = if field.name() == "message" {
-            !value.bytes().any(|b| b < b' ' || b == 0x7f)
+        let table = if field.name() == "message" {
+            &CONTROL
         } else {
-            !value.is_empty() && !value.bytes().any(|b| needs_quotes(&b))
+            &NEEDS_QUOTES
         };
+        let plain = (field.name() == "message" || !value.is_empty())
+            && !value.bytes().any(|b| table[usize::from(b)]);
         if plain {
             self.out.write_str(value)
         } else {
             write!(self.out, "{value:?}")
         }
     }
+}
+
+/// Bytes that force quoting: controls (and DEL), plus space, `"`, `=`, `\\`
+/// outside messages.
+const CONTROL: [bool; 256] = byte_table(false);
+const NEEDS_QUOTES: [bool; 256] = byte_table(true);
+
+const fn byte_table(value_syntax: bool) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] =
+            c < b' ' || c == 0x7f || (value_syntax && matches!(c, b' ' | b'"' | b'=' | b'\\'));
+        b += 1;
+    }
+    table
 }
 
 impl Visit for Fields<'_, '_> {

@@ -2,23 +2,26 @@
 
 use std::sync::Arc;
 
-use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
-use axum::response::{AppendHeaders, IntoResponse};
-use http::header;
-use serde_json::json;
+use axum::response::Response;
+use http::{HeaderValue, header};
 
 use crate::app::AppState;
 use crate::cookies::CookieKind;
 use crate::unix_now;
 
-pub async fn issue(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+pub async fn issue(State(state): State<Arc<AppState>>) -> Response {
     let token = state.csrf.issue(unix_now());
-    (
-        AppendHeaders([(
-            header::SET_COOKIE,
-            state.cookies.set(CookieKind::Csrf, &token),
-        )]),
-        Json(json!({ "ok": true })),
-    )
+    let mut response = Response::new(Body::from(&br#"{"ok":true}"#[..]));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        header::SET_COOKIE,
+        state.cookies.set(CookieKind::Csrf, &token),
+    );
+    response
 }

@@ -33,7 +33,7 @@ use crate::error::ApiError;
 pub async fn dispatch(state: &Arc<AppState>, router: Router, req: Request) -> Response {
     match (req.method(), req.uri().path()) {
         (&Method::POST, "/auth/logout") => logout::logout(State(state.clone()), req).await,
-        (&Method::GET, "/auth/csrf") => csrf::issue(State(state.clone())).await.into_response(),
+        (&Method::GET, "/auth/csrf") => csrf::issue(State(state.clone())).await,
         (&Method::GET, "/auth/session") => session::current(State(state.clone()), req)
             .await
             .into_response(),

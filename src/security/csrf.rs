@@ -62,18 +62,27 @@ impl CsrfTokens {
     pub fn issue(&self, now: u64) -> String {
         let mut nonce = [0u8; 16];
         rand::rng().fill_bytes(&mut nonce);
-        let payload = format!(
-            r#"{{"nonce":"{}","exp":{}}}"#,
-            B64.encode(nonce),
-            now.saturating_add(self.ttl)
-        );
-        let encoded = B64.encode(payload.as_bytes());
+        // {"nonce":"<22 chars>","exp":<digits>}, built without format!.
+        let mut payload = [0u8; 64];
+        let mut len = 0;
+        let mut put = |bytes: &[u8]| {
+            payload[len..len + bytes.len()].copy_from_slice(bytes);
+            len += bytes.len();
+        };
+        let mut nonce_text = [0u8; 24];
+        let nonce_len = B64.encode_slice(nonce, &mut nonce_text).unwrap_or(0);
+        let mut exp = itoa::Buffer::new();
+        put(br#"{"nonce":""#);
+        put(&nonce_text[..nonce_len]);
+        put(br#"","exp":"#);
+        put(exp.format(now.saturating_add(self.ttl)).as_bytes());
+        put(b"}");
+        let mut token = String::with_capacity(128);
+        B64.encode_string(&payload[..len], &mut token);
         let mut mac = self.mac.clone();
-        mac.update(encoded.as_bytes());
-        let sig = B64.encode(mac.finalize().into_bytes());
-        let mut token = encoded;
+        mac.update(token.as_bytes());
         token.push('.');
-        token.push_str(&sig);
+        B64.encode_string(mac.finalize().into_bytes(), &mut token);
         token
     }
 

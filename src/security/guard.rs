@@ -89,7 +89,7 @@ pub async fn check(
         && let Err(limited) = limiter.check(client).await
     {
         let mut response = ApiError::RateLimited {
-            limit: limited.limit,
+            body: limited.body,
             retry_after: limited.retry_after,
         }
         .into_response();

@@ -8,6 +8,8 @@
 
 use std::fmt;
 use std::sync::Arc;
+
+use bytes::Bytes;
 use std::time::Duration;
 
 use crate::security::client_ip::ClientKey;
@@ -124,8 +126,9 @@ fn parse_one(part: &str) -> Option<Limit> {
 /// A request that went over a limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimited {
-    /// The limit that was hit, written as in the 429 detail.
-    pub limit: String,
+    /// The 429 body, `{"detail": "Rate limit exceeded: 5 per 1 minute"}`,
+    /// rendered once per limit: a refusal must cost no more than a 200.
+    pub body: Bytes,
     /// Whole seconds until a request would be allowed (at least 1).
     pub retry_after: u64,
 }
@@ -133,16 +136,21 @@ pub struct RateLimited {
 /// One named policy (auth, verify): its limits and the store that counts.
 #[derive(Clone)]
 pub struct RateLimiter {
-    limits: Arc<[Limit]>,
+    bodies: Arc<[Bytes]>,
     store: Arc<dyn RateLimitStore>,
 }
 
 impl RateLimiter {
     pub fn new(limits: Vec<Limit>, store: Arc<dyn RateLimitStore>) -> Self {
-        Self {
-            limits: limits.into(),
-            store,
-        }
+        let bodies = limits
+            .iter()
+            .map(|limit| {
+                let detail =
+                    serde_json::json!({ "detail": format!("Rate limit exceeded: {limit}") });
+                Bytes::from(detail.to_string())
+            })
+            .collect();
+        Self { bodies, store }
     }
 
     /// Counts one request from `key`.
@@ -150,15 +158,14 @@ impl RateLimiter {
         match self.store.hit(key).await {
             Ok(()) => Ok(()),
             Err(exceeded) => {
-                let limit = self
-                    .limits
-                    .get(exceeded.limit)
-                    .map(ToString::to_string)
-                    .unwrap_or_default();
+                let body =
+                    self.bodies.get(exceeded.limit).cloned().unwrap_or_else(|| {
+                        Bytes::from_static(br#"{"detail":"Rate limit exceeded"}"#)
+                    });
                 let wait = exceeded.retry_after;
                 let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 Err(RateLimited {
-                    limit,
+                    body,
                     retry_after: retry_after.max(1),
                 })
             }
