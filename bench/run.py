@@ -317,9 +317,16 @@ def main():
         port = free_port()
         chronos = Server("chronos", [CHRONOS],
                          chronos_env(data_dir, port, RUST_LOG="info,chronos::access=off"), port)
-        row = measure("chronos, access log off: POST /auth/logout",
-                      f"http://127.0.0.1:{port}/auth/logout", args, "POST")
-        rows.append(dict(row, server="chronos (no access log)", rss_mib=chronos.rss()))
+        cookie = f"Cookie: {sign_in(port)}"
+        base = f"http://127.0.0.1:{port}"
+        for label, path, method, headers in [
+            ("chronos, access log off: POST /auth/logout", "/auth/logout", "POST", ()),
+            ("chronos, access log off: GET /auth/csrf", "/auth/csrf", "GET", ()),
+            ("chronos, access log off: GET /auth/session", "/auth/session", "GET", (cookie,)),
+            ("chronos, access log off: GET /auth/verify", "/auth/verify", "GET", (cookie,)),
+        ]:
+            row = measure(label, base + path, args, method, headers)
+            rows.append(dict(row, server="chronos (no access log)", rss_mib=chronos.rss()))
         chronos.stop()
 
         # One client held at 429 the whole time.
