@@ -164,9 +164,9 @@ def normalized(response):
     return re.sub(r"(?im)^x-request-id: .*$", "x-request-id: -", text)
 
 
-def sign_in(port):
+def sign_in(port, jar=None):
     """The browser flow over plain HTTP: login, sign-in page, form, code exchange."""
-    jar = {}
+    jar = {} if jar is None else jar
 
     def request(method, path, body=None, headers=None):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -200,6 +200,42 @@ def sign_in(port):
                    {"Content-Type": "application/json"})
     assert r.status == 200, r.status
     return f"chronos_session={jar['chronos_session']}"
+
+
+def flow_latencies(port):
+    """One client, one request at a time: how long the session lifecycle takes."""
+    def timed(f, n):
+        samples = []
+        for _ in range(n):
+            started = time.perf_counter()
+            f()
+            samples.append((time.perf_counter() - started) * 1000)
+        return {"median_ms": statistics.median(samples), "n": n}
+
+    jar = {}
+    signin = timed(lambda: sign_in(port, jar), 20)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+    def refresh():
+        conn.request("POST", "/auth/refresh", headers={
+            "Cookie": "; ".join(f"{k}={v}" for k, v in jar.items()),
+            "X-CSRF-Token": jar["chronos_csrf"]})
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 200, r.status
+        for line in r.headers.get_all("Set-Cookie") or []:
+            name, value = line.split(";", 1)[0].split("=", 1)
+            jar[name] = value
+
+    def session():
+        conn.request("GET", "/auth/session", headers={"Cookie": f"chronos_session={jar['chronos_session']}"})
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 200, r.status
+
+    result = {"sign_in": signin, "refresh": timed(refresh, 200), "session_check": timed(session, 2000)}
+    conn.close()
+    return result
 
 
 def add_user(data_dir):
@@ -301,6 +337,9 @@ def main():
         port = free_port()
         add_user(data_dir)
         chronos = Server("chronos", [CHRONOS], chronos_env(data_dir, port), port)
+        results["flows"] = flow_latencies(port)
+        print("one request at a time (median): " + ", ".join(
+            f"{k} {v['median_ms']:.2f} ms" for k, v in results["flows"].items()))
         cookie = f"Cookie: {sign_in(port)}"
         base = f"http://127.0.0.1:{port}"
         for label, path, method, headers in [
@@ -377,7 +416,7 @@ def write_results(results):
     table = "\n".join(lines)
     with open(os.path.join(out_dir, "latest.md"), "w") as f:
         f.write(f"machine: {results['machine']}\n\nconfig: {results['config']}\n\n")
-        f.write(f"start-up: {results.get('startup_ms')}\n\n{table}\n\n")
+        f.write(f"start-up: {results.get('startup_ms')}\n\nflows: {results.get('flows')}\n\n{table}\n\n")
         f.write(f"limiter: {results.get('limiter')}\n")
     print("\n" + table)
 
