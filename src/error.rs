@@ -73,6 +73,17 @@ impl ApiError {
         Self::Internal(cause.into())
     }
 
+    /// An identity-provider failure: `rejected` for a refused code or token
+    /// (its meaning differs per endpoint), 502 and 500 for the rest.
+    pub fn from_provider(error: crate::identity::IdpError, rejected: ApiError) -> Self {
+        use crate::identity::IdpError;
+        match error {
+            IdpError::Rejected => rejected,
+            IdpError::Unavailable(e) => Self::ProviderUnavailable(e),
+            IdpError::Internal(e) => Self::Internal(e),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) | Self::AuthenticationFailed => StatusCode::BAD_REQUEST,

@@ -13,7 +13,7 @@ use super::extract::{ApiJson, Client};
 use crate::app::AppState;
 use crate::cookies::CookieKind;
 use crate::error::{ApiError, Result};
-use crate::identity::{AccessClaims, IdpError, IssuedSession, User};
+use crate::identity::{AccessClaims, IssuedSession, User};
 use crate::unix_now;
 
 /// `{"user": ..., "expires_at": ...}`, fields in the API's order.
@@ -91,11 +91,7 @@ pub async fn exchange(
         .idp
         .exchange_code(&body.code, &flow.code_verifier, &flow.redirect_uri, &client)
         .await
-        .map_err(|e| match e {
-            IdpError::Rejected => ApiError::AuthenticationFailed,
-            IdpError::Unavailable(e) => ApiError::ProviderUnavailable(e),
-            IdpError::Internal(e) => ApiError::Internal(e),
-        })?;
+        .map_err(|e| ApiError::from_provider(e, ApiError::AuthenticationFailed))?;
     let mut extra = HeaderMap::new();
     extra.append(header::SET_COOKIE, state.cookies.clear(CookieKind::Flow));
     Ok(session_response(&state, &issued, extra))
@@ -114,10 +110,6 @@ pub async fn refresh(
         .idp
         .refresh(token, &client)
         .await
-        .map_err(|e| match e {
-            IdpError::Rejected => ApiError::RefreshFailed,
-            IdpError::Unavailable(e) => ApiError::ProviderUnavailable(e),
-            IdpError::Internal(e) => ApiError::Internal(e),
-        })?;
+        .map_err(|e| ApiError::from_provider(e, ApiError::RefreshFailed))?;
     Ok(session_response(&state, &issued, HeaderMap::new()))
 }

@@ -24,11 +24,7 @@ pub struct SessionEntry {
 }
 
 fn provider_error(e: IdpError) -> ApiError {
-    match e {
-        IdpError::Unavailable(e) => ApiError::ProviderUnavailable(e),
-        IdpError::Internal(e) => ApiError::Internal(e),
-        IdpError::Rejected => ApiError::NotAuthenticated,
-    }
+    ApiError::from_provider(e, ApiError::NotAuthenticated)
 }
 
 pub async fn list(

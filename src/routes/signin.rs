@@ -247,14 +247,26 @@ pub async fn sign_in(
             &email,
         );
     }
-    match idp.accounts.authenticate(&email, &password).await {
-        Ok(Some(user)) => issue_code(&state, idp, &user.id, &flow).await,
+    authenticate(&state, idp, &flow, &email, &password).await
+}
+
+/// Checks the password: a code for the right one, the generic error (same
+/// answer, same time for an unknown email) otherwise.
+async fn authenticate(
+    state: &AppState,
+    idp: &EmbeddedIdp,
+    flow: &FlowParams,
+    email: &str,
+    password: &str,
+) -> Response {
+    match idp.accounts.authenticate(email, password).await {
+        Ok(Some(user)) => issue_code(state, idp, &user.id, flow).await,
         Ok(None) => form_page(
-            &state,
-            &flow,
+            state,
+            flow,
             StatusCode::UNAUTHORIZED,
             Some(BAD_CREDENTIALS),
-            &email,
+            email,
         ),
         Err(e) => crate::error::ApiError::internal(e).into_response(),
     }
@@ -286,17 +298,7 @@ pub async fn sign_up(
         Ok(user) => issue_code(&state, idp, &user.id, &flow).await,
         // Someone signing up again with their own password is signed in;
         // anyone else gets the same answer as a failed sign-in.
-        Err(AccountError::Exists) => match idp.accounts.authenticate(&email, &password).await {
-            Ok(Some(user)) => issue_code(&state, idp, &user.id, &flow).await,
-            Ok(None) => form_page(
-                &state,
-                &flow,
-                StatusCode::UNAUTHORIZED,
-                Some(BAD_CREDENTIALS),
-                &email,
-            ),
-            Err(e) => crate::error::ApiError::internal(e).into_response(),
-        },
+        Err(AccountError::Exists) => authenticate(&state, idp, &flow, &email, &password).await,
         Err(AccountError::Internal(e)) => crate::error::ApiError::internal(e).into_response(),
         Err(invalid) => {
             let message = format!("Cannot create the account: {invalid}.");
