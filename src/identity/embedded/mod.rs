@@ -76,7 +76,14 @@ fn truncate(s: &str, max: usize) -> String {
     s.chars().filter(|c| !c.is_control()).take(max).collect()
 }
 
+/// session id, created_at, rotated_at (ms), user id, session revoked_at.
 type RefreshRow = (String, i64, Option<i64>, String, Option<i64>);
+
+fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
 
 impl EmbeddedIdp {
     pub fn new(
@@ -199,7 +206,8 @@ impl EmbeddedIdp {
         token: &str,
     ) -> Result<Option<RefreshRow>, IdpError> {
         Ok(sqlx::query_as(
-            "SELECT rt.session_id, rt.created_at, rt.rotated_at, s.user_id, s.revoked_at
+            "SELECT rt.session_id, rt.created_at, COALESCE(rt.rotated_at_ms, rt.rotated_at * 1000),
+                    s.user_id, s.revoked_at
              FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
              WHERE rt.token_hash = ?",
         )
@@ -338,9 +346,11 @@ impl IdentityProvider for EmbeddedIdp {
             None => {
                 let next = self.successor(refresh_token);
                 let claimed = sqlx::query(
-                    "UPDATE refresh_tokens SET rotated_at = ? WHERE token_hash = ? AND rotated_at IS NULL",
+                    "UPDATE refresh_tokens SET rotated_at = ?, rotated_at_ms = ?
+                     WHERE token_hash = ? AND rotated_at IS NULL",
                 )
                 .bind(now as i64)
+                .bind(unix_now_ms())
                 .bind(hash_token(refresh_token))
                 .execute(&mut *tx)
                 .await?;
@@ -357,7 +367,8 @@ impl IdentityProvider for EmbeddedIdp {
                 .await?;
                 (next, now)
             }
-            Some(rotated) if now as i64 - rotated <= self.reuse_interval as i64 => {
+            // Within the grace window (strictly: an interval of 0 means none).
+            Some(rotated_ms) if unix_now_ms() - rotated_ms < self.reuse_interval as i64 * 1000 => {
                 // A concurrent tab: hand out the chain's current head.
                 let mut candidate = self.successor(refresh_token);
                 let mut found = None;
