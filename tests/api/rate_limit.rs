@@ -188,3 +188,41 @@ async fn several_limits_must_all_hold() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["detail"], "Rate limit exceeded: 2 per 1 hour");
 }
+
+#[tokio::test]
+async fn with_logout_require_csrf_a_rate_limited_logout_clears_only_with_a_valid_token() {
+    let app = spawn_app_with(&[
+        ("RATE_LIMIT_AUTH", "1/minute"),
+        ("LOGOUT_REQUIRE_CSRF", "true"),
+    ])
+    .await;
+    let client = app.client();
+    // The one allowed request fetches a token.
+    let issued = client.get(app.url("/auth/csrf")).send().await.unwrap();
+    let token = cookie_value(&set_cookies(issued.headers())["chronos_csrf"]).to_string();
+
+    let forged = client
+        .post(app.url("/auth/logout"))
+        .header("Cookie", "chronos_session=abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 429);
+    assert!(
+        forged.headers().get("set-cookie").is_none(),
+        "no token, no clearing"
+    );
+
+    let own = client
+        .post(app.url("/auth/logout"))
+        .header(
+            "Cookie",
+            format!("chronos_session=abc; chronos_csrf={token}"),
+        )
+        .header("X-CSRF-Token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), 429);
+    assert_cleared(&set_cookies(own.headers())["chronos_session"]);
+}
