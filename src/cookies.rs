@@ -163,7 +163,9 @@ fn render(
     }
     // Names are validated at start-up and values are token text; a value
     // that would not fit a header is a bug, and an empty cookie is safer.
-    HeaderValue::from_str(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
+    // (The string's buffer becomes the header value: no copy.)
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(out))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// Finds `name` in the request's `Cookie` headers (first occurrence wins).
