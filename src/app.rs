@@ -36,10 +36,7 @@ pub struct AppState {
     pub client_ip: ClientIpResolver,
     pub auth_limiter: RateLimiter,
     pub verify_limiter: Option<RateLimiter>,
-    /// FRONTEND_URL + CORS_ORIGINS + DESKTOP_PROXY_ORIGINS.
-    pub allowed_origins: Vec<String>,
-    /// PUBLIC_URL without a trailing slash, and its origin.
-    pub public_url: String,
+    /// PUBLIC_URL's origin (the sign-in form posts from there).
     pub public_origin: String,
     pub security_headers: SecurityHeaders,
     pub cors: Cors,
@@ -148,10 +145,7 @@ async fn build_state(settings: Settings, local: SocketAddr) -> Result<AppState, 
         None => secrets::load_or_generate(&settings.data_dir, "csrf_secret", 32)
             .map_err(|e| data_dir_error(&settings, "the generated CSRF secret", e))?,
     };
-    let public_url = settings
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{local}"));
+    let public_url = settings.public_url_for(local);
 
     let Identity {
         pool,
@@ -172,8 +166,6 @@ async fn build_state(settings: Settings, local: SocketAddr) -> Result<AppState, 
         client_ip: ClientIpResolver::new(settings.trusted_proxies.clone()),
         auth_limiter: RateLimiter::new(settings.rate_limit_auth.clone(), auth_store),
         verify_limiter,
-        allowed_origins: settings.allowed_origins.clone(),
-        public_url,
         public_origin,
         security_headers: SecurityHeaders::new(settings.is_production()),
         cors: Cors::new(&settings.allowed_origins),
@@ -228,7 +220,7 @@ pub async fn open_identity(
     );
     let refresh_key = secrets::load_or_generate(&settings.data_dir, "refresh_secret", 32)
         .map_err(|e| data_dir_error(settings, "the refresh-token secret", e))?;
-    let passwords = Passwords::new().map_err(|e| data_dir_error(settings, "passwords", e))?;
+    let passwords = Passwords::new();
     let embedded = Arc::new(
         EmbeddedIdp::new(
             pool.clone(),

@@ -21,11 +21,7 @@ pub enum CliError {
 }
 
 async fn open(settings: &Settings) -> Result<Identity, CliError> {
-    let public_url = settings
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", settings.bind));
-    Ok(open_identity(settings, &public_url).await?)
+    Ok(open_identity(settings, &settings.public_url_for(settings.bind)).await?)
 }
 
 /// The password: prompted without echo on a terminal, else the first line

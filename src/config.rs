@@ -575,6 +575,13 @@ impl Settings {
         })
     }
 
+    /// PUBLIC_URL, or `http://` + the address the server is bound to.
+    pub fn public_url_for(&self, bound: SocketAddr) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"))
+    }
+
     pub fn is_production(&self) -> bool {
         self.environment == Environment::Production
     }

@@ -38,7 +38,8 @@ impl Cors {
         }
     }
 
-    fn allows(&self, origin: &HeaderValue) -> bool {
+    /// Whether `origin` is one of FRONTEND_URL, CORS_ORIGINS, DESKTOP_PROXY_ORIGINS.
+    pub fn allows(&self, origin: &HeaderValue) -> bool {
         self.allowed.iter().any(|a| a == origin)
     }
 

@@ -3,7 +3,7 @@
 //! path is decided here, in one place, so the policy can be read at a glance.
 
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, Method, header};
+use http::{HeaderMap, HeaderValue, Method, header};
 
 use crate::app::AppState;
 use crate::cookies::CookieKind;
@@ -45,9 +45,10 @@ fn csrf_ok(state: &AppState, headers: &HeaderMap) -> bool {
     same_token(sent, cookie) && state.csrf.verify(sent, unix_now()).is_ok()
 }
 
-fn origin_allowed(state: &AppState, origin: &[u8], path: &str) -> bool {
-    state.allowed_origins.iter().any(|o| o.as_bytes() == origin)
-        || (SIGNIN_FORM_PATHS.contains(&path) && state.public_origin.as_bytes() == origin)
+fn origin_allowed(state: &AppState, origin: &HeaderValue, path: &str) -> bool {
+    state.cors.allows(origin)
+        || (SIGNIN_FORM_PATHS.contains(&path)
+            && state.public_origin.as_bytes() == origin.as_bytes())
 }
 
 /// Runs the checks; `Some(response)` when the request is refused.
@@ -66,7 +67,7 @@ pub async fn check(
 
     if state_changing {
         if let Some(origin) = headers.get(header::ORIGIN)
-            && !origin_allowed(state, origin.as_bytes(), path)
+            && !origin_allowed(state, origin, path)
         {
             return Some(ApiError::InvalidOrigin.into_response());
         }

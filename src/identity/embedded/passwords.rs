@@ -2,8 +2,6 @@
 //! checked against a dummy hash so that "no such user" and "wrong password"
 //! take the same time.
 
-use std::sync::Arc;
-
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -13,17 +11,17 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 pub const MAX_PASSWORD_LEN: usize = 1024;
 pub const MIN_PASSWORD_LEN: usize = 8;
 
-#[derive(Clone)]
-pub struct Passwords {
-    dummy_hash: Arc<str>,
-}
+/// What an unknown account is checked against: a hash made with the same
+/// parameters as real ones (a test keeps them equal to `Argon2::default()`),
+/// written down rather than computed at every start-up.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$j9bOnrW6ZR5CovtaFOSHvA$AjfFSh7i157N1iD1L2kTRgTJ2xLyI3KC7z0rBQ9m2pU";
+
+#[derive(Clone, Default)]
+pub struct Passwords;
 
 impl Passwords {
-    pub fn new() -> anyhow::Result<Self> {
-        let dummy_hash = hash_blocking("chronos-dummy-password-for-timing")?;
-        Ok(Self {
-            dummy_hash: dummy_hash.into(),
-        })
+    pub fn new() -> Self {
+        Self
     }
 
     pub async fn hash(&self, password: String) -> anyhow::Result<String> {
@@ -34,7 +32,7 @@ impl Passwords {
     /// no account (always `false` then), in the same time.
     pub async fn verify(&self, password: String, stored: Option<String>) -> bool {
         let exists = stored.is_some();
-        let hash = stored.unwrap_or_else(|| self.dummy_hash.to_string());
+        let hash = stored.unwrap_or_else(|| DUMMY_HASH.to_string());
         let ok = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash).is_ok_and(|parsed| {
                 Argon2::default()
@@ -61,7 +59,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hash_verifies_its_password_only() {
-        let p = Passwords::new().unwrap();
+        let p = Passwords::new();
         let hash = p.hash("correct horse".into()).await.unwrap();
         assert!(hash.starts_with("$argon2id$"));
         assert!(p.verify("correct horse".into(), Some(hash.clone())).await);
@@ -69,6 +67,21 @@ mod tests {
         assert!(
             !p.verify("chronos-dummy-password-for-timing".into(), None)
                 .await
+        );
+    }
+
+    #[test]
+    fn the_dummy_hash_costs_what_a_real_one_does() {
+        let dummy = PasswordHash::new(DUMMY_HASH).unwrap();
+        let real_hash = hash_blocking("anything at all").unwrap();
+        let real = PasswordHash::new(&real_hash).unwrap();
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.version, real.version);
+        assert_eq!(dummy.params, real.params);
+        assert!(
+            Argon2::default()
+                .verify_password(b"chronos-dummy-password-for-timing", &dummy)
+                .is_ok()
         );
     }
 }
