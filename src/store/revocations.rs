@@ -2,14 +2,29 @@
 //! [`RevocationStore::is_revoked`], which answers from memory; the list is
 //! persisted so it survives a restart, and other processes' revocations
 //! (the CLI, other replicas) are picked up by [`RevocationStore::sync`].
+//!
+//! Following the table is gap-free: rows carry a sequence number, and a
+//! process re-reads from the highest number below which it has seen every
+//! row (its watermark), not from the highest it has seen. So a row another
+//! writer committed with a lower number than one this process wrote itself
+//! (the CLI's logout, then a local one before the next poll) is still
+//! picked up, as is a row whose transaction committed after a later one
+//! (PostgreSQL sequences). A number that stays missing for
+//! [`GAP_GRACE`] belongs to a transaction that rolled back, and is skipped.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sqlx::SqlitePool;
 
 use crate::unix_now;
+
+/// How long a missing sequence number is waited for before it is taken for
+/// a rolled-back transaction. Rows above it are applied at once regardless;
+/// the wait only keeps the re-read window open.
+pub const GAP_GRACE: Duration = Duration::from_secs(30);
 
 #[async_trait]
 pub trait RevocationStore: Send + Sync {
@@ -29,47 +44,153 @@ pub trait RevocationStore: Send + Sync {
     }
 }
 
-#[derive(Default)]
-struct Revoked {
-    /// session id -> revoked_at
+/// One row of the revocation log: sequence number, session id, revoked at.
+pub type RevocationRow = (i64, String, i64);
+
+/// The in-memory side of a revocation log: the revoked set, and where to
+/// resume reading the log so that no row is ever skipped.
+#[derive(Debug, Default)]
+pub struct Follower {
+    /// session id -> revoked_at (Unix seconds)
     sessions: HashMap<String, u64>,
-    last_seq: i64,
+    /// Every sequence number up to here has been applied.
+    watermark: i64,
+    /// Numbers above the watermark already applied (out of order).
+    ahead: BTreeSet<i64>,
+    /// Since when the number right above the watermark has been missing.
+    gap_since: Option<Instant>,
 }
 
-/// Revocations in the SQLite database, mirrored in a hash set.
+impl Follower {
+    /// A follower that treats everything up to `watermark` as read.
+    pub fn starting_at(watermark: i64) -> Self {
+        Self {
+            watermark,
+            ..Self::default()
+        }
+    }
+
+    /// Where the next read of the log starts (exclusive).
+    pub fn resume_after(&self) -> i64 {
+        self.watermark
+    }
+
+    pub fn is_revoked(&self, session_id: &str) -> bool {
+        self.sessions.contains_key(session_id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// Applies rows, in any order and any number of times; those revoked
+    /// before `horizon` are counted as read but not kept (their tokens have
+    /// expired).
+    pub fn apply(
+        &mut self,
+        rows: impl IntoIterator<Item = RevocationRow>,
+        horizon: u64,
+        now: Instant,
+    ) {
+        for (seq, session_id, revoked_at) in rows {
+            let revoked_at = u64::try_from(revoked_at).unwrap_or(0);
+            if revoked_at >= horizon {
+                let at = self.sessions.entry(session_id).or_insert(revoked_at);
+                *at = (*at).max(revoked_at);
+            }
+            if seq > self.watermark {
+                self.ahead.insert(seq);
+            }
+        }
+        self.advance(now);
+    }
+
+    /// Moves the watermark over every contiguous number, and over a gap
+    /// that has outlived [`GAP_GRACE`].
+    fn advance(&mut self, now: Instant) {
+        loop {
+            while self.ahead.remove(&(self.watermark + 1)) {
+                self.watermark += 1;
+                self.gap_since = None;
+            }
+            let Some(&next) = self.ahead.first() else {
+                self.gap_since = None;
+                return;
+            };
+            match self.gap_since {
+                None => {
+                    self.gap_since = Some(now);
+                    return;
+                }
+                Some(since) if now.duration_since(since) >= GAP_GRACE => {
+                    // The missing numbers rolled back: skip them.
+                    self.watermark = next - 1;
+                    self.gap_since = None;
+                }
+                Some(_) => return,
+            }
+        }
+    }
+
+    /// Forgets revocations older than `horizon`.
+    pub fn prune(&mut self, horizon: u64) {
+        self.sessions.retain(|_, at| *at >= horizon);
+        self.sessions.shrink_to_fit();
+    }
+}
+
+/// Revocations in the SQLite database, mirrored in a [`Follower`].
 pub struct SqliteRevocations {
     pool: SqlitePool,
     /// The longest access-token lifetime, seconds.
     window: u64,
-    revoked: RwLock<Revoked>,
+    follower: RwLock<Follower>,
 }
 
 impl SqliteRevocations {
-    /// Loads the revocations that can still matter.
+    /// Loads the revocations that can still matter: those younger than the
+    /// access-token lifetime (older ones name only expired tokens), so
+    /// start-up does not grow with the table's history.
     pub async fn load(pool: SqlitePool, window: u64) -> anyhow::Result<Self> {
-        let store = Self {
+        let horizon = unix_now().saturating_sub(window);
+        let rows: Vec<RevocationRow> = sqlx::query_as(
+            "SELECT seq, session_id, revoked_at FROM revocations WHERE revoked_at >= ? ORDER BY seq",
+        )
+        .bind(horizon as i64)
+        .fetch_all(&pool)
+        .await?;
+        let start = match rows.first() {
+            Some((first, ..)) => first - 1,
+            None => {
+                sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM revocations")
+                    .fetch_one(&pool)
+                    .await?
+            }
+        };
+        let mut follower = Follower::starting_at(start);
+        follower.apply(rows, horizon, Instant::now());
+        Ok(Self {
             pool,
             window,
-            revoked: RwLock::new(Revoked::default()),
-        };
-        store.sync().await?;
-        Ok(store)
+            follower: RwLock::new(follower),
+        })
     }
 
-    fn remember(&self, rows: Vec<(i64, String, i64)>) {
+    fn horizon(&self) -> u64 {
+        unix_now().saturating_sub(self.window)
+    }
+
+    fn apply(&self, rows: Vec<RevocationRow>) {
         if rows.is_empty() {
             return;
         }
-        let horizon = unix_now().saturating_sub(self.window);
-        let Ok(mut revoked) = self.revoked.write() else {
-            return;
-        };
-        for (seq, session_id, revoked_at) in rows {
-            revoked.last_seq = revoked.last_seq.max(seq);
-            let revoked_at = u64::try_from(revoked_at).unwrap_or(0);
-            if revoked_at >= horizon {
-                revoked.sessions.insert(session_id, revoked_at);
-            }
+        let horizon = self.horizon();
+        if let Ok(mut follower) = self.follower.write() {
+            follower.apply(rows, horizon, Instant::now());
         }
     }
 }
@@ -94,33 +215,32 @@ impl RevocationStore for SqliteRevocations {
             rows.push((seq, id.clone(), now));
         }
         tx.commit().await?;
-        self.remember(rows);
+        self.apply(rows);
         Ok(())
     }
 
     fn is_revoked(&self, session_id: &str) -> bool {
-        self.revoked
+        self.follower
             .read()
-            .map_or(true, |r| r.sessions.contains_key(session_id))
+            .map_or(true, |f| f.is_revoked(session_id))
     }
 
     async fn sync(&self) -> anyhow::Result<()> {
-        let last_seq = self.revoked.read().map_or(0, |r| r.last_seq);
-        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+        let after = self.follower.read().map_or(0, |f| f.resume_after());
+        let rows: Vec<RevocationRow> = sqlx::query_as(
             "SELECT seq, session_id, revoked_at FROM revocations WHERE seq > ? ORDER BY seq",
         )
-        .bind(last_seq)
+        .bind(after)
         .fetch_all(&self.pool)
         .await?;
-        self.remember(rows);
+        self.apply(rows);
         Ok(())
     }
 
     async fn prune(&self) -> anyhow::Result<()> {
-        let horizon = unix_now().saturating_sub(self.window);
-        if let Ok(mut revoked) = self.revoked.write() {
-            revoked.sessions.retain(|_, at| *at >= horizon);
-            revoked.sessions.shrink_to_fit();
+        let horizon = self.horizon();
+        if let Ok(mut follower) = self.follower.write() {
+            follower.prune(horizon);
         }
         sqlx::query("DELETE FROM revocations WHERE revoked_at < ?")
             .bind(horizon as i64)
@@ -130,6 +250,68 @@ impl RevocationStore for SqliteRevocations {
     }
 
     fn len(&self) -> usize {
-        self.revoked.read().map_or(0, |r| r.sessions.len())
+        self.follower.read().map_or(0, |f| f.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(seq: i64, session: &str) -> RevocationRow {
+        (seq, session.to_string(), 1_000)
+    }
+
+    #[test]
+    fn a_row_written_elsewhere_below_our_own_is_still_read() {
+        let t0 = Instant::now();
+        let mut f = Follower::default();
+        f.apply([row(1, "a")], 0, t0);
+        assert_eq!(f.resume_after(), 1);
+        // We write seq 3 ourselves; seq 2 (the CLI's) is not read yet.
+        f.apply([row(3, "ours")], 0, t0);
+        assert_eq!(f.resume_after(), 1, "the next read still covers seq 2");
+        f.apply([row(2, "cli"), row(3, "ours")], 0, t0);
+        assert!(f.is_revoked("cli") && f.is_revoked("ours"));
+        assert_eq!(f.resume_after(), 3);
+    }
+
+    #[test]
+    fn rows_in_any_order_end_at_the_same_watermark() {
+        let t0 = Instant::now();
+        let mut f = Follower::default();
+        for seq in [5, 2, 4, 1, 3] {
+            f.apply([row(seq, &format!("s{seq}"))], 0, t0);
+        }
+        assert_eq!(f.resume_after(), 5);
+        assert_eq!(f.len(), 5);
+    }
+
+    #[test]
+    fn a_gap_that_never_fills_is_skipped_after_the_grace() {
+        let t0 = Instant::now();
+        let mut f = Follower::default();
+        f.apply([row(1, "a"), row(3, "c")], 0, t0);
+        assert!(f.is_revoked("c"), "rows above a gap apply at once");
+        assert_eq!(f.resume_after(), 1);
+        f.apply([], 0, t0 + GAP_GRACE / 2);
+        assert_eq!(f.resume_after(), 1);
+        f.apply([], 0, t0 + GAP_GRACE);
+        assert_eq!(f.resume_after(), 3);
+        // And a late row 2 is still applied.
+        f.apply([row(2, "late")], 0, t0 + GAP_GRACE * 2);
+        assert!(f.is_revoked("late"));
+    }
+
+    #[test]
+    fn revocations_older_than_the_horizon_are_read_but_not_kept() {
+        let mut f = Follower::default();
+        f.apply(
+            [(1, "old".to_string(), 10), (2, "new".to_string(), 100)],
+            50,
+            Instant::now(),
+        );
+        assert!(!f.is_revoked("old") && f.is_revoked("new"));
+        assert_eq!(f.resume_after(), 2);
     }
 }

@@ -442,3 +442,34 @@ async fn operators_manage_users_and_end_sessions_from_the_cli_while_the_server_r
     let missing = cli(&app, &["user", "remove", "carol@example.com"], None);
     assert!(!missing.status.success());
 }
+
+/// Settings of another process (the CLI) on this app's data directory.
+fn operator_settings(app: &TestApp) -> chronos::config::Settings {
+    let dir = app.data_dir.path().to_string_lossy().to_string();
+    chronos::config::Settings::from_source(|k| (k == "DATA_DIR").then(|| dir.clone())).unwrap()
+}
+
+#[tokio::test]
+async fn an_operators_logout_is_seen_even_when_the_server_writes_a_revocation_of_its_own_first() {
+    let app = spawn_app_with(&[("RATE_LIMIT_AUTH", "1000/minute")]).await;
+    let operator = operator_settings(&app);
+    for round in 0..5 {
+        let alice = format!("alice{round}@example.com");
+        let bob = format!("bob{round}@example.com");
+        create_user(&app, &alice).await;
+        create_user(&app, &bob).await;
+        let mut alices = Browser::new(&app);
+        alices.sign_in(&alice, PASSWORD).await;
+        let mut bobs = Browser::new(&app);
+        bobs.sign_in(&bob, PASSWORD).await;
+
+        // Another process ends bob's sessions; before the server's next
+        // poll, alice logs out here, so the server writes the newer row.
+        chronos::cli::user_logout(&operator, &bob).await.unwrap();
+        assert_eq!(alices.post_api("/auth/logout").await.status(), 200);
+
+        within_a_second(&mut bobs, "/auth/session", 401).await;
+        within_a_second(&mut bobs, "/auth/verify", 401).await;
+        assert_eq!(status(&mut alices, "GET", "/auth/session").await, 401);
+    }
+}
