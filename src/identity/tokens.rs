@@ -26,6 +26,10 @@ pub const AUDIENCE: &str = "chronos";
 const MAX_TOKEN_LEN: usize = 8 * 1024;
 /// Verified tokens remembered (about 1 KiB each).
 const CACHE_CAPACITY: usize = 20_000;
+/// How far in the future `iat` and `nbf` may lie (clocks of replicas and
+/// other issuers drift a little); beyond it a token is refused (RFC 7519
+/// §4.1.5: not before; a token "issued" later than now is not genuine).
+pub const CLOCK_SKEW_SECONDS: u64 = 30;
 
 /// The claims of an access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +44,9 @@ pub struct AccessClaims {
     pub jti: String,
     pub iat: u64,
     pub exp: u64,
+    /// Not before (we never set it; honoured when present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     /// Profile fields carried so that `/auth/session` needs no lookup.
     #[serde(default)]
     pub name: Option<String>,
@@ -55,6 +62,21 @@ pub enum TokenError {
     Invalid,
     #[error("expired token")]
     Expired,
+    #[error("token not valid yet")]
+    NotYetValid,
+}
+
+/// The time checks of a verified token at `now`: expired, or dated in the
+/// future beyond the clock skew.
+fn check_times(claims: &AccessClaims, now: u64) -> Result<(), TokenError> {
+    if claims.exp <= now {
+        return Err(TokenError::Expired);
+    }
+    let latest = now.saturating_add(CLOCK_SKEW_SECONDS);
+    if claims.iat > latest || claims.nbf.is_some_and(|nbf| nbf > latest) {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(())
 }
 
 pub struct AccessTokens {
@@ -171,15 +193,12 @@ impl AccessTokens {
                         _ => TokenError::Invalid,
                     })?;
                 let claims = Arc::new(data.claims);
-                if claims.exp > now {
-                    self.verified.insert(token.to_owned(), claims.clone());
-                }
+                check_times(&claims, now)?;
+                self.verified.insert(token.to_owned(), claims.clone());
                 claims
             }
         };
-        if claims.exp <= now {
-            return Err(TokenError::Expired);
-        }
+        check_times(&claims, now)?;
         Ok(claims)
     }
 }
@@ -200,6 +219,7 @@ mod tests {
             jti: "j".into(),
             iat: NOW,
             exp,
+            nbf: None,
             name: Some("A".into()),
             avatar_url: None,
             created_at: "2026-01-01T00:00:00Z".into(),
@@ -225,6 +245,24 @@ mod tests {
         let token = t.sign(&claims(NOW + 60)).unwrap();
         assert!(t.verify(&token, NOW).is_ok());
         assert_eq!(t.verify(&token, NOW + 60), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn tokens_dated_in_the_future_are_refused() {
+        let t = tokens(1);
+        let mut future = claims(NOW + 7200);
+        future.iat = NOW + 3600;
+        let token = t.sign(&future).unwrap();
+        assert_eq!(t.verify(&token, NOW), Err(TokenError::NotYetValid));
+        let mut not_before = claims(NOW + 7200);
+        not_before.nbf = Some(NOW + 600);
+        let token = t.sign(&not_before).unwrap();
+        assert_eq!(t.verify(&token, NOW), Err(TokenError::NotYetValid));
+        // Within the skew (a replica's clock a little ahead) they pass.
+        let mut skewed = claims(NOW + 7200);
+        skewed.iat = NOW + CLOCK_SKEW_SECONDS;
+        skewed.nbf = Some(NOW + CLOCK_SKEW_SECONDS);
+        assert!(t.verify(&t.sign(&skewed).unwrap(), NOW).is_ok());
     }
 
     #[test]

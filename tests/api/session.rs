@@ -256,6 +256,58 @@ async fn the_session_check_refuses_missing_garbage_tampered_and_foreign_tokens()
 }
 
 #[tokio::test]
+async fn an_access_token_dated_in_the_future_is_refused_even_with_a_valid_signature() {
+    let app = spawn_app().await;
+    create_user(&app, EMAIL).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(EMAIL, PASSWORD).await;
+    let token = browser.cookie("chronos_session").unwrap();
+    // The server's own key (as someone holding DATA_DIR could use it).
+    let keys = chronos::identity::tokens::AccessTokens::load_or_generate(
+        app.data_dir.path(),
+        &app.url(""),
+        3600,
+    )
+    .unwrap();
+    let genuine = keys.verify(&token, chronos::unix_now()).unwrap();
+    let now = chronos::unix_now();
+    let forge = |iat: u64, nbf: Option<u64>| {
+        let mut claims = (*genuine).clone();
+        claims.iat = iat;
+        claims.nbf = nbf;
+        claims.exp = now + 7200;
+        keys.sign(&claims).unwrap()
+    };
+    for (what, forged) in [
+        ("iat an hour ahead", forge(now + 3600, None)),
+        ("nbf ten minutes ahead", forge(now, Some(now + 600))),
+    ] {
+        for path in ["/auth/session", "/auth/verify"] {
+            let response = app
+                .client()
+                .get(app.url(path))
+                .header("Cookie", format!("chronos_session={forged}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 401, "{what} on {path}");
+        }
+    }
+    // The same forgery dated now passes: the refusal is about the dates.
+    let response = app
+        .client()
+        .get(app.url("/auth/session"))
+        .header(
+            "Cookie",
+            format!("chronos_session={}", forge(now, Some(now))),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
 async fn an_expired_access_token_is_refused() {
     let app = spawn_app_with(&[("ACCESS_TOKEN_TTL_SECONDS", "1")]).await;
     create_user(&app, EMAIL).await;

@@ -180,6 +180,7 @@ impl EmbeddedIdp {
             jti: hash_token(&format!("jti:{refresh}"))[..22].to_string(),
             iat: issued_at,
             exp,
+            nbf: None,
             name: user.name.clone(),
             avatar_url: user.avatar_url.clone(),
             created_at: user.created_at.clone(),
