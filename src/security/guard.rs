@@ -45,10 +45,15 @@ fn csrf_ok(state: &AppState, headers: &HeaderMap) -> bool {
     same_token(sent, cookie) && state.csrf.verify(sent, unix_now()).is_ok()
 }
 
+/// The sign-in form is posted from our own page only (`PUBLIC_URL`'s
+/// origin), never from the frontend or another CORS origin; everything else
+/// from the CORS allow-list.
 fn origin_allowed(state: &AppState, origin: &HeaderValue, path: &str) -> bool {
-    state.cors.allows(origin)
-        || (SIGNIN_FORM_PATHS.contains(&path)
-            && state.public_origin.as_bytes() == origin.as_bytes())
+    if SIGNIN_FORM_PATHS.contains(&path) {
+        state.public_origin.as_bytes() == origin.as_bytes()
+    } else {
+        state.cors.allows(origin)
+    }
 }
 
 /// Runs the checks; `Some(response)` when the request is refused.

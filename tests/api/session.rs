@@ -580,7 +580,7 @@ async fn sign_up_can_be_disabled() {
 
 #[tokio::test]
 async fn the_sign_in_form_rejects_bad_input_without_a_500() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(&[("CORS_ORIGINS", "https://admin.example.com")]).await;
     create_user(&app, EMAIL).await;
     let mut browser = Browser::new(&app);
     let start = browser.start_login(None).await;
@@ -634,6 +634,22 @@ async fn the_sign_in_form_rejects_bad_input_without_a_500() {
     // From a foreign origin: refused by the Origin check.
     let response = post_with_origin(&app, &browser, &body, "https://evil.example").await;
     assert_eq!(response.status(), 403);
+    // Nor from the frontend or any other CORS origin: the form is ours.
+    for origin in ["http://localhost:5173", "https://admin.example.com", "null"] {
+        for form in ["signin", "signup"] {
+            let response = browser
+                .request(reqwest::Method::POST, &format!("/auth/{form}"))
+                .header("Origin", origin)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(encode_form(&body))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 403, "{form} from {origin}");
+            let detail: Value = response.json().await.unwrap();
+            assert_eq!(detail["detail"], "Invalid origin");
+        }
+    }
     let response = post_with_origin(&app, &browser, &body, &app.url("")).await;
     assert_eq!(response.status(), 303, "our own origin is fine");
 }
