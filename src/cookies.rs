@@ -168,16 +168,32 @@ fn render(
         .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// Finds `name` in the request's `Cookie` headers (first occurrence wins).
+/// Finds `name` in the request's `Cookie` headers (first well-formed
+/// occurrence wins). The header is read pair by pair as bytes: a pair that
+/// is not valid (non-ASCII bytes from someone else's cookie on the same
+/// domain, no `=`) is skipped on its own instead of making the whole header
+/// unreadable.
 pub fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
+        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
         .find_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            (k.trim() == name).then(|| v.trim().trim_matches('"'))
+            let eq = pair.iter().position(|b| *b == b'=')?;
+            if pair[..eq].trim_ascii() != name.as_bytes() {
+                return None;
+            }
+            let value = pair[eq + 1..].trim_ascii();
+            let value = value
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(value);
+            // RFC 6265 cookie-octets only (what every value we set is made of).
+            value
+                .iter()
+                .all(|b| matches!(b, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e))
+                .then(|| std::str::from_utf8(value).ok())
+                .flatten()
         })
         .filter(|v| !v.is_empty())
 }
@@ -233,5 +249,23 @@ mod tests {
         assert_eq!(read_cookie(&h, "s"), Some("first"));
         assert_eq!(read_cookie(&h, "c"), None);
         assert_eq!(read_cookie(&h, "missing"), None);
+    }
+
+    #[test]
+    fn an_odd_pair_is_skipped_and_the_rest_still_read() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_bytes(b"theme=caf\xc3\xa9; junk; s=tok.en-1_x; x=\xff\xfe").unwrap(),
+        );
+        assert_eq!(read_cookie(&h, "s"), Some("tok.en-1_x"));
+        assert_eq!(read_cookie(&h, "theme"), None, "not a cookie-octet value");
+        // A malformed value under our own name does not hide a good one.
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_bytes(b"s=bad\xe9; s=good").unwrap(),
+        );
+        assert_eq!(read_cookie(&h, "s"), Some("good"));
     }
 }

@@ -308,6 +308,33 @@ async fn an_access_token_dated_in_the_future_is_refused_even_with_a_valid_signat
 }
 
 #[tokio::test]
+async fn a_third_party_cookie_with_odd_bytes_does_not_sign_anyone_out() {
+    let app = spawn_app().await;
+    create_user(&app, EMAIL).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(EMAIL, PASSWORD).await;
+    let ours = browser.cookie_header();
+    let with_odd = |path: &str| {
+        let mut header = b"prefs=caf\xc3\xa9; tracker=\xff\xfe; ".to_vec();
+        header.extend_from_slice(ours.as_bytes());
+        header.extend_from_slice(b"; lang=\xe9t\xe9");
+        app.client()
+            .get(app.url(path))
+            .header(
+                "Cookie",
+                reqwest::header::HeaderValue::from_bytes(&header).unwrap(),
+            )
+            .send()
+    };
+    let session = with_odd("/auth/session").await.unwrap();
+    assert_eq!(session.status(), 200);
+    let body: Value = session.json().await.unwrap();
+    assert_eq!(body["user"]["email"], EMAIL);
+    assert_eq!(with_odd("/auth/verify").await.unwrap().status(), 200);
+    assert_eq!(with_odd("/auth/sessions").await.unwrap().status(), 200);
+}
+
+#[tokio::test]
 async fn an_expired_access_token_is_refused() {
     let app = spawn_app_with(&[("ACCESS_TOKEN_TTL_SECONDS", "1")]).await;
     create_user(&app, EMAIL).await;
