@@ -94,6 +94,17 @@ fn head_size(req: &Request) -> usize {
         + uri
 }
 
+/// RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host header, and a
+/// request of any version never has two or an invalid one.
+fn host_ok(req: &Request) -> bool {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) => req.version() < http::Version::HTTP_11,
+        (Some(host), None) => http::uri::Authority::try_from(host.as_bytes()).is_ok(),
+        (Some(_), Some(_)) => false,
+    }
+}
+
 /// Reads the whole body, within the size and time limits, so that every
 /// route sees a complete body or none (a chunked body over the limit gets
 /// 413 like a declared one; a trickled body gets 408 instead of a stuck task).
@@ -197,7 +208,9 @@ async fn handle(state: Arc<AppState>, router: Router, mut req: Request, peer: Ip
     let is_auth = uri.path().starts_with("/auth/");
     let preflight = Cors::is_preflight(&method, req.headers());
 
-    let mut response = if head_size(&req) > MAX_HEADER_BYTES {
+    let mut response = if !host_ok(&req) {
+        ApiError::BadRequest("A request needs exactly one valid Host header").into_response()
+    } else if head_size(&req) > MAX_HEADER_BYTES {
         ApiError::HeadersTooLarge.into_response()
     } else if declared_body_len(req.headers()).is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         ApiError::PayloadTooLarge.into_response()

@@ -142,3 +142,46 @@ async fn a_body_that_never_finishes_gets_408_instead_of_holding_the_server() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(15));
 }
+
+#[tokio::test]
+async fn a_request_without_exactly_one_valid_host_gets_400() {
+    let app = spawn_app().await;
+    for request in [
+        &b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n"[..],
+        b"GET /health HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nConnection: close\r\n\r\n",
+        b"POST /auth/logout HTTP/1.1\r\nHost: a\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        b"GET /auth/session HTTP/1.1\r\nHost: a b/c\r\nConnection: close\r\n\r\n",
+        b"GET /health HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+    ] {
+        let answer = raw_exchange(&app, request, Duration::from_secs(5)).await;
+        let first = answer.lines().next().unwrap_or_default().to_string();
+        assert!(first.ends_with(" 400 Bad Request"), "{first}");
+        assert!(answer.contains("Host header"), "{answer}");
+        assert!(answer.to_ascii_lowercase().contains("x-request-id"), "{answer}");
+    }
+    // One Host (HTTP/1.1), or none in HTTP/1.0, is fine.
+    for request in [
+        &b"GET /health HTTP/1.1\r\nHost: a.example:8000\r\nConnection: close\r\n\r\n"[..],
+        b"GET /health HTTP/1.0\r\n\r\n",
+    ] {
+        let answer = raw_exchange(&app, request, Duration::from_secs(5)).await;
+        assert!(answer.contains(" 200 OK"), "{answer}");
+    }
+}
+
+#[tokio::test]
+async fn long_urls_get_431_up_to_64_kb_and_414_beyond() {
+    let app = spawn_app().await;
+    for (len, status) in [(40_000, 431), (70_000, 414)] {
+        let request = format!(
+            "GET /auth/session?q={} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            "a".repeat(len)
+        );
+        let answer = raw_exchange(&app, request.as_bytes(), Duration::from_secs(5)).await;
+        let first = answer.lines().next().unwrap_or_default().to_string();
+        assert!(
+            first.starts_with(&format!("HTTP/1.1 {status}")),
+            "{len}: {first}"
+        );
+    }
+}
