@@ -268,8 +268,25 @@ async fn authenticate(
             Some(BAD_CREDENTIALS),
             email,
         ),
+        Err(AccountError::Busy(_)) => busy_page(state, flow, email),
         Err(e) => crate::error::ApiError::internal(e).into_response(),
     }
+}
+
+/// 503 with `Retry-After`: too many sign-ins are being checked at once.
+/// The form comes back filled in, with a friendly word.
+fn busy_page(state: &AppState, flow: &FlowParams, email: &str) -> Response {
+    let mut response = form_page(
+        state,
+        flow,
+        StatusCode::SERVICE_UNAVAILABLE,
+        Some("Many people are signing in right now. Please try again in a moment."),
+        email,
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 pub async fn sign_up(
@@ -299,6 +316,7 @@ pub async fn sign_up(
         // Someone signing up again with their own password is signed in;
         // anyone else gets the same answer as a failed sign-in.
         Err(AccountError::Exists) => authenticate(&state, idp, &flow, &email, &password).await,
+        Err(AccountError::Busy(_)) => busy_page(&state, &flow, &email),
         Err(AccountError::Internal(e)) => crate::error::ApiError::internal(e).into_response(),
         Err(invalid) => {
             let message = format!("Cannot create the account: {invalid}.");

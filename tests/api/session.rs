@@ -763,3 +763,56 @@ async fn a_removed_user_loses_their_session_at_once() {
     assert_eq!(browser.get("/auth/session").await.status(), 401);
     assert_eq!(browser.post_api("/auth/refresh").await.status(), 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_of_sign_ins_gets_a_friendly_503_beyond_what_the_cores_can_hash() {
+    let app = spawn_app_with(&[("RATE_LIMIT_AUTH", "100000/minute")]).await;
+    create_user(&app, EMAIL).await;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let crowd = cores * 5 + 40;
+    // Everyone opens the form first, then all post at once.
+    let mut ready = Vec::new();
+    for _ in 0..crowd {
+        let mut browser = Browser::new(&app);
+        let start = browser.start_login(None).await;
+        let url = start.json::<Value>().await.unwrap()["redirectUrl"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let html = browser.get(&url).await.text().await.unwrap();
+        let mut body = hidden_fields(&html, "signin");
+        body.push(("email".into(), EMAIL.into()));
+        body.push(("password".into(), PASSWORD.into()));
+        ready.push(
+            browser
+                .request(reqwest::Method::POST, "/auth/signin")
+                .header("Origin", app.url(""))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(encode_form(&body)),
+        );
+    }
+    let posts: Vec<_> = ready
+        .into_iter()
+        .map(|request| tokio::spawn(request.send()))
+        .collect();
+    let (mut signed_in, mut busy) = (0, 0);
+    for post in posts {
+        let response = post.await.unwrap().unwrap();
+        match response.status().as_u16() {
+            303 => signed_in += 1,
+            503 => {
+                busy += 1;
+                assert_eq!(response.headers()["retry-after"], "1");
+                let page = response.text().await.unwrap();
+                assert!(page.contains("try again in a moment"), "{page}");
+                assert!(page.contains("id=\"signin\""), "the form comes back");
+            }
+            other => panic!("unexpected {other}: {}", response.text().await.unwrap()),
+        }
+    }
+    assert!(signed_in >= cores, "{signed_in} signed in, {busy} busy");
+    assert!(busy > 0, "{signed_in} signed in, {busy} busy");
+    // The crowd gone, signing in works again.
+    let mut late = Browser::new(&app);
+    late.sign_in(EMAIL, PASSWORD).await;
+}

@@ -2,7 +2,7 @@
 
 use sqlx::SqlitePool;
 
-use super::passwords::{MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, Passwords};
+use super::passwords::{Busy, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, Passwords};
 use crate::identity::{User, rfc3339};
 use crate::unix_now;
 
@@ -16,6 +16,9 @@ pub enum AccountError {
     InvalidName,
     #[error("an account with this email already exists")]
     Exists,
+    /// Too many passwords are being hashed right now.
+    #[error(transparent)]
+    Busy(#[from] Busy),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -98,7 +101,7 @@ impl Accounts {
         if name.is_some_and(|n| n.chars().count() > 200 || n.chars().any(char::is_control)) {
             return Err(AccountError::InvalidName);
         }
-        let hash = self.passwords.hash(password.to_string()).await?;
+        let hash = self.passwords.hash(password.to_string()).await??;
         let id = uuid::Uuid::new_v4().to_string();
         let created_at = unix_now() as i64;
         let inserted = sqlx::query(
@@ -126,7 +129,11 @@ impl Accounts {
 
     /// The user if the password is right; `None` for a wrong password and
     /// for an unknown email alike, in the same time.
-    pub async fn authenticate(&self, email: &str, password: &str) -> anyhow::Result<Option<User>> {
+    pub async fn authenticate(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<Option<User>, AccountError> {
         if password.len() > MAX_PASSWORD_LEN * 4 {
             return Ok(None);
         }
@@ -141,7 +148,7 @@ impl Accounts {
             Some(c) => (Some(User::from(c.user)), Some(c.password_hash)),
             None => (None, None),
         };
-        let ok = self.passwords.verify(password.to_string(), hash).await;
+        let ok = self.passwords.verify(password.to_string(), hash).await?;
         Ok(user.filter(|_| ok))
     }
 
