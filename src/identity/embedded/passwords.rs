@@ -167,7 +167,7 @@ mod tests {
         .await;
         let busy = results.iter().filter(|r| **r == Err(Busy)).count();
         let done = results.iter().filter(|r| **r == Ok(false)).count();
-        assert!(done >= 1 + QUEUE_PER_PERMIT, "{results:?}");
+        assert!(done > QUEUE_PER_PERMIT, "{results:?}");
         assert!(busy >= 1, "some were turned away: {results:?}");
         assert_eq!(busy + done, attempts);
         // And once the burst is over, hashing works again.
