@@ -37,6 +37,7 @@ fn jwt(c: &mut Criterion) {
         jti: "abcdefghijklmnopqrstuv".into(),
         iat: now,
         exp: now + 3600,
+        nbf: None,
         name: Some("Bench".into()),
         avatar_url: None,
         created_at: "2026-11-25T00:00:00Z".into(),
