@@ -8,8 +8,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use chronos::security::client_ip::ClientKey;
-use chronos::security::rate_limit::parse_limits;
+use chronos::limits::ClientKey;
+use chronos::limits::parse_limits;
 use chronos::store::RateLimitStore;
 use chronos::store::memory::MemoryRateLimitStore;
 

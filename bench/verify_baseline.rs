@@ -44,12 +44,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "none".into());
     let settings = Settings::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let _log_flush = chronos::telemetry::init();
+    let _log_flush = chronos::telemetry::init(&settings.telemetry);
     let app = if mode == "normal" {
         Application::build(settings).await?
     } else if mode == "none" {
-        Application::build_with(settings, |state| {
-            state.revocations = Arc::new(NoRevocations)
+        Application::build_with(settings, |stores| {
+            stores.revocations = Arc::new(NoRevocations)
         })
         .await?
     } else {
@@ -61,7 +61,7 @@ async fn main() -> anyhow::Result<()> {
         let ids: Vec<String> = (0..count)
             .map(|_| uuid::Uuid::new_v4().to_string())
             .collect();
-        app.state().revocations.revoke(&ids).await?;
+        app.stores().revocations.revoke(&ids).await?;
         app
     };
     tracing::info!(address = %app.local_addr(), "listening");

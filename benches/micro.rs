@@ -1,14 +1,18 @@
 //! Micro-benchmarks of the per-request primitives: CSRF tokens, access
-//! token verification (signature vs cached), the rate limiter's check.
+//! token verification (signature vs cached), the rate limiter's check as
+//! the server makes it (`RateLimiter::check`, through the store trait).
 //! `cargo bench --bench micro`
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
 
-use chronos::identity::tokens::{AUDIENCE, AccessClaims, AccessTokens};
-use chronos::security::client_ip::ClientKey;
-use chronos::security::csrf::CsrfTokens;
-use chronos::security::rate_limit::parse_limits;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use chronos::authority::tokens::{AUDIENCE, AccessClaims, AccessTokens};
+use chronos::limits::{ClientKey, parse_limits};
+use chronos::security::csrf::{Binding, CsrfTokens, Purpose};
+use chronos::security::rate_limit::RateLimiter;
 use chronos::store::memory::MemoryRateLimitStore;
 use chronos::unix_now;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -16,12 +20,13 @@ use criterion::{Criterion, criterion_group, criterion_main};
 fn csrf(c: &mut Criterion) {
     let tokens = CsrfTokens::new(b"0123456789abcdef0123456789abcdef", 3600);
     let now = unix_now();
-    let token = tokens.issue(now);
+    let session = Binding::Session(uuid::Uuid::new_v4().to_string());
+    let token = tokens.issue(Purpose::Api, &session, now);
     c.bench_function("csrf_issue", |b| {
-        b.iter(|| black_box(tokens.issue(black_box(now))))
+        b.iter(|| black_box(tokens.issue(Purpose::Api, &session, black_box(now))))
     });
     c.bench_function("csrf_verify", |b| {
-        b.iter(|| black_box(tokens.verify(black_box(&token), now)))
+        b.iter(|| black_box(tokens.verify(Purpose::Api, &session, black_box(&token), now)))
     });
 }
 
@@ -54,22 +59,38 @@ fn jwt(c: &mut Criterion) {
     });
 }
 
+/// Polls a future that completes at once (the in-memory store never waits).
+fn ready<T>(future: impl Future<Output = T>) -> T {
+    let mut future = std::pin::pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(value) => value,
+        Poll::Pending => panic!("the in-memory limiter never waits"),
+    }
+}
+
 fn limiter(c: &mut Criterion) {
-    let store = MemoryRateLimitStore::new(&parse_limits("1000000000/second").unwrap());
+    let limiter = |spec: &str| {
+        let limits = parse_limits(spec).unwrap();
+        RateLimiter::new(limits.clone(), Arc::new(MemoryRateLimitStore::new(&limits)))
+    };
+    let open = limiter("1000000000/second");
     c.bench_function("limiter_check_one_key", |b| {
-        b.iter(|| black_box(store.check(black_box(ClientKey(42)))))
+        b.iter(|| black_box(ready(open.check(black_box(ClientKey(42))))))
     });
     let mut next = 0u128;
     c.bench_function("limiter_check_new_keys", |b| {
         b.iter(|| {
             next += 1;
-            black_box(store.check(ClientKey(next)))
+            black_box(ready(open.check(ClientKey(next))))
         })
     });
-    let tight = MemoryRateLimitStore::new(&parse_limits("1/hour").unwrap());
-    let _ = tight.check(ClientKey(1));
+    let tight = limiter("1/hour");
+    let _ = ready(tight.check(ClientKey(1)));
     c.bench_function("limiter_check_refused", |b| {
-        b.iter(|| black_box(tight.check(black_box(ClientKey(1)))))
+        b.iter(|| black_box(ready(tight.check(black_box(ClientKey(1))))))
     });
 }
 

@@ -1,56 +1,38 @@
-//! Building the application: state from settings, the router with its
-//! layers, a bound listener (port 0 allowed, for tests), and running it.
+//! Building the application: stores from the settings, the session
+//! authority and the sign-in method on top of them, the security envelope
+//! around the routes, a bound listener (port 0 allowed, for tests), and
+//! the background tasks while it runs.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::accounts::Accounts;
+use crate::authority::local::{LocalAuthority, LocalConfig};
+use crate::authority::tokens::AccessTokens;
 use crate::config::{ConfigError, Settings};
 use crate::cookies::CookiePolicy;
-use crate::identity::IdentityProvider;
-use crate::identity::embedded::{EmbeddedConfig, EmbeddedIdp, Passwords};
-use crate::identity::tokens::AccessTokens;
-use crate::routes;
+use crate::routes::Routes;
 use crate::secrets;
+use crate::security::Security;
 use crate::security::client_ip::ClientIpResolver;
 use crate::security::cors::Cors;
 use crate::security::csrf::CsrfTokens;
-use crate::security::envelope::{Secured, SecurityHeaders};
+use crate::security::envelope::{Envelope, EnvelopeLayer};
+use crate::security::headers::SecurityHeaders;
 use crate::security::rate_limit::RateLimiter;
 use crate::security::redirects::RedirectPolicy;
 use crate::server;
+use crate::signin::SignInMethod;
+use crate::signin::password::{PageConfig, PasswordAccounts, PasswordSignIn, Passwords};
+use crate::state::AppState;
 use crate::store::RateLimitStore;
 use crate::store::flows::{FlowStore, SqliteFlows};
 use crate::store::memory::MemoryRateLimitStore;
 use crate::store::revocations::{RevocationStore, SqliteRevocations};
 use crate::store::sqlite;
-
-/// Everything a request handler may need, built once and shared.
-pub struct AppState {
-    pub settings: Settings,
-    pub cookies: CookiePolicy,
-    pub csrf: CsrfTokens,
-    pub client_ip: ClientIpResolver,
-    pub auth_limiter: RateLimiter,
-    pub verify_limiter: Option<RateLimiter>,
-    /// PUBLIC_URL's origin (the sign-in form posts from there).
-    pub public_origin: String,
-    pub security_headers: SecurityHeaders,
-    pub cors: Cors,
-    /// Where a sign-in may return to.
-    pub redirects: RedirectPolicy,
-    /// The identity provider the flows run against.
-    pub idp: Arc<dyn IdentityProvider>,
-    /// The embedded provider, when it is the one in use (its sign-in page).
-    pub embedded: Option<Arc<EmbeddedIdp>>,
-    pub flows: Arc<dyn FlowStore>,
-    pub revocations: Arc<dyn RevocationStore>,
-    /// `LOGOUT_CLEAR_SITE_DATA`, ready to send.
-    pub clear_site_data: Option<http::HeaderValue>,
-}
 
 /// Why the server could not start; displayed as one line.
 #[derive(Debug, thiserror::Error)]
@@ -64,10 +46,127 @@ pub enum StartupError {
     },
 }
 
+/// A DATA_DIR problem, as a one-line configuration error.
+fn data_dir_error(settings: &Settings, what: &str, e: impl std::fmt::Display) -> ConfigError {
+    ConfigError::new(
+        "DATA_DIR",
+        format!(
+            "cannot keep {what} in {}: {e}",
+            settings.server.data_dir.display()
+        ),
+    )
+}
+
+/// The state that outlives requests, opened from the settings. Each can be
+/// swapped (benchmark baselines, other backends) before anything is built
+/// on it: [`Application::build_with`].
+pub struct Stores {
+    pub pool: sqlx::SqlitePool,
+    pub revocations: Arc<dyn RevocationStore>,
+    pub flows: Arc<dyn FlowStore>,
+    pub auth_limits: Arc<dyn RateLimitStore>,
+    pub verify_limits: Option<Arc<dyn RateLimitStore>>,
+}
+
+impl Stores {
+    pub async fn open(settings: &Settings) -> Result<Self, StartupError> {
+        secrets::ensure_dir(&settings.server.data_dir)
+            .map_err(|e| data_dir_error(settings, "data", e))?;
+        let pool = sqlite::open(&sqlite::database_url(settings))
+            .await
+            .map_err(|e| {
+                ConfigError::new(
+                    if settings.storage.database_url.is_some() {
+                        "DATABASE_URL"
+                    } else {
+                        "DATA_DIR"
+                    },
+                    format!("cannot open the database: {e}"),
+                )
+            })?;
+        let revocations: Arc<dyn RevocationStore> = Arc::new(
+            SqliteRevocations::load(pool.clone(), settings.sessions.access_token_ttl)
+                .await
+                .map_err(|e| data_dir_error(settings, "revocations", e))?,
+        );
+        let limits = &settings.limits;
+        Ok(Self {
+            revocations,
+            flows: Arc::new(SqliteFlows::new(pool.clone())),
+            auth_limits: Arc::new(MemoryRateLimitStore::new(&limits.auth)),
+            verify_limits: (!limits.verify.is_empty())
+                .then(|| Arc::new(MemoryRateLimitStore::new(&limits.verify)) as _),
+            pool,
+        })
+    }
+}
+
+/// The session authority and the accounts over the stores (the server's,
+/// and the operator commands').
+#[derive(Clone)]
+pub struct Identity {
+    pub authority: Arc<LocalAuthority>,
+    pub accounts: Accounts,
+    pub passwords: PasswordAccounts,
+}
+
+impl Identity {
+    pub fn build(
+        settings: &Settings,
+        stores: &Stores,
+        public_url: &str,
+    ) -> Result<Self, StartupError> {
+        let data_dir = &settings.server.data_dir;
+        let tokens = Arc::new(
+            AccessTokens::load_or_generate(
+                data_dir,
+                public_url,
+                settings.sessions.access_token_ttl,
+            )
+            .map_err(|e| data_dir_error(settings, "the token signing key", e))?,
+        );
+        let refresh_key = secrets::load_or_generate(data_dir, "refresh_secret", 32)
+            .map_err(|e| data_dir_error(settings, "the refresh-token secret", e))?;
+        let authority = Arc::new(
+            LocalAuthority::new(
+                stores.pool.clone(),
+                tokens,
+                stores.revocations.clone(),
+                LocalConfig {
+                    refresh_key,
+                    refresh_ttl: settings.cookies.max_age,
+                    reuse_interval: settings.sessions.refresh_reuse_interval,
+                },
+            )
+            .map_err(|e| data_dir_error(settings, "the session authority", e))?,
+        );
+        Ok(Self {
+            authority,
+            accounts: Accounts::new(stores.pool.clone()),
+            passwords: PasswordAccounts::new(stores.pool.clone(), Passwords::new()),
+        })
+    }
+}
+
+/// The CSRF key: CSRF_SECRET_KEY, or the one generated into DATA_DIR.
+fn csrf_tokens(settings: &Settings) -> Result<CsrfTokens, StartupError> {
+    let key = match &settings.security.csrf_secret {
+        Some(secret) => secret.expose().to_vec(),
+        None => secrets::load_or_generate(&settings.server.data_dir, "csrf_secret", 32)
+            .map_err(|e| data_dir_error(settings, "the generated CSRF secret", e))?,
+    };
+    Ok(CsrfTokens::new(&key, settings.security.csrf_token_ttl))
+}
+
+/// What the server serves: the security envelope around the routes.
+pub type Service = Envelope<Routes>;
+
 pub struct Application {
     listener: TcpListener,
-    service: Secured,
+    service: Service,
     state: Arc<AppState>,
+    stores: Arc<Stores>,
+    identity: Identity,
 }
 
 impl Application {
@@ -76,31 +175,76 @@ impl Application {
         Self::build_with(settings, |_| {}).await
     }
 
-    /// [`build`](Self::build), with a chance to replace parts of the state
-    /// (stores, provider) before serving: the seam for alternative stores
-    /// and for benchmark baselines.
+    /// [`build`](Self::build), with a chance to replace stores before the
+    /// authority and the routes are built on them.
     pub async fn build_with(
         settings: Settings,
-        adjust: impl FnOnce(&mut AppState),
+        adjust: impl FnOnce(&mut Stores),
     ) -> Result<Self, StartupError> {
-        let listener =
-            TcpListener::bind(settings.bind)
-                .await
-                .map_err(|source| StartupError::Bind {
-                    addr: settings.bind,
-                    source,
-                })?;
-        let local = listener.local_addr().map_err(|source| StartupError::Bind {
-            addr: settings.bind,
-            source,
-        })?;
-        let mut state = build_state(settings, local).await?;
-        adjust(&mut state);
-        let state = Arc::new(state);
+        let bind = settings.server.bind;
+        let bind_error = |source| StartupError::Bind { addr: bind, source };
+        let listener = TcpListener::bind(bind).await.map_err(bind_error)?;
+        let local = listener.local_addr().map_err(bind_error)?;
+        let public_url = settings.public_url_for(local);
+
+        let mut stores = Stores::open(&settings).await?;
+        adjust(&mut stores);
+        let cookies = CookiePolicy::new(&settings.cookies, settings.security.csrf_token_ttl);
+        let csrf = csrf_tokens(&settings)?;
+        let redirects = RedirectPolicy::new(
+            &settings.security.frontend_url,
+            settings.security.oauth_redirect_urls.clone(),
+        );
+        let identity = Identity::build(&settings, &stores, &public_url)?;
+        let sign_in = Arc::new(PasswordSignIn::new(
+            stores.pool.clone(),
+            identity.passwords.clone(),
+            identity.authority.clone(),
+            PageConfig {
+                public_url: public_url.clone(),
+                signup_enabled: settings.identity.signup_enabled,
+                csrf: csrf.clone(),
+                cookies: cookies.clone(),
+                redirects: redirects.clone(),
+            },
+        ));
+        let security = Arc::new(Security {
+            cookies,
+            csrf,
+            client_ip: ClientIpResolver::new(settings.security.trusted_proxies.clone()),
+            auth_limiter: RateLimiter::new(
+                settings.limits.auth.clone(),
+                stores.auth_limits.clone(),
+            ),
+            verify_limiter: stores
+                .verify_limits
+                .clone()
+                .map(|store| RateLimiter::new(settings.limits.verify.clone(), store)),
+            cors: Cors::new(&settings.security.allowed_origins),
+            headers: SecurityHeaders::new(settings.is_production()),
+            public_origin: origin_of(&public_url),
+            logout_require_csrf: settings.security.logout_require_csrf,
+            authority: identity.authority.clone(),
+        });
+        let state = Arc::new(AppState {
+            security: security.clone(),
+            redirects,
+            authority: identity.authority.clone(),
+            sign_in,
+            flows: stores.flows.clone(),
+            clear_site_data: settings
+                .sessions
+                .logout_clear_site_data
+                .as_deref()
+                .and_then(|v| http::HeaderValue::from_str(v).ok()),
+            settings,
+        });
         Ok(Self {
-            service: service(state.clone()),
+            service: tower::Layer::layer(&EnvelopeLayer::new(security), Routes::new(state.clone())),
             listener,
             state,
+            stores: Arc::new(stores),
+            identity,
         })
     }
 
@@ -108,139 +252,45 @@ impl Application {
         // The listener was bound in `build`, which already read this once.
         self.listener
             .local_addr()
-            .unwrap_or_else(|_| self.state.settings.bind)
+            .unwrap_or(self.state.settings.server.bind)
     }
 
     pub fn state(&self) -> &Arc<AppState> {
         &self.state
     }
 
+    pub fn stores(&self) -> &Arc<Stores> {
+        &self.stores
+    }
+
+    /// The authority and accounts, for tools and tests.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
     /// Serves until `shutdown` resolves, then drains open connections.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         let tasks = [
-            tokio::spawn(prune_rate_limits(self.state.clone())),
-            tokio::spawn(follow_revocations(self.state.clone())),
-            tokio::spawn(prune_stores(self.state.clone())),
+            tokio::spawn(prune_rate_limits(self.stores.clone())),
+            tokio::spawn(follow_revocations(self.stores.clone())),
+            tokio::spawn(prune_stores(
+                self.stores.clone(),
+                self.identity.authority.clone(),
+                self.state.sign_in.clone(),
+            )),
         ];
-        let result = server::serve(self.listener, self.service, shutdown).await;
+        let service = self.service;
+        let result = server::serve(
+            self.listener,
+            move |req, peer| service.serve(req, peer),
+            shutdown,
+        )
+        .await;
         for task in tasks {
             task.abort();
         }
         result
     }
-}
-
-/// A DATA_DIR problem, as a one-line configuration error.
-fn data_dir_error(settings: &Settings, what: &str, e: impl std::fmt::Display) -> ConfigError {
-    ConfigError::new(
-        "DATA_DIR",
-        format!("cannot keep {what} in {}: {e}", settings.data_dir.display()),
-    )
-}
-
-async fn build_state(settings: Settings, local: SocketAddr) -> Result<AppState, StartupError> {
-    secrets::ensure_dir(&settings.data_dir).map_err(|e| data_dir_error(&settings, "data", e))?;
-    let csrf_key = match &settings.csrf_secret {
-        Some(secret) => secret.expose().to_vec(),
-        None => secrets::load_or_generate(&settings.data_dir, "csrf_secret", 32)
-            .map_err(|e| data_dir_error(&settings, "the generated CSRF secret", e))?,
-    };
-    let public_url = settings.public_url_for(local);
-
-    let Identity {
-        pool,
-        revocations,
-        embedded,
-    } = open_identity(&settings, &public_url).await?;
-    let public_origin = origin_of(&public_url);
-    let auth_store: Arc<dyn RateLimitStore> =
-        Arc::new(MemoryRateLimitStore::new(&settings.rate_limit_auth));
-    let verify_limiter = (!settings.rate_limit_verify.is_empty()).then(|| {
-        let store: Arc<dyn RateLimitStore> =
-            Arc::new(MemoryRateLimitStore::new(&settings.rate_limit_verify));
-        RateLimiter::new(settings.rate_limit_verify.clone(), store)
-    });
-    Ok(AppState {
-        cookies: CookiePolicy::new(&settings.cookies, settings.csrf_token_ttl),
-        csrf: CsrfTokens::new(&csrf_key, settings.csrf_token_ttl),
-        client_ip: ClientIpResolver::new(settings.trusted_proxies.clone()),
-        auth_limiter: RateLimiter::new(settings.rate_limit_auth.clone(), auth_store),
-        verify_limiter,
-        public_origin,
-        security_headers: SecurityHeaders::new(settings.is_production()),
-        cors: Cors::new(&settings.allowed_origins),
-        redirects: RedirectPolicy::new(
-            &settings.frontend_url,
-            settings.oauth_redirect_urls.clone(),
-        ),
-        idp: embedded.clone(),
-        embedded: Some(embedded),
-        flows: Arc::new(SqliteFlows::new(pool)),
-        revocations,
-        clear_site_data: settings
-            .logout_clear_site_data
-            .as_deref()
-            .and_then(|v| http::HeaderValue::from_str(v).ok()),
-        settings,
-    })
-}
-
-/// The embedded identity provider and the stores it shares with the
-/// server, opened from the settings (also used by the CLI).
-pub struct Identity {
-    pub pool: sqlx::SqlitePool,
-    pub revocations: Arc<dyn RevocationStore>,
-    pub embedded: Arc<EmbeddedIdp>,
-}
-
-pub async fn open_identity(
-    settings: &Settings,
-    public_url: &str,
-) -> Result<Identity, StartupError> {
-    secrets::ensure_dir(&settings.data_dir).map_err(|e| data_dir_error(settings, "data", e))?;
-    let database_url = sqlite::database_url(settings);
-    let pool = sqlite::open(&database_url).await.map_err(|e| {
-        ConfigError::new(
-            if settings.database_url.is_some() {
-                "DATABASE_URL"
-            } else {
-                "DATA_DIR"
-            },
-            format!("cannot open the database: {e}"),
-        )
-    })?;
-    let revocations: Arc<dyn RevocationStore> = Arc::new(
-        SqliteRevocations::load(pool.clone(), settings.access_token_ttl)
-            .await
-            .map_err(|e| data_dir_error(settings, "revocations", e))?,
-    );
-    let tokens = Arc::new(
-        AccessTokens::load_or_generate(&settings.data_dir, public_url, settings.access_token_ttl)
-            .map_err(|e| data_dir_error(settings, "the token signing key", e))?,
-    );
-    let refresh_key = secrets::load_or_generate(&settings.data_dir, "refresh_secret", 32)
-        .map_err(|e| data_dir_error(settings, "the refresh-token secret", e))?;
-    let passwords = Passwords::new();
-    let embedded = Arc::new(
-        EmbeddedIdp::new(
-            pool.clone(),
-            passwords,
-            tokens,
-            revocations.clone(),
-            EmbeddedConfig {
-                public_url: public_url.to_string(),
-                refresh_key,
-                refresh_ttl: settings.cookies.max_age,
-                reuse_interval: settings.refresh_reuse_interval,
-            },
-        )
-        .map_err(|e| data_dir_error(settings, "the identity provider", e))?,
-    );
-    Ok(Identity {
-        pool,
-        revocations,
-        embedded,
-    })
 }
 
 /// `scheme://host[:port]` of an http(s) URL that config already validated.
@@ -250,22 +300,16 @@ fn origin_of(url: &str) -> String {
         .unwrap_or_else(|_| url.to_string())
 }
 
-/// The routes inside the security layer: what the server serves.
-pub fn service(state: Arc<AppState>) -> Secured {
-    let router: Router = routes::router().with_state(state.clone());
-    Secured { state, router }
-}
-
 /// Rate-limit counters of clients whose budget has refilled are dropped, so
 /// memory follows the number of recently active clients, not all ever seen.
-async fn prune_rate_limits(state: Arc<AppState>) {
+async fn prune_rate_limits(stores: Arc<Stores>) {
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        state.auth_limiter.store().prune();
-        if let Some(verify) = &state.verify_limiter {
-            verify.store().prune();
+        stores.auth_limits.prune();
+        if let Some(verify) = &stores.verify_limits {
+            verify.prune();
         }
     }
 }
@@ -274,30 +318,32 @@ async fn prune_rate_limits(state: Arc<AppState>) {
 /// are picked up: the bound on how long a revoked session lingers here.
 pub const REVOCATION_POLL: Duration = Duration::from_millis(250);
 
-async fn follow_revocations(state: Arc<AppState>) {
+async fn follow_revocations(stores: Arc<Stores>) {
     let mut tick = tokio::time::interval(REVOCATION_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(error) = state.revocations.sync().await {
+        if let Err(error) = stores.revocations.sync().await {
             tracing::warn!(error = format!("{error:#}"), "revocation sync failed");
         }
     }
 }
 
 /// Expired flows, codes, revocations and dead sessions are deleted hourly.
-async fn prune_stores(state: Arc<AppState>) {
+async fn prune_stores(
+    stores: Arc<Stores>,
+    authority: Arc<LocalAuthority>,
+    sign_in: Arc<dyn SignInMethod>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let results = [
-            state.flows.prune().await,
-            state.revocations.prune().await,
-            match &state.embedded {
-                Some(idp) => idp.prune().await,
-                None => Ok(()),
-            },
+            stores.flows.prune().await,
+            stores.revocations.prune().await,
+            authority.prune().await,
+            sign_in.prune().await,
         ];
         for error in results.into_iter().filter_map(Result::err) {
             tracing::warn!(error = format!("{error:#}"), "pruning failed");

@@ -4,10 +4,11 @@
 
 use std::io::{BufRead, IsTerminal};
 
-use crate::app::{Identity, StartupError, open_identity};
+use crate::accounts::{AccountError, User};
+use crate::app::{Identity, StartupError, Stores};
+use crate::authority::{EndSessions, SessionAuthority};
 use crate::config::Settings;
-use crate::identity::embedded::AccountError;
-use crate::identity::{EndSessions, IdentityProvider};
+use crate::signin::password::RegisterError;
 
 /// A failed command: one line for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -20,8 +21,19 @@ pub enum CliError {
     Internal(#[from] anyhow::Error),
 }
 
+impl From<crate::authority::AuthError> for CliError {
+    fn from(e: crate::authority::AuthError) -> Self {
+        Self::Internal(anyhow::anyhow!("{e}"))
+    }
+}
+
 async fn open(settings: &Settings) -> Result<Identity, CliError> {
-    Ok(open_identity(settings, &settings.public_url_for(settings.bind)).await?)
+    let stores = Stores::open(settings).await?;
+    Ok(Identity::build(
+        settings,
+        &stores,
+        &settings.public_url_for(settings.server.bind),
+    )?)
 }
 
 /// The password: prompted without echo on a terminal, else the first line
@@ -53,24 +65,19 @@ pub async fn user_add(
 ) -> Result<(), CliError> {
     let password = read_password()?;
     let identity = open(settings).await?;
-    match identity
-        .embedded
-        .accounts
-        .create(email, &password, name)
-        .await
-    {
+    match identity.passwords.register(email, &password, name).await {
         Ok(user) => {
             println!("created {} ({})", user.email, user.id);
             Ok(())
         }
-        Err(AccountError::Internal(e)) => Err(CliError::Internal(e)),
+        Err(RegisterError::Account(AccountError::Internal(e))) => Err(CliError::Internal(e)),
         Err(e) => Err(CliError::Usage(format!("cannot create the user: {e}"))),
     }
 }
 
 pub async fn user_list(settings: &Settings) -> Result<(), CliError> {
     let identity = open(settings).await?;
-    let users = identity.embedded.accounts.list().await?;
+    let users = identity.accounts.list().await?;
     println!("{:<36}  {:<32}  {:<24}  created", "id", "email", "name");
     for user in users {
         println!(
@@ -84,9 +91,8 @@ pub async fn user_list(settings: &Settings) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn find_user(identity: &Identity, email: &str) -> Result<crate::identity::User, CliError> {
+async fn find_user(identity: &Identity, email: &str) -> Result<User, CliError> {
     identity
-        .embedded
         .accounts
         .find_by_email(email)
         .await?
@@ -96,7 +102,13 @@ async fn find_user(identity: &Identity, email: &str) -> Result<crate::identity::
 pub async fn user_remove(settings: &Settings, email: &str) -> Result<(), CliError> {
     let identity = open(settings).await?;
     let user = find_user(&identity, email).await?;
-    identity.embedded.remove_user(&user.id).await?;
+    identity
+        .authority
+        .end_sessions(EndSessions::AllOf {
+            user_id: user.id.clone(),
+        })
+        .await?;
+    identity.accounts.delete(&user.id).await?;
     println!("removed {} and ended their sessions", user.email);
     Ok(())
 }
@@ -105,43 +117,45 @@ pub async fn user_logout(settings: &Settings, email: &str) -> Result<(), CliErro
     let identity = open(settings).await?;
     let user = find_user(&identity, email).await?;
     let ended = identity
-        .embedded
+        .authority
         .end_sessions(EndSessions::AllOf {
             user_id: user.id.clone(),
         })
-        .await
-        .map_err(|e| CliError::Internal(anyhow::anyhow!("{e}")))?;
+        .await?;
     println!("ended {} session(s) of {}", ended.len(), user.email);
     Ok(())
 }
 
 pub async fn session_list(settings: &Settings, email: Option<&str>) -> Result<(), CliError> {
     let identity = open(settings).await?;
-    let users = match email {
-        Some(email) => vec![find_user(&identity, email).await?],
-        None => identity.embedded.accounts.list().await?,
+    let sessions = match email {
+        Some(email) => {
+            let user = find_user(&identity, email).await?;
+            identity
+                .authority
+                .list_sessions(&user.id)
+                .await?
+                .into_iter()
+                .map(|s| (user.email.clone(), s))
+                .collect()
+        }
+        // One query for everyone, not one per account.
+        None => identity.authority.list_all_sessions().await?,
     };
     println!(
         "{:<36}  {:<28}  {:<20}  {:<20}  {:<18}  user agent",
         "session", "user", "created", "last used", "ip"
     );
-    for user in users {
-        let sessions = identity
-            .embedded
-            .list_sessions(&user.id)
-            .await
-            .map_err(|e| CliError::Internal(anyhow::anyhow!("{e}")))?;
-        for s in sessions {
-            println!(
-                "{:<36}  {:<28}  {:<20}  {:<20}  {:<18}  {}",
-                s.id,
-                user.email,
-                s.created_at,
-                s.last_used_at,
-                s.ip.as_deref().unwrap_or("-"),
-                s.user_agent.as_deref().unwrap_or("-")
-            );
-        }
+    for (email, s) in sessions {
+        println!(
+            "{:<36}  {:<28}  {:<20}  {:<20}  {:<18}  {}",
+            s.id,
+            email,
+            s.created_at,
+            s.last_used_at,
+            s.ip.as_deref().unwrap_or("-"),
+            s.user_agent.as_deref().unwrap_or("-")
+        );
     }
     Ok(())
 }

@@ -60,9 +60,6 @@ pub enum ApiError {
     /// 431: the request headers are over the limit.
     #[error("Request header fields too large")]
     HeadersTooLarge,
-    /// 502: the identity provider did not answer properly.
-    #[error("Identity provider unavailable")]
-    ProviderUnavailable(anyhow::Error),
     /// 500: anything unexpected. The cause is logged, not sent.
     #[error("Internal Server Error")]
     Internal(anyhow::Error),
@@ -73,14 +70,14 @@ impl ApiError {
         Self::Internal(cause.into())
     }
 
-    /// An identity-provider failure: `rejected` for a refused code or token
-    /// (its meaning differs per endpoint), 502 and 500 for the rest.
-    pub fn from_provider(error: crate::identity::IdpError, rejected: ApiError) -> Self {
-        use crate::identity::IdpError;
+    /// A failure of the session authority or a sign-in method: `rejected`
+    /// for a refused code or token (its meaning differs per endpoint), 500
+    /// for the rest.
+    pub fn from_auth(error: crate::authority::AuthError, rejected: ApiError) -> Self {
+        use crate::authority::AuthError;
         match error {
-            IdpError::Rejected => rejected,
-            IdpError::Unavailable(e) => Self::ProviderUnavailable(e),
-            IdpError::Internal(e) => Self::Internal(e),
+            AuthError::Rejected => rejected,
+            AuthError::Internal(e) => Self::Internal(e),
         }
     }
 
@@ -96,7 +93,6 @@ impl ApiError {
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Self::ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -105,17 +101,8 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        match &self {
-            Self::Internal(cause) => {
-                tracing::error!(error = format!("{cause:#}"), "request failed")
-            }
-            Self::ProviderUnavailable(cause) => {
-                tracing::warn!(
-                    error = format!("{cause:#}"),
-                    "identity provider unavailable"
-                )
-            }
-            _ => {}
+        if let Self::Internal(cause) = &self {
+            tracing::error!(error = format!("{cause:#}"), "request failed");
         }
         if let Self::RateLimited { body, retry_after } = self {
             let mut response = Response::new(axum::body::Body::from(body));

@@ -10,7 +10,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 
 use chronos::app::Application;
-use chronos::config::{Settings, VARIABLES};
+use chronos::config::{Settings, variables};
 use chronos::{cli, server, telemetry};
 
 #[derive(Parser)]
@@ -65,7 +65,7 @@ enum SessionCommand {
 
 fn env_help() -> String {
     let mut out = String::from("Configuration (environment variables):\n");
-    for var in VARIABLES {
+    for var in variables() {
         out.push_str(&format!(
             "  {:<32} {}\n  {:<32} default: {}\n",
             var.name, var.help, "", var.default
@@ -134,7 +134,7 @@ fn serve() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
-    let _log_flush = telemetry::init();
+    let _log_flush = telemetry::init(&settings.telemetry);
     runtime.block_on(async {
         let app = match Application::build(settings).await {
             Ok(app) => app,

@@ -24,6 +24,12 @@ pub fn hash_token(token: &str) -> String {
     B64.encode(Sha256::digest(token.as_bytes()))
 }
 
+/// The PKCE S256 challenge of a verifier (RFC 7636).
+pub fn pkce_challenge(verifier: &str) -> String {
+    use sha2::{Digest, Sha256};
+    B64.encode(Sha256::digest(verifier.as_bytes()))
+}
+
 /// Creates `dir` (mode 0700 on Unix) if it does not exist.
 pub fn ensure_dir(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {

@@ -5,7 +5,9 @@
 //! hyper's default header count limit (100) stays: raising it makes hyper
 //! allocate its header index on every request instead of using the stack.
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -14,7 +16,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::security::envelope::Secured;
+use axum::response::Response;
 
 /// Time allowed for a client to send a complete request head (and the
 /// longest an idle keep-alive connection is held).
@@ -25,11 +27,17 @@ const MAX_BUF_BYTES: usize = 128 * 1024;
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn serve(
+/// Serves connections from `listener` with `service`, which is called with
+/// each request and the connection's peer address.
+pub async fn serve<S, F>(
     listener: TcpListener,
-    service: Secured,
+    service: S,
     shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    S: Fn(hyper::Request<Incoming>, SocketAddr) -> F + Clone + Send + 'static,
+    F: Future<Output = Result<Response, Infallible>> + Send + 'static,
+{
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -54,9 +62,8 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
-        let per_connection = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            service.serve(req, peer)
-        });
+        let per_connection =
+            hyper::service::service_fn(move |req: hyper::Request<Incoming>| service(req, peer));
         let connection =
             graceful.watch(builder.serve_connection(TokioIo::new(stream), per_connection));
         tokio::spawn(async move {

@@ -1,14 +1,21 @@
-//! Logging: `tracing` to stdout, filtered by `RUST_LOG` (default `info`,
-//! with sqlx and hyper kept quiet). One line per request comes from the
-//! envelope (target `chronos::access`; `RUST_LOG=info,chronos::access=off`
-//! turns the access log off); no cookie or token value is ever a field.
+//! Logging: `tracing` to stdout, filtered by `RUST_LOG` (validated with the
+//! other settings; default `info`, with sqlx and hyper kept quiet). One line
+//! per request comes from the envelope (target `chronos::access`;
+//! `RUST_LOG=info,chronos::access=off` turns the access log off); no cookie
+//! or token value is ever a field.
 //!
 //! The text format is logfmt, one event per line:
-//! `2026-11-25T17:24:44.396756Z  INFO request method=POST path=/auth/logout ...`
-//! written by a small `tracing` layer straight into a 64 KiB buffer that a
-//! background thread flushes every 100 ms (and that flushes itself when
-//! full): a busy server makes one `write` per batch, and no per-line string
-//! or thread wake-up. `LOG_FORMAT=json` uses tracing-subscriber's JSON.
+//! `2026-11-25T17:24:44.396756Z  INFO method=POST path=/auth/logout status=200 ...`
+//! An event inside a request (a handler's warning, say) carries the
+//! request's span fields after its own, so it can be tied to the access-log
+//! line and to the `X-Request-ID` the client saw:
+//! `2026-11-25T17:24:44.396801Z  WARN refresh token reuse detected; session ended session_id=... request_id=...`
+//!
+//! Lines are written by a small `tracing` layer straight into a 64 KiB
+//! buffer that a background thread flushes every 100 ms (and that flushes
+//! itself when full): a busy server makes one `write` per batch, and no
+//! per-line string or thread wake-up. `LOG_FORMAT=json` uses
+//! tracing-subscriber's JSON, with the request span's fields under `span`.
 //! Dropping the returned guard flushes what is left.
 
 use std::cell::RefCell;
@@ -18,11 +25,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::config::{LogFormat, TelemetrySettings};
 
 const BUFFER_BYTES: usize = 64 * 1024;
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -69,10 +80,11 @@ impl Drop for LogGuard {
     }
 }
 
-pub fn init() -> LogGuard {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn"));
-    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+pub fn init(settings: &TelemetrySettings) -> LogGuard {
+    // Validated with the settings; the default only if that was skipped.
+    let filter = EnvFilter::builder()
+        .parse(&settings.filter)
+        .unwrap_or_else(|_| EnvFilter::new(crate::config::DEFAULT_LOG_FILTER));
     let out = BufferedStdout(Arc::new(Mutex::new(BufWriter::with_capacity(
         BUFFER_BYTES,
         std::io::stdout(),
@@ -88,33 +100,63 @@ pub fn init() -> LogGuard {
         });
     let registry = tracing_subscriber::registry().with(filter);
     // A second init (tests) is harmless: the first subscriber stays.
-    let _ = if json {
-        registry
+    let _ = match settings.format {
+        LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
                     .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false)
                     .with_target(false)
                     .with_writer(out.clone()),
             )
-            .try_init()
-    } else {
-        registry.with(Logfmt { out: out.clone() }).try_init()
+            .try_init(),
+        LogFormat::Text => registry.with(Logfmt { out: out.0.clone() }).try_init(),
     };
     LogGuard(out)
 }
 
-/// The logfmt layer.
-struct Logfmt {
-    out: BufferedStdout,
+/// The logfmt layer, writing into `out`.
+struct Logfmt<W> {
+    out: Arc<Mutex<W>>,
 }
 
-impl<S: Subscriber> Layer<S> for Logfmt {
-    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
-        let Ok(mut out) = self.out.0.lock() else {
+/// A span's fields, rendered once when it opens (` request_id=...`).
+struct SpanFields(String);
+
+impl<S, W> Layer<S> for Logfmt<W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: Write + Send + 'static,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut text = String::new();
+        let mut fields = Fields {
+            out: &mut text,
+            result: Ok(()),
+        };
+        attrs.record(&mut fields);
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(SpanFields(text));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let Ok(mut out) = self.out.lock() else {
             return;
         };
-        let _ = write_event(&mut IoText(&mut *out), event);
+        let mut text = IoText(&mut *out);
+        let _ = write_event(&mut text, event, |out| {
+            if let Some(scope) = ctx.event_scope(event) {
+                for span in scope.from_root() {
+                    if let Some(fields) = span.extensions().get::<SpanFields>() {
+                        out.write_str(&fields.0)?;
+                    }
+                }
+            }
+            Ok(())
+        });
     }
 }
 
@@ -127,7 +169,13 @@ impl<W: Write> fmt::Write for IoText<'_, W> {
     }
 }
 
-fn write_event(out: &mut dyn fmt::Write, event: &Event<'_>) -> fmt::Result {
+/// One line: timestamp, level, the event's fields, then `context` (the
+/// enclosing spans' fields).
+fn write_event(
+    out: &mut dyn fmt::Write,
+    event: &Event<'_>,
+    context: impl FnOnce(&mut dyn fmt::Write) -> fmt::Result,
+) -> fmt::Result {
     write_timestamp(out)?;
     out.write_str(match *event.metadata().level() {
         Level::ERROR => " ERROR",
@@ -142,6 +190,7 @@ fn write_event(out: &mut dyn fmt::Write, event: &Event<'_>) -> fmt::Result {
     };
     event.record(&mut fields);
     fields.result?;
+    context(&mut *out)?;
     out.write_char('\n')
 }
 
@@ -278,7 +327,7 @@ mod tests {
         impl<S: Subscriber> Layer<S> for Capture {
             fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
                 let mut out = self.0.lock().unwrap();
-                write_event(&mut IoText(&mut *out), event).unwrap();
+                write_event(&mut IoText(&mut *out), event, |_| Ok(())).unwrap();
             }
         }
         let subscriber = tracing_subscriber::registry().with(Capture(capture.clone()));
@@ -307,6 +356,27 @@ mod tests {
             rest.trim_start(),
             "INFO request method=POST path=/auth/logout status=200 quoted=\"a b\\nc\" ip=127.0.0.1\n"
         );
+    }
+
+    #[test]
+    fn events_inside_a_request_span_carry_its_fields() {
+        let out = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let subscriber = tracing_subscriber::registry().with(Logfmt { out: out.clone() });
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", request_id = "req-42");
+            let _inside = span.enter();
+            tracing::warn!(session_id = "s1", "reuse detected");
+            drop(_inside);
+            tracing::info!("outside");
+        });
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines[0].ends_with("WARN reuse detected session_id=s1 request_id=req-42"),
+            "{text}"
+        );
+        assert!(lines[1].ends_with("INFO outside"), "{text}");
     }
 
     #[test]

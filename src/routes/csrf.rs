@@ -1,18 +1,22 @@
-//! `GET /auth/csrf`: a fresh CSRF token in a JavaScript-readable cookie.
+//! `GET /auth/csrf`: a fresh CSRF token in a JavaScript-readable cookie,
+//! bound to the session the request's cookies belong to (or, before
+//! sign-in, to its flow).
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::Request;
 use axum::response::Response;
 use http::{HeaderValue, header};
 
-use crate::app::AppState;
 use crate::cookies::CookieKind;
+use crate::security::csrf::{Binding, Purpose};
+use crate::state::AppState;
 use crate::unix_now;
 
-pub async fn issue(State(state): State<Arc<AppState>>) -> Response {
-    let token = state.csrf.issue(unix_now());
+pub async fn issue(state: Arc<AppState>, req: Request) -> Response {
+    let binding = Binding::of(&*state.authority, state.cookies(), req.headers()).await;
+    let token = state.csrf().issue(Purpose::Api, &binding, unix_now());
     let mut response = Response::new(Body::from(&br#"{"ok":true}"#[..]));
     let headers = response.headers_mut();
     headers.insert(
@@ -21,7 +25,7 @@ pub async fn issue(State(state): State<Arc<AppState>>) -> Response {
     );
     headers.insert(
         header::SET_COOKIE,
-        state.cookies.set(CookieKind::Csrf, &token),
+        state.cookies().set(CookieKind::Csrf, &token),
     );
     response
 }

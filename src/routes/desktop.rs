@@ -10,9 +10,9 @@ use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use http::StatusCode;
 
-use super::extract::{query_pairs, query_param};
-use super::html::{Page, escape};
-use crate::app::AppState;
+use crate::html::{Page, escape};
+use crate::query::{query_pairs, query_param};
+use crate::state::AppState;
 
 fn clip(value: Option<String>, max: usize) -> Option<String> {
     value
@@ -31,7 +31,7 @@ pub async fn callback(State(state): State<Arc<AppState>>, RawQuery(query): RawQu
     let error = clip(query_param(&pairs, "error"), 200);
     let description = clip(query_param(&pairs, "error_description"), 500);
 
-    let mut link = url::Url::parse(&state.settings.desktop_redirect_url).ok();
+    let mut link = url::Url::parse(&state.settings.security.desktop_redirect_url).ok();
     if let Some(link) = link.as_mut() {
         let mut query = link.query_pairs_mut();
         if let Some(error) = &error {

@@ -7,8 +7,8 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use crate::authority::ClientInfo;
 use crate::error::ApiError;
-use crate::identity::ClientInfo;
 use crate::security::client_ip::ClientIp;
 
 /// A JSON body. The envelope has already bounded its size and read time;
@@ -63,19 +63,4 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
             .map(String::from);
         Ok(Client(ClientInfo { ip, user_agent }))
     }
-}
-
-/// The raw query string's pairs, decoded leniently (bad escapes are kept
-/// as text rather than failing the request).
-pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect()
-}
-
-pub fn query_param(pairs: &[(String, String)], name: &str) -> Option<String> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.clone())
 }

@@ -6,10 +6,10 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, header};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
-    let mut response = state.idp.jwks().to_string().into_response();
+    let mut response = state.authority.jwks().to_string().into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

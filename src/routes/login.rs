@@ -1,7 +1,7 @@
 //! `GET /auth/google/login[?redirectTo=]`: starts a sign-in. The PKCE
-//! verifier stays in the database; the browser gets a short-lived httpOnly
-//! flow cookie that references it, so the code can only be exchanged by
-//! the browser that started the flow.
+//! verifier stays in the flow store; the browser gets a short-lived
+//! httpOnly flow cookie that references it, so the code can only be
+//! exchanged by the browser that started the flow.
 
 use std::sync::Arc;
 
@@ -11,11 +11,10 @@ use axum::response::{AppendHeaders, IntoResponse};
 use http::header;
 use serde_json::json;
 
-use super::extract::{query_pairs, query_param};
-use crate::app::AppState;
 use crate::cookies::CookieKind;
 use crate::error::{ApiError, Result};
-use crate::identity::pkce_challenge;
+use crate::query::{query_pairs, query_param};
+use crate::state::AppState;
 
 pub async fn start(
     State(state): State<Arc<AppState>>,
@@ -33,12 +32,14 @@ pub async fn start(
         .await
         .map_err(ApiError::internal)?;
     let redirect_url = state
-        .idp
-        .authorize_url(target, &pkce_challenge(&flow.code_verifier));
+        .sign_in
+        .authorize_url(&flow, target)
+        .await
+        .map_err(|e| ApiError::from_auth(e, ApiError::AuthenticationFailed))?;
     Ok((
         AppendHeaders([(
             header::SET_COOKIE,
-            state.cookies.set(CookieKind::Flow, &flow.id),
+            state.cookies().set(CookieKind::Flow, &flow.id),
         )]),
         Json(json!({ "redirectUrl": redirect_url })),
     ))

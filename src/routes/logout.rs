@@ -12,29 +12,29 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::response::Response;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 
-use super::extract::{query_pairs, query_param};
-use crate::app::AppState;
+use crate::authority::{EndSessions, SessionRef};
 use crate::config::LogoutScope;
 use crate::cookies::CookieKind;
-use crate::identity::EndSessions;
+use crate::query::{query_pairs, query_param};
+use crate::state::AppState;
 
 const BODY: &[u8] = br#"{"message":"Logged out"}"#;
 
 static CLEAR_SITE_DATA: HeaderName = HeaderName::from_static("clear-site-data");
 
 /// Takes the whole request (not `HeaderMap`, which axum would clone).
-pub async fn logout(State(state): State<Arc<AppState>>, req: Request) -> Response {
+pub async fn logout(state: Arc<AppState>, req: Request) -> Response {
     let headers = req.headers();
     let scope = req
         .uri()
         .query()
         .and_then(|q| query_param(&query_pairs(Some(q)), "scope"))
         .and_then(|s| LogoutScope::parse(&s))
-        .unwrap_or(state.settings.logout_scope);
+        .unwrap_or(state.settings.sessions.logout_scope);
     if scope != LogoutScope::None {
         end_owned_sessions(&state, headers, scope).await;
     }
@@ -46,24 +46,28 @@ pub async fn logout(State(state): State<Arc<AppState>>, req: Request) -> Respons
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    state.cookies.clear_all(out);
+    state.cookies().clear_all(out);
     if let Some(directives) = &state.clear_site_data {
         out.insert(CLEAR_SITE_DATA.clone(), directives.clone());
     }
     response
 }
 
-/// The (user, session) pairs the request's cookies prove ownership of.
-async fn owned_sessions(state: &AppState, headers: &HeaderMap) -> Vec<(String, String)> {
+/// The sessions the request's cookies prove ownership of: a valid access
+/// token's, or a refresh token's the authority issued.
+async fn owned_sessions(state: &AppState, headers: &HeaderMap) -> Vec<SessionRef> {
     let mut owned = Vec::new();
-    if let Some(token) = state.cookies.read(headers, CookieKind::Session)
-        && let Ok(claims) = state.idp.verify_access_token(token)
+    if let Some(token) = state.cookies().read(headers, CookieKind::Session)
+        && let Ok(claims) = state.authority.verify_access_token(token)
     {
-        owned.push((claims.sub.clone(), claims.sid.clone()));
+        owned.push(SessionRef {
+            user_id: claims.sub.clone(),
+            session_id: claims.sid.clone(),
+        });
     }
-    if let Some(token) = state.cookies.read(headers, CookieKind::Refresh) {
-        match state.idp.owner_of_refresh_token(token).await {
-            Ok(Some(pair)) if !owned.contains(&pair) => owned.push(pair),
+    if let Some(token) = state.cookies().read(headers, CookieKind::Refresh) {
+        match state.authority.session_of_refresh_token(token).await {
+            Ok(Some(session)) if !owned.contains(&session) => owned.push(session),
             Ok(_) => {}
             Err(error) => tracing::error!(error = %error, "logout: refresh token lookup failed"),
         }
@@ -72,17 +76,21 @@ async fn owned_sessions(state: &AppState, headers: &HeaderMap) -> Vec<(String, S
 }
 
 async fn end_owned_sessions(state: &AppState, headers: &HeaderMap, scope: LogoutScope) {
-    for (user_id, session_id) in owned_sessions(state, headers).await {
+    for SessionRef {
+        user_id,
+        session_id,
+    } in owned_sessions(state, headers).await
+    {
         let which = match scope {
             LogoutScope::Global => EndSessions::AllOf { user_id },
-            _ => EndSessions::One {
+            _ => EndSessions::OwnedBy {
                 user_id,
                 session_id,
             },
         };
         // The contract is "always 200": a failure is logged loudly, and the
         // cookies are cleared regardless.
-        match state.idp.end_sessions(which).await {
+        match state.authority.end_sessions(which).await {
             Ok(ended) => tracing::info!(sessions = ended.len(), "logout ended sessions"),
             Err(error) => tracing::error!(error = %error, "logout: could not end the session"),
         }

@@ -1,66 +1,156 @@
-//! HTTP routes. Each module owns its handlers; [`router`] assembles them.
+//! The routes: one module per endpoint family, assembled into [`Routes`],
+//! the service the security envelope wraps.
+//!
+//! The few routes on the path of every page load and every proxied request
+//! ([`FAST_ROUTES`]) are answered ahead of the axum router: its per-request
+//! work (matching, boxing, a `MatchedPath` extension) measured 12% of a
+//! logout. The router serves the same table (HEAD, wrong methods and
+//! everything else included), and a test keeps the two answers identical.
 
 mod csrf;
 mod desktop;
 pub mod extract;
 mod health;
-pub mod html;
 mod jwks;
 mod login;
 mod logout;
 pub mod session;
 mod sessions;
-mod signin;
 mod verify;
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{any, delete, get, post};
+use axum::response::Response;
+use axum::routing::{MethodFilter, any, delete, get, on, post};
 use http::Method;
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
-/// Serves a request that passed the security layer. The four routes on the
-/// path of every page load and every proxied request are called directly:
-/// the router's per-request work (matching, boxing, a `MatchedPath`
-/// extension) measured 12% of a logout. Each is also in [`router`] (same
-/// handler), which answers everything else, HEAD and wrong methods included.
-pub async fn dispatch(state: &Arc<AppState>, router: Router, req: Request) -> Response {
-    match (req.method(), req.uri().path()) {
-        (&Method::POST, "/auth/logout") => logout::logout(State(state.clone()), req).await,
-        (&Method::GET, "/auth/csrf") => csrf::issue(State(state.clone())).await,
-        (&Method::GET, "/auth/session") => session::current(State(state.clone()), req)
-            .await
-            .into_response(),
-        (_, "/auth/verify") => verify::verify(State(state.clone()), req).await,
-        _ => match router.oneshot(req).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        },
+type BoxResponse = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+/// A route answered ahead of the router.
+pub struct FastRoute {
+    /// `None`: any method.
+    pub method: Option<Method>,
+    pub path: &'static str,
+    handler: fn(Arc<AppState>, Request) -> BoxResponse,
+}
+
+/// The hot routes, in one table that both the fast path and the router use.
+pub static FAST_ROUTES: [FastRoute; 4] = [
+    FastRoute {
+        method: Some(Method::POST),
+        path: "/auth/logout",
+        handler: |state, req| Box::pin(logout::logout(state, req)),
+    },
+    FastRoute {
+        method: Some(Method::GET),
+        path: "/auth/csrf",
+        handler: |state, req| Box::pin(csrf::issue(state, req)),
+    },
+    FastRoute {
+        method: Some(Method::GET),
+        path: "/auth/session",
+        handler: |state, req| Box::pin(session::current(state, req)),
+    },
+    FastRoute {
+        method: None,
+        path: "/auth/verify",
+        handler: |state, req| Box::pin(verify::verify(state, req)),
+    },
+];
+
+/// The routes as a service: the fast path, then the router.
+#[derive(Clone)]
+pub struct Routes {
+    state: Arc<AppState>,
+    router: Router,
+    fast: bool,
+}
+
+impl Routes {
+    pub fn new(state: Arc<AppState>) -> Self {
+        Self {
+            router: router(state.clone()),
+            state,
+            fast: true,
+        }
+    }
+
+    /// Without the fast path: every request through the router (to check
+    /// that both answer alike).
+    pub fn router_only(state: Arc<AppState>) -> Self {
+        Self {
+            fast: false,
+            ..Self::new(state)
+        }
     }
 }
 
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
+impl Service<Request> for Routes {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        // HEAD goes to the router, which answers it without a body but
+        // with the GET answer's length.
+        if self.fast
+            && req.method() != Method::HEAD
+            && let Some(route) = FAST_ROUTES.iter().find(|route| {
+                route.path == req.uri().path()
+                    && route.method.as_ref().is_none_or(|m| m == req.method())
+            })
+        {
+            let answer = (route.handler)(self.state.clone(), req);
+            return Box::pin(async move { Ok(answer.await) });
+        }
+        let router = self.router.clone();
+        Box::pin(router.oneshot(req))
+    }
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    let mut router: Router<Arc<AppState>> = Router::new();
+    for route in &FAST_ROUTES {
+        let handler =
+            move |State(state): State<Arc<AppState>>, req: Request| (route.handler)(state, req);
+        router = match &route.method {
+            None => router.route(route.path, any(handler)),
+            Some(method) => match MethodFilter::try_from(method.clone()) {
+                Ok(filter) => router.route(route.path, on(filter, handler)),
+                Err(_) => router,
+            },
+        };
+    }
+    let router = router
         .route("/health", get(health::health))
-        .route("/auth/csrf", get(csrf::issue))
-        .route("/auth/logout", post(logout::logout))
         .route("/auth/google/login", get(login::start))
         .route("/auth/web/callback", post(session::exchange))
-        .route("/auth/session", get(session::current))
         .route("/auth/refresh", post(session::refresh))
         .route("/auth/desktop/callback", get(desktop::callback))
-        .route("/auth/signin", get(signin::page).post(signin::sign_in))
-        .route("/auth/signup", post(signin::sign_up))
-        .route("/auth/verify", any(verify::verify))
         .route("/auth/sessions", get(sessions::list))
         .route("/auth/sessions/{id}", delete(sessions::end))
         .route("/.well-known/jwks.json", get(jwks::jwks))
+        .with_state(state.clone());
+    // The sign-in method's own pages, when it has any.
+    let router = match state.sign_in.clone().routes() {
+        Some(pages) => router.merge(pages),
+        None => router,
+    };
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

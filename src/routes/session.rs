@@ -10,10 +10,12 @@ use http::{HeaderMap, header};
 use serde::{Deserialize, Serialize};
 
 use super::extract::{ApiJson, Client};
-use crate::app::AppState;
+use crate::authority::{AccessClaims, IssuedSession, User};
 use crate::cookies::CookieKind;
 use crate::error::{ApiError, Result};
-use crate::identity::{AccessClaims, IssuedSession, User};
+use crate::security::csrf::{Binding, Purpose};
+use crate::signin::Callback;
+use crate::state::AppState;
 use crate::unix_now;
 
 /// `{"user": ..., "expires_at": ...}`, fields in the API's order.
@@ -28,43 +30,47 @@ fn session_body(user: &User, expires_at: u64) -> Json<SessionBody<'_>> {
 }
 
 /// The response that starts or renews a session: all three cookies
-/// rewritten (a fresh CSRF token with every new session).
+/// rewritten, with a fresh CSRF token bound to this session.
 fn session_response(state: &AppState, issued: &IssuedSession, mut headers: HeaderMap) -> Response {
-    let csrf = state.csrf.issue(unix_now());
+    let binding = Binding::Session(issued.session_id.clone());
+    let csrf = state.csrf().issue(Purpose::Api, &binding, unix_now());
     for (kind, value) in [
         (CookieKind::Session, issued.access_token.as_str()),
         (CookieKind::Refresh, issued.refresh_token.as_str()),
         (CookieKind::Csrf, csrf.as_str()),
     ] {
-        headers.append(header::SET_COOKIE, state.cookies.set(kind, value));
+        headers.append(header::SET_COOKIE, state.cookies().set(kind, value));
     }
     (headers, session_body(&issued.user, issued.expires_at)).into_response()
 }
 
-/// The verified, unrevoked claims of the request's session cookie.
+/// The verified claims of the request's session cookie, if its session
+/// has not ended.
 pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<AccessClaims>> {
     let token = state
-        .cookies
+        .cookies()
         .read(headers, CookieKind::Session)
         .ok_or(ApiError::NotAuthenticated)?;
-    let claims = state
-        .idp
-        .verify_access_token(token)
-        .map_err(|_| ApiError::NotAuthenticated)?;
-    if state.revocations.is_revoked(&claims.sid) {
-        return Err(ApiError::NotAuthenticated);
-    }
-    Ok(claims)
+    state
+        .authority
+        .authenticate(token)
+        .map_err(|_| ApiError::NotAuthenticated)
 }
 
-pub async fn current(State(state): State<Arc<AppState>>, req: Request) -> Result<Response> {
-    let claims = authenticate(&state, req.headers())?;
-    Ok(session_body(&User::from_claims(&claims), claims.exp).into_response())
+/// Takes the whole request (not `HeaderMap`, which axum would clone).
+pub async fn current(state: Arc<AppState>, req: Request) -> Response {
+    match authenticate(&state, req.headers()) {
+        Ok(claims) => session_body(&User::from_claims(&claims), claims.exp).into_response(),
+        Err(error) => error.into_response(),
+    }
 }
 
 #[derive(Deserialize)]
 pub struct CodeExchange {
     code: String,
+    /// The provider's `state`, when the client passes it on (then checked).
+    #[serde(default)]
+    state: Option<String>,
 }
 
 pub async fn exchange(
@@ -78,7 +84,7 @@ pub async fn exchange(
     }
     // The flow cookie proves this browser started the sign-in.
     let flow_id = state
-        .cookies
+        .cookies()
         .read(&headers, CookieKind::Flow)
         .ok_or(ApiError::AuthenticationFailed)?;
     let flow = state
@@ -87,13 +93,17 @@ pub async fn exchange(
         .await
         .map_err(ApiError::internal)?
         .ok_or(ApiError::AuthenticationFailed)?;
+    let callback = Callback {
+        code: &body.code,
+        state: body.state.as_deref(),
+    };
     let issued = state
-        .idp
-        .exchange_code(&body.code, &flow.code_verifier, &flow.redirect_uri, &client)
+        .sign_in
+        .complete(callback, &flow, &client)
         .await
-        .map_err(|e| ApiError::from_provider(e, ApiError::AuthenticationFailed))?;
+        .map_err(|e| ApiError::from_auth(e, ApiError::AuthenticationFailed))?;
     let mut extra = HeaderMap::new();
-    extra.append(header::SET_COOKIE, state.cookies.clear(CookieKind::Flow));
+    extra.append(header::SET_COOKIE, state.cookies().clear(CookieKind::Flow));
     Ok(session_response(&state, &issued, extra))
 }
 
@@ -103,13 +113,13 @@ pub async fn refresh(
     headers: HeaderMap,
 ) -> Result<Response> {
     let token = state
-        .cookies
+        .cookies()
         .read(&headers, CookieKind::Refresh)
         .ok_or(ApiError::RefreshFailed)?;
     let issued = state
-        .idp
+        .authority
         .refresh(token, &client)
         .await
-        .map_err(|e| ApiError::from_provider(e, ApiError::RefreshFailed))?;
+        .map_err(|e| ApiError::from_auth(e, ApiError::RefreshFailed))?;
     Ok(session_response(&state, &issued, HeaderMap::new()))
 }

@@ -12,9 +12,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::session::authenticate;
-use crate::app::AppState;
+use crate::authority::{AuthError, EndSessions, SessionInfo};
 use crate::error::{ApiError, Result};
-use crate::identity::{EndSessions, IdpError, SessionInfo};
+use crate::state::AppState;
 
 #[derive(Serialize)]
 pub struct SessionEntry {
@@ -23,8 +23,8 @@ pub struct SessionEntry {
     current: bool,
 }
 
-fn provider_error(e: IdpError) -> ApiError {
-    ApiError::from_provider(e, ApiError::NotAuthenticated)
+fn authority_error(e: AuthError) -> ApiError {
+    ApiError::from_auth(e, ApiError::NotAuthenticated)
 }
 
 pub async fn list(
@@ -33,10 +33,10 @@ pub async fn list(
 ) -> Result<Json<Vec<SessionEntry>>> {
     let claims = authenticate(&state, &headers)?;
     let sessions = state
-        .idp
+        .authority
         .list_sessions(&claims.sub)
         .await
-        .map_err(provider_error)?;
+        .map_err(authority_error)?;
     Ok(Json(
         sessions
             .into_iter()
@@ -58,13 +58,13 @@ pub async fn end(
         return Err(ApiError::SessionNotFound);
     };
     let ended = state
-        .idp
-        .end_sessions(EndSessions::One {
+        .authority
+        .end_sessions(EndSessions::OwnedBy {
             user_id: claims.sub.clone(),
             session_id,
         })
         .await
-        .map_err(provider_error)?;
+        .map_err(authority_error)?;
     if ended.is_empty() {
         return Err(ApiError::SessionNotFound);
     }

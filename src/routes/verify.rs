@@ -7,18 +7,18 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderName, HeaderValue, StatusCode};
 
 use super::session::authenticate;
-use crate::app::AppState;
+use crate::state::AppState;
 
 static USER_ID: HeaderName = HeaderName::from_static("x-auth-user-id");
 static USER_EMAIL: HeaderName = HeaderName::from_static("x-auth-user-email");
 static SESSION_ID: HeaderName = HeaderName::from_static("x-auth-session-id");
 
-pub async fn verify(State(state): State<Arc<AppState>>, req: Request) -> Response {
+pub async fn verify(state: Arc<AppState>, req: Request) -> Response {
     let claims = match authenticate(&state, req.headers()) {
         Ok(claims) => claims,
         Err(error) => return error.into_response(),

@@ -8,37 +8,13 @@
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use http::HeaderMap;
+
+use crate::limits::canonical;
 use ipnet::IpNet;
-
-/// The rate-limit key of a client: an IPv4 address, or an IPv6 /64 (one
-/// subscriber usually owns a whole /64, so keying single addresses would let
-/// them rotate through 2^64 keys).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClientKey(pub u128);
-
-impl ClientKey {
-    pub fn of(ip: IpAddr) -> Self {
-        match canonical(ip) {
-            IpAddr::V4(v4) => Self(u128::from(v4.to_ipv6_mapped())),
-            IpAddr::V6(v6) => Self(u128::from(v6) & !((1u128 << 64) - 1)),
-        }
-    }
-}
 
 /// The client's address, as resolved for this request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
-
-/// IPv4-mapped IPv6 addresses (from a dual-stack socket) become plain IPv4.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6),
-        },
-        v4 => v4,
-    }
-}
 
 #[derive(Debug, Clone, Default)]
 pub struct ClientIpResolver {
@@ -188,20 +164,6 @@ mod tests {
         assert_eq!(
             r.resolve(ip("::ffff:127.0.0.1"), &xff(&["198.51.100.7"])),
             ip("198.51.100.7")
-        );
-    }
-
-    #[test]
-    fn ipv6_clients_share_a_key_per_64() {
-        let a = ClientKey::of(ip("2001:db8:1:2:aaaa::1"));
-        let b = ClientKey::of(ip("2001:db8:1:2:bbbb::9"));
-        let c = ClientKey::of(ip("2001:db8:1:3::1"));
-        assert_eq!(a, b);
-        assert_ne!(a, c);
-        assert_ne!(ClientKey::of(ip("1.2.3.4")), ClientKey::of(ip("1.2.3.5")));
-        assert_eq!(
-            ClientKey::of(ip("::ffff:1.2.3.4")),
-            ClientKey::of(ip("1.2.3.4"))
         );
     }
 }

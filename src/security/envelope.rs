@@ -1,32 +1,41 @@
-//! The security layer around every request, in order: request id, client
-//! IP, size limits (431/413), CORS preflight, body read (408), the guard
-//! (Origin, Fetch Metadata, rate limit, CSRF), the router; then, on every
-//! response (errors, 429s and preflights included): CORS, the security
-//! headers, `Cache-Control: no-store` on `/auth/*`, the request id, and one
-//! access-log line.
+//! The envelope: the security layer around an inner service (the routes),
+//! as a tower layer. A request passes these phases, in order:
+//!
+//! 1. **identify**: its request id (the client's, if sane) and the client
+//!    address (the socket peer, or `X-Forwarded-For` from trusted proxies);
+//! 2. **bound**: exactly one valid `Host` (400), a head within 32 KiB (431),
+//!    a declared body within 64 KiB (413);
+//! 3. **preflight**: a CORS preflight is answered here, nothing else runs;
+//! 4. **read**: the body, within its size (413) and time (408) limits;
+//! 5. **guard**: Origin, Fetch Metadata, rate limit, CSRF ([`guard`]);
+//! 6. **inner**: the routes, inside a `request` span carrying the request
+//!    id, so every line a handler logs can be tied to this request;
+//! 7. **decorate**, on every response (errors, 429s, preflights too): CORS,
+//!    the security headers, `Cache-Control: no-store` on `/auth/*`, the
+//!    request id;
+//! 8. **log**: one access-log line.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use tower::Service;
+use tower::{Service, ServiceExt};
+use tracing::Instrument;
 
-use crate::app::AppState;
+use super::Security;
+use super::client_ip::ClientIp;
+use super::cors::Cors;
+use super::guard;
 use crate::error::ApiError;
-use crate::routes;
-use crate::security::client_ip::{ClientIp, ClientKey};
-use crate::security::cors::Cors;
-use crate::security::guard;
+use crate::limits::ClientKey;
 
 /// Request bodies larger than this get 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -37,42 +46,151 @@ pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The headers every response carries, built once from the settings.
-pub struct SecurityHeaders {
-    common: Vec<(HeaderName, HeaderValue)>,
+type BoxResponse = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+/// The layer that puts [`Envelope`] around a service.
+#[derive(Clone)]
+pub struct EnvelopeLayer {
+    security: Arc<Security>,
 }
 
-impl SecurityHeaders {
-    pub fn new(production: bool) -> Self {
-        let mut common = vec![
-            (
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            ),
-            (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-            (
-                header::REFERRER_POLICY,
-                HeaderValue::from_static("strict-origin-when-cross-origin"),
-            ),
-            (
-                HeaderName::from_static("permissions-policy"),
-                HeaderValue::from_static("geolocation=(), microphone=(), camera=()"),
-            ),
-        ];
-        if production {
-            common.push((
-                header::STRICT_TRANSPORT_SECURITY,
-                HeaderValue::from_static("max-age=63072000; includeSubDomains"),
-            ));
-        }
-        Self { common }
+impl EnvelopeLayer {
+    pub fn new(security: Arc<Security>) -> Self {
+        Self { security }
     }
+}
 
-    fn apply(&self, headers: &mut HeaderMap) {
-        for (name, value) in &self.common {
-            headers.insert(name.clone(), value.clone());
+impl<S> tower::Layer<S> for EnvelopeLayer {
+    type Service = Envelope<S>;
+
+    fn layer(&self, inner: S) -> Envelope<S> {
+        Envelope {
+            security: self.security.clone(),
+            inner,
         }
     }
+}
+
+/// The security layer around `inner`. It is called with the connection's
+/// peer address ([`serve`](Self::serve)), which the rate limit keys on; it
+/// is deliberately not a plain `Service`, which would have to guess one.
+#[derive(Clone)]
+pub struct Envelope<S> {
+    security: Arc<Security>,
+    inner: S,
+}
+
+impl<S> Envelope<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    /// Serves one request from `peer`.
+    pub fn serve<B>(&self, req: http::Request<B>, peer: SocketAddr) -> BoxResponse
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        let security = self.security.clone();
+        let inner = self.inner.clone();
+        Box::pin(async move { Ok(handle(security, inner, req.map(Body::new), peer.ip()).await) })
+    }
+}
+
+async fn handle<S>(security: Arc<Security>, inner: S, mut req: Request, peer: IpAddr) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Send,
+    S::Future: Send,
+{
+    // 1. identify
+    let started = Instant::now();
+    let request_id = match req.headers().get(&X_REQUEST_ID) {
+        Some(v) if sane_request_id(v) => v.clone(),
+        _ => fresh_request_id(),
+    };
+    let client = security.client_ip.resolve(peer, req.headers());
+    req.extensions_mut().insert(ClientIp(client));
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let method = req.method().clone();
+    // Only the path is logged: query strings can carry one-time codes.
+    let uri = req.uri().clone();
+    let is_auth = uri.path().starts_with("/auth/");
+    let preflight = Cors::is_preflight(&method, req.headers());
+
+    // 2. bound, 3. preflight
+    let mut response = if !host_ok(&req) {
+        ApiError::BadRequest("A request needs exactly one valid Host header").into_response()
+    } else if head_size(&req) > MAX_HEADER_BYTES {
+        ApiError::HeadersTooLarge.into_response()
+    } else if declared_body_len(req.headers()).is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        ApiError::PayloadTooLarge.into_response()
+    } else if preflight {
+        security.cors.preflight(req.headers())
+    } else {
+        // 4. read
+        let req = if has_body(req.headers()) {
+            buffer_body(req).await
+        } else {
+            Ok(req)
+        };
+        match req {
+            Err(error) => error.into_response(),
+            Ok(req) => {
+                // 5. guard
+                match guard::check(
+                    &security,
+                    &method,
+                    uri.path(),
+                    req.headers(),
+                    ClientKey::of(client),
+                )
+                .await
+                {
+                    Some(refused) => refused,
+                    // 6. inner
+                    None => {
+                        let span = tracing::info_span!(
+                            "request",
+                            request_id = request_id.to_str().unwrap_or("-")
+                        );
+                        match inner.oneshot(req).instrument(span).await {
+                            Ok(response) => response,
+                            Err(never) => match never {},
+                        }
+                    }
+                }
+            }
+        }
+    };
+
+    // 7. decorate
+    let headers = response.headers_mut();
+    // Room for what follows, so the map grows once, not per insert.
+    headers.reserve(10);
+    if !preflight {
+        security.cors.decorate(origin.as_ref(), headers);
+    }
+    security.headers.apply(headers);
+    if is_auth {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+
+    // 8. log
+    if tracing::enabled!(target: "chronos::access", tracing::Level::INFO) {
+        let mut ip = [0u8; 48];
+        let ip = format_ip(client, &mut ip);
+        tracing::info!(
+            target: "chronos::access",
+            method = method.as_str(),
+            path = uri.path(),
+            status = response.status().as_u16(),
+            duration_us = started.elapsed().as_micros() as u64,
+            request_id = request_id.to_str().unwrap_or("-"),
+            client_ip = ip,
+        );
+    }
+    response
 }
 
 /// A client-supplied id is echoed only if it is short and plain.
@@ -85,13 +203,11 @@ fn sane_request_id(value: &HeaderValue) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:+/=@".contains(b))
 }
 
-fn head_size(req: &Request) -> usize {
-    let uri = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
-    req.headers()
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum::<usize>()
-        + uri
+/// A fresh request id: a UUID v4, formatted without a heap string.
+fn fresh_request_id() -> HeaderValue {
+    let mut buf = uuid::Uuid::encode_buffer();
+    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 /// RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host header, and a
@@ -103,6 +219,30 @@ fn host_ok(req: &Request) -> bool {
         (Some(host), None) => http::uri::Authority::try_from(host.as_bytes()).is_ok(),
         (Some(_), Some(_)) => false,
     }
+}
+
+fn head_size(req: &Request) -> usize {
+    let uri = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    req.headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum::<usize>()
+        + uri
+}
+
+fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || declared_body_len(headers).is_some_and(|n| n > 0)
+}
+
+fn declared_body_len(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Reads the whole body, within the size and time limits, so that every
@@ -121,150 +261,6 @@ async fn buffer_body(req: Request) -> Result<Request, ApiError> {
         Err(error) if error.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge),
         Err(_) => Err(ApiError::BadRequest("Invalid request body")),
     }
-}
-
-fn has_body(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::TRANSFER_ENCODING)
-        || declared_body_len(headers).is_some_and(|n| n > 0)
-}
-
-fn declared_body_len(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// A fresh request id: a UUID v4, formatted without a heap string.
-fn fresh_request_id() -> HeaderValue {
-    let mut buf = uuid::Uuid::encode_buffer();
-    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
-    HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("-"))
-}
-
-/// The whole security layer around the router, as one service: one boxed
-/// future per request and nothing cloned but two `Arc`s (axum's per-route
-/// layers would clone the layer stack on every request).
-#[derive(Clone)]
-pub struct Secured {
-    pub state: Arc<AppState>,
-    pub router: Router,
-}
-
-impl<B> Service<Request<B>> for Secured
-where
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<axum::BoxError>,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let peer = req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
-        self.serve(req, peer)
-    }
-}
-
-impl Secured {
-    /// `Service::call` by shared reference (what hyper wants).
-    pub fn serve<B>(
-        &self,
-        req: Request<B>,
-        peer: SocketAddr,
-    ) -> Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>
-    where
-        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-        B::Error: Into<axum::BoxError>,
-    {
-        let state = self.state.clone();
-        let router = self.router.clone();
-        Box::pin(async move { Ok(handle(state, router, req.map(Body::new), peer.ip()).await) })
-    }
-}
-
-async fn handle(state: Arc<AppState>, router: Router, mut req: Request, peer: IpAddr) -> Response {
-    let started = Instant::now();
-    let request_id = match req.headers().get(&X_REQUEST_ID) {
-        Some(v) if sane_request_id(v) => v.clone(),
-        _ => fresh_request_id(),
-    };
-    let client = state.client_ip.resolve(peer, req.headers());
-    req.extensions_mut().insert(ClientIp(client));
-    let origin = req.headers().get(header::ORIGIN).cloned();
-    let method = req.method().clone();
-    // Only the path is logged: query strings can carry one-time codes.
-    let uri = req.uri().clone();
-    let is_auth = uri.path().starts_with("/auth/");
-    let preflight = Cors::is_preflight(&method, req.headers());
-
-    let mut response = if !host_ok(&req) {
-        ApiError::BadRequest("A request needs exactly one valid Host header").into_response()
-    } else if head_size(&req) > MAX_HEADER_BYTES {
-        ApiError::HeadersTooLarge.into_response()
-    } else if declared_body_len(req.headers()).is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        ApiError::PayloadTooLarge.into_response()
-    } else if preflight {
-        state.cors.preflight(req.headers())
-    } else {
-        let req = if has_body(req.headers()) {
-            buffer_body(req).await
-        } else {
-            Ok(req)
-        };
-        match req {
-            Err(error) => error.into_response(),
-            Ok(req) => match guard::check(
-                &state,
-                &method,
-                uri.path(),
-                req.headers(),
-                ClientKey::of(client),
-            )
-            .await
-            {
-                Some(refused) => refused,
-                None => routes::dispatch(&state, router, req).await,
-            },
-        }
-    };
-
-    let headers = response.headers_mut();
-    // Room for what follows, so the map grows once, not per insert.
-    headers.reserve(10);
-    if !preflight {
-        state.cors.decorate(origin.as_ref(), headers);
-    }
-    state.security_headers.apply(headers);
-    if is_auth {
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
-
-    if tracing::enabled!(target: "chronos::access", tracing::Level::INFO) {
-        let mut ip = [0u8; 48];
-        let ip = format_ip(client, &mut ip);
-        tracing::info!(
-            target: "chronos::access",
-            method = method.as_str(),
-            path = uri.path(),
-            status = response.status().as_u16(),
-            duration_us = started.elapsed().as_micros() as u64,
-            request_id = request_id.to_str().unwrap_or("-"),
-            client_ip = ip,
-        );
-    }
-    response
 }
 
 /// An address as text, without a heap string.

@@ -5,16 +5,16 @@
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, Method, header};
 
-use crate::app::AppState;
+use super::Security;
+use super::csrf::{Binding, Purpose, same_token};
 use crate::cookies::CookieKind;
 use crate::error::ApiError;
-use crate::security::client_ip::ClientKey;
-use crate::security::csrf::same_token;
+use crate::limits::ClientKey;
 use crate::unix_now;
 
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
-/// Form posts of the embedded sign-in page: they come from PUBLIC_URL's
+/// Form posts of the password sign-in page: they come from PUBLIC_URL's
 /// origin and carry their own hidden token instead of the API's CSRF header.
 pub const SIGNIN_FORM_PATHS: &[&str] = &["/auth/signin", "/auth/signup"];
 
@@ -26,39 +26,47 @@ fn is_state_changing(method: &Method) -> bool {
 }
 
 /// Does the API's CSRF check apply to this state-changing path?
-fn csrf_applies(state: &AppState, path: &str) -> bool {
+fn csrf_applies(security: &Security, path: &str) -> bool {
     match path {
         "/auth/web/callback" => false,
-        "/auth/logout" => state.settings.logout_require_csrf,
+        "/auth/logout" => security.logout_require_csrf,
         _ => !SIGNIN_FORM_PATHS.contains(&path),
     }
 }
 
-/// Header copy equals cookie copy (constant time) and the token verifies.
-fn csrf_ok(state: &AppState, headers: &HeaderMap) -> bool {
+/// Header copy equals cookie copy (constant time), and the token verifies
+/// for the API in the session these cookies belong to.
+async fn csrf_ok(security: &Security, headers: &HeaderMap) -> bool {
     let Some(sent) = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let Some(cookie) = state.cookies.read(headers, CookieKind::Csrf) else {
+    let Some(cookie) = security.cookies.read(headers, CookieKind::Csrf) else {
         return false;
     };
-    same_token(sent, cookie) && state.csrf.verify(sent, unix_now()).is_ok()
+    if !same_token(sent, cookie) {
+        return false;
+    }
+    let binding = Binding::of(&*security.authority, &security.cookies, headers).await;
+    security
+        .csrf
+        .verify(Purpose::Api, &binding, sent, unix_now())
+        .is_ok()
 }
 
 /// The sign-in form is posted from our own page only (`PUBLIC_URL`'s
 /// origin), never from the frontend or another CORS origin; everything else
 /// from the CORS allow-list.
-fn origin_allowed(state: &AppState, origin: &HeaderValue, path: &str) -> bool {
+fn origin_allowed(security: &Security, origin: &HeaderValue, path: &str) -> bool {
     if SIGNIN_FORM_PATHS.contains(&path) {
-        state.public_origin.as_bytes() == origin.as_bytes()
+        security.public_origin.as_bytes() == origin.as_bytes()
     } else {
-        state.cors.allows(origin)
+        security.cors.allows(origin)
     }
 }
 
 /// Runs the checks; `Some(response)` when the request is refused.
 pub async fn check(
-    state: &AppState,
+    security: &Security,
     method: &Method,
     path: &str,
     headers: &HeaderMap,
@@ -67,12 +75,18 @@ pub async fn check(
     // Forward-auth is asked by a proxy about someone else's request: the
     // browser-facing checks are the upstream's business, not ours.
     let state_changing = is_state_changing(method) && path != "/auth/verify";
-    let carries_auth = state.cookies.read(headers, CookieKind::Session).is_some()
-        || state.cookies.read(headers, CookieKind::Refresh).is_some();
+    let carries_auth = security
+        .cookies
+        .read(headers, CookieKind::Session)
+        .is_some()
+        || security
+            .cookies
+            .read(headers, CookieKind::Refresh)
+            .is_some();
 
     if state_changing {
         if let Some(origin) = headers.get(header::ORIGIN)
-            && !origin_allowed(state, origin, path)
+            && !origin_allowed(security, origin, path)
         {
             return Some(ApiError::InvalidOrigin.into_response());
         }
@@ -85,9 +99,9 @@ pub async fn check(
     }
 
     let limiter = if path == "/auth/verify" {
-        state.verify_limiter.as_ref()
+        security.verify_limiter.as_ref()
     } else if path.starts_with("/auth/") && method != Method::OPTIONS {
-        Some(&state.auth_limiter)
+        Some(&security.auth_limiter)
     } else {
         None
     };
@@ -103,14 +117,18 @@ pub async fn check(
         // even behind a busy NAT: clearing costs nothing. No other work.
         if path == "/auth/logout"
             && method == Method::POST
-            && (!carries_auth || !csrf_applies(state, path) || csrf_ok(state, headers))
+            && (!carries_auth || !csrf_applies(security, path) || csrf_ok(security, headers).await)
         {
-            state.cookies.clear_all(response.headers_mut());
+            security.cookies.clear_all(response.headers_mut());
         }
         return Some(response);
     }
 
-    if state_changing && carries_auth && csrf_applies(state, path) && !csrf_ok(state, headers) {
+    if state_changing
+        && carries_auth
+        && csrf_applies(security, path)
+        && !csrf_ok(security, headers).await
+    {
         return Some(ApiError::InvalidCsrf.into_response());
     }
     None

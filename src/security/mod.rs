@@ -1,17 +1,41 @@
 //! The security layer: who the client is, what it may do, and what every
-//! response carries.
+//! response carries. [`envelope::Envelope`] wraps the routes with it; the
+//! parts it applies are gathered in [`Security`].
 
-/// The client's address and rate-limit key (trusted proxies, XFF, IPv6 /64).
+/// The client's address (trusted proxies, XFF).
 pub mod client_ip;
 /// CORS for the configured origins.
 pub mod cors;
-/// Signed double-submit CSRF tokens.
+/// Signed double-submit CSRF tokens, bound to the session and a purpose.
 pub mod csrf;
-/// Outermost layer: request id, size limits, security headers, access log.
+/// Outermost layer: request id, bounds, the guard, headers, access log.
 pub mod envelope;
 /// Origin, Fetch Metadata, rate limit and CSRF checks in front of routes.
 pub mod guard;
-/// The `RATE_LIMIT_*` grammar and the limiter.
+/// The headers every response carries.
+pub mod headers;
+/// The rate limiter that answers 429.
 pub mod rate_limit;
 /// The allow-list of sign-in redirect targets.
 pub mod redirects;
+
+use std::sync::Arc;
+
+use crate::authority::SessionAuthority;
+use crate::cookies::CookiePolicy;
+
+/// Everything the security layer applies, built once from the settings.
+pub struct Security {
+    pub cookies: CookiePolicy,
+    pub csrf: csrf::CsrfTokens,
+    pub client_ip: client_ip::ClientIpResolver,
+    pub auth_limiter: rate_limit::RateLimiter,
+    pub verify_limiter: Option<rate_limit::RateLimiter>,
+    pub cors: cors::Cors,
+    pub headers: headers::SecurityHeaders,
+    /// PUBLIC_URL's origin: the only one the sign-in form posts from.
+    pub public_origin: String,
+    pub logout_require_csrf: bool,
+    /// Names the session a request's cookies belong to (the CSRF binding).
+    pub authority: Arc<dyn SessionAuthority>,
+}

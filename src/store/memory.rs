@@ -6,9 +6,8 @@ use async_trait::async_trait;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use super::{Exceeded, RateLimitStore};
-use crate::security::client_ip::ClientKey;
-use crate::security::rate_limit::Limit;
+use super::RateLimitStore;
+use crate::limits::{ClientKey, Exceeded, Limit};
 
 /// GCRA counters in a sharded map (governor's keyed limiter), one map per
 /// configured limit. A key costs its 16-byte id plus an 8-byte timestamp per
@@ -69,7 +68,7 @@ impl RateLimitStore for MemoryRateLimitStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::security::rate_limit::parse_limits;
+    use crate::limits::parse_limits;
 
     #[test]
     fn the_burst_is_allowed_then_refused_with_a_wait() {

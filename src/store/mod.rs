@@ -1,8 +1,9 @@
 //! State that must outlive a request, behind small traits so that one
-//! process can keep it in memory and many replicas can share it (Redis,
-//! Postgres) without the HTTP layer noticing.
+//! process can keep it in memory or in SQLite, and many replicas can share
+//! it, without the HTTP layer noticing: rate-limit counters (here),
+//! revocations, sign-in flows.
 
-/// Sign-in flows started by `/auth/google/login` (PKCE verifiers).
+/// Sign-in flows started by `/auth/google/login` (PKCE verifiers), in SQLite.
 pub mod flows;
 /// In-process rate-limit counters.
 pub mod memory;
@@ -11,20 +12,10 @@ pub mod revocations;
 /// Opening the SQLite database and running migrations.
 pub mod sqlite;
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 
-use crate::security::client_ip::ClientKey;
-
-/// A limit that a request went over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Exceeded {
-    /// Index of the limit (in the order configured) that refused.
-    pub limit: usize,
-    /// How long until the request would have been allowed.
-    pub retry_after: Duration,
-}
+use crate::limits::ClientKey;
+pub use crate::limits::Exceeded;
 
 /// Counters for one rate-limit policy. A store is built with the policy's
 /// limits and applies all of them on every hit.

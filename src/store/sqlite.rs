@@ -12,10 +12,10 @@ use crate::config::Settings;
 
 /// `DATABASE_URL`, or the default file in `DATA_DIR`.
 pub fn database_url(settings: &Settings) -> String {
-    settings.database_url.clone().unwrap_or_else(|| {
+    settings.storage.database_url.clone().unwrap_or_else(|| {
         format!(
             "sqlite://{}",
-            settings.data_dir.join("chronos.db").display()
+            settings.server.data_dir.join("chronos.db").display()
         )
     })
 }

@@ -34,6 +34,16 @@ impl Browser {
         format!("{}{path}", self.base)
     }
 
+    /// Another browser holding a copy of these cookies.
+    pub fn clone_jar(&self) -> Self {
+        Self {
+            client: self.client.clone(),
+            base: self.base.clone(),
+            jar: self.jar.clone(),
+            origin: self.origin.clone(),
+        }
+    }
+
     pub fn cookie(&self, name: &str) -> Option<String> {
         self.jar.get(name).cloned()
     }
@@ -210,13 +220,10 @@ pub fn hidden_fields(html: &str, form: &str) -> Vec<(String, String)> {
 }
 
 /// Creates an account directly in the app's store.
-pub async fn create_user(app: &TestApp, email: &str) -> chronos::identity::User {
-    app.state
-        .embedded
-        .as_ref()
-        .unwrap()
-        .accounts
-        .create(email, PASSWORD, Some("Test User"))
+pub async fn create_user(app: &TestApp, email: &str) -> chronos::accounts::User {
+    app.identity
+        .passwords
+        .register(email, PASSWORD, Some("Test User"))
         .await
         .unwrap()
 }

@@ -89,7 +89,7 @@ fn help_explains_every_variable() {
     let output = chronos_command(&[]).arg("--help").output().unwrap();
     assert!(output.status.success());
     let help = String::from_utf8(output.stdout).unwrap();
-    for var in chronos::config::VARIABLES {
+    for var in chronos::config::variables() {
         assert!(help.contains(var.name), "{} missing from --help", var.name);
     }
 }
@@ -159,7 +159,7 @@ fn readme_and_env_example_document_every_variable() {
     let root = env!("CARGO_MANIFEST_DIR");
     let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
     let example = std::fs::read_to_string(format!("{root}/.env.example")).unwrap();
-    for var in chronos::config::VARIABLES {
+    for var in chronos::config::variables() {
         assert!(
             readme.contains(&format!("`{}`", var.name)),
             "README lacks {}",

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use chronos::app::{AppState, Application};
+use chronos::app::{Application, Identity};
 use chronos::config::Settings;
+use chronos::state::AppState;
 use reqwest::header::HeaderMap;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -17,6 +18,8 @@ use tokio::sync::oneshot;
 pub struct TestApp {
     pub addr: SocketAddr,
     pub state: Arc<AppState>,
+    /// The authority and accounts behind the server.
+    pub identity: Identity,
     pub data_dir: TempDir,
     env: HashMap<String, String>,
     stop: Option<oneshot::Sender<()>>,
@@ -103,6 +106,7 @@ async fn start(env: HashMap<String, String>, data_dir: TempDir) -> TestApp {
     let app = Application::build(settings).await.expect("app starts");
     let addr = app.local_addr();
     let state = app.state().clone();
+    let identity = app.identity().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         app.run_until(async {
@@ -114,6 +118,7 @@ async fn start(env: HashMap<String, String>, data_dir: TempDir) -> TestApp {
     TestApp {
         addr,
         state,
+        identity,
         data_dir,
         env,
         stop: Some(stop),

@@ -11,6 +11,7 @@ mod logout;
 mod nginx;
 mod rate_limit;
 mod revocation;
+mod routing;
 mod security;
 mod session;
 mod transport;

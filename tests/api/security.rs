@@ -390,3 +390,115 @@ async fn production_adds_strict_transport_security() {
     );
     assert!(cleared["__Host-session"].contains("Secure"));
 }
+
+/// A signed-in browser of its own.
+async fn signed_in(app: &TestApp, email: &str) -> crate::browser::Browser {
+    use crate::browser::*;
+    create_user(app, email).await;
+    let mut browser = Browser::new(app);
+    browser.sign_in(email, PASSWORD).await;
+    browser
+}
+
+/// `POST path` with these cookies and this `X-CSRF-Token`.
+async fn post_as(
+    browser: &crate::browser::Browser,
+    path: &str,
+    jar: &std::collections::BTreeMap<String, String>,
+    token: &str,
+) -> u16 {
+    let cookie = jar
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    browser
+        .client
+        .post(browser.url(path))
+        .header("Cookie", cookie)
+        .header("X-CSRF-Token", token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_csrf_token_works_only_in_the_session_it_was_issued_for() {
+    let app = spawn_app_with(&[("LOGOUT_REQUIRE_CSRF", "true")]).await;
+    let alice = signed_in(&app, "alice@example.com").await;
+    let bob = signed_in(&app, "bob@example.com").await;
+    let alices_token = alice.cookie("chronos_csrf").unwrap();
+
+    // Alice's token, planted as both cookie and header next to Bob's
+    // session cookies: refused on every state-changing route.
+    let mut planted = bob.jar.clone();
+    planted.insert("chronos_csrf".into(), alices_token.clone());
+    for path in ["/auth/refresh", "/auth/logout"] {
+        assert_eq!(
+            post_as(&bob, path, &planted, &alices_token).await,
+            403,
+            "{path}"
+        );
+    }
+    // A token minted with no cookies at all (anonymous) is no better.
+    let anonymous = fresh_csrf(&app).await;
+    planted.insert("chronos_csrf".into(), anonymous.clone());
+    assert_eq!(
+        post_as(&bob, "/auth/refresh", &planted, &anonymous).await,
+        403
+    );
+    // Bob's own token works.
+    let bobs_token = bob.cookie("chronos_csrf").unwrap();
+    assert_eq!(
+        post_as(&bob, "/auth/refresh", &bob.jar, &bobs_token).await,
+        200
+    );
+    // So does a token from /auth/csrf asked with Alice's cookies, for Alice.
+    let mut alice = alice;
+    assert_eq!(alice.get("/auth/csrf").await.status(), 200);
+    let fresh = alice.cookie("chronos_csrf").unwrap();
+    assert_ne!(fresh, alices_token);
+    assert_eq!(
+        post_as(&alice, "/auth/refresh", &alice.jar, &fresh).await,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_csrf_token_from_before_a_logout_is_worthless_afterwards() {
+    let app = spawn_app().await;
+    let mut browser = signed_in(&app, "ann@example.com").await;
+    let old_token = browser.cookie("chronos_csrf").unwrap();
+    assert_eq!(browser.post_api("/auth/logout").await.status(), 200);
+    browser
+        .sign_in("ann@example.com", crate::browser::PASSWORD)
+        .await;
+    let mut jar = browser.jar.clone();
+    jar.insert("chronos_csrf".into(), old_token.clone());
+    assert_eq!(
+        post_as(&browser, "/auth/refresh", &jar, &old_token).await,
+        403
+    );
+    // The new session's token works.
+    assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
+}
+
+#[tokio::test]
+async fn the_web_clients_refresh_works_with_an_expired_access_token_or_none() {
+    let app = spawn_app_with(&[("ACCESS_TOKEN_TTL_SECONDS", "1")]).await;
+    let mut browser = signed_in(&app, "ann@example.com").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(browser.get("/auth/session").await.status(), 401);
+    // What the upstream client does on a 401: GET /auth/csrf, then refresh
+    // with the token it read from the cookie.
+    assert_eq!(browser.get("/auth/csrf").await.status(), 200);
+    assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
+    assert_eq!(browser.get("/auth/session").await.status(), 200);
+    // Without the session cookie at all, the refresh cookie names the session.
+    browser.jar.remove("chronos_session");
+    assert_eq!(browser.get("/auth/csrf").await.status(), 200);
+    assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
+    assert_eq!(browser.get("/auth/session").await.status(), 200);
+}

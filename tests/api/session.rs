@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use chronos::authority::{EndSessions, SessionAuthority};
+
 use crate::browser::*;
 use crate::helpers::*;
 
@@ -263,7 +265,7 @@ async fn an_access_token_dated_in_the_future_is_refused_even_with_a_valid_signat
     browser.sign_in(EMAIL, PASSWORD).await;
     let token = browser.cookie("chronos_session").unwrap();
     // The server's own key (as someone holding DATA_DIR could use it).
-    let keys = chronos::identity::tokens::AccessTokens::load_or_generate(
+    let keys = chronos::authority::tokens::AccessTokens::load_or_generate(
         app.data_dir.path(),
         &app.url(""),
         3600,
@@ -593,10 +595,7 @@ async fn sign_up_can_be_disabled() {
         .body(encode_form(&body));
     assert_eq!(browser.send(request).await.status(), 403);
     assert!(
-        app.state
-            .embedded
-            .as_ref()
-            .unwrap()
+        app.identity
             .accounts
             .find_by_email("x@example.com")
             .await
@@ -677,8 +676,63 @@ async fn the_sign_in_form_rejects_bad_input_without_a_500() {
             assert_eq!(detail["detail"], "Invalid origin");
         }
     }
+    // From our own origin, with a fresh form (each form token is good for
+    // one post, and the posts above used this one), it works.
+    let html = browser.get(&url).await.text().await.unwrap();
+    let mut body = hidden_fields(&html, "signin");
+    body.push(("email".into(), EMAIL.into()));
+    body.push(("password".into(), PASSWORD.into()));
     let response = post_with_origin(&app, &browser, &body, &app.url("")).await;
     assert_eq!(response.status(), 303, "our own origin is fine");
+}
+
+#[tokio::test]
+async fn a_sign_in_form_token_is_good_for_one_post_and_only_on_the_form() {
+    let app = spawn_app().await;
+    create_user(&app, EMAIL).await;
+    let mut browser = Browser::new(&app);
+    let start = browser.start_login(None).await;
+    let url = start.json::<Value>().await.unwrap()["redirectUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let html = browser.get(&url).await.text().await.unwrap();
+    let mut body = hidden_fields(&html, "signin");
+    body.push(("email".into(), EMAIL.into()));
+    body.push(("password".into(), "wrong password".into()));
+    let first = post_with_origin(&app, &browser, &body, &app.url("")).await;
+    assert_eq!(first.status(), 401, "a wrong password, and a fresh form");
+    // The same token again (a replayed post): refused before any password check.
+    body.pop();
+    body.push(("password".into(), PASSWORD.into()));
+    let replay = post_with_origin(&app, &browser, &body, &app.url("")).await;
+    assert_eq!(replay.status(), 403);
+    assert!(replay.text().await.unwrap().contains("already sent"));
+
+    // An API token from /auth/csrf, put where the form's goes: refused.
+    let api = browser.get("/auth/csrf").await;
+    assert_eq!(api.status(), 200);
+    let api_token = browser.cookie("chronos_csrf").unwrap();
+    let html = browser.get(&url).await.text().await.unwrap();
+    let mut body: Vec<(String, String)> = hidden_fields(&html, "signin")
+        .into_iter()
+        .filter(|(k, _)| k != "csrf")
+        .collect();
+    body.push(("csrf".into(), api_token.clone()));
+    body.push(("email".into(), EMAIL.into()));
+    body.push(("password".into(), PASSWORD.into()));
+    let mut forged = browser.clone_jar();
+    forged.jar.insert(
+        browser
+            .jar
+            .keys()
+            .find(|k| k.ends_with("chronos_signin"))
+            .cloned()
+            .unwrap_or_else(|| "chronos_signin".into()),
+        api_token,
+    );
+    let response = post_with_origin(&app, &forged, &body, &app.url("")).await;
+    assert_eq!(response.status(), 403, "an API token is not a form token");
 }
 
 async fn post_with_origin(
@@ -753,13 +807,14 @@ async fn a_removed_user_loses_their_session_at_once() {
     let mut browser = Browser::new(&app);
     browser.sign_in(EMAIL, PASSWORD).await;
     assert_eq!(browser.get("/auth/session").await.status(), 200);
-    app.state
-        .embedded
-        .as_ref()
-        .unwrap()
-        .remove_user(&user.id)
+    app.identity
+        .authority
+        .end_sessions(EndSessions::AllOf {
+            user_id: user.id.clone(),
+        })
         .await
         .unwrap();
+    assert!(app.identity.accounts.delete(&user.id).await.unwrap());
     assert_eq!(browser.get("/auth/session").await.status(), 401);
     assert_eq!(browser.post_api("/auth/refresh").await.status(), 401);
 }

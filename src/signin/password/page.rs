@@ -1,26 +1,39 @@
-//! The embedded identity provider's sign-in page: `GET /auth/signin` shows
-//! the form, `POST /auth/signin` and `POST /auth/signup` check it and answer
-//! 303 to the allow-listed `redirect_uri` with a one-time code.
+//! The password sign-in's page: `GET /auth/signin` shows the form,
+//! `POST /auth/signin` and `POST /auth/signup` check it and answer 303 to
+//! the allow-listed `redirect_uri` with a one-time code.
 //!
 //! Login CSRF is stopped three times over: the Origin check (only our own
-//! origin may post here), a hidden token that must match an httpOnly cookie
-//! set with the form, and PKCE (a code made for someone else's challenge is
+//! origin may post here, in the security layer), a hidden single-use token
+//! bound to this flow's challenge that must match an httpOnly cookie set
+//! with the form, and PKCE (a code made for someone else's challenge is
 //! useless in this browser's flow).
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
-use super::extract::{query_pairs, query_param};
-use super::html::{Page, escape};
-use crate::app::AppState;
+use super::{CheckError, PasswordSignIn, RegisterError};
+use crate::accounts::AccountError;
 use crate::cookies::CookieKind;
-use crate::identity::embedded::{AccountError, EmbeddedIdp};
-use crate::security::csrf::same_token;
+use crate::error::ApiError;
+use crate::html::{Page, escape};
+use crate::query::{query_pairs, query_param};
+use crate::security::csrf::{Binding, Purpose, same_token};
 use crate::unix_now;
+
+type PageState = State<Arc<PasswordSignIn>>;
+
+pub fn router(method: Arc<PasswordSignIn>) -> Router {
+    Router::new()
+        .route("/auth/signin", get(page).post(sign_in))
+        .route("/auth/signup", post(sign_up))
+        .with_state(method)
+}
 
 /// What the page must carry from the authorize request to the form post.
 struct FlowParams {
@@ -36,15 +49,22 @@ fn is_challenge(value: &str) -> bool {
 }
 
 impl FlowParams {
-    fn from_pairs(state: &AppState, pairs: &[(String, String)]) -> Option<Self> {
+    /// The form token's binding: this flow's challenge.
+    fn binding(&self) -> Binding {
+        Binding::Flow(self.code_challenge.clone())
+    }
+
+    fn from_pairs(state: &PasswordSignIn, pairs: &[(String, String)]) -> Option<Self> {
         let redirect_uri = query_param(pairs, "redirect_uri")?;
         let code_challenge = query_param(pairs, "code_challenge")?;
         let method = query_param(pairs, "code_challenge_method")?;
-        (method == "S256" && is_challenge(&code_challenge) && state.redirects.allows(&redirect_uri))
-            .then_some(Self {
-                redirect_uri,
-                code_challenge,
-            })
+        (method == "S256"
+            && is_challenge(&code_challenge)
+            && state.page.redirects.allows(&redirect_uri))
+        .then_some(Self {
+            redirect_uri,
+            code_challenge,
+        })
     }
 }
 
@@ -76,19 +96,18 @@ fn error_page(status: StatusCode, message: &str) -> Response {
     Page::new(Vec::new()).render(status, "Cannot sign in", &body)
 }
 
-fn embedded(state: &AppState) -> Option<&Arc<EmbeddedIdp>> {
-    state.embedded.as_ref()
-}
-
 /// Renders the form with a fresh anti-CSRF token (cookie + hidden field).
 fn form_page(
-    state: &AppState,
+    state: &PasswordSignIn,
     flow: &FlowParams,
     status: StatusCode,
     error: Option<&str>,
     email: &str,
 ) -> Response {
-    let token = state.csrf.issue(unix_now());
+    let token = state
+        .page
+        .csrf
+        .issue(Purpose::Form, &flow.binding(), unix_now());
     let hidden = format!(
         "<input type=\"hidden\" name=\"redirect_uri\" value=\"{}\">\
          <input type=\"hidden\" name=\"code_challenge\" value=\"{}\">\
@@ -101,7 +120,7 @@ fn form_page(
     let error = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
         .unwrap_or_default();
-    let signup = if state.settings.signup_enabled {
+    let signup = if state.page.signup_enabled {
         format!(
             "<details><summary>Create an account</summary>\
              <form method=\"post\" action=\"/auth/signup\" id=\"signup\">{hidden}\
@@ -126,18 +145,15 @@ fn form_page(
          <button type=\"submit\">Sign in</button></form>{signup}",
         email = escape(email),
     );
-    let mut response = Page::new(state.redirects.origins()).render(status, "Sign in", &body);
+    let mut response = Page::new(state.page.redirects.origins()).render(status, "Sign in", &body);
     response.headers_mut().append(
         header::SET_COOKIE,
-        state.cookies.set(CookieKind::SigninForm, &token),
+        state.page.cookies.set(CookieKind::SigninForm, &token),
     );
     response
 }
 
-pub async fn page(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
-    if embedded(&state).is_none() {
-        return crate::error::ApiError::NotFound.into_response();
-    }
+async fn page(State(state): PageState, RawQuery(query): RawQuery) -> Response {
     match FlowParams::from_pairs(&state, &query_pairs(query.as_deref())) {
         Some(flow) => form_page(&state, &flow, StatusCode::OK, None, ""),
         None => error_page(
@@ -153,8 +169,8 @@ struct Submission {
     flow: FlowParams,
 }
 
-fn check_submission(
-    state: &AppState,
+async fn check_submission(
+    state: &PasswordSignIn,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Submission, Box<Response>> {
@@ -170,22 +186,35 @@ fn check_submission(
             "This sign-in form is invalid or incomplete.",
         )));
     };
-    let token_ok = match (
+    // The hidden token equals the form cookie, verifies for this flow's
+    // form, and has not been posted before.
+    let verified = match (
         query_param(&fields, "csrf"),
-        state.cookies.read(headers, CookieKind::SigninForm),
+        state.page.cookies.read(headers, CookieKind::SigninForm),
     ) {
-        (Some(field), Some(cookie)) => {
-            same_token(&field, cookie) && state.csrf.verify(&field, unix_now()).is_ok()
-        }
-        _ => false,
+        (Some(field), Some(cookie)) if same_token(&field, cookie) => state
+            .page
+            .csrf
+            .verify(Purpose::Form, &flow.binding(), &field, unix_now())
+            .ok(),
+        _ => None,
     };
-    if !token_ok {
+    let fresh = match verified {
+        Some(token) => match state.first_use_of_form_token(&token.nonce, token.exp).await {
+            Ok(fresh) => fresh,
+            Err(e) => return Err(Box::new(ApiError::internal(e).into_response())),
+        },
+        None => false,
+    };
+    if !fresh {
         let email = query_param(&fields, "email").unwrap_or_default();
         return Err(Box::new(form_page(
             state,
             &flow,
             StatusCode::FORBIDDEN,
-            Some("This form expired or was not opened in this browser. Please try again."),
+            Some(
+                "This form expired, was already sent, or was not opened in this browser. Please try again.",
+            ),
             &email,
         )));
     }
@@ -193,18 +222,13 @@ fn check_submission(
 }
 
 /// 303 to the redirect target with the code.
-async fn issue_code(
-    state: &AppState,
-    idp: &EmbeddedIdp,
-    user_id: &str,
-    flow: &FlowParams,
-) -> Response {
-    let code = match idp
+async fn issue_code(state: &PasswordSignIn, user_id: &str, flow: &FlowParams) -> Response {
+    let code = match state
         .issue_code(user_id, &flow.code_challenge, &flow.redirect_uri)
         .await
     {
         Ok(code) => code,
-        Err(e) => return crate::error::ApiError::internal(e).into_response(),
+        Err(e) => return ApiError::internal(e).into_response(),
     };
     let Ok(mut target) = url::Url::parse(&flow.redirect_uri) else {
         return error_page(StatusCode::BAD_REQUEST, "The redirect target is invalid.");
@@ -217,22 +241,15 @@ async fn issue_code(
     }
     headers.append(
         header::SET_COOKIE,
-        state.cookies.clear(CookieKind::SigninForm),
+        state.page.cookies.clear(CookieKind::SigninForm),
     );
     response
 }
 
 const BAD_CREDENTIALS: &str = "Invalid email or password.";
 
-pub async fn sign_in(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let Some(idp) = embedded(&state) else {
-        return crate::error::ApiError::NotFound.into_response();
-    };
-    let Submission { fields, flow } = match check_submission(&state, &headers, &body) {
+async fn sign_in(State(state): PageState, headers: HeaderMap, body: Bytes) -> Response {
+    let Submission { fields, flow } = match check_submission(&state, &headers, &body).await {
         Ok(s) => s,
         Err(page) => return *page,
     };
@@ -247,20 +264,19 @@ pub async fn sign_in(
             &email,
         );
     }
-    authenticate(&state, idp, &flow, &email, &password).await
+    authenticate(&state, &flow, &email, &password).await
 }
 
 /// Checks the password: a code for the right one, the generic error (same
 /// answer, same time for an unknown email) otherwise.
 async fn authenticate(
-    state: &AppState,
-    idp: &EmbeddedIdp,
+    state: &PasswordSignIn,
     flow: &FlowParams,
     email: &str,
     password: &str,
 ) -> Response {
-    match idp.accounts.authenticate(email, password).await {
-        Ok(Some(user)) => issue_code(state, idp, &user.id, flow).await,
+    match state.accounts().authenticate(email, password).await {
+        Ok(Some(user)) => issue_code(state, &user.id, flow).await,
         Ok(None) => form_page(
             state,
             flow,
@@ -268,14 +284,14 @@ async fn authenticate(
             Some(BAD_CREDENTIALS),
             email,
         ),
-        Err(AccountError::Busy(_)) => busy_page(state, flow, email),
-        Err(e) => crate::error::ApiError::internal(e).into_response(),
+        Err(CheckError::Busy(_)) => busy_page(state, flow, email),
+        Err(CheckError::Internal(e)) => ApiError::internal(e).into_response(),
     }
 }
 
 /// 503 with `Retry-After`: too many sign-ins are being checked at once.
 /// The form comes back filled in, with a friendly word.
-fn busy_page(state: &AppState, flow: &FlowParams, email: &str) -> Response {
+fn busy_page(state: &PasswordSignIn, flow: &FlowParams, email: &str) -> Response {
     let mut response = form_page(
         state,
         flow,
@@ -289,35 +305,32 @@ fn busy_page(state: &AppState, flow: &FlowParams, email: &str) -> Response {
     response
 }
 
-pub async fn sign_up(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let Some(idp) = embedded(&state) else {
-        return crate::error::ApiError::NotFound.into_response();
-    };
-    if !state.settings.signup_enabled {
+async fn sign_up(State(state): PageState, headers: HeaderMap, body: Bytes) -> Response {
+    if !state.page.signup_enabled {
         return error_page(StatusCode::FORBIDDEN, "Sign-up is disabled on this server.");
     }
-    let Submission { fields, flow } = match check_submission(&state, &headers, &body) {
+    let Submission { fields, flow } = match check_submission(&state, &headers, &body).await {
         Ok(s) => s,
         Err(page) => return *page,
     };
     let email = query_param(&fields, "email").unwrap_or_default();
     let password = query_param(&fields, "password").unwrap_or_default();
     let name = query_param(&fields, "name");
-    match idp
-        .accounts
-        .create(&email, &password, name.as_deref())
+    match state
+        .accounts()
+        .register(&email, &password, name.as_deref())
         .await
     {
-        Ok(user) => issue_code(&state, idp, &user.id, &flow).await,
+        Ok(user) => issue_code(&state, &user.id, &flow).await,
         // Someone signing up again with their own password is signed in;
         // anyone else gets the same answer as a failed sign-in.
-        Err(AccountError::Exists) => authenticate(&state, idp, &flow, &email, &password).await,
-        Err(AccountError::Busy(_)) => busy_page(&state, &flow, &email),
-        Err(AccountError::Internal(e)) => crate::error::ApiError::internal(e).into_response(),
+        Err(RegisterError::Account(AccountError::Exists)) => {
+            authenticate(&state, &flow, &email, &password).await
+        }
+        Err(RegisterError::Busy(_)) => busy_page(&state, &flow, &email),
+        Err(RegisterError::Account(AccountError::Internal(e))) => {
+            ApiError::internal(e).into_response()
+        }
         Err(invalid) => {
             let message = format!("Cannot create the account: {invalid}.");
             form_page(

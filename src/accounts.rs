@@ -1,24 +1,30 @@
-//! Accounts of the embedded provider: create, authenticate, list, remove.
+//! Accounts: the people who can hold a session, whatever way they sign in.
+//! Sign-in methods keep their own credentials beside an account (the
+//! password sign-in its hash); the account itself is only the person.
 
-use sqlx::SqlitePool;
+use sqlx::{SqliteConnection, SqlitePool};
 
-use super::passwords::{Busy, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, Passwords};
-use crate::identity::{User, rfc3339};
 use crate::unix_now;
+
+/// The user object of the API (`{"id", "email", "name", "avatar_url", "created_at"}`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub avatar_url: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
     #[error("{0:?} is not an email address")]
     InvalidEmail(String),
-    #[error("the password must be {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} characters")]
-    InvalidPassword,
     #[error("the name must be at most 200 characters")]
     InvalidName,
     #[error("an account with this email already exists")]
     Exists,
-    /// Too many passwords are being hashed right now.
-    #[error(transparent)]
-    Busy(#[from] Busy),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -29,9 +35,9 @@ impl From<sqlx::Error> for AccountError {
     }
 }
 
-/// A `users` row without the password hash.
+/// A `users` row.
 #[derive(sqlx::FromRow)]
-pub(crate) struct UserRow {
+pub struct UserRow {
     id: String,
     email: String,
     name: Option<String>,
@@ -51,11 +57,24 @@ impl From<UserRow> for User {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct Credentials {
-    #[sqlx(flatten)]
-    user: UserRow,
-    password_hash: String,
+/// The columns of [`UserRow`], for queries that select a user (a macro,
+/// so queries stay `&'static str` through `concat!`).
+macro_rules! user_columns {
+    () => {
+        "id, email, name, avatar_url, created_at"
+    };
+}
+pub(crate) use user_columns;
+
+/// RFC 3339 for a Unix time.
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 /// Trimmed and lower-cased; `None` when it does not look like an address.
@@ -74,46 +93,51 @@ pub fn normalize_email(email: &str) -> Option<String> {
     ok.then_some(email)
 }
 
+fn clean_name(name: Option<&str>) -> Result<Option<&str>, AccountError> {
+    let name = name.map(str::trim).filter(|n| !n.is_empty());
+    if name.is_some_and(|n| n.chars().count() > 200 || n.chars().any(char::is_control)) {
+        return Err(AccountError::InvalidName);
+    }
+    Ok(name)
+}
+
 #[derive(Clone)]
 pub struct Accounts {
     pool: SqlitePool,
-    passwords: Passwords,
 }
 
 impl Accounts {
-    pub fn new(pool: SqlitePool, passwords: Passwords) -> Self {
-        Self { pool, passwords }
+    pub fn new(pool: SqlitePool) -> Self {
+        Self { pool }
     }
 
-    pub async fn create(
-        &self,
+    /// Creates an account.
+    pub async fn create(&self, email: &str, name: Option<&str>) -> Result<User, AccountError> {
+        let mut conn = self.pool.acquire().await?;
+        Self::create_in(&mut conn, email, name).await
+    }
+
+    /// Creates an account inside the caller's transaction (a sign-in method
+    /// storing its credentials with it).
+    pub async fn create_in(
+        conn: &mut SqliteConnection,
         email: &str,
-        password: &str,
         name: Option<&str>,
     ) -> Result<User, AccountError> {
         let email =
             normalize_email(email).ok_or_else(|| AccountError::InvalidEmail(email.to_string()))?;
-        let chars = password.chars().count();
-        if !(MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&chars) {
-            return Err(AccountError::InvalidPassword);
-        }
-        let name = name.map(str::trim).filter(|n| !n.is_empty());
-        if name.is_some_and(|n| n.chars().count() > 200 || n.chars().any(char::is_control)) {
-            return Err(AccountError::InvalidName);
-        }
-        let hash = self.passwords.hash(password.to_string()).await??;
+        let name = clean_name(name)?;
         let id = uuid::Uuid::new_v4().to_string();
         let created_at = unix_now() as i64;
         let inserted = sqlx::query(
-            "INSERT INTO users (id, email, name, avatar_url, password_hash, created_at)
-             VALUES (?, ?, ?, NULL, ?, ?) ON CONFLICT (email) DO NOTHING",
+            "INSERT INTO users (id, email, name, avatar_url, created_at)
+             VALUES (?, ?, ?, NULL, ?) ON CONFLICT (email) DO NOTHING",
         )
         .bind(&id)
         .bind(&email)
         .bind(name)
-        .bind(&hash)
         .bind(created_at)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
         if inserted.rows_affected() == 0 {
             return Err(AccountError::Exists);
@@ -127,48 +151,15 @@ impl Accounts {
         })
     }
 
-    /// The user if the password is right; `None` for a wrong password and
-    /// for an unknown email alike, in the same time.
-    pub async fn authenticate(
-        &self,
-        email: &str,
-        password: &str,
-    ) -> Result<Option<User>, AccountError> {
-        if password.len() > MAX_PASSWORD_LEN * 4 {
-            return Ok(None);
-        }
-        let email = normalize_email(email).unwrap_or_default();
-        let row: Option<Credentials> = sqlx::query_as(
-            "SELECT id, email, name, avatar_url, created_at, password_hash FROM users WHERE email = ?",
-        )
-        .bind(&email)
-        .fetch_optional(&self.pool)
-        .await?;
-        let (user, hash) = match row {
-            Some(c) => (Some(User::from(c.user)), Some(c.password_hash)),
-            None => (None, None),
-        };
-        let ok = self.passwords.verify(password.to_string(), hash).await?;
-        Ok(user.filter(|_| ok))
-    }
-
-    pub async fn get(&self, id: &str) -> anyhow::Result<Option<User>> {
-        let row: Option<UserRow> = sqlx::query_as(
-            "SELECT id, email, name, avatar_url, created_at FROM users WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(User::from))
-    }
-
     pub async fn find_by_email(&self, email: &str) -> anyhow::Result<Option<User>> {
         let Some(email) = normalize_email(email) else {
             return Ok(None);
         };
-        let row: Option<UserRow> = sqlx::query_as(
-            "SELECT id, email, name, avatar_url, created_at FROM users WHERE email = ?",
-        )
+        let row: Option<UserRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE email = ?"
+        ))
         .bind(email)
         .fetch_optional(&self.pool)
         .await?;
@@ -176,9 +167,11 @@ impl Accounts {
     }
 
     pub async fn list(&self) -> anyhow::Result<Vec<User>> {
-        let rows: Vec<UserRow> = sqlx::query_as(
-            "SELECT id, email, name, avatar_url, created_at FROM users ORDER BY created_at, email",
-        )
+        let rows: Vec<UserRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users ORDER BY created_at, email"
+        ))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(User::from).collect())

@@ -1,0 +1,144 @@
+//! The session authority: who holds a session, and the tokens that prove
+//! it. It issues access and refresh tokens, rotates refresh families,
+//! verifies access tokens on every request (locally, no network), ends
+//! sessions (revocation) and lists them.
+//!
+//! Sign-in methods ([`crate::signin`]) sit in front of it: they prove who a
+//! person is and then ask the authority for a session. The local authority
+//! ([`local::LocalAuthority`]) keeps our own sessions in the database.
+
+pub mod local;
+pub mod tokens;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+pub use crate::accounts::User;
+pub use tokens::AccessClaims;
+
+impl User {
+    pub fn from_claims(claims: &AccessClaims) -> Self {
+        Self {
+            id: claims.sub.clone(),
+            email: claims.email.clone(),
+            name: claims.name.clone(),
+            avatar_url: claims.avatar_url.clone(),
+            created_at: claims.created_at.clone(),
+        }
+    }
+}
+
+/// What the authority hands back when a session starts or refreshes.
+#[derive(Debug, Clone)]
+pub struct IssuedSession {
+    pub user: User,
+    pub session_id: String,
+    pub access_token: String,
+    pub refresh_token: String,
+    /// The access token's `exp`, Unix seconds.
+    pub expires_at: u64,
+}
+
+/// Who is asking, recorded with a session.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub ip: IpAddr,
+    pub user_agent: Option<String>,
+}
+
+/// One active session, as `GET /auth/sessions` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionInfo {
+    pub id: String,
+    pub created_at: String,
+    pub last_used_at: String,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// A session and the user it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRef {
+    pub user_id: String,
+    pub session_id: String,
+}
+
+/// Which sessions to end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndSessions {
+    /// One session, only if it belongs to this user (a person ending their own).
+    OwnedBy { user_id: String, session_id: String },
+    /// Every session of the user.
+    AllOf { user_id: String },
+    /// One session, whoever owns it: the server's own decision (a replayed
+    /// sign-in code, a provider's logout signal), never a client's request.
+    Any { session_id: String },
+}
+
+/// Why the authority (or a sign-in method) refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The code, token or credentials were not accepted.
+    #[error("rejected")]
+    Rejected,
+    /// Our own failure (500).
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for AuthError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+#[async_trait]
+pub trait SessionAuthority: Send + Sync {
+    /// Rotates a refresh token into a new pair.
+    async fn refresh(
+        &self,
+        refresh_token: &str,
+        client: &ClientInfo,
+    ) -> Result<IssuedSession, AuthError>;
+
+    /// An access token's signature, issuer, audience and dates (not
+    /// revocation). Called on every request: answered from memory.
+    fn verify_access_token(&self, token: &str) -> Result<Arc<AccessClaims>, AuthError>;
+
+    /// Whether the session has been ended. No I/O.
+    fn is_revoked(&self, session_id: &str) -> bool;
+
+    /// A valid access token of a session that has not ended.
+    fn authenticate(&self, token: &str) -> Result<Arc<AccessClaims>, AuthError> {
+        let claims = self.verify_access_token(token)?;
+        if self.is_revoked(&claims.sid) {
+            return Err(AuthError::Rejected);
+        }
+        Ok(claims)
+    }
+
+    /// The session an access token was issued for, its signature checked
+    /// but not its expiry (an expired token still names its session: what
+    /// the CSRF binding of a refresh needs).
+    fn session_of_access_token(&self, token: &str) -> Option<SessionRef>;
+
+    /// The session a refresh token belongs to, if it is one of ours.
+    async fn session_of_refresh_token(
+        &self,
+        refresh_token: &str,
+    ) -> Result<Option<SessionRef>, AuthError>;
+
+    /// Ends sessions: they can no longer refresh, and their access tokens
+    /// are refused from now on. Returns the ids ended (empty when nothing
+    /// matched, e.g. someone else's session id).
+    async fn end_sessions(&self, which: EndSessions) -> Result<Vec<String>, AuthError>;
+
+    /// The user's active sessions, newest first.
+    async fn list_sessions(&self, user_id: &str) -> Result<Vec<SessionInfo>, AuthError>;
+
+    /// The JWKS that verifies this authority's access tokens.
+    fn jwks(&self) -> Arc<str>;
+}

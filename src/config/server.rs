@@ -1,0 +1,86 @@
+//! The server section: environment, listen address, public URL, data directory.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::{ConfigError, Env, VarDoc, parse};
+
+pub const VARS: &[VarDoc] = &[
+    VarDoc {
+        name: "ENVIRONMENT",
+        default: "development",
+        help: "development or production (production enforces Secure cookies, a CSRF secret, __Host- names)",
+    },
+    VarDoc {
+        name: "BIND",
+        default: "127.0.0.1:8000",
+        help: "listen address (host:port; port 0 picks a free one)",
+    },
+    VarDoc {
+        name: "PUBLIC_URL",
+        default: "http:// + BIND",
+        help: "the server's external base URL (sign-in page links, the access-token issuer)",
+    },
+    VarDoc {
+        name: "DATA_DIR",
+        default: "./data",
+        help: "where the embedded stores keep their files (SQLite database, generated secrets)",
+    },
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub environment: Environment,
+    pub bind: SocketAddr,
+    /// Explicit PUBLIC_URL; when `None` it follows the bound address.
+    pub public_url: Option<String>,
+    pub data_dir: PathBuf,
+}
+
+impl ServerSettings {
+    pub fn is_production(&self) -> bool {
+        self.environment == Environment::Production
+    }
+}
+
+pub fn parse(env: &Env) -> Result<ServerSettings, ConfigError> {
+    let environment = match env.get("ENVIRONMENT") {
+        None => Environment::Development,
+        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "development" | "dev" => Environment::Development,
+            "production" | "prod" => Environment::Production,
+            _ => {
+                return Err(ConfigError::new(
+                    "ENVIRONMENT",
+                    format!("expected development or production, got {v:?}"),
+                ));
+            }
+        },
+    };
+    let bind = match env.get("BIND") {
+        None => SocketAddr::from(([127, 0, 0, 1], 8000)),
+        Some(v) => v.trim().parse().map_err(|_| {
+            ConfigError::new(
+                "BIND",
+                format!("expected host:port such as 127.0.0.1:8000, got {v:?}"),
+            )
+        })?,
+    };
+    let public_url = env
+        .get("PUBLIC_URL")
+        .map(|v| parse::base_url("PUBLIC_URL", &v))
+        .transpose()?;
+    let data_dir = PathBuf::from(env.get("DATA_DIR").unwrap_or_else(|| "./data".into()));
+    Ok(ServerSettings {
+        environment,
+        bind,
+        public_url,
+        data_dir,
+    })
+}

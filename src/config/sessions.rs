@@ -1,0 +1,126 @@
+//! The session section: token lifetimes, refresh reuse, what logout does.
+
+use super::{ConfigError, Env, VarDoc, parse};
+
+pub const VARS: &[VarDoc] = &[
+    VarDoc {
+        name: "ACCESS_TOKEN_TTL_SECONDS",
+        default: "3600",
+        help: "access token (JWT) lifetime, seconds",
+    },
+    VarDoc {
+        name: "REFRESH_REUSE_INTERVAL_SECONDS",
+        default: "10",
+        help: "grace window in which a just-rotated refresh token may be presented again",
+    },
+    VarDoc {
+        name: "LOGOUT_SCOPE",
+        default: "local",
+        help: "what logout revokes server-side: none, local (this session) or global (every session of the user)",
+    },
+    VarDoc {
+        name: "LOGOUT_CLEAR_SITE_DATA",
+        default: "(empty: no header)",
+        help: "Clear-Site-Data directives sent on logout, e.g. \"cache\", \"storage\"",
+    },
+];
+
+/// What logout revokes on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogoutScope {
+    /// The seed's behaviour: clear cookies only.
+    None,
+    /// End the session the cookies belong to.
+    Local,
+    /// End every session of that user.
+    Global,
+}
+
+impl LogoutScope {
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "none" => Some(Self::None),
+            "local" => Some(Self::Local),
+            "global" => Some(Self::Global),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub access_token_ttl: u64,
+    pub refresh_reuse_interval: u64,
+    pub logout_scope: LogoutScope,
+    /// The exact `Clear-Site-Data` header value, if any.
+    pub logout_clear_site_data: Option<String>,
+}
+
+pub fn parse(env: &Env) -> Result<SessionSettings, ConfigError> {
+    let access_token_ttl = parse::seconds_or(
+        "ACCESS_TOKEN_TTL_SECONDS",
+        env.get("ACCESS_TOKEN_TTL_SECONDS"),
+        3600,
+        1,
+    )?;
+    let refresh_reuse_interval = parse::seconds_or(
+        "REFRESH_REUSE_INTERVAL_SECONDS",
+        env.get("REFRESH_REUSE_INTERVAL_SECONDS"),
+        10,
+        0,
+    )?;
+    let logout_scope = match env.get("LOGOUT_SCOPE") {
+        None => LogoutScope::Local,
+        Some(v) => LogoutScope::parse(&v).ok_or_else(|| {
+            ConfigError::new(
+                "LOGOUT_SCOPE",
+                format!("expected none, local or global, got {v:?}"),
+            )
+        })?,
+    };
+    let logout_clear_site_data = env
+        .get("LOGOUT_CLEAR_SITE_DATA")
+        .map(|v| clear_site_data(&v))
+        .transpose()?;
+    Ok(SessionSettings {
+        access_token_ttl,
+        refresh_reuse_interval,
+        logout_scope,
+        logout_clear_site_data,
+    })
+}
+
+/// Accepts `"cache", "storage"` (or the same unquoted) and returns the header
+/// value with every directive quoted, as the Clear-Site-Data grammar wants.
+fn clear_site_data(value: &str) -> Result<String, ConfigError> {
+    const KNOWN: &[&str] = &[
+        "cache",
+        "cookies",
+        "storage",
+        "executionContexts",
+        "clientHints",
+        "prefetchCache",
+        "prerenderCache",
+        "*",
+    ];
+    let mut out = Vec::new();
+    for item in parse::split_list(value) {
+        let bare = item.trim_matches('"');
+        if !KNOWN.contains(&bare) {
+            return Err(ConfigError::new(
+                "LOGOUT_CLEAR_SITE_DATA",
+                format!(
+                    "unknown directive {item:?}; expected some of \"cache\", \"cookies\", \"storage\", \"executionContexts\", \"*\""
+                ),
+            ));
+        }
+        out.push(format!("\"{bare}\""));
+    }
+    if out.is_empty() {
+        return Err(ConfigError::new(
+            "LOGOUT_CLEAR_SITE_DATA",
+            "expected directives such as \"cache\", \"storage\"",
+        ));
+    }
+    Ok(out.join(", "))
+}

@@ -1,0 +1,61 @@
+//! Sign-in methods: ways for a person to prove who they are, in front of a
+//! session authority. The API's flow is the same whichever is configured:
+//!
+//! 1. `GET /auth/google/login` starts a flow (PKCE verifier kept server-side,
+//!    the browser holds a flow cookie) and answers the method's
+//!    [`authorize_url`](SignInMethod::authorize_url);
+//! 2. the person signs in there and comes back to the frontend with a code;
+//! 3. `POST /auth/web/callback` hands the code to
+//!    [`complete`](SignInMethod::complete), which proves the person and
+//!    returns the session the authority opened.
+//!
+//! The password page ([`password`]) is the zero-configuration method; it
+//! serves its own pages ([`routes`](SignInMethod::routes)).
+
+pub mod password;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::Router;
+
+use crate::authority::{AuthError, ClientInfo, IssuedSession};
+use crate::store::flows::{Flow, StartedFlow};
+
+/// What the frontend brings back from the provider.
+#[derive(Debug, Clone, Copy)]
+pub struct Callback<'a> {
+    pub code: &'a str,
+    /// The `state` parameter, when the client passes it on.
+    pub state: Option<&'a str>,
+}
+
+#[async_trait]
+pub trait SignInMethod: Send + Sync {
+    /// Where the browser goes to sign in for this flow; `redirect_uri` has
+    /// been allow-listed.
+    async fn authorize_url(
+        &self,
+        flow: &StartedFlow,
+        redirect_uri: &str,
+    ) -> Result<String, AuthError>;
+
+    /// Proves the person behind `callback` (for the flow this browser
+    /// started) and opens their session.
+    async fn complete(
+        &self,
+        callback: Callback<'_>,
+        flow: &Flow,
+        client: &ClientInfo,
+    ) -> Result<IssuedSession, AuthError>;
+
+    /// Pages this method serves itself, ready to merge into the router.
+    fn routes(self: Arc<Self>) -> Option<Router> {
+        None
+    }
+
+    /// Deletes what the method keeps that has expired.
+    async fn prune(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}

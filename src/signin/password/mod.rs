@@ -1,0 +1,302 @@
+//! The password sign-in: accounts with an argon2id password, signed in on
+//! our own page (`/auth/signin`), which issues a one-time code bound to the
+//! flow's PKCE challenge and redirect URI, exactly as an external provider
+//! would. The callback redeems the code and the local authority opens the
+//! session.
+
+pub mod hashing;
+mod page;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::Router;
+use sqlx::SqlitePool;
+use subtle::ConstantTimeEq;
+
+use super::{Callback, SignInMethod};
+use crate::accounts::{AccountError, Accounts, User, UserRow, normalize_email, user_columns};
+use crate::authority::local::LocalAuthority;
+use crate::authority::{AuthError, ClientInfo, EndSessions, IssuedSession, SessionAuthority};
+use crate::cookies::CookiePolicy;
+use crate::secrets::{hash_token, pkce_challenge, random_token};
+use crate::security::csrf::CsrfTokens;
+use crate::security::redirects::RedirectPolicy;
+use crate::store::flows::{Flow, StartedFlow};
+use crate::unix_now;
+pub use hashing::{Busy, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, Passwords};
+
+/// One-time codes live this long.
+pub const CODE_TTL_SECONDS: u64 = 300;
+
+/// Why an account could not be registered.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("the password must be {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} characters")]
+    InvalidPassword,
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    #[error(transparent)]
+    Busy(#[from] Busy),
+}
+
+/// Why a password check did not give an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Busy(#[from] Busy),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+#[derive(sqlx::FromRow)]
+struct Credentials {
+    #[sqlx(flatten)]
+    user: UserRow,
+    password_hash: String,
+}
+
+/// What the sign-in page needs from the rest of the server.
+pub struct PageConfig {
+    /// `PUBLIC_URL`: the page lives at `PUBLIC_URL/auth/signin`.
+    pub public_url: String,
+    pub signup_enabled: bool,
+    pub csrf: CsrfTokens,
+    pub cookies: CookiePolicy,
+    pub redirects: RedirectPolicy,
+}
+
+/// Accounts that sign in with a password: registering them and checking
+/// their password (also what the operator commands use).
+#[derive(Clone)]
+pub struct PasswordAccounts {
+    pool: SqlitePool,
+    passwords: Passwords,
+}
+
+impl PasswordAccounts {
+    pub fn new(pool: SqlitePool, passwords: Passwords) -> Self {
+        Self { pool, passwords }
+    }
+
+    /// Creates an account that signs in with this password.
+    pub async fn register(
+        &self,
+        email: &str,
+        password: &str,
+        name: Option<&str>,
+    ) -> Result<User, RegisterError> {
+        if !(MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&password.chars().count()) {
+            return Err(RegisterError::InvalidPassword);
+        }
+        // Refuse a bad email before spending a hash on it.
+        if normalize_email(email).is_none() {
+            return Err(AccountError::InvalidEmail(email.to_string()).into());
+        }
+        let hash = self
+            .passwords
+            .hash(password.to_string())
+            .await
+            .map_err(AccountError::Internal)??;
+        let mut tx = self.pool.begin().await.map_err(AccountError::from)?;
+        let user = Accounts::create_in(&mut tx, email, name).await?;
+        sqlx::query("INSERT INTO password_credentials (user_id, password_hash) VALUES (?, ?)")
+            .bind(&user.id)
+            .bind(&hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(AccountError::from)?;
+        tx.commit().await.map_err(AccountError::from)?;
+        Ok(user)
+    }
+
+    /// The user if the password is right; `None` for a wrong password, an
+    /// unknown email and an account without a password alike, in the same
+    /// time.
+    pub async fn authenticate(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<Option<User>, CheckError> {
+        if password.len() > MAX_PASSWORD_LEN * 4 {
+            return Ok(None);
+        }
+        let row: Option<Credentials> = match normalize_email(email) {
+            None => None,
+            Some(email) => sqlx::query_as(concat!(
+                "SELECT ",
+                user_columns!(),
+                ", p.password_hash FROM users
+                 JOIN password_credentials p ON p.user_id = users.id WHERE email = ?"
+            ))
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(anyhow::Error::from)?,
+        };
+        let (user, hash) = match row {
+            Some(c) => (Some(User::from(c.user)), Some(c.password_hash)),
+            None => (None, None),
+        };
+        let ok = self.passwords.verify(password.to_string(), hash).await?;
+        Ok(user.filter(|_| ok))
+    }
+}
+
+/// The password sign-in method: its page, its one-time codes.
+pub struct PasswordSignIn {
+    pool: SqlitePool,
+    accounts: PasswordAccounts,
+    authority: Arc<LocalAuthority>,
+    page: PageConfig,
+}
+
+impl PasswordSignIn {
+    pub fn new(
+        pool: SqlitePool,
+        accounts: PasswordAccounts,
+        authority: Arc<LocalAuthority>,
+        page: PageConfig,
+    ) -> Self {
+        Self {
+            pool,
+            accounts,
+            authority,
+            page,
+        }
+    }
+
+    pub fn accounts(&self) -> &PasswordAccounts {
+        &self.accounts
+    }
+
+    /// After the page accepted the password: a one-time code for
+    /// `redirect_uri`, bound to the flow's challenge.
+    async fn issue_code(
+        &self,
+        user_id: &str,
+        code_challenge: &str,
+        redirect_uri: &str,
+    ) -> anyhow::Result<String> {
+        let code = random_token(32);
+        sqlx::query(
+            "INSERT INTO auth_codes (code_hash, user_id, code_challenge, redirect_uri, expires_at)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(hash_token(&code))
+        .bind(user_id)
+        .bind(code_challenge)
+        .bind(redirect_uri)
+        .bind((unix_now() + CODE_TTL_SECONDS) as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(code)
+    }
+
+    /// Records a form token's nonce; `false` when it was posted before.
+    async fn first_use_of_form_token(&self, nonce: &str, expires_at: u64) -> anyhow::Result<bool> {
+        let inserted = sqlx::query(
+            "INSERT INTO used_form_tokens (nonce, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(hash_token(nonce))
+        .bind(expires_at as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    /// Burns the code and returns its user when it was issued for this
+    /// verifier and redirect URI. A replayed code also ends the session it
+    /// was first exchanged for: someone else has seen it.
+    async fn redeem(
+        &self,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<String, AuthError> {
+        let now = unix_now() as i64;
+        let code_hash = hash_token(code);
+        let row: Option<(String, String, String, i64)> = sqlx::query_as(
+            "UPDATE auth_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL
+             RETURNING user_id, code_challenge, redirect_uri, expires_at",
+        )
+        .bind(now)
+        .bind(&code_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((user_id, challenge, bound_redirect, expires_at)) = row else {
+            let replayed: Option<Option<String>> =
+                sqlx::query_scalar("SELECT session_id FROM auth_codes WHERE code_hash = ?")
+                    .bind(&code_hash)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if let Some(Some(session_id)) = replayed {
+                self.authority
+                    .end_sessions(EndSessions::Any { session_id })
+                    .await?;
+            }
+            return Err(AuthError::Rejected);
+        };
+        let pkce_ok = bool::from(
+            pkce_challenge(verifier)
+                .as_bytes()
+                .ct_eq(challenge.as_bytes()),
+        );
+        if expires_at <= now || !pkce_ok || bound_redirect != redirect_uri {
+            return Err(AuthError::Rejected);
+        }
+        Ok(user_id)
+    }
+}
+
+#[async_trait]
+impl SignInMethod for PasswordSignIn {
+    async fn authorize_url(
+        &self,
+        flow: &StartedFlow,
+        redirect_uri: &str,
+    ) -> Result<String, AuthError> {
+        let mut url = url::Url::parse(&format!("{}/auth/signin", self.page.public_url))
+            .map_err(|e| AuthError::Internal(e.into()))?;
+        url.query_pairs_mut()
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("code_challenge", &pkce_challenge(&flow.code_verifier))
+            .append_pair("code_challenge_method", "S256");
+        Ok(url.into())
+    }
+
+    async fn complete(
+        &self,
+        callback: Callback<'_>,
+        flow: &Flow,
+        client: &ClientInfo,
+    ) -> Result<IssuedSession, AuthError> {
+        let user_id = self
+            .redeem(callback.code, &flow.code_verifier, &flow.redirect_uri)
+            .await?;
+        let issued = self.authority.open(&user_id, client).await?;
+        sqlx::query("UPDATE auth_codes SET session_id = ? WHERE code_hash = ?")
+            .bind(&issued.session_id)
+            .bind(hash_token(callback.code))
+            .execute(&self.pool)
+            .await?;
+        Ok(issued)
+    }
+
+    fn routes(self: Arc<Self>) -> Option<Router> {
+        Some(page::router(self))
+    }
+
+    async fn prune(&self) -> anyhow::Result<()> {
+        let now = unix_now() as i64;
+        sqlx::query("DELETE FROM auth_codes WHERE expires_at < ?")
+            .bind(now - 3600)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM used_form_tokens WHERE expires_at < ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

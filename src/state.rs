@@ -1,0 +1,42 @@
+//! The application state every route reads: built once at start-up
+//! ([`crate::app`]), shared behind an `Arc`, passed explicitly.
+
+use std::sync::Arc;
+
+use http::HeaderValue;
+
+use crate::authority::SessionAuthority;
+use crate::config::Settings;
+use crate::cookies::CookiePolicy;
+use crate::security::Security;
+use crate::security::csrf::CsrfTokens;
+use crate::security::redirects::RedirectPolicy;
+use crate::signin::SignInMethod;
+use crate::store::flows::FlowStore;
+
+pub struct AppState {
+    pub settings: Settings,
+    /// The security layer's parts (cookies and CSRF tokens are also the
+    /// routes' business).
+    pub security: Arc<Security>,
+    /// Where a sign-in may return to.
+    pub redirects: RedirectPolicy,
+    /// Who holds a session: tokens, refresh, revocation, the sessions list.
+    pub authority: Arc<dyn SessionAuthority>,
+    /// How people sign in.
+    pub sign_in: Arc<dyn SignInMethod>,
+    /// Sign-in flows in progress (PKCE verifiers).
+    pub flows: Arc<dyn FlowStore>,
+    /// `LOGOUT_CLEAR_SITE_DATA`, ready to send.
+    pub clear_site_data: Option<HeaderValue>,
+}
+
+impl AppState {
+    pub fn cookies(&self) -> &CookiePolicy {
+        &self.security.cookies
+    }
+
+    pub fn csrf(&self) -> &CsrfTokens {
+        &self.security.csrf
+    }
+}
