@@ -120,7 +120,7 @@ impl CookiePolicy {
         self.specs[kind.index()].cleared.clone()
     }
 
-    /// Appends the three clearing headers (the seed's logout).
+    /// Appends the three clearing headers (logout).
     pub fn clear_all(&self, headers: &mut HeaderMap) {
         for kind in CookieKind::ALL {
             headers.append(header::SET_COOKIE, self.clear(kind));

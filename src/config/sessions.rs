@@ -28,7 +28,7 @@ pub const VARS: &[VarDoc] = &[
 /// What logout revokes on the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogoutScope {
-    /// The seed's behaviour: clear cookies only.
+    /// Cookies cleared, nothing revoked (the original contract).
     None,
     /// End the session the cookies belong to.
     Local,

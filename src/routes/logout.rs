@@ -1,9 +1,9 @@
-//! `POST /auth/logout`, as the seed page says: no body or parameters
+//! `POST /auth/logout`, as the API contract says: no body or parameters
 //! required (a body is ignored), always 200 `{"message": "Logged out"}`,
 //! and the session, refresh and CSRF cookies cleared with the attributes
 //! they were set with, whether or not the request carried them.
 //!
-//! Beyond the seed, it ends the session on the server (`LOGOUT_SCOPE`, or
+//! Beyond that contract, it ends the session on the server (`LOGOUT_SCOPE`, or
 //! `?scope=local|global|none`): the refresh family can no longer refresh and
 //! the access token is refused everywhere at once. Only sessions the caller
 //! proves to own are ended: by a valid access token, or by a refresh token

@@ -22,9 +22,14 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(app: &TestApp) -> Self {
+        Self::at(&app.url(""))
+    }
+
+    /// A browser for the server at `base` (e.g. a spawned binary).
+    pub fn at(base: &str) -> Self {
         Self {
-            client: app.client(),
-            base: app.url(""),
+            client: client_from(None),
+            base: base.to_string(),
             jar: BTreeMap::new(),
             origin: None,
         }

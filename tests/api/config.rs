@@ -84,14 +84,31 @@ fn a_busy_port_is_reported_against_bind() {
     assert!(stderr.starts_with("chronos: BIND:"), "{stderr}");
 }
 
+/// The documented variables: the table every parser's section declares.
+fn documented() -> std::collections::BTreeSet<String> {
+    chronos::config::variables()
+        .map(|v| v.name.to_string())
+        .collect()
+}
+
 #[test]
-fn help_explains_every_variable() {
+fn help_explains_exactly_the_variables() {
     let output = chronos_command(&[]).arg("--help").output().unwrap();
     assert!(output.status.success());
     let help = String::from_utf8(output.stdout).unwrap();
-    for var in chronos::config::variables() {
-        assert!(help.contains(var.name), "{} missing from --help", var.name);
-    }
+    let listed: std::collections::BTreeSet<String> = help
+        .split("Configuration (environment variables):")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .filter_map(|line| {
+            let name = line.split_whitespace().next()?;
+            name.chars()
+                .all(|c| c.is_ascii_uppercase() || c == '_')
+                .then(|| name.to_string())
+        })
+        .collect();
+    assert_eq!(listed, documented());
 }
 
 #[test]
@@ -155,20 +172,109 @@ fn curl_status(url: &str) -> u16 {
 }
 
 #[test]
-fn readme_and_env_example_document_every_variable() {
+fn readme_and_env_example_document_exactly_the_variables() {
     let root = env!("CARGO_MANIFEST_DIR");
     let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
     let example = std::fs::read_to_string(format!("{root}/.env.example")).unwrap();
-    for var in chronos::config::variables() {
-        assert!(
-            readme.contains(&format!("`{}`", var.name)),
-            "README lacks {}",
-            var.name
-        );
-        assert!(
-            example.contains(&format!("#{}=", var.name)),
-            ".env.example lacks {}",
-            var.name
-        );
-    }
+    // README's configuration table: its rows' first cells.
+    let table = readme
+        .split("## Configuration")
+        .nth(1)
+        .unwrap()
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let in_readme: std::collections::BTreeSet<String> = table
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split('`').next())
+        .map(String::from)
+        .collect();
+    assert_eq!(in_readme, documented(), "README's configuration table");
+    let in_example: std::collections::BTreeSet<String> = example
+        .lines()
+        .filter_map(|line| line.strip_prefix('#')?.split_once('='))
+        .map(|(name, _)| name.to_string())
+        .filter(|name| name.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+        .collect();
+    assert_eq!(in_example, documented(), ".env.example");
+}
+
+/// Creates an account on a spawned binary's data directory.
+fn add_user(server: &Binary, email: &str) {
+    use std::io::Write;
+    let dir = server.data_dir.path().to_string_lossy().to_string();
+    let mut child = chronos_command(&[("DATA_DIR", dir.as_str())])
+        .args(["user", "add", email])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(format!("{}\n", crate::browser::PASSWORD).as_bytes())
+        .unwrap();
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
+
+/// Signs in, rotates the refresh token, then replays the old one with
+/// `request_id`: the reuse warning is logged inside the request.
+async fn replay_a_refresh_token(server: &Binary, request_id: &str) {
+    use crate::browser::*;
+    add_user(server, "ann@example.com");
+    let mut browser = Browser::at(&server.url(""));
+    browser.sign_in("ann@example.com", PASSWORD).await;
+    let stale = browser.jar.clone();
+    assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    browser.jar = stale;
+    let token = browser.cookie("chronos_csrf").unwrap();
+    let replay = browser
+        .request(reqwest::Method::POST, "/auth/refresh")
+        .header("X-CSRF-Token", token)
+        .header("X-Request-ID", request_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 401);
+    assert_eq!(replay.headers()["x-request-id"], request_id);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn a_line_logged_inside_a_request_carries_its_request_id() {
+    let server = spawn_binary(&[("REFRESH_REUSE_INTERVAL_SECONDS", "0")]);
+    replay_a_refresh_token(&server, "reuse-check-7").await;
+    let lines = server.lines();
+    let tagged: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("request_id=reuse-check-7"))
+        .collect();
+    assert_eq!(
+        tagged.len(),
+        2,
+        "the warning and the access line: {lines:#?}"
+    );
+    assert!(
+        tagged[0].contains("WARN") && tagged[0].contains("reuse detected"),
+        "{tagged:?}"
+    );
+    assert!(tagged[1].contains("status=401"), "{tagged:?}");
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id_too() {
+    let server = spawn_binary(&[
+        ("REFRESH_REUSE_INTERVAL_SECONDS", "0"),
+        ("LOG_FORMAT", "json"),
+    ]);
+    replay_a_refresh_token(&server, "reuse-check-8").await;
+    let warning = server
+        .lines()
+        .into_iter()
+        .find(|l| l.contains("reuse detected"))
+        .expect("the warning was logged");
+    let json: serde_json::Value = serde_json::from_str(&warning).unwrap();
+    assert_eq!(json["span"]["request_id"], "reuse-check-8", "{json}");
 }

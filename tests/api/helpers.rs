@@ -242,11 +242,18 @@ pub fn spawn_binary(vars: &[(&str, &str)]) -> Binary {
     });
     let deadline = Instant::now() + Duration::from_secs(10);
     let addr = loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the server printed its listening line");
-        if let Some(rest) = line.split("address=").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
+            let _ = child.kill();
+            panic!("the server did not print its listening line");
+        };
+        // logfmt `address=127.0.0.1:1234`, or JSON `"address":"127.0.0.1:1234"`.
+        let rest = line
+            .split("address=")
+            .nth(1)
+            .or_else(|| line.split("\"address\":\"").nth(1));
+        if let Some(rest) = rest {
+            let addr = rest.split([' ', '"']).next().unwrap_or_default();
+            break addr.parse().unwrap();
         }
     };
     Binary {

@@ -7,6 +7,7 @@ mod browser_e2e;
 mod helpers;
 
 mod config;
+mod layout;
 mod logout;
 mod nginx;
 mod rate_limit;
