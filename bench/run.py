@@ -238,6 +238,89 @@ def flow_latencies(port):
     return result
 
 
+def signin_storm(port, concurrency, seconds):
+    """`concurrency` clients signing in back to back (login, page, form post;
+    after a 503 they wait its Retry-After) for `seconds`: how many got
+    through (303), how many were told to come back (503), and nothing else."""
+    import threading
+    counts = {"303": 0, "503": 0, "other": 0}
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def client():
+        while time.monotonic() < deadline:
+            jar = {}
+            try:
+                def request(method, path, body=None, headers=None):
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                    h = dict(headers or {})
+                    if jar:
+                        h["Cookie"] = "; ".join(f"{k}={v}" for k, v in jar.items())
+                    conn.request(method, path, body=body, headers=h)
+                    r = conn.getresponse()
+                    data = r.read()
+                    for line in r.headers.get_all("Set-Cookie") or []:
+                        name, value = line.split(";", 1)[0].split("=", 1)
+                        jar[name] = value
+                    conn.close()
+                    return r, data
+                _, data = request("GET", "/auth/google/login")
+                page_url = urllib.parse.urlsplit(json.loads(data)["redirectUrl"])
+                _, html = request("GET", f"{page_url.path}?{page_url.query}")
+                form = html.decode().split('id="signin"', 1)[1].split("</form>", 1)[0]
+                fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form))
+                fields.update(email=EMAIL, password=PASSWORD)
+                r, _ = request("POST", "/auth/signin", urllib.parse.urlencode(fields),
+                               {"Content-Type": "application/x-www-form-urlencoded",
+                                "Origin": f"http://127.0.0.1:{port}"})
+                key = str(r.status) if r.status in (303, 503) else "other"
+                retry_after = float(r.headers.get("Retry-After") or 0)
+            except (OSError, KeyError, IndexError, ValueError, http.client.HTTPException):
+                key, retry_after = "other", 0
+            with lock:
+                counts[key] += 1
+            # As a browser user would: come back when told to.
+            time.sleep(retry_after)
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return counts
+
+
+def signin_pressure(data_dir, args):
+    """Sign-in storms of 50 and 150 concurrent clients against a fresh
+    server: its peak memory, what the clients got, and /auth/session's
+    latency measured by wrk meanwhile, against the same server idle."""
+    import threading
+    out = []
+    for concurrency in (50, 150):
+        port = free_port()
+        srv = Server("chronos", [CHRONOS], chronos_env(data_dir, port, RUST_LOG="info,chronos::access=off"), port)
+        cookie = f"Cookie: {sign_in(port)}"
+        url = f"http://127.0.0.1:{port}/auth/session"
+        idle = wrk(url, args, "GET", (cookie,))
+        rss_idle = peak_rss_mib(srv.proc.pid)
+        result = {}
+        storm = threading.Thread(target=lambda: result.update(signin_storm(port, concurrency, args.duration + 2)))
+        storm.start()
+        time.sleep(1)
+        busy = wrk(url, args, "GET", (cookie,))
+        storm.join()
+        row = {"concurrency": concurrency, "signins": result, "peak_rss_mib": srv.rss(),
+               "rss_before_mib": rss_idle,
+               "session_idle": {k: idle[k] for k in ("rps", "p50_ms", "p99_ms")},
+               "session_during": {k: busy[k] for k in ("rps", "p50_ms", "p99_ms")}}
+        srv.stop()
+        print(f"  {concurrency} concurrent sign-ins: {result}, peak RSS {row['peak_rss_mib']:.0f} MiB; "
+              f"/auth/session p99 {idle['p99_ms']:.2f} ms idle -> {busy['p99_ms']:.2f} ms during "
+              f"({busy['rps']:,.0f} req/s vs {idle['rps']:,.0f})", flush=True)
+        out.append(row)
+    return out
+
+
 def add_user(data_dir):
     subprocess.run([CHRONOS, "user", "add", EMAIL], input=PASSWORD + "\n", text=True, check=True,
                    env={"PATH": os.environ.get("PATH", ""), "DATA_DIR": data_dir},
@@ -280,6 +363,8 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--no-python", action="store_true")
+    ap.add_argument("--baseline", metavar="BIN",
+                    help="an earlier chronos binary, measured on the same endpoints in the same run")
     args = ap.parse_args()
     if args.quick:
         args.duration, args.runs = 2, 1
@@ -352,6 +437,26 @@ def main():
             rows.append(dict(row, server="chronos", rss_mib=chronos.rss()))
         chronos.stop()
 
+        # The earlier binary, same endpoints, same run.
+        if args.baseline:
+            bdir = os.path.join(work, "baseline")
+            port = free_port()
+            subprocess.run([args.baseline, "user", "add", EMAIL], input=PASSWORD + "\n", text=True,
+                           check=True, stdout=subprocess.DEVNULL,
+                           env={"PATH": os.environ.get("PATH", ""), "DATA_DIR": bdir})
+            base_srv = Server("baseline", [args.baseline], chronos_env(bdir, port), port)
+            cookie = f"Cookie: {sign_in(port)}"
+            base = f"http://127.0.0.1:{port}"
+            for label, path, method, headers in [
+                ("baseline: POST /auth/logout", "/auth/logout", "POST", ()),
+                ("baseline: GET /auth/csrf", "/auth/csrf", "GET", ()),
+                ("baseline: GET /auth/session", "/auth/session", "GET", (cookie,)),
+                ("baseline: GET /auth/verify", "/auth/verify", "GET", (cookie,)),
+            ]:
+                row = measure(label, base + path, args, method, headers)
+                rows.append(dict(row, server="baseline", rss_mib=base_srv.rss()))
+            base_srv.stop()
+
         # Access log off: what the log line costs.
         port = free_port()
         chronos = Server("chronos", [CHRONOS],
@@ -389,6 +494,10 @@ def main():
             rows.append(dict(row, server=f"chronos ({mode})", rss_mib=srv.rss()))
             srv.stop()
 
+        # Sign-in storms: bounded hashing keeps memory flat and sessions fast.
+        print("\nsign-in storms (access log off):")
+        results["signin_pressure"] = signin_pressure(data_dir, args)
+
         # The limiter under one million distinct keys (in-process).
         out = subprocess.run([LIMITER], capture_output=True, text=True, check=True).stdout
         results["limiter"] = dict(line.split("=", 1) for line in out.split())
@@ -417,7 +526,8 @@ def write_results(results):
     with open(os.path.join(out_dir, "latest.md"), "w") as f:
         f.write(f"machine: {results['machine']}\n\nconfig: {results['config']}\n\n")
         f.write(f"start-up: {results.get('startup_ms')}\n\nflows: {results.get('flows')}\n\n{table}\n\n")
-        f.write(f"limiter: {results.get('limiter')}\n")
+        f.write(f"limiter: {results.get('limiter')}\n\n")
+        f.write(f"sign-in pressure: {json.dumps(results.get('signin_pressure'), indent=1)}\n")
     print("\n" + table)
 
 
