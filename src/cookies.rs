@@ -169,33 +169,54 @@ fn render(
 }
 
 /// Finds `name` in the request's `Cookie` headers (first well-formed
-/// occurrence wins). The header is read pair by pair as bytes: a pair that
+/// occurrence wins). The header is read as bytes, pair by pair: a pair that
 /// is not valid (non-ASCII bytes from someone else's cookie on the same
 /// domain, no `=`) is skipped on its own instead of making the whole header
-/// unreadable.
+/// unreadable. Only occurrences of `name` are looked at (found with a
+/// vectorised search: this runs several times on every request).
 pub fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
-        .find_map(|pair| {
-            let eq = pair.iter().position(|b| *b == b'=')?;
-            if pair[..eq].trim_ascii() != name.as_bytes() {
-                return None;
-            }
-            let value = pair[eq + 1..].trim_ascii();
-            let value = value
-                .strip_prefix(b"\"")
-                .and_then(|v| v.strip_suffix(b"\""))
-                .unwrap_or(value);
-            // RFC 6265 cookie-octets only (what every value we set is made of).
-            value
-                .iter()
-                .all(|b| matches!(b, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e))
-                .then(|| std::str::from_utf8(value).ok())
-                .flatten()
-        })
-        .filter(|v| !v.is_empty())
+        .find_map(|v| find_in(v.as_bytes(), name.as_bytes()))
+}
+
+fn find_in<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a str> {
+    let is_space = |b: u8| b == b' ' || b == b'\t';
+    for at in memchr::memmem::find_iter(header, name) {
+        // A pair starts at the header's start or after `;` (and spaces).
+        let before = header[..at].iter().rposition(|b| !is_space(*b));
+        if before.is_some_and(|i| header[i] != b';') {
+            continue;
+        }
+        // The name is followed by `=` (after optional spaces).
+        let rest = &header[at + name.len()..];
+        let Some(eq) = rest.iter().position(|b| !is_space(*b)) else {
+            continue;
+        };
+        if rest[eq] != b'=' {
+            continue;
+        }
+        let rest = &rest[eq + 1..];
+        let value = match memchr::memchr(b';', rest) {
+            Some(end) => &rest[..end],
+            None => rest,
+        }
+        .trim_ascii();
+        let value = value
+            .strip_prefix(b"\"")
+            .and_then(|v| v.strip_suffix(b"\""))
+            .unwrap_or(value);
+        // Values we set are token text: plain ASCII. Anything else under our
+        // name is not ours; look further.
+        if !value.is_empty()
+            && value.is_ascii()
+            && let Ok(text) = std::str::from_utf8(value)
+        {
+            return Some(text);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -267,5 +288,12 @@ mod tests {
             HeaderValue::from_bytes(b"s=bad\xe9; s=good").unwrap(),
         );
         assert_eq!(read_cookie(&h, "s"), Some("good"));
+        // The name inside another cookie's name or value is not a match.
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, "xs=1; a=s=2; s =3".parse().unwrap());
+        assert_eq!(read_cookie(&h, "s"), Some("3"));
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, "s=; t=1".parse().unwrap());
+        assert_eq!(read_cookie(&h, "s"), None);
     }
 }

@@ -8,8 +8,8 @@
 //! 3. **preflight**: a CORS preflight is answered here, nothing else runs;
 //! 4. **read**: the body, within its size (413) and time (408) limits;
 //! 5. **guard**: Origin, Fetch Metadata, rate limit, CSRF ([`guard`]);
-//! 6. **inner**: the routes, inside a `request` span carrying the request
-//!    id, so every line a handler logs can be tied to this request;
+//! 6. **inner**: the routes, in the request's logging scope, so every line
+//!    a handler logs carries this request's id;
 //! 7. **decorate**, on every response (errors, 429s, preflights too): CORS,
 //!    the security headers, `Cache-Control: no-store` on `/auth/*`, the
 //!    request id;
@@ -27,8 +27,7 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use tower::{Service, ServiceExt};
-use tracing::Instrument;
+use tower::Service;
 
 use super::Security;
 use super::client_ip::ClientIp;
@@ -36,6 +35,7 @@ use super::cors::Cors;
 use super::guard;
 use crate::error::ApiError;
 use crate::limits::ClientKey;
+use crate::telemetry;
 
 /// Request bodies larger than this get 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -149,11 +149,12 @@ where
                     Some(refused) => refused,
                     // 6. inner
                     None => {
-                        let span = tracing::info_span!(
-                            "request",
-                            request_id = request_id.to_str().unwrap_or("-")
-                        );
-                        match inner.oneshot(req).instrument(span).await {
+                        let mut inner = inner;
+                        let answer = async move {
+                            std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
+                            inner.call(req).await
+                        };
+                        match telemetry::in_request(request_id.clone(), answer).await {
                             Ok(response) => response,
                             Err(never) => match never {},
                         }
@@ -216,9 +217,47 @@ fn host_ok(req: &Request) -> bool {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     match (hosts.next(), hosts.next()) {
         (None, _) => req.version() < http::Version::HTTP_11,
-        (Some(host), None) => http::uri::Authority::try_from(host.as_bytes()).is_ok(),
+        (Some(host), None) => valid_host(host.as_bytes()),
         (Some(_), Some(_)) => false,
     }
+}
+
+/// `host[:port]` as RFC 3986 allows it (reg-name, IPv4, `[IPv6]`): a
+/// table lookup per byte, cheap enough for every request (a full URI parse
+/// is not).
+fn valid_host(host: &[u8]) -> bool {
+    const ALLOWED: [bool; 256] = {
+        let mut table = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            let c = b as u8;
+            table[b] = c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    b'-' | b'.'
+                        | b'_'
+                        | b'~'
+                        | b'%'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
+                        | b':'
+                        | b'['
+                        | b']'
+                );
+            b += 1;
+        }
+        table
+    };
+    !host.is_empty() && host.len() <= 255 && host.iter().all(|b| ALLOWED[usize::from(*b)])
 }
 
 fn head_size(req: &Request) -> usize {
@@ -275,6 +314,22 @@ fn format_ip(ip: IpAddr, buf: &mut [u8; 48]) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_are_checked_byte_by_byte() {
+        for good in [
+            "a",
+            "a.example:8000",
+            "127.0.0.1",
+            "[::1]:443",
+            "xn--bcher-kva.example",
+        ] {
+            assert!(valid_host(good.as_bytes()), "{good}");
+        }
+        for bad in ["", "a b", "a/b", "a?b", "a#b", "user@host", "a\tb"] {
+            assert!(!valid_host(bad.as_bytes()), "{bad}");
+        }
+    }
 
     #[test]
     fn only_plain_request_ids_are_echoed() {

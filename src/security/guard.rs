@@ -3,7 +3,7 @@
 //! path is decided here, in one place, so the policy can be read at a glance.
 
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderValue, Method, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 
 use super::Security;
 use super::csrf::{Binding, Purpose, same_token};
@@ -13,6 +13,7 @@ use crate::limits::ClientKey;
 use crate::unix_now;
 
 pub const CSRF_HEADER: &str = "x-csrf-token";
+static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
 /// Form posts of the password sign-in page: they come from PUBLIC_URL's
 /// origin and carry their own hidden token instead of the API's CSRF header.
@@ -75,14 +76,17 @@ pub async fn check(
     // Forward-auth is asked by a proxy about someone else's request: the
     // browser-facing checks are the upstream's business, not ours.
     let state_changing = is_state_changing(method) && path != "/auth/verify";
-    let carries_auth = security
-        .cookies
-        .read(headers, CookieKind::Session)
-        .is_some()
-        || security
+    // Read only when a check needs it (most requests are GETs).
+    let carries_auth = || {
+        security
             .cookies
-            .read(headers, CookieKind::Refresh)
-            .is_some();
+            .read(headers, CookieKind::Session)
+            .is_some()
+            || security
+                .cookies
+                .read(headers, CookieKind::Refresh)
+                .is_some()
+    };
 
     if state_changing {
         if let Some(origin) = headers.get(header::ORIGIN)
@@ -90,8 +94,8 @@ pub async fn check(
         {
             return Some(ApiError::InvalidOrigin.into_response());
         }
-        if carries_auth
-            && let Some(site) = headers.get("sec-fetch-site")
+        if let Some(site) = headers.get(&SEC_FETCH_SITE)
+            && carries_auth()
             && !matches!(site.as_bytes(), b"same-origin" | b"same-site" | b"none")
         {
             return Some(ApiError::FetchMetadata.into_response());
@@ -117,7 +121,9 @@ pub async fn check(
         // even behind a busy NAT: clearing costs nothing. No other work.
         if path == "/auth/logout"
             && method == Method::POST
-            && (!carries_auth || !csrf_applies(security, path) || csrf_ok(security, headers).await)
+            && (!carries_auth()
+                || !csrf_applies(security, path)
+                || csrf_ok(security, headers).await)
         {
             security.cookies.clear_all(response.headers_mut());
         }
@@ -125,8 +131,8 @@ pub async fn check(
     }
 
     if state_changing
-        && carries_auth
         && csrf_applies(security, path)
+        && carries_auth()
         && !csrf_ok(security, headers).await
     {
         return Some(ApiError::InvalidCsrf.into_response());
