@@ -101,6 +101,17 @@ fn clean_name(name: Option<&str>) -> Result<Option<&str>, AccountError> {
     Ok(name)
 }
 
+/// A person as another identity provider vouches for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FederatedPerson {
+    pub issuer: String,
+    pub subject: String,
+    pub email: String,
+    pub email_verified: bool,
+    pub name: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
 #[derive(Clone)]
 pub struct Accounts {
     pool: SqlitePool,
@@ -175,6 +186,76 @@ impl Accounts {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(User::from).collect())
+    }
+
+    /// The account linked to the provider's `(issuer, subject)`: created
+    /// at the first sign-in, its email, name and picture refreshed at each.
+    /// An existing account with the same email is linked only when the
+    /// provider says the email is verified (else it would hand that account
+    /// to whoever claims its address).
+    pub async fn federated(&self, person: &FederatedPerson) -> Result<User, AccountError> {
+        let email = normalize_email(&person.email)
+            .ok_or_else(|| AccountError::InvalidEmail(person.email.clone()))?;
+        let name = clean_name(person.name.as_deref()).unwrap_or(None);
+        let avatar = person
+            .avatar_url
+            .as_deref()
+            .filter(|a| a.len() <= 2048 && a.starts_with("https://"));
+        let mut tx = self.pool.begin().await?;
+        let linked: Option<String> =
+            sqlx::query_scalar("SELECT user_id FROM identities WHERE issuer = ? AND subject = ?")
+                .bind(&person.issuer)
+                .bind(&person.subject)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let user_id = match linked {
+            Some(id) => id,
+            None => {
+                let existing: Option<String> =
+                    sqlx::query_scalar("SELECT id FROM users WHERE email = ?")
+                        .bind(&email)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let id = match existing {
+                    Some(_) if !person.email_verified => return Err(AccountError::Exists),
+                    Some(id) => id,
+                    None => Self::create_in(&mut tx, &email, name).await?.id,
+                };
+                sqlx::query("INSERT INTO identities (issuer, subject, user_id) VALUES (?, ?, ?)")
+                    .bind(&person.issuer)
+                    .bind(&person.subject)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                id
+            }
+        };
+        let updated = sqlx::query(
+            "UPDATE users SET email = ?, name = COALESCE(?, name), avatar_url = ? WHERE id = ?
+             AND NOT EXISTS (SELECT 1 FROM users other WHERE other.email = ? AND other.id <> ?)",
+        )
+        .bind(&email)
+        .bind(name)
+        .bind(avatar)
+        .bind(&user_id)
+        .bind(&email)
+        .bind(&user_id)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            // Another account holds this email now: refuse rather than merge.
+            return Err(AccountError::Exists);
+        }
+        let row: UserRow = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = ?"
+        ))
+        .bind(&user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(User::from(row))
     }
 
     /// Deletes the user (its sessions, tokens and codes go with it).

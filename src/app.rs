@@ -12,10 +12,11 @@ use tokio::net::TcpListener;
 use crate::accounts::Accounts;
 use crate::authority::local::{LocalAuthority, LocalConfig};
 use crate::authority::tokens::AccessTokens;
+use crate::config::Provider;
 use crate::config::{ConfigError, Settings};
 use crate::cookies::CookiePolicy;
 use crate::routes::Routes;
-use crate::secrets;
+use crate::secrets::{self, Sealer};
 use crate::security::Security;
 use crate::security::client_ip::ClientIpResolver;
 use crate::security::cors::Cors;
@@ -26,6 +27,7 @@ use crate::security::rate_limit::RateLimiter;
 use crate::security::redirects::RedirectPolicy;
 use crate::server;
 use crate::signin::SignInMethod;
+use crate::signin::oidc::OidcSignIn;
 use crate::signin::password::{PageConfig, PasswordAccounts, PasswordSignIn, Passwords};
 use crate::state::AppState;
 use crate::store::RateLimitStore;
@@ -196,18 +198,34 @@ impl Application {
             settings.security.oauth_redirect_urls.clone(),
         );
         let identity = Identity::build(&settings, &stores, &public_url)?;
-        let sign_in = Arc::new(PasswordSignIn::new(
-            stores.pool.clone(),
-            identity.passwords.clone(),
-            identity.authority.clone(),
-            PageConfig {
-                public_url: public_url.clone(),
-                signup_enabled: settings.identity.signup_enabled,
-                csrf: csrf.clone(),
-                cookies: cookies.clone(),
-                redirects: redirects.clone(),
-            },
-        ));
+        let sign_in: Arc<dyn SignInMethod> = match &settings.identity.provider {
+            Provider::Embedded => Arc::new(PasswordSignIn::new(
+                stores.pool.clone(),
+                identity.passwords.clone(),
+                identity.authority.clone(),
+                PageConfig {
+                    public_url: public_url.clone(),
+                    signup_enabled: settings.identity.signup_enabled,
+                    csrf: csrf.clone(),
+                    cookies: cookies.clone(),
+                    redirects: redirects.clone(),
+                },
+            )),
+            Provider::Oidc(oidc) => {
+                let sealer =
+                    Sealer::load_or_generate(&settings.server.data_dir, "provider_token_key")
+                        .map_err(|e| data_dir_error(&settings, "the provider-token key", e))?;
+                Arc::new(
+                    OidcSignIn::new(
+                        oidc.clone(),
+                        stores.pool.clone(),
+                        identity.authority.clone(),
+                        sealer,
+                    )
+                    .map_err(|e| ConfigError::new("OIDC_ISSUER", e.to_string()))?,
+                )
+            }
+        };
         let security = Arc::new(Security {
             cookies,
             csrf,
@@ -270,7 +288,9 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then drains open connections.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let sign_in = self.state.sign_in.clone();
         let tasks = [
+            tokio::spawn(async move { sign_in.run().await }),
             tokio::spawn(prune_rate_limits(self.stores.clone())),
             tokio::spawn(follow_revocations(self.stores.clone())),
             tokio::spawn(prune_stores(

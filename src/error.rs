@@ -60,6 +60,10 @@ pub enum ApiError {
     /// 431: the request headers are over the limit.
     #[error("Request header fields too large")]
     HeadersTooLarge,
+    /// 502 `External service error`: a provider we depend on failed (the
+    /// upstream backend's status and words).
+    #[error("External service error")]
+    ProviderUnavailable(anyhow::Error),
     /// 500: anything unexpected. The cause is logged, not sent.
     #[error("Internal Server Error")]
     Internal(anyhow::Error),
@@ -77,6 +81,7 @@ impl ApiError {
         use crate::authority::AuthError;
         match error {
             AuthError::Rejected => rejected,
+            AuthError::Unavailable(e) => Self::ProviderUnavailable(e),
             AuthError::Internal(e) => Self::Internal(e),
         }
     }
@@ -93,6 +98,7 @@ impl ApiError {
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -101,8 +107,17 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if let Self::Internal(cause) = &self {
-            tracing::error!(error = format!("{cause:#}"), "request failed");
+        match &self {
+            Self::Internal(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "request failed")
+            }
+            Self::ProviderUnavailable(cause) => {
+                tracing::warn!(
+                    error = format!("{cause:#}"),
+                    "identity provider unavailable"
+                )
+            }
+            _ => {}
         }
         if let Self::RateLimited { body, retry_after } = self {
             let mut response = Response::new(axum::body::Body::from(body));

@@ -31,7 +31,7 @@ pub mod secrets;
 pub mod security;
 /// The HTTP/1 accept loop with header timeouts and graceful shutdown.
 pub mod server;
-/// Sign-in methods in front of the authority: the password page.
+/// Sign-in methods in front of the authority: the password page, OpenID Connect.
 pub mod signin;
 /// What every route reads: settings, security parts, authority, sign-in method, flows.
 pub mod state;
@@ -39,6 +39,8 @@ pub mod state;
 pub mod store;
 /// Logging: logfmt or JSON lines, a span per request.
 pub mod telemetry;
+/// Calls to identity providers, with timeouts and bounded answers.
+pub mod upstream;
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {

@@ -94,9 +94,74 @@ pub fn load_or_generate(dir: &Path, name: &str, len: usize) -> io::Result<Vec<u8
     }
 }
 
+/// Seals small secrets kept at rest (a provider's refresh tokens):
+/// AES-256-GCM with a random nonce, under a key generated into DATA_DIR.
+pub struct Sealer {
+    cipher: aes_gcm::Aes256Gcm,
+}
+
+impl Sealer {
+    /// The sealer whose key is `dir/name` (generated on first use).
+    pub fn load_or_generate(dir: &Path, name: &str) -> io::Result<Self> {
+        let key = load_or_generate(dir, name, 32)?;
+        Self::new(&key[..32])
+    }
+
+    pub fn new(key: &[u8]) -> io::Result<Self> {
+        use aes_gcm::KeyInit;
+        let cipher = aes_gcm::Aes256Gcm::new_from_slice(key)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "a sealing key is 32 bytes"))?;
+        Ok(Self { cipher })
+    }
+
+    /// `base64url(nonce || ciphertext)`.
+    pub fn seal(&self, plain: &[u8]) -> String {
+        use aes_gcm::aead::Aead;
+        let mut nonce = [0u8; 12];
+        rand::rng().fill_bytes(&mut nonce);
+        let sealed = self
+            .cipher
+            .encrypt(&aes_gcm::Nonce::from(nonce), plain)
+            .unwrap_or_default();
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        B64.encode(out)
+    }
+
+    /// The plain text, if `sealed` was sealed with this key and not altered.
+    pub fn open(&self, sealed: &str) -> Option<Vec<u8>> {
+        use aes_gcm::aead::Aead;
+        let bytes = B64.decode(sealed).ok()?;
+        if bytes.len() < 12 + 16 {
+            return None;
+        }
+        let (nonce, ciphertext) = bytes.split_at(12);
+        let nonce: [u8; 12] = nonce.try_into().ok()?;
+        self.cipher
+            .decrypt(&aes_gcm::Nonce::from(nonce), ciphertext)
+            .ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealed_text_opens_only_unaltered_and_with_its_key() {
+        let sealer = Sealer::new(&[7u8; 32]).unwrap();
+        let sealed = sealer.seal(b"refresh-token-value");
+        assert!(!sealed.contains("refresh"));
+        assert_ne!(sealed, sealer.seal(b"refresh-token-value"), "fresh nonce");
+        assert_eq!(sealer.open(&sealed).unwrap(), b"refresh-token-value");
+        let other = Sealer::new(&[8u8; 32]).unwrap();
+        assert!(other.open(&sealed).is_none());
+        let mut bytes = B64.decode(&sealed).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        assert!(sealer.open(&B64.encode(bytes)).is_none());
+        assert!(sealer.open("garbage").is_none());
+    }
 
     #[test]
     fn a_generated_secret_is_kept() {

@@ -84,6 +84,9 @@ pub enum AuthError {
     /// The code, token or credentials were not accepted.
     #[error("rejected")]
     Rejected,
+    /// A provider we depend on is unreachable or answered nonsense (502).
+    #[error("provider unavailable: {0:#}")]
+    Unavailable(anyhow::Error),
     /// Our own failure (500).
     #[error(transparent)]
     Internal(#[from] anyhow::Error),

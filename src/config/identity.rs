@@ -1,20 +1,247 @@
-//! The identity section: how people sign in.
+//! The identity section: who signs people in. `embedded` is our own
+//! password page; `oidc` is any OpenID Connect provider (Google, Keycloak,
+//! Auth0, Entra ID, Okta...).
 
-use super::{ConfigError, Env, VarDoc, parse};
+use url::Url;
 
-pub const VARS: &[VarDoc] = &[VarDoc {
-    name: "SIGNUP_ENABLED",
-    default: "true (production: false)",
-    help: "whether the embedded sign-in page offers sign-up",
-}];
+use super::{ConfigError, Env, Secret, VarDoc, parse};
+
+pub const VARS: &[VarDoc] = &[
+    VarDoc {
+        name: "IDENTITY_PROVIDER",
+        default: "embedded",
+        help: "who signs people in: embedded (our password page) or oidc (an OpenID Connect provider)",
+    },
+    VarDoc {
+        name: "SIGNUP_ENABLED",
+        default: "true (production: false)",
+        help: "whether the embedded sign-in page offers sign-up",
+    },
+    VarDoc {
+        name: "OIDC_ISSUER",
+        default: "(empty; required for oidc)",
+        help: "the provider's issuer URL; its discovery document must name exactly this issuer",
+    },
+    VarDoc {
+        name: "OIDC_CLIENT_ID",
+        default: "(empty; required for oidc)",
+        help: "this server's client id at the provider",
+    },
+    VarDoc {
+        name: "OIDC_CLIENT_SECRET",
+        default: "(empty: a public client, PKCE only)",
+        help: "the client secret, sent as client_secret_basic or client_secret_post as discovery allows; never logged",
+    },
+    VarDoc {
+        name: "OIDC_SCOPES",
+        default: "openid email profile",
+        help: "scopes asked for (space-separated; must include openid)",
+    },
+    VarDoc {
+        name: "OIDC_AUTH_PARAMS",
+        default: "(empty)",
+        help: "extra authorization parameters, e.g. access_type=offline&prompt=consent, or hd=example.com (Google)",
+    },
+    VarDoc {
+        name: "OIDC_ALLOWED_EMAIL_DOMAINS",
+        default: "(empty: any)",
+        help: "comma-separated email domains whose people may sign in",
+    },
+    VarDoc {
+        name: "OIDC_REQUIRE_VERIFIED_EMAIL",
+        default: "true",
+        help: "refuse sign-in unless the provider says the email is verified",
+    },
+    VarDoc {
+        name: "OIDC_REVOKE_ON_LOGOUT",
+        default: "true",
+        help: "at logout, revoke the provider refresh token held for the session (when the provider has a revocation endpoint)",
+    },
+];
+
+/// Authorization parameters that the flow itself sets.
+const RESERVED_PARAMS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+];
+
+#[derive(Debug, Clone)]
+pub struct OidcSettings {
+    /// Exactly as configured (issuer comparison is exact).
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    pub scopes: Vec<String>,
+    pub auth_params: Vec<(String, String)>,
+    /// Lower-case; empty: any domain.
+    pub allowed_email_domains: Vec<String>,
+    pub require_verified_email: bool,
+    pub revoke_on_logout: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Provider {
+    Embedded,
+    Oidc(OidcSettings),
+}
 
 #[derive(Debug, Clone)]
 pub struct IdentitySettings {
+    pub provider: Provider,
     pub signup_enabled: bool,
 }
 
 pub fn parse(env: &Env, production: bool) -> Result<IdentitySettings, ConfigError> {
+    let signup_enabled = parse::bool_or("SIGNUP_ENABLED", env.get("SIGNUP_ENABLED"), !production)?;
+    let kind = env
+        .get("IDENTITY_PROVIDER")
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_else(|| "embedded".into());
+    let oidc = oidc(env, production, kind == "oidc")?;
+    let provider = match (kind.as_str(), oidc) {
+        ("embedded", _) => Provider::Embedded,
+        ("oidc", Some(oidc)) => Provider::Oidc(oidc),
+        ("oidc", None) => {
+            return Err(ConfigError::new(
+                "OIDC_ISSUER",
+                "is required with IDENTITY_PROVIDER=oidc (e.g. https://accounts.google.com)",
+            ));
+        }
+        (other, _) => {
+            return Err(ConfigError::new(
+                "IDENTITY_PROVIDER",
+                format!("expected embedded or oidc, got {other:?}"),
+            ));
+        }
+    };
     Ok(IdentitySettings {
-        signup_enabled: parse::bool_or("SIGNUP_ENABLED", env.get("SIGNUP_ENABLED"), !production)?,
+        provider,
+        signup_enabled,
     })
+}
+
+/// The OIDC_* variables; `None` when OIDC_ISSUER is unset. Setting them
+/// without `IDENTITY_PROVIDER=oidc` (`wanted`) is a mistake worth a stop.
+fn oidc(env: &Env, production: bool, wanted: bool) -> Result<Option<OidcSettings>, ConfigError> {
+    let issuer = env.get("OIDC_ISSUER").map(|v| v.trim().to_string());
+    let client_id = env.get("OIDC_CLIENT_ID").map(|v| v.trim().to_string());
+    let client_secret = env
+        .get("OIDC_CLIENT_SECRET")
+        .map(|v| Secret::new(v.into_bytes()));
+    let scopes = env.get("OIDC_SCOPES");
+    let auth_params = env.get("OIDC_AUTH_PARAMS");
+    let domains = env.get("OIDC_ALLOWED_EMAIL_DOMAINS");
+    let require_verified_email = parse::bool_or(
+        "OIDC_REQUIRE_VERIFIED_EMAIL",
+        env.get("OIDC_REQUIRE_VERIFIED_EMAIL"),
+        true,
+    )?;
+    let revoke_on_logout = parse::bool_or(
+        "OIDC_REVOKE_ON_LOGOUT",
+        env.get("OIDC_REVOKE_ON_LOGOUT"),
+        true,
+    )?;
+    if !wanted && (issuer.is_some() || client_id.is_some()) {
+        return Err(ConfigError::new(
+            if issuer.is_some() {
+                "OIDC_ISSUER"
+            } else {
+                "OIDC_CLIENT_ID"
+            },
+            "is set, but IDENTITY_PROVIDER is not oidc; set IDENTITY_PROVIDER=oidc to use it",
+        ));
+    }
+    let Some(issuer) = issuer else {
+        if client_id.is_some() {
+            return Err(ConfigError::new(
+                "OIDC_ISSUER",
+                "is required when OIDC_CLIENT_ID is set",
+            ));
+        }
+        return Ok(None);
+    };
+    let url = Url::parse(&issuer).map_err(|_| {
+        ConfigError::new(
+            "OIDC_ISSUER",
+            format!("expected an absolute https URL, got {issuer:?}"),
+        )
+    })?;
+    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    if url.scheme() != "https" && !(url.scheme() == "http" && loopback && !production) {
+        return Err(ConfigError::new(
+            "OIDC_ISSUER",
+            format!(
+                "must be an https URL (plain http only on loopback, outside production), got {issuer:?}"
+            ),
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::new(
+            "OIDC_ISSUER",
+            "must not have a query or fragment",
+        ));
+    }
+    let client_id = client_id.ok_or_else(|| {
+        ConfigError::new("OIDC_CLIENT_ID", "is required with IDENTITY_PROVIDER=oidc")
+    })?;
+    let scopes: Vec<String> = scopes
+        .unwrap_or_else(|| "openid email profile".into())
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    if !scopes.iter().any(|s| s == "openid") {
+        return Err(ConfigError::new(
+            "OIDC_SCOPES",
+            "must include openid (e.g. \"openid email profile\")",
+        ));
+    }
+    let auth_params: Vec<(String, String)> = match auth_params {
+        None => Vec::new(),
+        Some(v) => url::form_urlencoded::parse(v.trim().trim_start_matches('?').as_bytes())
+            .into_owned()
+            .collect(),
+    };
+    if let Some((name, _)) = auth_params
+        .iter()
+        .find(|(name, _)| name.is_empty() || RESERVED_PARAMS.contains(&name.as_str()))
+    {
+        return Err(ConfigError::new(
+            "OIDC_AUTH_PARAMS",
+            format!("{name:?} cannot be set here: the sign-in flow sets it"),
+        ));
+    }
+    let allowed_email_domains = match domains {
+        None => Vec::new(),
+        Some(v) => parse::split_list(&v)
+            .map(|d| {
+                let d = d.trim_start_matches('@').to_ascii_lowercase();
+                let ok = !d.is_empty()
+                    && d.contains('.')
+                    && d.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+                ok.then_some(d.clone()).ok_or_else(|| {
+                    ConfigError::new(
+                        "OIDC_ALLOWED_EMAIL_DOMAINS",
+                        format!("{d:?} is not a domain name"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    Ok(Some(OidcSettings {
+        issuer,
+        client_id,
+        client_secret,
+        scopes,
+        auth_params,
+        allowed_email_domains,
+        require_verified_email,
+        revoke_on_logout,
+    }))
 }

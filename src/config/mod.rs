@@ -23,7 +23,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 pub use cookies::{CookieSettings, SameSite};
-pub use identity::IdentitySettings;
+pub use identity::{IdentitySettings, OidcSettings, Provider};
 pub use limits::LimitSettings;
 pub use security::SecuritySettings;
 pub use server::{Environment, ServerSettings};
@@ -295,12 +295,66 @@ mod tests {
             ("DATABASE_URL", "mysql://x"),
             ("LOG_FORMAT", "xml"),
             ("RUST_LOG", "info,[=nonsense"),
+            ("IDENTITY_PROVIDER", "ldap"),
+            ("OIDC_ISSUER", "https://accounts.google.com"),
         ] {
             let err = load(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{var}={value} blamed {}", err.var);
         }
         let err = load(&[("COOKIE_SAMESITE", "none")]).unwrap_err();
         assert_eq!(err.var, "COOKIE_SAMESITE", "SameSite=None needs Secure");
+    }
+
+    #[test]
+    fn oidc_combinations_are_checked() {
+        let oidc = |extra: &[(&str, &str)]| {
+            let mut pairs = vec![
+                ("IDENTITY_PROVIDER", "oidc"),
+                ("OIDC_ISSUER", "https://accounts.google.com"),
+                ("OIDC_CLIENT_ID", "client"),
+            ];
+            pairs.extend_from_slice(extra);
+            load(&pairs)
+        };
+        let s = oidc(&[("OIDC_AUTH_PARAMS", "access_type=offline&prompt=consent")]).unwrap();
+        let Provider::Oidc(o) = s.identity.provider else {
+            panic!("oidc expected")
+        };
+        assert_eq!(o.scopes, ["openid", "email", "profile"]);
+        assert_eq!(o.auth_params.len(), 2);
+        assert!(o.require_verified_email && o.revoke_on_logout);
+        for (var, value) in [
+            ("OIDC_ISSUER", "http://accounts.google.com"),
+            ("OIDC_ISSUER", "not a url"),
+            ("OIDC_SCOPES", "email profile"),
+            ("OIDC_AUTH_PARAMS", "state=fixed"),
+            ("OIDC_AUTH_PARAMS", "redirect_uri=https://evil.example"),
+            ("OIDC_ALLOWED_EMAIL_DOMAINS", "not a domain"),
+            ("OIDC_REQUIRE_VERIFIED_EMAIL", "sometimes"),
+        ] {
+            let err = oidc(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, var, "{var}={value}: {err}");
+        }
+        let err = load(&[
+            ("IDENTITY_PROVIDER", "oidc"),
+            ("OIDC_ISSUER", "https://x.example"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "OIDC_CLIENT_ID");
+        // Plain http only on loopback, and never in production.
+        assert!(oidc(&[("OIDC_ISSUER", "http://127.0.0.1:4010")]).is_ok());
+        let err = load(&[
+            ("ENVIRONMENT", "production"),
+            ("CSRF_SECRET_KEY", &"k".repeat(32)),
+            ("IDENTITY_PROVIDER", "oidc"),
+            ("OIDC_ISSUER", "http://127.0.0.1:4010"),
+            ("OIDC_CLIENT_ID", "client"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "OIDC_ISSUER");
+        // The secret is never echoed.
+        let err = oidc(&[("OIDC_CLIENT_SECRET", "hunter2"), ("OIDC_SCOPES", "x")]).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"));
     }
 
     #[test]

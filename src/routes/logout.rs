@@ -76,6 +76,7 @@ async fn owned_sessions(state: &AppState, headers: &HeaderMap) -> Vec<SessionRef
 }
 
 async fn end_owned_sessions(state: &AppState, headers: &HeaderMap, scope: LogoutScope) {
+    let mut all_ended = Vec::new();
     for SessionRef {
         user_id,
         session_id,
@@ -91,8 +92,21 @@ async fn end_owned_sessions(state: &AppState, headers: &HeaderMap, scope: Logout
         // The contract is "always 200": a failure is logged loudly, and the
         // cookies are cleared regardless.
         match state.authority.end_sessions(which).await {
-            Ok(ended) => tracing::info!(sessions = ended.len(), "logout ended sessions"),
+            Ok(ended) => {
+                tracing::info!(sessions = ended.len(), "logout ended sessions");
+                all_ended.extend(ended);
+            }
             Err(error) => tracing::error!(error = %error, "logout: could not end the session"),
         }
     }
+    tell_sign_in(state, all_ended);
+}
+
+/// Lets the sign-in method tell its provider, off the response path.
+pub fn tell_sign_in(state: &AppState, ended: Vec<String>) {
+    if ended.is_empty() {
+        return;
+    }
+    let sign_in = state.sign_in.clone();
+    tokio::spawn(async move { sign_in.sessions_ended(&ended).await });
 }

@@ -13,7 +13,7 @@ pub mod extract;
 mod health;
 mod jwks;
 mod login;
-mod logout;
+pub mod logout;
 pub mod session;
 mod sessions;
 mod verify;

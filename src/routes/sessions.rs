@@ -68,5 +68,6 @@ pub async fn end(
     if ended.is_empty() {
         return Err(ApiError::SessionNotFound);
     }
+    super::logout::tell_sign_in(&state, ended);
     Ok(Json(json!({ "message": "Session ended" })))
 }

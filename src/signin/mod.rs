@@ -10,8 +10,10 @@
 //!    returns the session the authority opened.
 //!
 //! The password page ([`password`]) is the zero-configuration method; it
-//! serves its own pages ([`routes`](SignInMethod::routes)).
+//! serves its own pages ([`routes`](SignInMethod::routes)). [`oidc`] signs
+//! people in through any OpenID Connect provider.
 
+pub mod oidc;
 pub mod password;
 
 use std::sync::Arc;
@@ -53,6 +55,13 @@ pub trait SignInMethod: Send + Sync {
     fn routes(self: Arc<Self>) -> Option<Router> {
         None
     }
+
+    /// Sessions ended through the API (logout, `DELETE /auth/sessions`):
+    /// the method tells its provider, if it has one. Never fails the caller.
+    async fn sessions_ended(&self, _session_ids: &[String]) {}
+
+    /// Work the method does while the server runs (discovery, deliveries).
+    async fn run(&self) {}
 
     /// Deletes what the method keeps that has expired.
     async fn prune(&self) -> anyhow::Result<()> {

@@ -1,7 +1,7 @@
 //! Sign-in flows started by `GET /auth/google/login`: the browser gets a
-//! flow cookie with a random id, the PKCE verifier and the redirect target
-//! stay here (in the database, so the code exchange works after a restart
-//! and on another replica).
+//! flow cookie with a random id; the PKCE verifier, the OAuth `state`, the
+//! OpenID `nonce` and the redirect target stay here (in the database, so
+//! the code exchange works after a restart and on another replica).
 
 use async_trait::async_trait;
 use sqlx::SqlitePool;
@@ -17,12 +17,16 @@ pub struct StartedFlow {
     /// Goes into the flow cookie.
     pub id: String,
     pub code_verifier: String,
+    pub state: String,
+    pub nonce: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flow {
     pub code_verifier: String,
     pub redirect_uri: String,
+    pub state: String,
+    pub nonce: String,
 }
 
 #[async_trait]
@@ -51,13 +55,18 @@ impl FlowStore for SqliteFlows {
         let flow = StartedFlow {
             id: random_token(32),
             code_verifier: random_token(32),
+            state: random_token(16),
+            nonce: random_token(16),
         };
         sqlx::query(
-            "INSERT INTO auth_flows (id_hash, code_verifier, redirect_uri, expires_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO auth_flows (id_hash, code_verifier, redirect_uri, state, nonce, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(hash_token(&flow.id))
         .bind(&flow.code_verifier)
         .bind(redirect_uri)
+        .bind(&flow.state)
+        .bind(&flow.nonce)
         .bind((unix_now() + FLOW_TTL_SECONDS) as i64)
         .execute(&self.pool)
         .await?;
@@ -65,17 +74,20 @@ impl FlowStore for SqliteFlows {
     }
 
     async fn take(&self, id: &str) -> anyhow::Result<Option<Flow>> {
-        let row: Option<(String, String, i64)> = sqlx::query_as(
-            "DELETE FROM auth_flows WHERE id_hash = ? RETURNING code_verifier, redirect_uri, expires_at",
+        let row: Option<(String, String, String, String, i64)> = sqlx::query_as(
+            "DELETE FROM auth_flows WHERE id_hash = ?
+             RETURNING code_verifier, redirect_uri, state, nonce, expires_at",
         )
         .bind(hash_token(id))
         .fetch_optional(&self.pool)
         .await?;
         Ok(row
-            .filter(|(_, _, expires_at)| *expires_at > unix_now() as i64)
-            .map(|(code_verifier, redirect_uri, _)| Flow {
+            .filter(|(.., expires_at)| *expires_at > unix_now() as i64)
+            .map(|(code_verifier, redirect_uri, state, nonce, _)| Flow {
                 code_verifier,
                 redirect_uri,
+                state,
+                nonce,
             }))
     }
 

@@ -7,6 +7,8 @@
 pub mod flows;
 /// In-process rate-limit counters.
 pub mod memory;
+/// Calls to providers kept until they succeed (revocations, remote logouts).
+pub mod outbox;
 /// Revoked sessions: in memory for the hot path, persisted in SQLite.
 pub mod revocations;
 /// Opening the SQLite database and running migrations.

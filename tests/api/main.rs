@@ -7,9 +7,11 @@ mod browser_e2e;
 mod helpers;
 
 mod config;
+mod fake_oidc;
 mod layout;
 mod logout;
 mod nginx;
+mod oidc;
 mod rate_limit;
 mod revocation;
 mod routing;

@@ -1,0 +1,109 @@
+//! Calls to a provider that must happen, but not on a request's path
+//! (revoking a refresh token at logout, a remote logout): written down
+//! first, delivered by a background task, retried with backoff until the
+//! provider confirms, across restarts.
+
+use sqlx::{SqliteConnection, SqlitePool};
+
+use crate::unix_now;
+
+/// One pending call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub id: i64,
+    pub kind: String,
+    /// Sealed by the caller when it holds a secret.
+    pub payload: String,
+    pub attempts: i64,
+}
+
+/// The longest wait between two attempts.
+const MAX_BACKOFF_SECONDS: u64 = 600;
+
+#[derive(Clone)]
+pub struct Outbox {
+    pool: SqlitePool,
+}
+
+impl Outbox {
+    pub fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+
+    /// Writes a call down, due now.
+    pub async fn push(&self, kind: &str, payload: &str) -> anyhow::Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        Self::push_in(&mut conn, kind, payload).await
+    }
+
+    /// [`push`](Self::push) inside the caller's transaction, so the call is
+    /// written down together with what made it necessary.
+    pub async fn push_in(
+        conn: &mut SqliteConnection,
+        kind: &str,
+        payload: &str,
+    ) -> anyhow::Result<()> {
+        let now = unix_now() as i64;
+        sqlx::query(
+            "INSERT INTO outbox (kind, payload, next_attempt_at, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(kind)
+        .bind(payload)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Calls that are due, oldest first.
+    pub async fn due(&self, limit: i64) -> anyhow::Result<Vec<Pending>> {
+        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
+            "SELECT id, kind, payload, attempts FROM outbox WHERE next_attempt_at <= ?
+             ORDER BY id LIMIT ?",
+        )
+        .bind(unix_now() as i64)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, kind, payload, attempts)| Pending {
+                id,
+                kind,
+                payload,
+                attempts,
+            })
+            .collect())
+    }
+
+    /// The provider confirmed (or the call can never succeed): forget it.
+    pub async fn done(&self, id: i64) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM outbox WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Tries again later: 1 s, 2 s, 4 s... up to ten minutes apart.
+    pub async fn retry(&self, pending: &Pending) -> anyhow::Result<()> {
+        let backoff = 1u64
+            .checked_shl(pending.attempts.clamp(0, 20) as u32)
+            .unwrap_or(MAX_BACKOFF_SECONDS)
+            .min(MAX_BACKOFF_SECONDS);
+        sqlx::query("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ? WHERE id = ?")
+            .bind((unix_now() + backoff) as i64)
+            .bind(pending.id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// How many calls are waiting.
+    pub async fn len(&self) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+}
