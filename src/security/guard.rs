@@ -19,6 +19,9 @@ static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 /// origin and carry their own hidden token instead of the API's CSRF header.
 pub const SIGNIN_FORM_PATHS: &[&str] = &["/auth/signin", "/auth/signup"];
 
+/// Where an OpenID provider posts back-channel logout tokens.
+pub const BACKCHANNEL_LOGOUT: &str = "/auth/backchannel-logout";
+
 fn is_state_changing(method: &Method) -> bool {
     matches!(
         *method,
@@ -104,6 +107,10 @@ pub async fn check(
 
     let limiter = if path == "/auth/verify" {
         security.verify_limiter.as_ref()
+    } else if path == BACKCHANNEL_LOGOUT {
+        // The identity provider's signed calls, possibly many at once (an
+        // administrator ending a team's sessions): each must land.
+        None
     } else if path.starts_with("/auth/") && method != Method::OPTIONS {
         Some(&security.auth_limiter)
     } else {

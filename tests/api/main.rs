@@ -12,6 +12,7 @@ mod layout;
 mod logout;
 mod nginx;
 mod oidc;
+mod oidc_provider;
 mod rate_limit;
 mod revocation;
 mod routing;

@@ -611,3 +611,17 @@ async fn a_bad_logout_token_is_refused_with_400_and_ends_nothing() {
         "nothing ended"
     );
 }
+
+#[tokio::test]
+async fn many_back_channel_logouts_at_once_are_not_rate_limited() {
+    let fake = FakeProvider::start().await;
+    let app = oidc_app(&fake, &[("RATE_LIMIT_AUTH", "2/minute")]).await;
+    for n in 0..5 {
+        let token = sign(
+            &fake.logout_token(Some(&format!("op-session-{n}")), None, &format!("jti-{n}")),
+            logout_header(),
+            &rsa_key(),
+        );
+        assert_eq!(backchannel(&app, &token).await.status(), 200, "logout {n}");
+    }
+}

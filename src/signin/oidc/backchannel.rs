@@ -18,12 +18,13 @@ use super::OidcSignIn;
 use super::tokens::{LOGOUT_TOKEN_MAX_AGE, LogoutClaims};
 use crate::authority::{EndSessions, SessionAuthority};
 use crate::secrets::hash_token;
+use crate::security::guard::BACKCHANNEL_LOGOUT;
 use crate::unix_now;
 
-pub const PATH: &str = "/auth/backchannel-logout";
-
 pub fn router(method: Arc<OidcSignIn>) -> Router {
-    Router::new().route(PATH, post(receive)).with_state(method)
+    Router::new()
+        .route(BACKCHANNEL_LOGOUT, post(receive))
+        .with_state(method)
 }
 
 /// 400 `{"error": ..., "error_description": ...}` (and our `detail`).
