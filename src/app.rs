@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::accounts::Accounts;
+use crate::authority::SessionAuthority;
 use crate::authority::local::{LocalAuthority, LocalConfig};
 use crate::authority::tokens::AccessTokens;
 use crate::config::Provider;
@@ -35,6 +36,7 @@ use crate::store::flows::{FlowStore, SqliteFlows};
 use crate::store::memory::MemoryRateLimitStore;
 use crate::store::revocations::{RevocationStore, SqliteRevocations};
 use crate::store::sqlite;
+use crate::supabase::Supabase;
 
 /// Why the server could not start; displayed as one line.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +152,14 @@ impl Identity {
     }
 }
 
+/// The key that seals a provider's tokens at rest (DATA_DIR).
+fn provider_sealer(settings: &Settings) -> Result<Sealer, StartupError> {
+    Ok(
+        Sealer::load_or_generate(&settings.server.data_dir, "provider_token_key")
+            .map_err(|e| data_dir_error(settings, "the provider-token key", e))?,
+    )
+}
+
 /// The CSRF key: CSRF_SECRET_KEY, or the one generated into DATA_DIR.
 fn csrf_tokens(settings: &Settings) -> Result<CsrfTokens, StartupError> {
     let key = match &settings.security.csrf_secret {
@@ -198,34 +208,49 @@ impl Application {
             settings.security.oauth_redirect_urls.clone(),
         );
         let identity = Identity::build(&settings, &stores, &public_url)?;
-        let sign_in: Arc<dyn SignInMethod> = match &settings.identity.provider {
-            Provider::Embedded => Arc::new(PasswordSignIn::new(
-                stores.pool.clone(),
-                identity.passwords.clone(),
-                identity.authority.clone(),
-                PageConfig {
-                    public_url: public_url.clone(),
-                    signup_enabled: settings.identity.signup_enabled,
-                    csrf: csrf.clone(),
-                    cookies: cookies.clone(),
-                    redirects: redirects.clone(),
-                },
-            )),
-            Provider::Oidc(oidc) => {
-                let sealer =
-                    Sealer::load_or_generate(&settings.server.data_dir, "provider_token_key")
-                        .map_err(|e| data_dir_error(&settings, "the provider-token key", e))?;
-                Arc::new(
-                    OidcSignIn::new(
-                        oidc.clone(),
+        let (authority, sign_in): (Arc<dyn SessionAuthority>, Arc<dyn SignInMethod>) =
+            match &settings.identity.provider {
+                Provider::Embedded => (
+                    identity.authority.clone(),
+                    Arc::new(PasswordSignIn::new(
                         stores.pool.clone(),
+                        identity.passwords.clone(),
                         identity.authority.clone(),
-                        sealer,
-                    )
-                    .map_err(|e| ConfigError::new("OIDC_ISSUER", e.to_string()))?,
-                )
-            }
-        };
+                        PageConfig {
+                            public_url: public_url.clone(),
+                            signup_enabled: settings.identity.signup_enabled,
+                            csrf: csrf.clone(),
+                            cookies: cookies.clone(),
+                            redirects: redirects.clone(),
+                        },
+                    )),
+                ),
+                Provider::Oidc(oidc) => (
+                    identity.authority.clone(),
+                    Arc::new(
+                        OidcSignIn::new(
+                            oidc.clone(),
+                            stores.pool.clone(),
+                            identity.authority.clone(),
+                            provider_sealer(&settings)?,
+                        )
+                        .map_err(|e| ConfigError::new("OIDC_ISSUER", e.to_string()))?,
+                    ),
+                ),
+                Provider::Supabase(supabase) => {
+                    let supabase = Arc::new(
+                        Supabase::new(
+                            supabase.clone(),
+                            stores.pool.clone(),
+                            stores.revocations.clone(),
+                            provider_sealer(&settings)?,
+                            settings.cookies.max_age,
+                        )
+                        .map_err(|e| ConfigError::new("SUPABASE_URL", e.to_string()))?,
+                    );
+                    (supabase.clone(), supabase)
+                }
+            };
         let security = Arc::new(Security {
             cookies,
             csrf,
@@ -242,12 +267,12 @@ impl Application {
             headers: SecurityHeaders::new(settings.is_production()),
             public_origin: origin_of(&public_url),
             logout_require_csrf: settings.security.logout_require_csrf,
-            authority: identity.authority.clone(),
+            authority: authority.clone(),
         });
         let state = Arc::new(AppState {
             security: security.clone(),
             redirects,
-            authority: identity.authority.clone(),
+            authority,
             sign_in,
             flows: stores.flows.clone(),
             clear_site_data: settings

@@ -64,6 +64,9 @@ pub enum ApiError {
     /// upstream backend's status and words).
     #[error("External service error")]
     ProviderUnavailable(anyhow::Error),
+    /// 503 with `Retry-After`: a provider we depend on asks us to slow down.
+    #[error("The identity provider is busy; try again shortly")]
+    ProviderBusy { retry_after: u64 },
     /// 500: anything unexpected. The cause is logged, not sent.
     #[error("Internal Server Error")]
     Internal(anyhow::Error),
@@ -82,6 +85,7 @@ impl ApiError {
         match error {
             AuthError::Rejected => rejected,
             AuthError::Unavailable(e) => Self::ProviderUnavailable(e),
+            AuthError::Busy { retry_after } => Self::ProviderBusy { retry_after },
             AuthError::Internal(e) => Self::Internal(e),
         }
     }
@@ -99,6 +103,7 @@ impl ApiError {
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
+            Self::ProviderBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -130,6 +135,16 @@ impl IntoResponse for ApiError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             return response;
         }
-        (status, Json(json!({ "detail": self.to_string() }))).into_response()
+        let retry_after = match &self {
+            Self::ProviderBusy { retry_after } => Some(*retry_after),
+            _ => None,
+        };
+        let mut response = (status, Json(json!({ "detail": self.to_string() }))).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        response
     }
 }

@@ -37,6 +37,8 @@ pub mod signin;
 pub mod state;
 /// State behind traits: rate-limit counters, revocations, sign-in flows.
 pub mod store;
+/// Supabase Auth as session authority and sign-in method.
+pub mod supabase;
 /// Logging: logfmt or JSON lines, a span per request.
 pub mod telemetry;
 /// Calls to identity providers, with timeouts and bounded answers.

@@ -356,7 +356,7 @@ impl SessionAuthority for LocalAuthority {
         })
     }
 
-    fn verify_access_token(&self, token: &str) -> Result<Arc<AccessClaims>, AuthError> {
+    async fn verify_access_token(&self, token: &str) -> Result<Arc<AccessClaims>, AuthError> {
         self.tokens
             .verify(token, unix_now())
             .map_err(|_| AuthError::Rejected)
@@ -366,7 +366,7 @@ impl SessionAuthority for LocalAuthority {
         self.revocations.is_revoked(session_id)
     }
 
-    fn session_of_access_token(&self, token: &str) -> Option<SessionRef> {
+    async fn session_of_access_token(&self, token: &str) -> Option<SessionRef> {
         self.tokens
             .verify_ignoring_expiry(token)
             .map(|claims| SessionRef {

@@ -3,9 +3,10 @@
 //! verifies access tokens on every request (locally, no network), ends
 //! sessions (revocation) and lists them.
 //!
-//! Sign-in methods ([`crate::signin`]) sit in front of it: they prove who a
-//! person is and then ask the authority for a session. The local authority
-//! ([`local::LocalAuthority`]) keeps our own sessions in the database.
+//! Sign-in methods sit in front of it: they prove who a person is and then
+//! ask the authority for a session. The local authority
+//! ([`local::LocalAuthority`]) keeps our own sessions in the database;
+//! Supabase Auth is an authority of its own.
 
 pub mod local;
 pub mod tokens;
@@ -87,6 +88,9 @@ pub enum AuthError {
     /// A provider we depend on is unreachable or answered nonsense (502).
     #[error("provider unavailable: {0:#}")]
     Unavailable(anyhow::Error),
+    /// A provider we depend on asks us to slow down (503 with `Retry-After`).
+    #[error("provider busy; retry in {retry_after} s")]
+    Busy { retry_after: u64 },
     /// Our own failure (500).
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -108,15 +112,16 @@ pub trait SessionAuthority: Send + Sync {
     ) -> Result<IssuedSession, AuthError>;
 
     /// An access token's signature, issuer, audience and dates (not
-    /// revocation). Called on every request: answered from memory.
-    fn verify_access_token(&self, token: &str) -> Result<Arc<AccessClaims>, AuthError>;
+    /// revocation). Called on every request: answered from memory once the
+    /// token has been seen.
+    async fn verify_access_token(&self, token: &str) -> Result<Arc<AccessClaims>, AuthError>;
 
     /// Whether the session has been ended. No I/O.
     fn is_revoked(&self, session_id: &str) -> bool;
 
     /// A valid access token of a session that has not ended.
-    fn authenticate(&self, token: &str) -> Result<Arc<AccessClaims>, AuthError> {
-        let claims = self.verify_access_token(token)?;
+    async fn authenticate(&self, token: &str) -> Result<Arc<AccessClaims>, AuthError> {
+        let claims = self.verify_access_token(token).await?;
         if self.is_revoked(&claims.sid) {
             return Err(AuthError::Rejected);
         }
@@ -126,7 +131,7 @@ pub trait SessionAuthority: Send + Sync {
     /// The session an access token was issued for, its signature checked
     /// but not its expiry (an expired token still names its session: what
     /// the CSRF binding of a refresh needs).
-    fn session_of_access_token(&self, token: &str) -> Option<SessionRef>;
+    async fn session_of_access_token(&self, token: &str) -> Option<SessionRef>;
 
     /// The session a refresh token belongs to, if it is one of ours.
     async fn session_of_refresh_token(

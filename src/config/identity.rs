@@ -1,6 +1,7 @@
 //! The identity section: who signs people in. `embedded` is our own
 //! password page; `oidc` is any OpenID Connect provider (Google, Keycloak,
-//! Auth0, Entra ID, Okta...).
+//! Auth0, Entra ID, Okta...); `supabase` is Supabase Auth, which then also
+//! issues the session's tokens.
 
 use url::Url;
 
@@ -10,7 +11,7 @@ pub const VARS: &[VarDoc] = &[
     VarDoc {
         name: "IDENTITY_PROVIDER",
         default: "embedded",
-        help: "who signs people in: embedded (our password page) or oidc (an OpenID Connect provider)",
+        help: "who signs people in: embedded (our password page), oidc (an OpenID Connect provider) or supabase (Supabase Auth)",
     },
     VarDoc {
         name: "SIGNUP_ENABLED",
@@ -53,6 +54,41 @@ pub const VARS: &[VarDoc] = &[
         help: "refuse sign-in unless the provider says the email is verified",
     },
     VarDoc {
+        name: "SUPABASE_URL",
+        default: "(empty; required for supabase)",
+        help: "the Supabase project URL (its Auth API is SUPABASE_URL/auth/v1)",
+    },
+    VarDoc {
+        name: "SUPABASE_PUBLISHABLE_KEY",
+        default: "(empty; required for supabase)",
+        help: "the project's publishable (or legacy anon) key, sent as apikey; never the secret key",
+    },
+    VarDoc {
+        name: "SUPABASE_ANON_KEY",
+        default: "(empty)",
+        help: "accepted instead of SUPABASE_PUBLISHABLE_KEY",
+    },
+    VarDoc {
+        name: "SUPABASE_JWT_SECRET",
+        default: "(empty: keys from the project's JWKS)",
+        help: "only for projects still on the legacy HS256 JWT secret",
+    },
+    VarDoc {
+        name: "SUPABASE_OAUTH_PROVIDER",
+        default: "google",
+        help: "the provider Supabase signs people in with",
+    },
+    VarDoc {
+        name: "SUPABASE_SCOPES",
+        default: "(empty: the provider's defaults)",
+        help: "extra scopes asked of that provider, space-separated",
+    },
+    VarDoc {
+        name: "SUPABASE_AUTH_PARAMS",
+        default: "(empty)",
+        help: "extra parameters for the provider, e.g. access_type=offline&prompt=consent",
+    },
+    VarDoc {
         name: "OIDC_REVOKE_ON_LOGOUT",
         default: "true",
         help: "at logout, revoke the provider refresh token held for the session (when the provider has a revocation endpoint)",
@@ -86,9 +122,28 @@ pub struct OidcSettings {
 }
 
 #[derive(Debug, Clone)]
+pub struct SupabaseSettings {
+    /// The project URL, without a trailing slash.
+    pub url: String,
+    pub publishable_key: Secret,
+    pub jwt_secret: Option<Secret>,
+    pub oauth_provider: String,
+    pub scopes: Option<String>,
+    pub auth_params: Vec<(String, String)>,
+}
+
+impl SupabaseSettings {
+    /// `SUPABASE_URL/auth/v1`: the Auth API and its tokens' issuer.
+    pub fn auth_url(&self) -> String {
+        format!("{}/auth/v1", self.url)
+    }
+}
+
+#[derive(Debug, Clone)]
 pub enum Provider {
     Embedded,
     Oidc(OidcSettings),
+    Supabase(SupabaseSettings),
 }
 
 #[derive(Debug, Clone)]
@@ -104,8 +159,15 @@ pub fn parse(env: &Env, production: bool) -> Result<IdentitySettings, ConfigErro
         .map(|v| v.trim().to_ascii_lowercase())
         .unwrap_or_else(|| "embedded".into());
     let oidc = oidc(env, production, kind == "oidc")?;
+    let supabase = supabase(env, production, kind == "supabase")?;
     let provider = match (kind.as_str(), oidc) {
         ("embedded", _) => Provider::Embedded,
+        ("supabase", _) => Provider::Supabase(supabase.ok_or_else(|| {
+            ConfigError::new(
+                "SUPABASE_URL",
+                "is required with IDENTITY_PROVIDER=supabase (e.g. https://abcd.supabase.co)",
+            )
+        })?),
         ("oidc", Some(oidc)) => Provider::Oidc(oidc),
         ("oidc", None) => {
             return Err(ConfigError::new(
@@ -116,7 +178,7 @@ pub fn parse(env: &Env, production: bool) -> Result<IdentitySettings, ConfigErro
         (other, _) => {
             return Err(ConfigError::new(
                 "IDENTITY_PROVIDER",
-                format!("expected embedded or oidc, got {other:?}"),
+                format!("expected embedded, oidc or supabase, got {other:?}"),
             ));
         }
     };
@@ -166,27 +228,7 @@ fn oidc(env: &Env, production: bool, wanted: bool) -> Result<Option<OidcSettings
         }
         return Ok(None);
     };
-    let url = Url::parse(&issuer).map_err(|_| {
-        ConfigError::new(
-            "OIDC_ISSUER",
-            format!("expected an absolute https URL, got {issuer:?}"),
-        )
-    })?;
-    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
-    if url.scheme() != "https" && !(url.scheme() == "http" && loopback && !production) {
-        return Err(ConfigError::new(
-            "OIDC_ISSUER",
-            format!(
-                "must be an https URL (plain http only on loopback, outside production), got {issuer:?}"
-            ),
-        ));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(ConfigError::new(
-            "OIDC_ISSUER",
-            "must not have a query or fragment",
-        ));
-    }
+    base_https_url("OIDC_ISSUER", &issuer, production)?;
     let client_id = client_id.ok_or_else(|| {
         ConfigError::new("OIDC_CLIENT_ID", "is required with IDENTITY_PROVIDER=oidc")
     })?;
@@ -201,21 +243,7 @@ fn oidc(env: &Env, production: bool, wanted: bool) -> Result<Option<OidcSettings
             "must include openid (e.g. \"openid email profile\")",
         ));
     }
-    let auth_params: Vec<(String, String)> = match auth_params {
-        None => Vec::new(),
-        Some(v) => url::form_urlencoded::parse(v.trim().trim_start_matches('?').as_bytes())
-            .into_owned()
-            .collect(),
-    };
-    if let Some((name, _)) = auth_params
-        .iter()
-        .find(|(name, _)| name.is_empty() || RESERVED_PARAMS.contains(&name.as_str()))
-    {
-        return Err(ConfigError::new(
-            "OIDC_AUTH_PARAMS",
-            format!("{name:?} cannot be set here: the sign-in flow sets it"),
-        ));
-    }
+    let auth_params = auth_params_of("OIDC_AUTH_PARAMS", auth_params, RESERVED_PARAMS)?;
     let allowed_email_domains = match domains {
         None => Vec::new(),
         Some(v) => parse::split_list(&v)
@@ -243,5 +271,136 @@ fn oidc(env: &Env, production: bool, wanted: bool) -> Result<Option<OidcSettings
         allowed_email_domains,
         require_verified_email,
         revoke_on_logout,
+    }))
+}
+
+/// `https://host` (or plain http on loopback outside production), no path.
+fn base_https_url(var: &'static str, value: &str, production: bool) -> Result<Url, ConfigError> {
+    let url = Url::parse(value).map_err(|_| {
+        ConfigError::new(
+            var,
+            format!("expected an absolute https URL, got {value:?}"),
+        )
+    })?;
+    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    if url.scheme() != "https" && !(url.scheme() == "http" && loopback && !production) {
+        return Err(ConfigError::new(
+            var,
+            format!(
+                "must be an https URL (plain http only on loopback, outside production), got {value:?}"
+            ),
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::new(var, "must not have a query or fragment"));
+    }
+    Ok(url)
+}
+
+/// `a=b&c=d` extra authorization parameters; names the flow sets refused.
+fn auth_params_of(
+    var: &'static str,
+    value: Option<String>,
+    reserved: &[&str],
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let params: Vec<(String, String)> = match value {
+        None => Vec::new(),
+        Some(v) => url::form_urlencoded::parse(v.trim().trim_start_matches('?').as_bytes())
+            .into_owned()
+            .collect(),
+    };
+    if let Some((name, _)) = params
+        .iter()
+        .find(|(name, _)| name.is_empty() || reserved.contains(&name.as_str()))
+    {
+        return Err(ConfigError::new(
+            var,
+            format!("{name:?} cannot be set here: the sign-in flow sets it"),
+        ));
+    }
+    Ok(params)
+}
+
+/// The SUPABASE_* variables; `None` when SUPABASE_URL is unset.
+fn supabase(
+    env: &Env,
+    production: bool,
+    wanted: bool,
+) -> Result<Option<SupabaseSettings>, ConfigError> {
+    let url = env.get("SUPABASE_URL").map(|v| v.trim().to_string());
+    let publishable = env.get("SUPABASE_PUBLISHABLE_KEY");
+    let anon = env.get("SUPABASE_ANON_KEY");
+    let jwt_secret = env.get("SUPABASE_JWT_SECRET");
+    let oauth_provider = env
+        .get("SUPABASE_OAUTH_PROVIDER")
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| "google".into());
+    let scopes = env.get("SUPABASE_SCOPES").map(|v| v.trim().to_string());
+    let params = env.get("SUPABASE_AUTH_PARAMS");
+    let Some(url) = url else {
+        return Ok(None);
+    };
+    if !wanted {
+        return Err(ConfigError::new(
+            "SUPABASE_URL",
+            "is set, but IDENTITY_PROVIDER is not supabase; set IDENTITY_PROVIDER=supabase to use it",
+        ));
+    }
+    let parsed = base_https_url("SUPABASE_URL", &url, production)?;
+    if parsed.path() != "/" {
+        return Err(ConfigError::new(
+            "SUPABASE_URL",
+            "is the project URL, without a path (the Auth API is under /auth/v1)",
+        ));
+    }
+    let publishable_key = publishable.or(anon).ok_or_else(|| {
+        ConfigError::new(
+            "SUPABASE_PUBLISHABLE_KEY",
+            "is required with IDENTITY_PROVIDER=supabase (the project's publishable or anon key)",
+        )
+    })?;
+    // The secret (service-role) key must never leave the backend this way.
+    if publishable_key.starts_with("sb_secret_") {
+        return Err(ConfigError::new(
+            "SUPABASE_PUBLISHABLE_KEY",
+            "is a secret key (sb_secret_...); use the publishable key",
+        ));
+    }
+    if !oauth_provider
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        || oauth_provider.is_empty()
+    {
+        return Err(ConfigError::new(
+            "SUPABASE_OAUTH_PROVIDER",
+            format!("{oauth_provider:?} is not a provider name (e.g. google)"),
+        ));
+    }
+    if jwt_secret.as_ref().is_some_and(|s| s.len() < 32) {
+        return Err(ConfigError::new(
+            "SUPABASE_JWT_SECRET",
+            "is shorter than a Supabase JWT secret (at least 32 characters)",
+        ));
+    }
+    let auth_params = auth_params_of(
+        "SUPABASE_AUTH_PARAMS",
+        params,
+        &[
+            "provider",
+            "redirect_to",
+            "code_challenge",
+            "code_challenge_method",
+            "scopes",
+            "state",
+            "redirect_uri",
+        ],
+    )?;
+    Ok(Some(SupabaseSettings {
+        url: url.trim_end_matches('/').to_string(),
+        publishable_key: Secret::new(publishable_key.into_bytes()),
+        jwt_secret: jwt_secret.map(|s| Secret::new(s.into_bytes())),
+        oauth_provider,
+        scopes: scopes.filter(|s| !s.is_empty()),
+        auth_params,
     }))
 }

@@ -23,7 +23,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 pub use cookies::{CookieSettings, SameSite};
-pub use identity::{IdentitySettings, OidcSettings, Provider};
+pub use identity::{IdentitySettings, OidcSettings, Provider, SupabaseSettings};
 pub use limits::LimitSettings;
 pub use security::SecuritySettings;
 pub use server::{Environment, ServerSettings};
@@ -355,6 +355,51 @@ mod tests {
         // The secret is never echoed.
         let err = oidc(&[("OIDC_CLIENT_SECRET", "hunter2"), ("OIDC_SCOPES", "x")]).unwrap_err();
         assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn supabase_combinations_are_checked() {
+        let supabase = |extra: &[(&str, &str)]| {
+            let mut pairs = vec![
+                ("IDENTITY_PROVIDER", "supabase"),
+                ("SUPABASE_URL", "https://abcd.supabase.co/"),
+                ("SUPABASE_ANON_KEY", "anon-key"),
+            ];
+            pairs.extend_from_slice(extra);
+            load(&pairs)
+        };
+        let s =
+            supabase(&[("SUPABASE_AUTH_PARAMS", "access_type=offline&prompt=consent")]).unwrap();
+        let Provider::Supabase(sb) = s.identity.provider else {
+            panic!("supabase expected")
+        };
+        assert_eq!(sb.auth_url(), "https://abcd.supabase.co/auth/v1");
+        assert_eq!(sb.oauth_provider, "google");
+        assert_eq!(sb.auth_params.len(), 2);
+        for (var, value) in [
+            ("SUPABASE_URL", "http://abcd.supabase.co"),
+            ("SUPABASE_URL", "https://abcd.supabase.co/auth/v1"),
+            ("SUPABASE_PUBLISHABLE_KEY", "sb_secret_abc"),
+            ("SUPABASE_JWT_SECRET", "short"),
+            ("SUPABASE_OAUTH_PROVIDER", "goo gle"),
+            ("SUPABASE_AUTH_PARAMS", "redirect_to=https://evil.example"),
+        ] {
+            let err = supabase(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, var, "{var}={value}: {err}");
+        }
+        let err = load(&[("IDENTITY_PROVIDER", "supabase")]).unwrap_err();
+        assert_eq!(err.var, "SUPABASE_URL");
+        let err = load(&[
+            ("IDENTITY_PROVIDER", "supabase"),
+            ("SUPABASE_URL", "https://abcd.supabase.co"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "SUPABASE_PUBLISHABLE_KEY");
+        let err = load(&[("SUPABASE_URL", "https://abcd.supabase.co")]).unwrap_err();
+        assert_eq!(
+            err.var, "SUPABASE_URL",
+            "set without IDENTITY_PROVIDER=supabase"
+        );
     }
 
     #[test]

@@ -58,7 +58,7 @@ pub async fn logout(state: Arc<AppState>, req: Request) -> Response {
 async fn owned_sessions(state: &AppState, headers: &HeaderMap) -> Vec<SessionRef> {
     let mut owned = Vec::new();
     if let Some(token) = state.cookies().read(headers, CookieKind::Session)
-        && let Ok(claims) = state.authority.verify_access_token(token)
+        && let Ok(claims) = state.authority.verify_access_token(token).await
     {
         owned.push(SessionRef {
             user_id: claims.sub.clone(),

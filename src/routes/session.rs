@@ -46,7 +46,7 @@ fn session_response(state: &AppState, issued: &IssuedSession, mut headers: Heade
 
 /// The verified claims of the request's session cookie, if its session
 /// has not ended.
-pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<AccessClaims>> {
+pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<AccessClaims>> {
     let token = state
         .cookies()
         .read(headers, CookieKind::Session)
@@ -54,12 +54,21 @@ pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<AccessC
     state
         .authority
         .authenticate(token)
-        .map_err(|_| ApiError::NotAuthenticated)
+        .await
+        .map_err(|e| match e {
+            // Not knowing a person's account date yet, with Supabase down,
+            // is the provider's failure, not the token's.
+            e @ (crate::authority::AuthError::Unavailable(_)
+            | crate::authority::AuthError::Busy { .. }) => {
+                ApiError::from_auth(e, ApiError::NotAuthenticated)
+            }
+            _ => ApiError::NotAuthenticated,
+        })
 }
 
 /// Takes the whole request (not `HeaderMap`, which axum would clone).
 pub async fn current(state: Arc<AppState>, req: Request) -> Response {
-    match authenticate(&state, req.headers()) {
+    match authenticate(&state, req.headers()).await {
         Ok(claims) => session_body(&User::from_claims(&claims), claims.exp).into_response(),
         Err(error) => error.into_response(),
     }

@@ -31,7 +31,7 @@ pub async fn list(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<SessionEntry>>> {
-    let claims = authenticate(&state, &headers)?;
+    let claims = authenticate(&state, &headers).await?;
     let sessions = state
         .authority
         .list_sessions(&claims.sub)
@@ -53,7 +53,7 @@ pub async fn end(
     headers: HeaderMap,
     id: std::result::Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>> {
-    let claims = authenticate(&state, &headers)?;
+    let claims = authenticate(&state, &headers).await?;
     let Ok(Path(session_id)) = id else {
         return Err(ApiError::SessionNotFound);
     };

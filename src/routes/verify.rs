@@ -19,7 +19,7 @@ static USER_EMAIL: HeaderName = HeaderName::from_static("x-auth-user-email");
 static SESSION_ID: HeaderName = HeaderName::from_static("x-auth-session-id");
 
 pub async fn verify(state: Arc<AppState>, req: Request) -> Response {
-    let claims = match authenticate(&state, req.headers()) {
+    let claims = match authenticate(&state, req.headers()).await {
         Ok(claims) => claims,
         Err(error) => return error.into_response(),
     };

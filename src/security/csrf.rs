@@ -93,7 +93,7 @@ impl Binding {
         headers: &HeaderMap,
     ) -> Self {
         if let Some(token) = cookies.read(headers, CookieKind::Session)
-            && let Some(session) = authority.session_of_access_token(token)
+            && let Some(session) = authority.session_of_access_token(token).await
         {
             return Binding::Session(session.session_id);
         }

@@ -164,6 +164,14 @@ impl Keys {
         Ok(())
     }
 
+    /// The keys as last fetched (what `/.well-known/jwks.json` republishes).
+    pub fn current(&self) -> Arc<JwkSet> {
+        self.set
+            .read()
+            .map(|set| set.clone())
+            .unwrap_or_else(|_| Arc::new(JwkSet { keys: Vec::new() }))
+    }
+
     /// Fetches the keys now (at discovery).
     pub async fn load(&self, http: &Upstream) -> Result<(), UpstreamError> {
         self.fetch(http).await

@@ -1,0 +1,669 @@
+//! Supabase Auth (GoTrue) as the session authority and the sign-in method:
+//! the original system's own provider, done right.
+//!
+//! - Sign-in: `/auth/google/login` answers Supabase's `/authorize` URL with
+//!   a PKCE challenge whose verifier is kept per browser (the flow store),
+//!   never in process-wide state, so overlapping sign-ins cannot break each
+//!   other; the callback exchanges the code (`grant_type=pkce`).
+//! - The session cookie holds Supabase's access token and the refresh
+//!   cookie its refresh token, so other services (and row-level security)
+//!   accept them. Every request verifies the JWT locally ([`jwt`]) and asks
+//!   our revocation set by its `session_id`: a logout is effective at once,
+//!   though Supabase's JWT stays valid until it expires.
+//! - Refresh: concurrent refreshes of one token in this process share one
+//!   call to Supabase (two tabs, one request), and the real client address
+//!   goes along so Supabase rate-limits the person, not this server.
+//! - Logout: revoked here first (the 200 never waits), then Supabase's
+//!   `/logout` (refreshing first when the access token has expired) through
+//!   the durable outbox, retried with backoff until Supabase confirms,
+//!   across restarts.
+//! - Sessions: Supabase cannot list or end sessions by id, so
+//!   `/auth/sessions` works from our own record of sessions begun here.
+
+pub mod api;
+pub mod jwt;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use quick_cache::sync::Cache;
+use serde::{Deserialize, Serialize};
+use sqlx::SqlitePool;
+use tokio::sync::{Notify, OnceCell};
+
+use self::api::{AuthApi, Outcome, UserObject};
+use crate::authority::{
+    AccessClaims, AuthError, ClientInfo, EndSessions, IssuedSession, SessionAuthority, SessionInfo,
+    SessionRef, User,
+};
+use crate::config::SupabaseSettings;
+use crate::limits::coarse_ip;
+use crate::secrets::{Sealer, hash_token, pkce_challenge};
+use crate::signin::{Callback, SignInMethod};
+use crate::store::flows::{Flow, StartedFlow};
+use crate::store::outbox::{Outbox, Pending};
+use crate::store::revocations::RevocationStore;
+use crate::unix_now;
+use crate::upstream::{Upstream, UpstreamError};
+
+/// The outbox kind of a remote logout.
+const LOGOUT: &str = "supabase.logout";
+/// How long a finished refresh is shared with late duplicates (two tabs).
+const SHARED_REFRESH_WINDOW: Duration = Duration::from_secs(10);
+/// Verified tokens remembered.
+const CACHE_CAPACITY: usize = 20_000;
+/// Remote logouts are given up after this many attempts (about a day).
+const MAX_ATTEMPTS: i64 = 150;
+
+/// Why a shared refresh failed (cloneable, for everyone who waited on it).
+#[derive(Debug, Clone)]
+enum Failure {
+    Rejected,
+    Busy(u64),
+    Unavailable(String),
+}
+
+impl From<Failure> for AuthError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Rejected => AuthError::Rejected,
+            Failure::Busy(retry_after) => AuthError::Busy { retry_after },
+            Failure::Unavailable(e) => AuthError::Unavailable(anyhow::anyhow!("Supabase: {e}")),
+        }
+    }
+}
+
+type Shared = Arc<OnceCell<Result<IssuedSession, Failure>>>;
+
+/// A session's latest tokens, sealed at rest.
+#[derive(Serialize, Deserialize)]
+struct Tokens {
+    access: String,
+    refresh: String,
+}
+
+/// A remote logout waiting in the outbox.
+#[derive(Serialize, Deserialize)]
+struct LogoutCall {
+    access: String,
+    refresh: String,
+    scope: String,
+}
+
+pub struct Supabase {
+    settings: SupabaseSettings,
+    api: AuthApi,
+    http: Upstream,
+    verifier: jwt::Verifier,
+    pool: SqlitePool,
+    revocations: Arc<dyn RevocationStore>,
+    sealer: Sealer,
+    outbox: Outbox,
+    wake: Notify,
+    verified: Cache<String, Arc<AccessClaims>>,
+    /// Account creation dates by user id (Supabase's JWT does not carry it).
+    created: RwLock<HashMap<String, String>>,
+    /// Refreshes in flight or just finished, by refresh-token hash.
+    refreshes: Mutex<HashMap<String, (Instant, Shared)>>,
+    /// How long a session lives without use (the refresh cookie's life).
+    idle_ttl: u64,
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+impl Supabase {
+    pub fn new(
+        settings: SupabaseSettings,
+        pool: SqlitePool,
+        revocations: Arc<dyn RevocationStore>,
+        sealer: Sealer,
+        idle_ttl: u64,
+    ) -> Result<Self, UpstreamError> {
+        let http = Upstream::new()?;
+        let base = settings.auth_url();
+        let apikey = String::from_utf8_lossy(settings.publishable_key.expose()).to_string();
+        let verifier = jwt::Verifier::new(
+            base.clone(),
+            settings.jwt_secret.as_ref().map(|s| s.expose()),
+        );
+        Ok(Self {
+            api: AuthApi::new(http.clone(), base, apikey),
+            http,
+            verifier,
+            outbox: Outbox::new(pool.clone()),
+            pool,
+            revocations,
+            sealer,
+            wake: Notify::new(),
+            verified: Cache::new(CACHE_CAPACITY),
+            created: RwLock::new(HashMap::new()),
+            refreshes: Mutex::new(HashMap::new()),
+            idle_ttl,
+            settings,
+        })
+    }
+
+    fn seal<T: Serialize>(&self, value: &T) -> String {
+        self.sealer
+            .seal(serde_json::to_string(value).unwrap_or_default().as_bytes())
+    }
+
+    fn open<T: for<'de> Deserialize<'de>>(&self, sealed: &str) -> Option<T> {
+        serde_json::from_slice(&self.sealer.open(sealed)?).ok()
+    }
+
+    /// The account creation date of `user_id`: remembered, else from our
+    /// record, else asked of Supabase once (a token that did not come
+    /// through us).
+    async fn created_at(&self, user_id: &str, access_token: &str) -> Result<String, AuthError> {
+        if let Some(at) = self
+            .created
+            .read()
+            .ok()
+            .and_then(|m| m.get(user_id).cloned())
+        {
+            return Ok(at);
+        }
+        let recorded: Option<String> = sqlx::query_scalar(
+            "SELECT user_created_at FROM supabase_sessions WHERE user_id = ? LIMIT 1",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let at = match recorded {
+            Some(at) => at,
+            None => match self.api.user(access_token).await {
+                Outcome::Ok(user) => user.created_at.unwrap_or_default(),
+                Outcome::Refused { .. } => return Err(AuthError::Rejected),
+                Outcome::Limited { retry_after } => return Err(AuthError::Busy { retry_after }),
+                Outcome::Unavailable(e) => {
+                    return Err(AuthError::Unavailable(anyhow::anyhow!("Supabase: {e}")));
+                }
+            },
+        };
+        self.remember_created(user_id, &at);
+        Ok(at)
+    }
+
+    fn remember_created(&self, user_id: &str, at: &str) {
+        if let Ok(mut map) = self.created.write() {
+            map.insert(user_id.to_string(), at.to_string());
+        }
+    }
+
+    /// A session Supabase just issued (sign-in or refresh): its access token
+    /// checked here too, recorded, and refused if it ended here meanwhile.
+    async fn accept(
+        &self,
+        session: api::Session,
+        client: &ClientInfo,
+    ) -> Result<IssuedSession, Failure> {
+        let now = unix_now();
+        let claims = self
+            .verifier
+            .verify(&self.http, &session.access_token, now, false)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "Supabase issued a token that does not verify here (check SUPABASE_URL and SUPABASE_JWT_SECRET)");
+                Failure::Unavailable(format!("its token does not verify: {e}"))
+            })?;
+        let session_id = claims
+            .session_id
+            .clone()
+            .ok_or_else(|| Failure::Unavailable("its token has no session_id".into()))?;
+        if self.revocations.is_revoked(&session_id) {
+            return Err(Failure::Rejected);
+        }
+        let user_created_at = match session.user.as_ref().and_then(|u| u.created_at.clone()) {
+            Some(at) => at,
+            None => self
+                .created_at(&claims.sub, &session.access_token)
+                .await
+                .map_err(|_| Failure::Unavailable("no account creation date".into()))?,
+        };
+        self.remember_created(&claims.sub, &user_created_at);
+        let tokens = self.seal(&Tokens {
+            access: session.access_token.clone(),
+            refresh: session.refresh_token.clone(),
+        });
+        let recorded = sqlx::query(
+            "INSERT INTO supabase_sessions
+               (session_id, user_id, user_created_at, created_at, last_used_at, user_agent, ip, refresh_hash, tokens)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (session_id) DO UPDATE SET
+               last_used_at = excluded.last_used_at,
+               user_agent = COALESCE(excluded.user_agent, user_agent),
+               ip = excluded.ip,
+               refresh_hash = excluded.refresh_hash,
+               tokens = excluded.tokens
+             WHERE ended_at IS NULL",
+        )
+        .bind(&session_id)
+        .bind(&claims.sub)
+        .bind(&user_created_at)
+        .bind(now as i64)
+        .bind(now as i64)
+        .bind(client.user_agent.as_deref().map(|ua| truncate(ua, 256)))
+        .bind(coarse_ip(client.ip))
+        .bind(hash_token(&session.refresh_token))
+        .bind(tokens)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| Failure::Unavailable(format!("recording the session: {e}")))?;
+        if recorded.rows_affected() == 0 {
+            // The session ended here while Supabase still knew it.
+            return Err(Failure::Rejected);
+        }
+        let (name, avatar_url) = match &session.user {
+            Some(user) => jwt::profile(user.user_metadata.as_ref()),
+            None => jwt::profile(claims.user_metadata.as_ref()),
+        };
+        let email = session
+            .user
+            .as_ref()
+            .and_then(|u: &UserObject| u.email.clone())
+            .or(claims.email.clone())
+            .unwrap_or_default();
+        Ok(IssuedSession {
+            user: User {
+                id: claims.sub.clone(),
+                email,
+                name,
+                avatar_url,
+                created_at: user_created_at,
+            },
+            session_id,
+            access_token: session.access_token,
+            refresh_token: session.refresh_token,
+            expires_at: claims.exp,
+        })
+    }
+
+    async fn refresh_upstream(
+        &self,
+        token: &str,
+        client: &ClientInfo,
+    ) -> Result<IssuedSession, Failure> {
+        match self.api.refresh(token, Some(client.ip)).await {
+            Outcome::Ok(session) => self.accept(session, client).await,
+            Outcome::Refused { status, code } => {
+                tracing::info!(status = status.as_u16(), code = %code, "Supabase refused the refresh");
+                Err(Failure::Rejected)
+            }
+            Outcome::Limited { retry_after } => Err(Failure::Busy(retry_after)),
+            Outcome::Unavailable(e) => Err(Failure::Unavailable(e)),
+        }
+    }
+
+    /// The shared refresh of this token: the one in flight, or a new one.
+    fn shared_refresh(&self, hash: &str) -> Shared {
+        let Ok(mut map) = self.refreshes.lock() else {
+            return Arc::new(OnceCell::new());
+        };
+        map.retain(|_, (started, _)| started.elapsed() < SHARED_REFRESH_WINDOW);
+        map.entry(hash.to_string())
+            .or_insert_with(|| (Instant::now(), Arc::new(OnceCell::new())))
+            .1
+            .clone()
+    }
+
+    /// One pending remote logout: done, or to be retried.
+    async fn deliver(&self, pending: &Pending) -> anyhow::Result<()> {
+        let give_up = |why: &str| {
+            tracing::error!(attempts = pending.attempts, why, "Supabase logout given up");
+        };
+        let Some(call) = self.open::<LogoutCall>(&pending.payload) else {
+            give_up("the sealed call does not open (DATA_DIR key changed?)");
+            return self.outbox.done(pending.id).await;
+        };
+        let retry = |e: String| {
+            tracing::warn!(error = %e, attempts = pending.attempts, "Supabase logout deferred");
+        };
+        // Supabase wants a live access token: refresh first if it expired.
+        let live = self
+            .verifier
+            .verify(&self.http, &call.access, unix_now() + 30, false)
+            .await
+            .is_ok();
+        let access = if live {
+            call.access.clone()
+        } else {
+            match self.api.refresh(&call.refresh, None).await {
+                Outcome::Ok(session) => session.access_token,
+                // The refresh token is gone: so is the session.
+                Outcome::Refused { .. } => return self.outbox.done(pending.id).await,
+                Outcome::Limited { .. } => return self.outbox.retry(pending).await,
+                Outcome::Unavailable(e) => {
+                    retry(e);
+                    return self.outbox.retry(pending).await;
+                }
+            }
+        };
+        match self.api.logout(&access, &call.scope).await {
+            Outcome::Ok(()) => {
+                tracing::info!(scope = %call.scope, "Supabase logout delivered");
+                self.outbox.done(pending.id).await
+            }
+            // 401/403/404: already signed out there (what both SDKs assume).
+            Outcome::Refused { status, code } => {
+                tracing::info!(status = status.as_u16(), code = %code, "Supabase says the session is already gone");
+                self.outbox.done(pending.id).await
+            }
+            Outcome::Limited { .. } => self.outbox.retry(pending).await,
+            Outcome::Unavailable(e) if pending.attempts + 1 >= MAX_ATTEMPTS => {
+                give_up(&e);
+                self.outbox.done(pending.id).await
+            }
+            Outcome::Unavailable(e) => {
+                retry(e);
+                self.outbox.retry(pending).await
+            }
+        }
+    }
+
+    async fn deliver_forever(&self) {
+        loop {
+            match self.outbox.due(50).await {
+                Ok(due) => {
+                    for pending in due.iter().filter(|p| p.kind == LOGOUT) {
+                        if let Err(error) = self.deliver(pending).await {
+                            tracing::warn!(error = format!("{error:#}"), "outbox delivery failed");
+                        }
+                    }
+                }
+                Err(error) => tracing::warn!(error = format!("{error:#}"), "outbox read failed"),
+            }
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    /// Writes down the remote logouts of ended sessions (the caller's
+    /// transaction), and wakes the delivery.
+    async fn queue_logouts(
+        &self,
+        ended: &[(String, Option<String>)],
+        global: bool,
+    ) -> anyhow::Result<()> {
+        let mut calls = Vec::new();
+        for (_, tokens) in ended {
+            let Some(tokens) = tokens.as_deref().and_then(|t| self.open::<Tokens>(t)) else {
+                continue;
+            };
+            calls.push(LogoutCall {
+                access: tokens.access,
+                refresh: tokens.refresh,
+                scope: if global { "global" } else { "local" }.into(),
+            });
+            // One global logout ends them all at Supabase.
+            if global {
+                break;
+            }
+        }
+        for call in calls {
+            self.outbox.push(LOGOUT, &self.seal(&call)).await?;
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SessionAuthority for Supabase {
+    async fn refresh(
+        &self,
+        refresh_token: &str,
+        client: &ClientInfo,
+    ) -> Result<IssuedSession, AuthError> {
+        if refresh_token.len() > 4096 {
+            return Err(AuthError::Rejected);
+        }
+        let hash = hash_token(refresh_token);
+        // A refresh token of a session that ended here is refused without
+        // asking Supabase (and without bringing the session back).
+        let known: Option<(String, Option<i64>)> = sqlx::query_as(
+            "SELECT session_id, ended_at FROM supabase_sessions WHERE refresh_hash = ?",
+        )
+        .bind(&hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some((session_id, ended_at)) = known
+            && (ended_at.is_some() || self.revocations.is_revoked(&session_id))
+        {
+            return Err(AuthError::Rejected);
+        }
+        let shared = self.shared_refresh(&hash);
+        let result = shared
+            .get_or_init(|| self.refresh_upstream(refresh_token, client))
+            .await
+            .clone();
+        result.map_err(AuthError::from)
+    }
+
+    async fn verify_access_token(&self, token: &str) -> Result<Arc<AccessClaims>, AuthError> {
+        let now = unix_now();
+        if let Some(claims) = self.verified.get(token) {
+            return if claims.exp > now {
+                Ok(claims)
+            } else {
+                Err(AuthError::Rejected)
+            };
+        }
+        let claims = self
+            .verifier
+            .verify(&self.http, token, now, false)
+            .await
+            .map_err(|_| AuthError::Rejected)?;
+        if claims.session_id.is_none() {
+            return Err(AuthError::Rejected);
+        }
+        let created_at = self.created_at(&claims.sub, token).await?;
+        let access = Arc::new(claims.to_access(self.verifier.issuer(), created_at));
+        self.verified.insert(token.to_string(), access.clone());
+        Ok(access)
+    }
+
+    fn is_revoked(&self, session_id: &str) -> bool {
+        self.revocations.is_revoked(session_id)
+    }
+
+    async fn session_of_access_token(&self, token: &str) -> Option<SessionRef> {
+        if let Some(claims) = self.verified.get(token) {
+            return Some(SessionRef {
+                user_id: claims.sub.clone(),
+                session_id: claims.sid.clone(),
+            });
+        }
+        let claims = self
+            .verifier
+            .verify(&self.http, token, unix_now(), true)
+            .await
+            .ok()?;
+        Some(SessionRef {
+            user_id: claims.sub,
+            session_id: claims.session_id?,
+        })
+    }
+
+    async fn session_of_refresh_token(
+        &self,
+        refresh_token: &str,
+    ) -> Result<Option<SessionRef>, AuthError> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT user_id, session_id FROM supabase_sessions WHERE refresh_hash = ?",
+        )
+        .bind(hash_token(refresh_token))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(user_id, session_id)| SessionRef {
+            user_id,
+            session_id,
+        }))
+    }
+
+    async fn end_sessions(&self, which: EndSessions) -> Result<Vec<String>, AuthError> {
+        let now = unix_now() as i64;
+        let (ended, global): (Vec<(String, Option<String>)>, bool) = match &which {
+            EndSessions::OwnedBy {
+                user_id,
+                session_id,
+            } => (
+                sqlx::query_as(
+                    "UPDATE supabase_sessions SET ended_at = ?
+                     WHERE session_id = ? AND user_id = ? AND ended_at IS NULL
+                     RETURNING session_id, tokens",
+                )
+                .bind(now)
+                .bind(session_id)
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?,
+                false,
+            ),
+            EndSessions::Any { session_id } => (
+                sqlx::query_as(
+                    "UPDATE supabase_sessions SET ended_at = ?
+                     WHERE session_id = ? AND ended_at IS NULL RETURNING session_id, tokens",
+                )
+                .bind(now)
+                .bind(session_id)
+                .fetch_all(&self.pool)
+                .await?,
+                false,
+            ),
+            EndSessions::AllOf { user_id } => {
+                let mut rows: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+                    "UPDATE supabase_sessions SET ended_at = ?
+                     WHERE user_id = ? AND ended_at IS NULL
+                     RETURNING session_id, tokens, last_used_at",
+                )
+                .bind(now)
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?;
+                // The freshest tokens carry the global logout.
+                rows.sort_by_key(|(.., used)| std::cmp::Reverse(*used));
+                (rows.into_iter().map(|(id, t, _)| (id, t)).collect(), true)
+            }
+        };
+        let ids: Vec<String> = ended.iter().map(|(id, _)| id.clone()).collect();
+        self.revocations.revoke(&ids).await?;
+        if let Err(error) = self.queue_logouts(&ended, global).await {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "could not queue Supabase logouts"
+            );
+        }
+        Ok(ids)
+    }
+
+    async fn list_sessions(&self, user_id: &str) -> Result<Vec<SessionInfo>, AuthError> {
+        let horizon = unix_now() as i64 - self.idle_ttl as i64;
+        let rows: Vec<(String, i64, i64, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT session_id, created_at, last_used_at, user_agent, ip FROM supabase_sessions
+             WHERE user_id = ? AND ended_at IS NULL AND last_used_at > ?
+             ORDER BY created_at DESC, session_id",
+        )
+        .bind(user_id)
+        .bind(horizon)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter(|(id, ..)| !self.revocations.is_revoked(id))
+            .map(|(id, created, used, user_agent, ip)| SessionInfo {
+                id,
+                created_at: crate::accounts::rfc3339(created),
+                last_used_at: crate::accounts::rfc3339(used),
+                user_agent,
+                ip,
+            })
+            .collect())
+    }
+
+    fn jwks(&self) -> Arc<str> {
+        serde_json::to_string(&*self.verifier.keys().current())
+            .unwrap_or_else(|_| r#"{"keys":[]}"#.into())
+            .into()
+    }
+}
+
+#[async_trait]
+impl SignInMethod for Supabase {
+    async fn authorize_url(
+        &self,
+        flow: &StartedFlow,
+        redirect_uri: &str,
+    ) -> Result<String, AuthError> {
+        let mut url = url::Url::parse(&format!("{}/authorize", self.api.base()))
+            .map_err(|e| AuthError::Internal(e.into()))?;
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("provider", &self.settings.oauth_provider)
+                .append_pair("redirect_to", redirect_uri)
+                .append_pair("code_challenge", &pkce_challenge(&flow.code_verifier))
+                .append_pair("code_challenge_method", "s256");
+            if let Some(scopes) = &self.settings.scopes {
+                query.append_pair("scopes", scopes);
+            }
+            for (name, value) in &self.settings.auth_params {
+                query.append_pair(name, value);
+            }
+        }
+        Ok(url.into())
+    }
+
+    async fn complete(
+        &self,
+        callback: Callback<'_>,
+        flow: &Flow,
+        client: &ClientInfo,
+    ) -> Result<IssuedSession, AuthError> {
+        match self
+            .api
+            .exchange(callback.code, &flow.code_verifier, client.ip)
+            .await
+        {
+            Outcome::Ok(session) => self.accept(session, client).await.map_err(AuthError::from),
+            Outcome::Refused { status, code } => {
+                tracing::info!(status = status.as_u16(), code = %code, "Supabase refused the code");
+                Err(AuthError::Rejected)
+            }
+            Outcome::Limited { retry_after } => Err(AuthError::Busy { retry_after }),
+            Outcome::Unavailable(e) => {
+                Err(AuthError::Unavailable(anyhow::anyhow!("Supabase: {e}")))
+            }
+        }
+    }
+
+    async fn run(&self) {
+        // The keys early (a token with an unknown kid fetches them anyway).
+        let mut wait = Duration::from_secs(1);
+        let load_keys = async {
+            while let Err(error) = self.verifier.keys().load(&self.http).await {
+                if self.settings.jwt_secret.is_some() {
+                    return; // HS256 projects may publish no keys at all.
+                }
+                tracing::warn!(error = %error, retry_in_s = wait.as_secs(), "Supabase keys not loaded");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+        };
+        tokio::join!(load_keys, self.deliver_forever());
+    }
+
+    async fn prune(&self) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM supabase_sessions WHERE last_used_at < ?")
+            .bind(unix_now() as i64 - self.idle_ttl as i64 - 86_400)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
