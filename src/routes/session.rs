@@ -10,7 +10,7 @@ use http::{HeaderMap, header};
 use serde::{Deserialize, Serialize};
 
 use super::extract::{ApiJson, Client};
-use crate::authority::{AccessClaims, IssuedSession, User};
+use crate::authority::{AccessClaims, AuthError, IssuedSession, User};
 use crate::cookies::CookieKind;
 use crate::error::{ApiError, Result};
 use crate::security::csrf::{Binding, Purpose};
@@ -125,10 +125,15 @@ pub async fn refresh(
         .cookies()
         .read(&headers, CookieKind::Refresh)
         .ok_or(ApiError::RefreshFailed)?;
-    let issued = state
-        .authority
-        .refresh(token, &client)
-        .await
-        .map_err(|e| ApiError::from_auth(e, ApiError::RefreshFailed))?;
-    Ok(session_response(&state, &issued, HeaderMap::new()))
+    match state.authority.refresh(token, &client).await {
+        Ok(issued) => Ok(session_response(&state, &issued, HeaderMap::new())),
+        // A refused refresh token is dead (used, ended, expired): the
+        // cookies that carry it are cleared, so the client signs in again.
+        Err(AuthError::Rejected) => {
+            let mut response = ApiError::RefreshFailed.into_response();
+            state.cookies().clear_all(response.headers_mut());
+            Ok(response)
+        }
+        Err(e) => Err(ApiError::from_auth(e, ApiError::RefreshFailed)),
+    }
 }

@@ -434,6 +434,11 @@ async fn a_rotated_refresh_token_replayed_after_the_interval_ends_the_whole_sess
     // No pause: with an interval of 0 there is no grace at all.
     let replay = thief.post_api("/auth/refresh").await;
     assert_eq!(replay.status(), 401);
+    // A refused refresh clears the cookies that carried it.
+    let cleared = set_cookies(replay.headers());
+    for name in ["chronos_session", "chronos_refresh", "chronos_csrf"] {
+        assert_cleared(&cleared[name]);
+    }
     let legit = browser.post_api("/auth/refresh").await;
     assert_eq!(legit.status(), 401, "the new token dies with the family");
     assert_eq!(browser.get("/auth/session").await.status(), 401);
