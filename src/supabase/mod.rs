@@ -443,6 +443,17 @@ impl SessionAuthority for Supabase {
             .get_or_init(|| self.refresh_upstream(refresh_token, client))
             .await
             .clone();
+        if result.is_err() {
+            // Only a success is shared with late duplicates; after a failure
+            // the next attempt asks again.
+            if let Ok(mut map) = self.refreshes.lock()
+                && map
+                    .get(&hash)
+                    .is_some_and(|(_, cell)| Arc::ptr_eq(cell, &shared))
+            {
+                map.remove(&hash);
+            }
+        }
         result.map_err(AuthError::from)
     }
 

@@ -8,6 +8,7 @@ mod helpers;
 
 mod config;
 mod fake_oidc;
+mod gotrue;
 mod layout;
 mod logout;
 mod nginx;
@@ -18,4 +19,5 @@ mod revocation;
 mod routing;
 mod security;
 mod session;
+mod supabase;
 mod transport;
