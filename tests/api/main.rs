@@ -20,4 +20,5 @@ mod routing;
 mod security;
 mod session;
 mod supabase;
+mod supabase_browser;
 mod transport;

@@ -11,74 +11,15 @@
 //   OP_URL          the provider's issuer
 //   OP_SECRET       the client secret (for introspection)
 //   CHROMIUM        the browser binary (default /usr/bin/chromium)
-import http from "node:http";
-import { chromium } from "playwright-core";
+import { callbackStatus, launchChromium, serveWebClient } from "./webclient.mjs";
 
 const api = process.env.CHRONOS_URL;
 const port = Number(process.env.FRONTEND_PORT);
 const op = process.env.OP_URL;
 const secret = process.env.OP_SECRET;
 
-// The web client, reduced to what the API contract asks of it (the same
-// calls the upstream client makes: credentials included, CSRF token read
-// from its cookie and echoed on POSTs).
-const page = (title, script) => `<!doctype html><meta charset="utf-8"><title>${title}</title>
-<body><h1>${title}</h1><p id="status">working</p>
-<script>const API = ${JSON.stringify(api)};
-const csrf = () => (document.cookie.split("; ").find((c) => c.startsWith("chronos_csrf=")) || "=").split("=")[1];
-window.session = async () => {
-  const r = await fetch(API + "/auth/session", { credentials: "include" });
-  return r.status + " " + (r.ok ? (await r.json()).user.email : "");
-};
-window.refresh = async () => {
-  await fetch(API + "/auth/csrf", { credentials: "include" });
-  const r = await fetch(API + "/auth/refresh", { method: "POST", credentials: "include",
-    headers: { "X-CSRF-Token": csrf() } });
-  return String(r.status);
-};
-window.logout = async () => {
-  const r = await fetch(API + "/auth/logout", { method: "POST", credentials: "include",
-    headers: { "X-CSRF-Token": csrf() } });
-  return r.status + " " + (await r.json()).message;
-};
-window.startLogin = async () => {
-  const r = await fetch(API + "/auth/google/login", { credentials: "include" });
-  window.location.href = (await r.json()).redirectUrl;
-};
-${script}</script>`;
-
-const home = page("Chronos", `document.getElementById("status").textContent = "ready";`);
-const callback = page("Callback", `
-  (async () => {
-    const code = new URLSearchParams(location.search).get("code");
-    const started = performance.now();
-    const r = await fetch(API + "/auth/web/callback", {
-      method: "POST", credentials: "include",
-      headers: { "Content-Type": "application/json", "Accept": "application/json" },
-      body: JSON.stringify({ code }),
-    });
-    const took = Math.round(performance.now() - started);
-    const body = await r.json();
-    document.getElementById("status").textContent =
-      r.ok ? "signed in as " + body.user.email + " in " + took + " ms" : "failed: " + body.detail;
-  })();
-`);
-
-const server = http.createServer((req, res) => {
-  const path = new URL(req.url, "http://x").pathname;
-  const html = path === "/auth/web/callback" ? callback : path === "/" ? home : null;
-  res.writeHead(html ? 200 : 404, { "Content-Type": "text/html; charset=utf-8" });
-  res.end(html ?? "not found");
-});
-await new Promise((resolve) => server.listen(port, "127.0.0.1", resolve));
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-});
+const server = await serveWebClient(api, port);
+const browser = await launchChromium();
 
 const step = (message) => console.log("browser: " + message);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -113,8 +54,7 @@ async function signIn(tab, login) {
     tab.waitForURL(new RegExp(`^http://localhost:${port}/auth/web/callback\\?code=`)),
     tab.click("button[type=submit]"),
   ]);
-  await tab.waitForFunction(() => document.getElementById("status").textContent !== "working");
-  const status = await tab.textContent("#status");
+  const status = await callbackStatus(tab);
   step(status);
   if (!status.startsWith("signed in as " + login + "@example.com")) throw new Error("sign-in failed: " + status);
 }

@@ -6,7 +6,7 @@
 //   EMAIL, PASSWORD an account that exists
 //   CHROMIUM       the browser binary (default /usr/bin/chromium)
 import http from "node:http";
-import { chromium } from "playwright-core";
+import { launchChromium } from "./webclient.mjs";
 
 const api = process.env.CHRONOS_URL;
 const port = Number(process.env.FRONTEND_PORT);
@@ -59,13 +59,7 @@ const server = http.createServer((req, res) => {
 });
 await new Promise((resolve) => server.listen(port, "127.0.0.1", resolve));
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-});
+const browser = await launchChromium();
 
 const step = (message) => console.log("browser: " + message);
 let failed = false;
