@@ -498,6 +498,11 @@ def main():
         print("\nsign-in storms (access log off):")
         results["signin_pressure"] = signin_pressure(data_dir, args)
 
+        # Each identity provider, same run: sign-in latency, session checks.
+        print("\nidentity providers (tests/browser's oidc-provider and GoTrue test server):")
+        import providers
+        results["providers"] = providers.measure(args, work)
+
         # The limiter under one million distinct keys (in-process).
         out = subprocess.run([LIMITER], capture_output=True, text=True, check=True).stdout
         results["limiter"] = dict(line.split("=", 1) for line in out.split())
@@ -527,7 +532,12 @@ def write_results(results):
         f.write(f"machine: {results['machine']}\n\nconfig: {results['config']}\n\n")
         f.write(f"start-up: {results.get('startup_ms')}\n\nflows: {results.get('flows')}\n\n{table}\n\n")
         f.write(f"limiter: {results.get('limiter')}\n\n")
-        f.write(f"sign-in pressure: {json.dumps(results.get('signin_pressure'), indent=1)}\n")
+        f.write(f"sign-in pressure: {json.dumps(results.get('signin_pressure'), indent=1)}\n\n")
+        lines = ["| provider: measured | req/s | p99 ms | × embedded | sign-in ms (median) |",
+                 "|---|---:|---:|---:|---:|"]
+        for r in results.get("providers") or []:
+            lines.append(f"| {r['label']} | {r['rps']:,.0f} | {r['p99_ms']:.3f} | {r['vs_embedded']:.2f} | {r['signin_ms']:.1f} |")
+        f.write("\n".join(lines) + "\n")
     print("\n" + table)
 
 

@@ -15,5 +15,7 @@ if ! [ -x bench/.venv/bin/uvicorn ]; then
     python3 -m venv bench/.venv
     bench/.venv/bin/pip install -q -r bench/python/requirements.txt
 fi
+# The identity providers the provider rows run against (as in the tests).
+npm ci --prefix tests/browser --no-audit --no-fund --silent
 cargo build --release --bin chronos --example ceiling --example verify_baseline --example limiter_memory
 exec python3 bench/run.py "$@"
