@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Instructions per request inside the security envelope (the routes
+included, hyper's parsing and the kernel not), counted by callgrind: exact
+and repeatable where wall-clock throughput on a shared VM is not. Compares
+this build with an earlier binary, endpoint by endpoint.
+
+    python3 bench/instructions.py --baseline /path/to/earlier/chronos
+
+Writes bench/results/instructions.md. The earlier binary's envelope
+function was `Secured::serve` before issue 8 and `Envelope::serve` after;
+both names are tried.
+"""
+import argparse
+import http.client
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run  # noqa: E402
+
+TOGGLE = "*Envelope*serve*"
+OLD_TOGGLE = "*Secured*serve*"
+
+
+def count(binpath, path, n, toggle):
+    with tempfile.TemporaryDirectory() as d:
+        subprocess.run([binpath, "user", "add", run.EMAIL], input=run.PASSWORD + "\n", text=True,
+                       check=True, env={"PATH": os.environ["PATH"], "DATA_DIR": d},
+                       stdout=subprocess.DEVNULL)
+        port = run.free_port()
+        out = os.path.join(d, "callgrind.out")
+        proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--toggle-collect={toggle}",
+                                 f"--callgrind-out-file={out}", binpath],
+                                env=run.chronos_env(d, port), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        run.wait_http(port, timeout=60)
+        cookie = run.sign_in(port)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        method = "POST" if path == "/auth/logout" else "GET"
+        for _ in range(n):
+            # Logout without cookies, as the load benchmark sends it.
+            conn.request(method, path, headers={} if path == "/auth/logout" else {"Cookie": cookie})
+            conn.getresponse().read()
+        conn.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        text = open(out).read()
+        return int(re.search(r"^summary:\s+(\d+)", text, re.M).group(1))
+
+
+def per_request(binpath, path, toggle):
+    # The difference of two runs cancels start-up and sign-in.
+    return (count(binpath, path, 1100, toggle) - count(binpath, path, 100, toggle)) / 1000
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--baseline", required=True)
+    args = ap.parse_args()
+    lines = ["| endpoint | this build | baseline | ratio |", "|---|---:|---:|---:|"]
+    for path in ("/auth/logout", "/auth/session", "/auth/verify"):
+        ours = per_request(run.CHRONOS, path, TOGGLE)
+        theirs = per_request(args.baseline, path, TOGGLE)
+        if theirs <= 0:
+            theirs = per_request(args.baseline, path, OLD_TOGGLE)
+        lines.append(f"| {path} | {ours:,.0f} | {theirs:,.0f} | {ours / theirs:.3f} |")
+        print(lines[-1], flush=True)
+    out = os.path.join(run.ROOT, "bench", "results", "instructions.md")
+    with open(out, "w") as f:
+        f.write("Instructions per request inside the envelope (callgrind), "
+                f"baseline {os.path.basename(args.baseline)}\n\n" + "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
