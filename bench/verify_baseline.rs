@@ -23,6 +23,7 @@ impl RevocationStore for NoRevocations {
     async fn revoke(&self, _: &[String]) -> anyhow::Result<()> {
         Ok(())
     }
+    fn recorded(&self, _: i64, _: &str) {}
     fn is_revoked(&self, _: &str) -> bool {
         false
     }

@@ -36,6 +36,7 @@ use crate::store::flows::{FlowStore, SqliteFlows};
 use crate::store::memory::MemoryRateLimitStore;
 use crate::store::revocations::{RevocationStore, SqliteRevocations};
 use crate::store::sqlite;
+use crate::store::writer::Writer;
 use crate::supabase::Supabase;
 
 /// Why the server could not start; displayed as one line.
@@ -66,6 +67,8 @@ fn data_dir_error(settings: &Settings, what: &str, e: impl std::fmt::Display) ->
 /// on it: [`Application::build_with`].
 pub struct Stores {
     pub pool: sqlx::SqlitePool,
+    /// The database's one writer (every write goes through it).
+    pub writer: Writer,
     pub revocations: Arc<dyn RevocationStore>,
     pub flows: Arc<dyn FlowStore>,
     pub auth_limits: Arc<dyn RateLimitStore>,
@@ -76,22 +79,27 @@ impl Stores {
     pub async fn open(settings: &Settings) -> Result<Self, StartupError> {
         secrets::ensure_dir(&settings.server.data_dir)
             .map_err(|e| data_dir_error(settings, "data", e))?;
-        let pool = sqlite::open(&sqlite::database_url(settings))
-            .await
-            .map_err(|e| {
-                ConfigError::new(
-                    if settings.storage.database_url.is_some() {
-                        "DATABASE_URL"
-                    } else {
-                        "DATA_DIR"
-                    },
-                    format!("cannot open the database: {e}"),
-                )
-            })?;
+        let url = sqlite::database_url(settings);
+        let database_error = |e: &dyn std::fmt::Display| {
+            ConfigError::new(
+                if settings.storage.database_url.is_some() {
+                    "DATABASE_URL"
+                } else {
+                    "DATA_DIR"
+                },
+                format!("cannot open the database: {e}"),
+            )
+        };
+        let pool = sqlite::open(&url).await.map_err(|e| database_error(&e))?;
+        let writer = Writer::open(&sqlite::database_path(&url)).map_err(|e| database_error(&e))?;
         let revocations: Arc<dyn RevocationStore> = Arc::new(
-            SqliteRevocations::load(pool.clone(), settings.sessions.access_token_ttl)
-                .await
-                .map_err(|e| data_dir_error(settings, "revocations", e))?,
+            SqliteRevocations::load(
+                pool.clone(),
+                writer.clone(),
+                settings.sessions.access_token_ttl,
+            )
+            .await
+            .map_err(|e| data_dir_error(settings, "revocations", e))?,
         );
         let limits = &settings.limits;
         Ok(Self {
@@ -101,6 +109,7 @@ impl Stores {
             verify_limits: (!limits.verify.is_empty())
                 .then(|| Arc::new(MemoryRateLimitStore::new(&limits.verify)) as _),
             pool,
+            writer,
         })
     }
 }
@@ -134,6 +143,7 @@ impl Identity {
         let authority = Arc::new(
             LocalAuthority::new(
                 stores.pool.clone(),
+                stores.writer.clone(),
                 tokens,
                 stores.revocations.clone(),
                 LocalConfig {
@@ -387,7 +397,7 @@ async fn prune_stores(
         let results = [
             stores.flows.prune().await,
             stores.revocations.prune().await,
-            authority.prune().await,
+            authority.purge().await.map(|_| ()),
             sign_in.prune().await,
         ];
         for error in results.into_iter().filter_map(Result::err) {

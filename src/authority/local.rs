@@ -1,12 +1,21 @@
-//! The local session authority: sessions and refresh-token chains in the
-//! database, access tokens signed with our own key, revocations in the
-//! revocation store.
+//! The local session authority: one row per session in the database,
+//! access tokens signed with our own key, revocations in the revocation
+//! store. Every write goes through the database's one writer.
 //!
-//! Refresh tokens form a chain per session: the successor of token `t` is
-//! `HMAC(refresh_key, t)`. Presenting a token that was already rotated
-//! within `REFRESH_REUSE_INTERVAL_SECONDS` (two tabs refreshing at once)
-//! returns the current head of the chain, so both tabs end up with the same
-//! pair; presenting it later is treated as theft and ends the session.
+//! Refresh tokens describe themselves: `base64url(2 ‖ session id ‖ counter
+//! ‖ MAC)`, the MAC an HMAC-SHA256 (truncated to 128 bits) under a key in
+//! DATA_DIR. The session row keeps the current counter, so one conditional
+//! `UPDATE` decides everything a refresh can be:
+//!
+//! - the current token: the counter moves on, a new pair is issued;
+//! - the previous one, within `REFRESH_REUSE_INTERVAL_SECONDS` of its
+//!   rotation (two tabs refreshing at once): the current pair again, byte
+//!   for byte (Ed25519 is deterministic and the pair's times are stored);
+//! - any older token, however long after: theft; the session ends.
+//!
+//! Sessions from before this scheme hold chain tokens (the successor of `t`
+//! is `HMAC(key, t)`, kept hashed in `refresh_tokens`); their next refresh
+//! moves them over, and their old tokens are still recognised.
 
 use std::sync::Arc;
 
@@ -14,27 +23,34 @@ use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use hmac::{Hmac, KeyInit, Mac};
+use rusqlite::{Connection, OptionalExtension, params};
 use sha2::Sha256;
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::SqlitePool;
 
 use super::tokens::{AUDIENCE, AccessClaims, AccessTokens};
 use super::{
     AuthError, ClientInfo, EndSessions, IssuedSession, SessionAuthority, SessionInfo, SessionRef,
     User,
 };
-use crate::accounts::{UserRow, rfc3339, user_columns};
+use crate::accounts::{rfc3339, user_columns};
 use crate::limits::coarse_ip;
-use crate::secrets::{hash_token, random_token};
+use crate::secrets::hash_token;
 use crate::store::revocations::RevocationStore;
+use crate::store::writer::{WriteError, Writer};
 use crate::unix_now;
 
-/// How far along a chain a grace-window replay may walk to find its head.
-const MAX_CHAIN_WALK: usize = 16;
 /// Refresh tokens longer than this are refused before any lookup.
 const MAX_REFRESH_TOKEN_LEN: usize = 128;
+/// The version byte of self-describing refresh tokens.
+const V2: u8 = 2;
+/// version, session id (16), counter (8), MAC (16).
+const V2_LEN: usize = 1 + 16 + 8 + 16;
+/// Rows deleted per purge step (each a short write).
+pub const PURGE_BATCH: i64 = 1000;
 
 pub struct LocalAuthority {
     pool: SqlitePool,
+    writer: Writer,
     tokens: Arc<AccessTokens>,
     refresh_mac: Hmac<Sha256>,
     revocations: Arc<dyn RevocationStore>,
@@ -45,7 +61,7 @@ pub struct LocalAuthority {
 /// What the local authority needs besides its stores.
 pub struct LocalConfig {
     pub refresh_key: Vec<u8>,
-    /// How long a session lives without use (the refresh cookie's life).
+    /// How long a refresh token lives (the refresh cookie's life).
     pub refresh_ttl: u64,
     pub reuse_interval: u64,
 }
@@ -54,8 +70,370 @@ fn truncate(s: &str, max: usize) -> String {
     s.chars().filter(|c| !c.is_control()).take(max).collect()
 }
 
-/// session id, created_at, rotated_at (ms), user id, session revoked_at.
-type RefreshRow = (String, i64, Option<i64>, String, Option<i64>);
+fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl From<WriteError> for AuthError {
+    fn from(e: WriteError) -> Self {
+        AuthError::Internal(e.into())
+    }
+}
+
+/// The pair a refresh hands out: the session's counter and when it was issued.
+struct Pair {
+    session_id: String,
+    counter: u64,
+    issued_at: u64,
+    user: User,
+}
+
+/// What a refresh found.
+enum Refreshed {
+    Pair(Pair),
+    /// An old token came back: the session just ended (revocation seq).
+    Reused {
+        session_id: String,
+        seq: i64,
+    },
+    Rejected,
+}
+
+fn user_row(conn: &Connection, user_id: &str) -> rusqlite::Result<Option<User>> {
+    conn.query_row(
+        concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?1"),
+        [user_id],
+        |row| {
+            Ok(User {
+                id: row.get(0)?,
+                email: row.get(1)?,
+                name: row.get(2)?,
+                avatar_url: row.get(3)?,
+                created_at: rfc3339(row.get(4)?),
+            })
+        },
+    )
+    .optional()
+}
+
+/// Ends a session whose old token came back, in the same transaction.
+fn end_for_reuse(conn: &Connection, session_id: &str, now: i64) -> rusqlite::Result<i64> {
+    conn.execute(
+        "UPDATE sessions SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
+        params![now, session_id],
+    )?;
+    conn.query_row(
+        "INSERT INTO revocations (session_id, revoked_at) VALUES (?1, ?2) RETURNING seq",
+        params![session_id, now],
+        |row| row.get(0),
+    )
+}
+
+impl LocalAuthority {
+    pub fn new(
+        pool: SqlitePool,
+        writer: Writer,
+        tokens: Arc<AccessTokens>,
+        revocations: Arc<dyn RevocationStore>,
+        config: LocalConfig,
+    ) -> anyhow::Result<Self> {
+        let refresh_mac = Hmac::<Sha256>::new_from_slice(&config.refresh_key)
+            .map_err(|_| anyhow::anyhow!("bad refresh key"))?;
+        Ok(Self {
+            pool,
+            writer,
+            tokens,
+            refresh_mac,
+            revocations,
+            refresh_ttl: config.refresh_ttl,
+            reuse_interval: config.reuse_interval,
+        })
+    }
+
+    /// The refresh token for `counter` of `session_id`.
+    fn refresh_token(&self, session_id: &str, counter: u64) -> Result<String, AuthError> {
+        let id = uuid::Uuid::parse_str(session_id).map_err(|e| AuthError::Internal(e.into()))?;
+        let mut bytes = [0u8; V2_LEN];
+        bytes[0] = V2;
+        bytes[1..17].copy_from_slice(id.as_bytes());
+        bytes[17..25].copy_from_slice(&counter.to_be_bytes());
+        let mut mac = self.refresh_mac.clone();
+        mac.update(&bytes[..25]);
+        bytes[25..].copy_from_slice(&mac.finalize().into_bytes()[..16]);
+        Ok(B64.encode(bytes))
+    }
+
+    /// The session and counter a self-describing token names, if its MAC
+    /// is ours (checked in constant time).
+    fn parse_refresh_token(&self, token: &str) -> Option<(String, u64)> {
+        let bytes = B64.decode(token).ok()?;
+        if bytes.len() != V2_LEN || bytes[0] != V2 {
+            return None;
+        }
+        let mut mac = self.refresh_mac.clone();
+        mac.update(&bytes[..25]);
+        mac.verify_truncated_left(&bytes[25..]).ok()?;
+        let id = uuid::Uuid::from_slice(&bytes[1..17]).ok()?;
+        let counter = u64::from_be_bytes(bytes[17..25].try_into().ok()?);
+        Some((id.hyphenated().to_string(), counter))
+    }
+
+    /// The access token that goes with the pair (a function of it, so a
+    /// grace-window repeat gets byte-for-byte the same token).
+    fn issue(&self, pair: Pair) -> Result<IssuedSession, AuthError> {
+        let refresh_token = self.refresh_token(&pair.session_id, pair.counter)?;
+        let exp = pair.issued_at + self.tokens.ttl();
+        let claims = AccessClaims {
+            iss: self.tokens.issuer().to_string(),
+            aud: AUDIENCE.to_string(),
+            sub: pair.user.id.clone(),
+            email: pair.user.email.clone(),
+            sid: pair.session_id.clone(),
+            jti: hash_token(&format!("jti:{refresh_token}"))[..22].to_string(),
+            iat: pair.issued_at,
+            exp,
+            nbf: None,
+            name: pair.user.name.clone(),
+            avatar_url: pair.user.avatar_url.clone(),
+            created_at: pair.user.created_at.clone(),
+        };
+        let access_token = self
+            .tokens
+            .sign(&claims)
+            .map_err(|e| AuthError::Internal(e.into()))?;
+        Ok(IssuedSession {
+            user: pair.user,
+            session_id: pair.session_id,
+            access_token,
+            refresh_token,
+            expires_at: exp,
+        })
+    }
+
+    /// Opens a session for one of our accounts (a sign-in method has
+    /// proven who the person is).
+    pub async fn open(
+        &self,
+        user_id: &str,
+        client: &ClientInfo,
+    ) -> Result<IssuedSession, AuthError> {
+        let now = unix_now() as i64;
+        let session_id = uuid::Uuid::new_v4().to_string();
+        let user_id = user_id.to_string();
+        let user_agent = client.user_agent.as_deref().map(|ua| truncate(ua, 256));
+        let ip = coarse_ip(client.ip);
+        let id = session_id.clone();
+        let user = self
+            .writer
+            .write(move |c| {
+                let Some(user) = user_row(c, &user_id)? else {
+                    return Ok(None);
+                };
+                c.execute(
+                    "INSERT INTO sessions (id, user_id, created_at, last_used_at, user_agent, ip,
+                                           refresh_counter, refresh_issued_at)
+                     VALUES (?1, ?2, ?3, ?3, ?4, ?5, 0, ?3)",
+                    params![id, user.id, now, user_agent, ip],
+                )?;
+                Ok(Some(user))
+            })
+            .await?
+            .ok_or(AuthError::Rejected)?;
+        self.issue(Pair {
+            session_id,
+            counter: 0,
+            issued_at: now as u64,
+            user,
+        })
+    }
+
+    /// Deletes, a batch at a time, what can no longer matter: sessions
+    /// unused for longer than a refresh token lives, and sessions ended
+    /// longer ago than an access token lives (their revocation rows cover
+    /// that time). Each batch is a short write of its own.
+    pub async fn purge(&self) -> anyhow::Result<u64> {
+        let now = unix_now() as i64;
+        let idle = now - self.refresh_ttl as i64 - 60;
+        let ended = now - self.tokens.ttl() as i64 - 60;
+        let mut total = 0;
+        loop {
+            let deleted = self
+                .writer
+                .write(move |c| {
+                    c.execute(
+                        "DELETE FROM sessions WHERE id IN (
+                           SELECT id FROM sessions WHERE last_used_at < ?1 LIMIT ?3
+                           UNION ALL
+                           SELECT id FROM sessions WHERE revoked_at < ?2 LIMIT ?3)",
+                        params![idle, ended, PURGE_BATCH],
+                    )
+                })
+                .await?;
+            total += deleted as u64;
+            if (deleted as i64) < PURGE_BATCH {
+                return Ok(total);
+            }
+            // Let the requests' writes in between batches.
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// A self-describing token: the one conditional update.
+    async fn refresh_v2(
+        &self,
+        session_id: String,
+        counter: u64,
+        client: &ClientInfo,
+    ) -> Result<Refreshed, AuthError> {
+        let now = unix_now() as i64;
+        let now_ms = unix_now_ms();
+        let interval_ms = self.reuse_interval as i64 * 1000;
+        let horizon = now - self.refresh_ttl as i64;
+        let user_agent = client.user_agent.as_deref().map(|ua| truncate(ua, 256));
+        let ip = coarse_ip(client.ip);
+        let counter = i64::try_from(counter).map_err(|_| AuthError::Rejected)?;
+        Ok(self
+            .writer
+            .write(move |c| {
+                // All right-hand sides read the row as it was.
+                let row: Option<(i64, i64, Option<i64>, String)> = c
+                    .query_row(
+                        "UPDATE sessions SET
+                           refresh_counter = CASE WHEN refresh_counter = ?1 THEN ?1 + 1 ELSE refresh_counter END,
+                           refresh_issued_at = CASE WHEN refresh_counter = ?1 THEN ?2 ELSE refresh_issued_at END,
+                           rotated_at_ms = CASE WHEN refresh_counter = ?1 THEN ?3 ELSE rotated_at_ms END,
+                           revoked_at = CASE
+                             WHEN refresh_counter = ?1 THEN NULL
+                             WHEN refresh_counter = ?1 + 1 AND ?3 - rotated_at_ms < ?4 THEN NULL
+                             ELSE ?2 END,
+                           last_used_at = ?2,
+                           user_agent = COALESCE(?5, user_agent),
+                           ip = ?6
+                         WHERE id = ?7 AND revoked_at IS NULL AND refresh_issued_at > ?8
+                           AND refresh_counter IS NOT NULL
+                         RETURNING refresh_counter, refresh_issued_at, revoked_at, user_id",
+                        params![counter, now, now_ms, interval_ms, user_agent, ip, session_id, horizon],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    )
+                    .optional()?;
+                let Some((current, issued_at, revoked_at, user_id)) = row else {
+                    return Ok(Refreshed::Rejected);
+                };
+                if revoked_at.is_some() {
+                    let seq: i64 = c.query_row(
+                        "INSERT INTO revocations (session_id, revoked_at) VALUES (?1, ?2) RETURNING seq",
+                        params![session_id, now],
+                        |r| r.get(0),
+                    )?;
+                    return Ok(Refreshed::Reused { session_id, seq });
+                }
+                let Some(user) = user_row(c, &user_id)? else {
+                    return Ok(Refreshed::Rejected);
+                };
+                Ok(Refreshed::Pair(Pair {
+                    session_id,
+                    counter: current as u64,
+                    issued_at: issued_at as u64,
+                    user,
+                }))
+            })
+            .await?)
+    }
+
+    /// A chain token from before self-describing tokens: its session moves
+    /// to the new scheme on its next refresh.
+    async fn refresh_legacy(&self, token: &str) -> Result<Refreshed, AuthError> {
+        let token_hash = hash_token(token);
+        let now = unix_now() as i64;
+        let now_ms = unix_now_ms();
+        let interval_ms = self.reuse_interval as i64 * 1000;
+        let horizon = now - self.refresh_ttl as i64;
+        Ok(self
+            .writer
+            .write(move |c| {
+                type Row = (String, i64, Option<i64>, String, Option<i64>, Option<i64>, Option<i64>);
+                let row: Option<Row> = c
+                    .query_row(
+                        "SELECT rt.session_id, rt.created_at, COALESCE(rt.rotated_at_ms, rt.rotated_at * 1000),
+                                s.user_id, s.revoked_at, s.refresh_counter, s.refresh_issued_at
+                         FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
+                         WHERE rt.token_hash = ?1",
+                        [&token_hash],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+                    )
+                    .optional()?;
+                let Some((session_id, created_at, rotated_ms, user_id, revoked_at, counter, issued_at)) = row
+                else {
+                    return Ok(Refreshed::Rejected);
+                };
+                if revoked_at.is_some() || created_at <= horizon {
+                    return Ok(Refreshed::Rejected);
+                }
+                let pair = match (rotated_ms, counter) {
+                    // The chain's head: the session moves to counters.
+                    (None, None) => {
+                        c.execute(
+                            "UPDATE refresh_tokens SET rotated_at = ?1, rotated_at_ms = ?2 WHERE token_hash = ?3",
+                            params![now, now_ms, token_hash],
+                        )?;
+                        c.execute(
+                            "UPDATE sessions SET refresh_counter = 1, refresh_issued_at = ?1,
+                                    rotated_at_ms = ?2, last_used_at = ?1 WHERE id = ?3",
+                            params![now, now_ms, session_id],
+                        )?;
+                        (1, now)
+                    }
+                    // A repeat of the head within the grace window: the new pair.
+                    (Some(rotated), Some(counter)) if now_ms - rotated < interval_ms => {
+                        (counter, issued_at.unwrap_or(now))
+                    }
+                    // Rotated by an earlier version, within the window: not
+                    // theft, but nothing to hand out either.
+                    (Some(rotated), None) if now_ms - rotated < interval_ms => {
+                        return Ok(Refreshed::Rejected);
+                    }
+                    // Any other old token: theft.
+                    _ => {
+                        let seq = end_for_reuse(c, &session_id, now)?;
+                        return Ok(Refreshed::Reused { session_id, seq });
+                    }
+                };
+                let Some(user) = user_row(c, &user_id)? else {
+                    return Ok(Refreshed::Rejected);
+                };
+                Ok(Refreshed::Pair(Pair {
+                    session_id,
+                    counter: pair.0 as u64,
+                    issued_at: pair.1 as u64,
+                    user,
+                }))
+            })
+            .await?)
+    }
+
+    /// Every active session, with its user's email, newest first (the
+    /// operator's `chronos session list`): one query.
+    pub async fn list_all_sessions(&self) -> Result<Vec<(String, SessionInfo)>, AuthError> {
+        let horizon = unix_now() as i64 - self.refresh_ttl as i64;
+        let rows: Vec<ListedSession> = sqlx::query_as(
+            "SELECT u.email, s.id, s.created_at, s.last_used_at, s.user_agent, s.ip
+             FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.revoked_at IS NULL AND s.last_used_at > ?
+             ORDER BY s.created_at DESC, s.id",
+        )
+        .bind(horizon)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter(|row| !self.revocations.is_revoked(&row.session.id))
+            .map(|row| (row.email, SessionInfo::from(row.session)))
+            .collect())
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct SessionRow {
     id: String,
@@ -85,175 +463,6 @@ struct ListedSession {
     session: SessionRow,
 }
 
-fn unix_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-impl LocalAuthority {
-    pub fn new(
-        pool: SqlitePool,
-        tokens: Arc<AccessTokens>,
-        revocations: Arc<dyn RevocationStore>,
-        config: LocalConfig,
-    ) -> anyhow::Result<Self> {
-        let refresh_mac = Hmac::<Sha256>::new_from_slice(&config.refresh_key)
-            .map_err(|_| anyhow::anyhow!("bad refresh key"))?;
-        Ok(Self {
-            pool,
-            tokens,
-            refresh_mac,
-            revocations,
-            refresh_ttl: config.refresh_ttl,
-            reuse_interval: config.reuse_interval,
-        })
-    }
-
-    /// Opens a session for one of our accounts (a sign-in method has
-    /// proven who the person is).
-    pub async fn open(
-        &self,
-        user_id: &str,
-        client: &ClientInfo,
-    ) -> Result<IssuedSession, AuthError> {
-        let now = unix_now();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let user = Self::user_in(&mut tx, user_id).await?;
-        let session_id = uuid::Uuid::new_v4().to_string();
-        sqlx::query(
-            "INSERT INTO sessions (id, user_id, created_at, last_used_at, user_agent, ip)
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&session_id)
-        .bind(&user.id)
-        .bind(now as i64)
-        .bind(now as i64)
-        .bind(client.user_agent.as_deref().map(|ua| truncate(ua, 256)))
-        .bind(coarse_ip(client.ip))
-        .execute(&mut *tx)
-        .await?;
-        let refresh_token = random_token(32);
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES (?, ?, ?)",
-        )
-        .bind(hash_token(&refresh_token))
-        .bind(&session_id)
-        .bind(now as i64)
-        .execute(&mut *tx)
-        .await?;
-        let (access_token, expires_at) =
-            self.access_token_for(&user, &session_id, &refresh_token, now)?;
-        tx.commit().await?;
-        Ok(IssuedSession {
-            user,
-            session_id,
-            access_token,
-            refresh_token,
-            expires_at,
-        })
-    }
-
-    /// Deletes long-dead sessions (their refresh tokens go with them).
-    pub async fn prune(&self) -> anyhow::Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE last_used_at < ?")
-            .bind(unix_now() as i64 - self.refresh_ttl as i64 - 86_400)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    fn successor(&self, token: &str) -> String {
-        let mut mac = self.refresh_mac.clone();
-        mac.update(token.as_bytes());
-        B64.encode(mac.finalize().into_bytes())
-    }
-
-    /// The access token that goes with refresh token `refresh` (issued at
-    /// `issued_at`): a function of the pair, so a grace-window replay gets
-    /// byte-for-byte the same access token (Ed25519 is deterministic).
-    fn access_token_for(
-        &self,
-        user: &User,
-        session_id: &str,
-        refresh: &str,
-        issued_at: u64,
-    ) -> Result<(String, u64), AuthError> {
-        let exp = issued_at + self.tokens.ttl();
-        let claims = AccessClaims {
-            iss: self.tokens.issuer().to_string(),
-            aud: AUDIENCE.to_string(),
-            sub: user.id.clone(),
-            email: user.email.clone(),
-            sid: session_id.to_string(),
-            jti: hash_token(&format!("jti:{refresh}"))[..22].to_string(),
-            iat: issued_at,
-            exp,
-            nbf: None,
-            name: user.name.clone(),
-            avatar_url: user.avatar_url.clone(),
-            created_at: user.created_at.clone(),
-        };
-        let token = self
-            .tokens
-            .sign(&claims)
-            .map_err(|e| AuthError::Internal(e.into()))?;
-        Ok((token, exp))
-    }
-
-    async fn user_in(conn: &mut SqliteConnection, user_id: &str) -> Result<User, AuthError> {
-        let row: Option<UserRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users WHERE id = ?"
-        ))
-        .bind(user_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        row.map(User::from).ok_or(AuthError::Rejected)
-    }
-
-    async fn refresh_row(
-        conn: &mut SqliteConnection,
-        token: &str,
-    ) -> Result<Option<RefreshRow>, AuthError> {
-        Ok(sqlx::query_as(
-            "SELECT rt.session_id, rt.created_at, COALESCE(rt.rotated_at_ms, rt.rotated_at * 1000),
-                    s.user_id, s.revoked_at
-             FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
-             WHERE rt.token_hash = ?",
-        )
-        .bind(hash_token(token))
-        .fetch_optional(&mut *conn)
-        .await?)
-    }
-
-    async fn revoke_now(&self, session_ids: Vec<String>) -> Result<Vec<String>, AuthError> {
-        self.revocations.revoke(&session_ids).await?;
-        Ok(session_ids)
-    }
-
-    /// Every active session, with its user's email, newest first (the
-    /// operator's `chronos session list`).
-    pub async fn list_all_sessions(&self) -> Result<Vec<(String, SessionInfo)>, AuthError> {
-        let horizon = unix_now() as i64 - self.refresh_ttl as i64;
-        let rows: Vec<ListedSession> = sqlx::query_as(
-            "SELECT s.id, u.email, s.created_at, s.last_used_at, s.user_agent, s.ip
-                 FROM sessions s JOIN users u ON u.id = s.user_id
-                 WHERE s.revoked_at IS NULL AND s.last_used_at > ?
-                 ORDER BY s.created_at DESC, s.id",
-        )
-        .bind(horizon)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .filter(|row| !self.revocations.is_revoked(&row.session.id))
-            .map(|row| (row.email, SessionInfo::from(row.session)))
-            .collect())
-    }
-}
-
 #[async_trait]
 impl SessionAuthority for LocalAuthority {
     async fn refresh(
@@ -264,96 +473,24 @@ impl SessionAuthority for LocalAuthority {
         if refresh_token.len() > MAX_REFRESH_TOKEN_LEN {
             return Err(AuthError::Rejected);
         }
-        let now = unix_now();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let Some((session_id, created_at, rotated_at, user_id, revoked_at)) =
-            Self::refresh_row(&mut tx, refresh_token).await?
-        else {
-            return Err(AuthError::Rejected);
-        };
-        if revoked_at.is_some()
-            || created_at + (self.refresh_ttl as i64) <= now as i64
-            || self.revocations.is_revoked(&session_id)
-        {
-            return Err(AuthError::Rejected);
-        }
-        let (head, head_created) = match rotated_at {
-            None => {
-                let next = self.successor(refresh_token);
-                let claimed = sqlx::query(
-                    "UPDATE refresh_tokens SET rotated_at = ?, rotated_at_ms = ?
-                     WHERE token_hash = ? AND rotated_at IS NULL",
-                )
-                .bind(now as i64)
-                .bind(unix_now_ms())
-                .bind(hash_token(refresh_token))
-                .execute(&mut *tx)
-                .await?;
-                if claimed.rows_affected() != 1 {
+        let found = match self.parse_refresh_token(refresh_token) {
+            Some((session_id, counter)) => {
+                if self.revocations.is_revoked(&session_id) {
                     return Err(AuthError::Rejected);
                 }
-                sqlx::query(
-                    "INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES (?, ?, ?)",
-                )
-                .bind(hash_token(&next))
-                .bind(&session_id)
-                .bind(now as i64)
-                .execute(&mut *tx)
-                .await?;
-                (next, now)
+                self.refresh_v2(session_id, counter, client).await?
             }
-            // Within the grace window (strictly: an interval of 0 means none).
-            Some(rotated_ms) if unix_now_ms() - rotated_ms < self.reuse_interval as i64 * 1000 => {
-                // A concurrent tab: hand out the chain's current head.
-                let mut candidate = self.successor(refresh_token);
-                let mut found = None;
-                for _ in 0..MAX_CHAIN_WALK {
-                    match Self::refresh_row(&mut tx, &candidate).await? {
-                        Some((sid, created, None, _, _)) if sid == session_id => {
-                            found = Some((candidate, created as u64));
-                            break;
-                        }
-                        Some((sid, _, Some(_), _, _)) if sid == session_id => {
-                            candidate = self.successor(&candidate);
-                        }
-                        _ => break,
-                    }
-                }
-                found.ok_or(AuthError::Rejected)?
-            }
-            Some(_) => {
-                // Replayed after the grace window: assume theft, end the session.
-                sqlx::query(
-                    "UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                )
-                .bind(now as i64)
-                .bind(&session_id)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                self.revoke_now(vec![session_id.clone()]).await?;
-                tracing::warn!(session_id = %session_id, "refresh token reuse detected; session ended");
-                return Err(AuthError::Rejected);
-            }
+            None => self.refresh_legacy(refresh_token).await?,
         };
-        sqlx::query("UPDATE sessions SET last_used_at = ?, user_agent = COALESCE(?, user_agent), ip = ? WHERE id = ?")
-            .bind(now as i64)
-            .bind(client.user_agent.as_deref().map(|ua| truncate(ua, 256)))
-            .bind(coarse_ip(client.ip))
-            .bind(&session_id)
-            .execute(&mut *tx)
-            .await?;
-        let user = Self::user_in(&mut tx, &user_id).await?;
-        let (access_token, expires_at) =
-            self.access_token_for(&user, &session_id, &head, head_created)?;
-        tx.commit().await?;
-        Ok(IssuedSession {
-            user,
-            session_id,
-            access_token,
-            refresh_token: head,
-            expires_at,
-        })
+        match found {
+            Refreshed::Pair(pair) => self.issue(pair),
+            Refreshed::Reused { session_id, seq } => {
+                self.revocations.recorded(seq, &session_id);
+                tracing::warn!(session_id = %session_id, "refresh token reuse detected; session ended");
+                Err(AuthError::Rejected)
+            }
+            Refreshed::Rejected => Err(AuthError::Rejected),
+        }
     }
 
     async fn verify_access_token(&self, token: &str) -> Result<Arc<AccessClaims>, AuthError> {
@@ -382,44 +519,62 @@ impl SessionAuthority for LocalAuthority {
         if refresh_token.len() > MAX_REFRESH_TOKEN_LEN {
             return Ok(None);
         }
-        let mut conn = self.pool.acquire().await?;
-        Ok(Self::refresh_row(&mut conn, refresh_token).await?.map(
-            |(session_id, _, _, user_id, _)| SessionRef {
-                user_id,
-                session_id,
-            },
-        ))
+        let row: Option<(String, String)> = match self.parse_refresh_token(refresh_token) {
+            Some((session_id, _)) => {
+                sqlx::query_as("SELECT user_id, id FROM sessions WHERE id = ?")
+                    .bind(session_id)
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query_as(
+                    "SELECT s.user_id, s.id FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
+                     WHERE rt.token_hash = ?",
+                )
+                .bind(hash_token(refresh_token))
+                .fetch_optional(&self.pool)
+                .await?
+            }
+        };
+        Ok(row.map(|(user_id, session_id)| SessionRef {
+            user_id,
+            session_id,
+        }))
     }
 
     async fn end_sessions(&self, which: EndSessions) -> Result<Vec<String>, AuthError> {
         let now = unix_now() as i64;
-        let ended: Vec<String> = match &which {
-            EndSessions::Any { session_id } => {
-                sqlx::query_scalar(
-                    "UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING id",
-                )
-                .bind(now)
-                .bind(session_id)
-                .fetch_all(&self.pool)
-                .await?
-            }
-            EndSessions::OwnedBy { user_id, session_id } => sqlx::query_scalar(
-                "UPDATE sessions SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL RETURNING id",
-            )
-            .bind(now)
-            .bind(session_id)
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await?,
-            EndSessions::AllOf { user_id } => sqlx::query_scalar(
-                "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL RETURNING id",
-            )
-            .bind(now)
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await?,
-        };
-        self.revoke_now(ended).await
+        let ended: Vec<String> = self
+            .writer
+            .write(move |c| {
+                let (sql, args): (&str, Vec<String>) = match which {
+                    EndSessions::Any { session_id } => (
+                        "UPDATE sessions SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL RETURNING id",
+                        vec![session_id],
+                    ),
+                    EndSessions::OwnedBy {
+                        user_id,
+                        session_id,
+                    } => (
+                        "UPDATE sessions SET revoked_at = ?1 WHERE id = ?2 AND user_id = ?3 AND revoked_at IS NULL RETURNING id",
+                        vec![session_id, user_id],
+                    ),
+                    EndSessions::AllOf { user_id } => (
+                        "UPDATE sessions SET revoked_at = ?1 WHERE user_id = ?2 AND revoked_at IS NULL RETURNING id",
+                        vec![user_id],
+                    ),
+                };
+                let mut statement = c.prepare(sql)?;
+                let mut values: Vec<&dyn rusqlite::ToSql> = vec![&now];
+                values.extend(args.iter().map(|a| a as &dyn rusqlite::ToSql));
+                let ids = statement
+                    .query_map(values.as_slice(), |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()?;
+                Ok(ids)
+            })
+            .await?;
+        self.revocations.revoke(&ended).await?;
+        Ok(ended)
     }
 
     async fn list_sessions(&self, user_id: &str) -> Result<Vec<SessionInfo>, AuthError> {

@@ -13,6 +13,8 @@ pub mod outbox;
 pub mod revocations;
 /// Opening the SQLite database and running migrations.
 pub mod sqlite;
+/// The one writer of the SQLite database (group commit).
+pub mod writer;
 
 use async_trait::async_trait;
 

@@ -17,8 +17,10 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use rusqlite::params;
 use sqlx::SqlitePool;
 
+use super::writer::Writer;
 use crate::unix_now;
 
 /// How long a missing sequence number is waited for before it is taken for
@@ -30,6 +32,9 @@ pub const GAP_GRACE: Duration = Duration::from_secs(30);
 pub trait RevocationStore: Send + Sync {
     /// Records the sessions as revoked, here and for every other process.
     async fn revoke(&self, session_ids: &[String]) -> anyhow::Result<()>;
+    /// Applies a revocation row that another write of ours just committed
+    /// (a refresh that detected reuse records its own row).
+    fn recorded(&self, seq: i64, session_id: &str);
     /// Whether an access token of this session must be refused. No I/O.
     fn is_revoked(&self, session_id: &str) -> bool;
     /// Picks up revocations recorded by other processes.
@@ -146,6 +151,7 @@ impl Follower {
 /// Revocations in the SQLite database, mirrored in a [`Follower`].
 pub struct SqliteRevocations {
     pool: SqlitePool,
+    writer: Writer,
     /// The longest access-token lifetime, seconds.
     window: u64,
     follower: RwLock<Follower>,
@@ -155,7 +161,7 @@ impl SqliteRevocations {
     /// Loads the revocations that can still matter: those younger than the
     /// access-token lifetime (older ones name only expired tokens), so
     /// start-up does not grow with the table's history.
-    pub async fn load(pool: SqlitePool, window: u64) -> anyhow::Result<Self> {
+    pub async fn load(pool: SqlitePool, writer: Writer, window: u64) -> anyhow::Result<Self> {
         let horizon = unix_now().saturating_sub(window);
         let rows: Vec<RevocationRow> = sqlx::query_as(
             "SELECT seq, session_id, revoked_at FROM revocations WHERE revoked_at >= ? ORDER BY seq",
@@ -175,6 +181,7 @@ impl SqliteRevocations {
         follower.apply(rows, horizon, Instant::now());
         Ok(Self {
             pool,
+            writer,
             window,
             follower: RwLock::new(follower),
         })
@@ -202,21 +209,27 @@ impl RevocationStore for SqliteRevocations {
             return Ok(());
         }
         let now = unix_now() as i64;
-        let mut tx = self.pool.begin().await?;
-        let mut rows = Vec::with_capacity(session_ids.len());
-        for id in session_ids {
-            let seq: i64 = sqlx::query_scalar(
-                "INSERT INTO revocations (session_id, revoked_at) VALUES (?, ?) RETURNING seq",
-            )
-            .bind(id)
-            .bind(now)
-            .fetch_one(&mut *tx)
+        let ids = session_ids.to_vec();
+        let rows = self
+            .writer
+            .write(move |c| {
+                let mut insert = c.prepare_cached(
+                    "INSERT INTO revocations (session_id, revoked_at) VALUES (?1, ?2) RETURNING seq",
+                )?;
+                ids.into_iter()
+                    .map(|id| {
+                        let seq: i64 = insert.query_row(params![id, now], |r| r.get(0))?;
+                        Ok((seq, id, now))
+                    })
+                    .collect::<rusqlite::Result<Vec<RevocationRow>>>()
+            })
             .await?;
-            rows.push((seq, id.clone(), now));
-        }
-        tx.commit().await?;
         self.apply(rows);
         Ok(())
+    }
+
+    fn recorded(&self, seq: i64, session_id: &str) {
+        self.apply(vec![(seq, session_id.to_string(), unix_now() as i64)]);
     }
 
     fn is_revoked(&self, session_id: &str) -> bool {
@@ -242,11 +255,23 @@ impl RevocationStore for SqliteRevocations {
         if let Ok(mut follower) = self.follower.write() {
             follower.prune(horizon);
         }
-        sqlx::query("DELETE FROM revocations WHERE revoked_at < ?")
-            .bind(horizon as i64)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        // In small batches: each a short write.
+        loop {
+            let deleted = self
+                .writer
+                .write(move |c| {
+                    c.execute(
+                        "DELETE FROM revocations WHERE seq IN
+                           (SELECT seq FROM revocations WHERE revoked_at < ?1 LIMIT 1000)",
+                        [horizon as i64],
+                    )
+                })
+                .await?;
+            if deleted < 1000 {
+                return Ok(());
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     fn len(&self) -> usize {

@@ -1,6 +1,7 @@
 //! The SQLite database under `DATA_DIR`: opened in WAL mode so that the
 //! CLI (`chronos user ...`) can write while a server reads, with migrations
-//! run on every open.
+//! run on every open. This pool reads; writes go through the one writer
+//! ([`super::writer`]).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -18,6 +19,15 @@ pub fn database_url(settings: &Settings) -> String {
             settings.server.data_dir.join("chronos.db").display()
         )
     })
+}
+
+/// The database file a `sqlite:` URL names (what the writer opens).
+pub fn database_path(url: &str) -> std::path::PathBuf {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    std::path::PathBuf::from(rest.split('?').next().unwrap_or(rest))
 }
 
 pub async fn open(url: &str) -> Result<SqlitePool, sqlx::Error> {

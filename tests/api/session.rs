@@ -876,3 +876,99 @@ async fn a_crowd_of_sign_ins_gets_a_friendly_503_beyond_what_the_cores_can_hash(
     let mut late = Browser::new(&app);
     late.sign_in(EMAIL, PASSWORD).await;
 }
+
+#[tokio::test]
+async fn any_earlier_refresh_token_replayed_later_ends_the_family() {
+    let app = spawn_app_with(&[("REFRESH_REUSE_INTERVAL_SECONDS", "0")]).await;
+    create_user(&app, EMAIL).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(EMAIL, PASSWORD).await;
+    let first = browser.cookie("chronos_refresh").unwrap();
+    for _ in 0..5 {
+        assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
+    }
+    assert_eq!(browser.get("/auth/session").await.status(), 200);
+    // The very first token, five rotations ago, comes back: theft.
+    let mut thief = Browser::new(&app);
+    thief.jar = browser.jar.clone();
+    thief.jar.insert("chronos_refresh".into(), first);
+    assert_eq!(thief.post_api("/auth/refresh").await.status(), 401);
+    assert_eq!(
+        browser.get("/auth/session").await.status(),
+        401,
+        "the family ended"
+    );
+    assert_eq!(browser.post_api("/auth/refresh").await.status(), 401);
+}
+
+#[tokio::test]
+async fn a_refresh_token_with_a_forged_counter_or_mac_ends_nothing() {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let app = spawn_app().await;
+    create_user(&app, EMAIL).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(EMAIL, PASSWORD).await;
+    let token = browser.cookie("chronos_refresh").unwrap();
+    let mut bytes = b64.decode(&token).unwrap();
+    bytes[24] ^= 1; // another counter, the MAC left as it was
+    let mut forger = Browser::new(&app);
+    forger.jar = browser.jar.clone();
+    forger
+        .jar
+        .insert("chronos_refresh".into(), b64.encode(&bytes));
+    assert_eq!(forger.post_api("/auth/refresh").await.status(), 401);
+    assert_eq!(browser.get("/auth/session").await.status(), 200);
+    assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_session_from_before_self_describing_tokens_moves_over_at_its_next_refresh() {
+    let app = spawn_app_with(&[("REFRESH_REUSE_INTERVAL_SECONDS", "0")]).await;
+    let user = create_user(&app, EMAIL).await;
+    // A session as the previous version left it: a chain token, hashed.
+    let now = chronos::unix_now() as i64;
+    let legacy = "legacy-chain-token-0123456789abcdefghijklmnop";
+    let session_id = uuid::Uuid::new_v4().to_string();
+    let db = chronos::store::sqlite::open(&format!(
+        "sqlite://{}",
+        app.data_dir.path().join("chronos.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO sessions (id, user_id, created_at, last_used_at) VALUES (?, ?, ?, ?)")
+        .bind(&session_id)
+        .bind(&user.id)
+        .bind(now)
+        .bind(now)
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES (?, ?, ?)")
+        .bind(chronos::secrets::hash_token(legacy))
+        .bind(&session_id)
+        .bind(now)
+        .execute(&db)
+        .await
+        .unwrap();
+    let mut browser = Browser::new(&app);
+    browser.jar.insert("chronos_refresh".into(), legacy.into());
+    let csrf = browser.get("/auth/csrf").await;
+    assert_eq!(csrf.status(), 200);
+    let refreshed = browser.post_api("/auth/refresh").await;
+    assert_eq!(refreshed.status(), 200);
+    let body: Value = refreshed.json().await.unwrap();
+    assert_eq!(body["user"]["email"], EMAIL);
+    assert_ne!(browser.cookie("chronos_refresh").unwrap(), legacy);
+    assert_eq!(
+        browser.post_api("/auth/refresh").await.status(),
+        200,
+        "new scheme"
+    );
+    // The old chain token, replayed: theft, the session ends.
+    let mut thief = Browser::new(&app);
+    thief.jar = browser.jar.clone();
+    thief.jar.insert("chronos_refresh".into(), legacy.into());
+    assert_eq!(thief.post_api("/auth/refresh").await.status(), 401);
+    assert_eq!(browser.get("/auth/session").await.status(), 401);
+}
