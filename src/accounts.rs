@@ -2,8 +2,10 @@
 //! Sign-in methods keep their own credentials beside an account (the
 //! password sign-in its hash); the account itself is only the person.
 
-use sqlx::{SqliteConnection, SqlitePool};
+use rusqlite::{Connection, OptionalExtension, params};
+use sqlx::SqlitePool;
 
+use crate::store::writer::{WriteError, Writer};
 use crate::unix_now;
 
 /// The user object of the API (`{"id", "email", "name", "avatar_url", "created_at"}`).
@@ -31,6 +33,12 @@ pub enum AccountError {
 
 impl From<sqlx::Error> for AccountError {
     fn from(e: sqlx::Error) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+impl From<WriteError> for AccountError {
+    fn from(e: WriteError) -> Self {
         Self::Internal(e.into())
     }
 }
@@ -115,51 +123,83 @@ pub struct FederatedPerson {
 #[derive(Clone)]
 pub struct Accounts {
     pool: SqlitePool,
+    writer: Writer,
 }
 
+/// A checked new account, ready to insert.
+struct NewAccount {
+    id: String,
+    email: String,
+    name: Option<String>,
+    created_at: i64,
+}
+
+impl NewAccount {
+    fn check(email: &str, name: Option<&str>) -> Result<Self, AccountError> {
+        let email =
+            normalize_email(email).ok_or_else(|| AccountError::InvalidEmail(email.to_string()))?;
+        Ok(Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            email,
+            name: clean_name(name)?.map(String::from),
+            created_at: unix_now() as i64,
+        })
+    }
+
+    /// Inserts it (on the writer); `false` when the email is taken.
+    fn insert(&self, conn: &Connection) -> rusqlite::Result<bool> {
+        let inserted = conn.execute(
+            "INSERT INTO users (id, email, name, avatar_url, created_at)
+             VALUES (?1, ?2, ?3, NULL, ?4) ON CONFLICT (email) DO NOTHING",
+            params![self.id, self.email, self.name, self.created_at],
+        )?;
+        Ok(inserted == 1)
+    }
+
+    fn user(self) -> User {
+        User {
+            id: self.id,
+            email: self.email,
+            name: self.name,
+            avatar_url: None,
+            created_at: rfc3339(self.created_at),
+        }
+    }
+}
+
+/// A sign-in method's credentials, written with the account they belong to.
+pub type WithAccount = Box<dyn FnOnce(&Connection, &str) -> rusqlite::Result<()> + Send>;
+
 impl Accounts {
-    pub fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+    pub fn new(pool: SqlitePool, writer: Writer) -> Self {
+        Self { pool, writer }
     }
 
     /// Creates an account.
     pub async fn create(&self, email: &str, name: Option<&str>) -> Result<User, AccountError> {
-        let mut conn = self.pool.acquire().await?;
-        Self::create_in(&mut conn, email, name).await
+        self.create_with(email, name, Box::new(|_, _| Ok(()))).await
     }
 
-    /// Creates an account inside the caller's transaction (a sign-in method
-    /// storing its credentials with it).
-    pub async fn create_in(
-        conn: &mut SqliteConnection,
+    /// Creates an account and, in the same write, what `with` adds for it
+    /// (a sign-in method's credentials), given the new account's id.
+    pub async fn create_with(
+        &self,
         email: &str,
         name: Option<&str>,
+        with: WithAccount,
     ) -> Result<User, AccountError> {
-        let email =
-            normalize_email(email).ok_or_else(|| AccountError::InvalidEmail(email.to_string()))?;
-        let name = clean_name(name)?;
-        let id = uuid::Uuid::new_v4().to_string();
-        let created_at = unix_now() as i64;
-        let inserted = sqlx::query(
-            "INSERT INTO users (id, email, name, avatar_url, created_at)
-             VALUES (?, ?, ?, NULL, ?) ON CONFLICT (email) DO NOTHING",
-        )
-        .bind(&id)
-        .bind(&email)
-        .bind(name)
-        .bind(created_at)
-        .execute(&mut *conn)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            return Err(AccountError::Exists);
-        }
-        Ok(User {
-            id,
-            email,
-            name: name.map(String::from),
-            avatar_url: None,
-            created_at: rfc3339(created_at),
-        })
+        let account = NewAccount::check(email, name)?;
+        let created = self
+            .writer
+            .write(move |c| {
+                if !account.insert(c)? {
+                    return Ok(None);
+                }
+                with(c, &account.id)?;
+                Ok(Some(account))
+            })
+            .await?;
+        created.map(NewAccount::user).ok_or(AccountError::Exists)
     }
 
     pub async fn find_by_email(&self, email: &str) -> anyhow::Result<Option<User>> {
@@ -194,77 +234,83 @@ impl Accounts {
     /// provider says the email is verified (else it would hand that account
     /// to whoever claims its address).
     pub async fn federated(&self, person: &FederatedPerson) -> Result<User, AccountError> {
-        let email = normalize_email(&person.email)
-            .ok_or_else(|| AccountError::InvalidEmail(person.email.clone()))?;
-        let name = clean_name(person.name.as_deref()).unwrap_or(None);
+        let account = NewAccount::check(&person.email, person.name.as_deref())?;
         let avatar = person
             .avatar_url
-            .as_deref()
+            .clone()
             .filter(|a| a.len() <= 2048 && a.starts_with("https://"));
-        let mut tx = self.pool.begin().await?;
-        let linked: Option<String> =
-            sqlx::query_scalar("SELECT user_id FROM identities WHERE issuer = ? AND subject = ?")
-                .bind(&person.issuer)
-                .bind(&person.subject)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let user_id = match linked {
-            Some(id) => id,
-            None => {
-                let existing: Option<String> =
-                    sqlx::query_scalar("SELECT id FROM users WHERE email = ?")
-                        .bind(&email)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                let id = match existing {
-                    Some(_) if !person.email_verified => return Err(AccountError::Exists),
+        let person = person.clone();
+        self.writer
+            .write(move |c| -> rusqlite::Result<Result<User, AccountError>> {
+                let linked: Option<String> = c
+                    .query_row(
+                        "SELECT user_id FROM identities WHERE issuer = ?1 AND subject = ?2",
+                        params![person.issuer, person.subject],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let user_id = match linked {
                     Some(id) => id,
-                    None => Self::create_in(&mut tx, &email, name).await?.id,
+                    None => {
+                        let existing: Option<String> = c
+                            .query_row(
+                                "SELECT id FROM users WHERE email = ?1",
+                                [&account.email],
+                                |r| r.get(0),
+                            )
+                            .optional()?;
+                        let id = match existing {
+                            Some(_) if !person.email_verified => {
+                                return Ok(Err(AccountError::Exists));
+                            }
+                            Some(id) => id,
+                            None => {
+                                account.insert(c)?;
+                                account.id.clone()
+                            }
+                        };
+                        c.execute(
+                            "INSERT INTO identities (issuer, subject, user_id) VALUES (?1, ?2, ?3)",
+                            params![person.issuer, person.subject, id],
+                        )?;
+                        id
+                    }
                 };
-                sqlx::query("INSERT INTO identities (issuer, subject, user_id) VALUES (?, ?, ?)")
-                    .bind(&person.issuer)
-                    .bind(&person.subject)
-                    .bind(&id)
-                    .execute(&mut *tx)
-                    .await?;
-                id
-            }
-        };
-        let updated = sqlx::query(
-            "UPDATE users SET email = ?, name = COALESCE(?, name), avatar_url = ? WHERE id = ?
-             AND NOT EXISTS (SELECT 1 FROM users other WHERE other.email = ? AND other.id <> ?)",
-        )
-        .bind(&email)
-        .bind(name)
-        .bind(avatar)
-        .bind(&user_id)
-        .bind(&email)
-        .bind(&user_id)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
-            // Another account holds this email now: refuse rather than merge.
-            return Err(AccountError::Exists);
-        }
-        let row: UserRow = sqlx::query_as(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users WHERE id = ?"
-        ))
-        .bind(&user_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(User::from(row))
+                let updated = c.execute(
+                    "UPDATE users SET email = ?1, name = COALESCE(?2, name), avatar_url = ?3 WHERE id = ?4
+                     AND NOT EXISTS (SELECT 1 FROM users other WHERE other.email = ?1 AND other.id <> ?4)",
+                    params![account.email, account.name, avatar, user_id],
+                )?;
+                if updated == 0 {
+                    // Another account holds this email now: refuse rather than merge.
+                    return Ok(Err(AccountError::Exists));
+                }
+                let user = c.query_row(
+                    concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?1"),
+                    [&user_id],
+                    |r| {
+                        Ok(User {
+                            id: r.get(0)?,
+                            email: r.get(1)?,
+                            name: r.get(2)?,
+                            avatar_url: r.get(3)?,
+                            created_at: rfc3339(r.get(4)?),
+                        })
+                    },
+                )?;
+                Ok(Ok(user))
+            })
+            .await?
     }
 
     /// Deletes the user (its sessions, tokens and codes go with it).
     pub async fn delete(&self, id: &str) -> anyhow::Result<bool> {
-        let done = sqlx::query("DELETE FROM users WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
+        let id = id.to_string();
+        let deleted = self
+            .writer
+            .write(move |c| c.execute("DELETE FROM users WHERE id = ?1", [id]))
             .await?;
-        Ok(done.rows_affected() > 0)
+        Ok(deleted > 0)
     }
 }
 

@@ -104,7 +104,7 @@ impl Stores {
         let limits = &settings.limits;
         Ok(Self {
             revocations,
-            flows: Arc::new(SqliteFlows::new(pool.clone())),
+            flows: Arc::new(SqliteFlows::new(writer.clone())),
             auth_limits: Arc::new(MemoryRateLimitStore::new(&limits.auth)),
             verify_limits: (!limits.verify.is_empty())
                 .then(|| Arc::new(MemoryRateLimitStore::new(&limits.verify)) as _),
@@ -156,8 +156,12 @@ impl Identity {
         );
         Ok(Self {
             authority,
-            accounts: Accounts::new(stores.pool.clone()),
-            passwords: PasswordAccounts::new(stores.pool.clone(), Passwords::new()),
+            accounts: Accounts::new(stores.pool.clone(), stores.writer.clone()),
+            passwords: PasswordAccounts::new(
+                stores.pool.clone(),
+                Accounts::new(stores.pool.clone(), stores.writer.clone()),
+                Passwords::new(),
+            ),
         })
     }
 }
@@ -223,7 +227,7 @@ impl Application {
                 Provider::Embedded => (
                     identity.authority.clone(),
                     Arc::new(PasswordSignIn::new(
-                        stores.pool.clone(),
+                        stores.writer.clone(),
                         identity.passwords.clone(),
                         identity.authority.clone(),
                         PageConfig {
@@ -241,6 +245,7 @@ impl Application {
                         OidcSignIn::new(
                             oidc.clone(),
                             stores.pool.clone(),
+                            stores.writer.clone(),
                             identity.authority.clone(),
                             provider_sealer(&settings)?,
                         )
@@ -252,6 +257,7 @@ impl Application {
                         Supabase::new(
                             supabase.clone(),
                             stores.pool.clone(),
+                            stores.writer.clone(),
                             stores.revocations.clone(),
                             provider_sealer(&settings)?,
                             settings.cookies.max_age,
@@ -384,13 +390,17 @@ async fn follow_revocations(stores: Arc<Stores>) {
     }
 }
 
-/// Expired flows, codes, revocations and dead sessions are deleted hourly.
+/// How often expired flows, codes, revocations and dead sessions are
+/// deleted (in batches of 1,000, each a short write); the first time one
+/// period after start, never during start-up.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
 async fn prune_stores(
     stores: Arc<Stores>,
     authority: Arc<LocalAuthority>,
     sign_in: Arc<dyn SignInMethod>,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + PURGE_EVERY, PURGE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;

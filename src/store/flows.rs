@@ -4,8 +4,9 @@
 //! the code exchange works after a restart and on another replica).
 
 use async_trait::async_trait;
-use sqlx::SqlitePool;
+use rusqlite::{OptionalExtension, params};
 
+use super::writer::{Writer, purge_in_batches};
 use crate::secrets::{hash_token, random_token};
 use crate::unix_now;
 
@@ -39,13 +40,15 @@ pub trait FlowStore: Send + Sync {
     async fn prune(&self) -> anyhow::Result<()>;
 }
 
+/// Flows in the SQLite database, written through the writer (a flow is
+/// written once and taken once).
 pub struct SqliteFlows {
-    pool: SqlitePool,
+    writer: Writer,
 }
 
 impl SqliteFlows {
-    pub fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+    pub fn new(writer: Writer) -> Self {
+        Self { writer }
     }
 }
 
@@ -58,29 +61,40 @@ impl FlowStore for SqliteFlows {
             state: random_token(16),
             nonce: random_token(16),
         };
-        sqlx::query(
-            "INSERT INTO auth_flows (id_hash, code_verifier, redirect_uri, state, nonce, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(hash_token(&flow.id))
-        .bind(&flow.code_verifier)
-        .bind(redirect_uri)
-        .bind(&flow.state)
-        .bind(&flow.nonce)
-        .bind((unix_now() + FLOW_TTL_SECONDS) as i64)
-        .execute(&self.pool)
-        .await?;
+        let row = (
+            hash_token(&flow.id),
+            flow.code_verifier.clone(),
+            redirect_uri.to_string(),
+            flow.state.clone(),
+            flow.nonce.clone(),
+            (unix_now() + FLOW_TTL_SECONDS) as i64,
+        );
+        self.writer
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO auth_flows (id_hash, code_verifier, redirect_uri, state, nonce, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![row.0, row.1, row.2, row.3, row.4, row.5],
+                )
+            })
+            .await?;
         Ok(flow)
     }
 
     async fn take(&self, id: &str) -> anyhow::Result<Option<Flow>> {
-        let row: Option<(String, String, String, String, i64)> = sqlx::query_as(
-            "DELETE FROM auth_flows WHERE id_hash = ?
-             RETURNING code_verifier, redirect_uri, state, nonce, expires_at",
-        )
-        .bind(hash_token(id))
-        .fetch_optional(&self.pool)
-        .await?;
+        let id_hash = hash_token(id);
+        let row: Option<(String, String, String, String, i64)> = self
+            .writer
+            .write(move |c| {
+                c.query_row(
+                    "DELETE FROM auth_flows WHERE id_hash = ?1
+                     RETURNING code_verifier, redirect_uri, state, nonce, expires_at",
+                    [id_hash],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )
+                .optional()
+            })
+            .await?;
         Ok(row
             .filter(|(.., expires_at)| *expires_at > unix_now() as i64)
             .map(|(code_verifier, redirect_uri, state, nonce, _)| Flow {
@@ -92,10 +106,13 @@ impl FlowStore for SqliteFlows {
     }
 
     async fn prune(&self) -> anyhow::Result<()> {
-        sqlx::query("DELETE FROM auth_flows WHERE expires_at <= ?")
-            .bind(unix_now() as i64)
-            .execute(&self.pool)
-            .await?;
+        purge_in_batches(
+            &self.writer,
+            "DELETE FROM auth_flows WHERE id_hash IN
+               (SELECT id_hash FROM auth_flows WHERE expires_at <= ?1 LIMIT 1000)",
+            unix_now() as i64,
+        )
+        .await?;
         Ok(())
     }
 }

@@ -3,8 +3,10 @@
 //! first, delivered by a background task, retried with backoff until the
 //! provider confirms, across restarts.
 
-use sqlx::{SqliteConnection, SqlitePool};
+use rusqlite::{Connection, params};
+use sqlx::SqlitePool;
 
+use super::writer::Writer;
 use crate::unix_now;
 
 /// One pending call.
@@ -23,36 +25,30 @@ const MAX_BACKOFF_SECONDS: u64 = 600;
 #[derive(Clone)]
 pub struct Outbox {
     pool: SqlitePool,
+    writer: Writer,
 }
 
 impl Outbox {
-    pub fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+    pub fn new(pool: SqlitePool, writer: Writer) -> Self {
+        Self { pool, writer }
     }
 
     /// Writes a call down, due now.
-    pub async fn push(&self, kind: &str, payload: &str) -> anyhow::Result<()> {
-        let mut conn = self.pool.acquire().await?;
-        Self::push_in(&mut conn, kind, payload).await
+    pub async fn push(&self, kind: &'static str, payload: String) -> anyhow::Result<()> {
+        self.writer
+            .write(move |c| Self::push_on(c, kind, &payload))
+            .await?;
+        Ok(())
     }
 
-    /// [`push`](Self::push) inside the caller's transaction, so the call is
+    /// [`push`](Self::push) inside a write on the writer, so the call is
     /// written down together with what made it necessary.
-    pub async fn push_in(
-        conn: &mut SqliteConnection,
-        kind: &str,
-        payload: &str,
-    ) -> anyhow::Result<()> {
+    pub fn push_on(conn: &Connection, kind: &str, payload: &str) -> rusqlite::Result<()> {
         let now = unix_now() as i64;
-        sqlx::query(
-            "INSERT INTO outbox (kind, payload, next_attempt_at, created_at) VALUES (?, ?, ?, ?)",
-        )
-        .bind(kind)
-        .bind(payload)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+        conn.execute(
+            "INSERT INTO outbox (kind, payload, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?3)",
+            params![kind, payload, now],
+        )?;
         Ok(())
     }
 
@@ -79,9 +75,8 @@ impl Outbox {
 
     /// The provider confirmed (or the call can never succeed): forget it.
     pub async fn done(&self, id: i64) -> anyhow::Result<()> {
-        sqlx::query("DELETE FROM outbox WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
+        self.writer
+            .write(move |c| c.execute("DELETE FROM outbox WHERE id = ?1", [id]))
             .await?;
         Ok(())
     }
@@ -92,10 +87,14 @@ impl Outbox {
             .checked_shl(pending.attempts.clamp(0, 20) as u32)
             .unwrap_or(MAX_BACKOFF_SECONDS)
             .min(MAX_BACKOFF_SECONDS);
-        sqlx::query("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ? WHERE id = ?")
-            .bind((unix_now() + backoff) as i64)
-            .bind(pending.id)
-            .execute(&self.pool)
+        let (next, id) = ((unix_now() + backoff) as i64, pending.id);
+        self.writer
+            .write(move |c| {
+                c.execute(
+                    "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?1 WHERE id = ?2",
+                    params![next, id],
+                )
+            })
             .await?;
         Ok(())
     }

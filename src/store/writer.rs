@@ -134,6 +134,25 @@ impl Writer {
     }
 }
 
+/// Runs `delete` (a `DELETE ... WHERE key IN (SELECT ... LIMIT 1000)` with
+/// one parameter, `?1`) until it deletes less than a batch: each batch a
+/// short write of its own, so the requests' writes get in between.
+pub async fn purge_in_batches(
+    writer: &Writer,
+    delete: &'static str,
+    bound: i64,
+) -> Result<u64, WriteError> {
+    let mut total = 0;
+    loop {
+        let deleted = writer.write(move |c| c.execute(delete, [bound])).await?;
+        total += deleted as u64;
+        if deleted < 1000 {
+            return Ok(total);
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
 /// The writer thread: a batch at a time, until every handle is dropped.
 fn run(mut conn: Connection, mut queue: mpsc::Receiver<Box<dyn Job>>) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);

@@ -45,6 +45,7 @@ use crate::signin::{Callback, SignInMethod};
 use crate::store::flows::{Flow, StartedFlow};
 use crate::store::outbox::{Outbox, Pending};
 use crate::store::revocations::RevocationStore;
+use crate::store::writer::{Writer, purge_in_batches};
 use crate::unix_now;
 use crate::upstream::{Upstream, UpstreamError};
 
@@ -98,6 +99,7 @@ pub struct Supabase {
     http: Upstream,
     verifier: jwt::Verifier,
     pool: SqlitePool,
+    writer: Writer,
     revocations: Arc<dyn RevocationStore>,
     sealer: Sealer,
     outbox: Outbox,
@@ -119,6 +121,7 @@ impl Supabase {
     pub fn new(
         settings: SupabaseSettings,
         pool: SqlitePool,
+        writer: Writer,
         revocations: Arc<dyn RevocationStore>,
         sealer: Sealer,
         idle_ttl: u64,
@@ -134,8 +137,9 @@ impl Supabase {
             api: AuthApi::new(http.clone(), base, apikey),
             http,
             verifier,
-            outbox: Outbox::new(pool.clone()),
+            outbox: Outbox::new(pool.clone(), writer.clone()),
             pool,
+            writer,
             revocations,
             sealer,
             wake: Notify::new(),
@@ -230,31 +234,36 @@ impl Supabase {
             access: session.access_token.clone(),
             refresh: session.refresh_token.clone(),
         });
-        let recorded = sqlx::query(
-            "INSERT INTO supabase_sessions
-               (session_id, user_id, user_created_at, created_at, last_used_at, user_agent, ip, refresh_hash, tokens)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (session_id) DO UPDATE SET
-               last_used_at = excluded.last_used_at,
-               user_agent = COALESCE(excluded.user_agent, user_agent),
-               ip = excluded.ip,
-               refresh_hash = excluded.refresh_hash,
-               tokens = excluded.tokens
-             WHERE ended_at IS NULL",
-        )
-        .bind(&session_id)
-        .bind(&claims.sub)
-        .bind(&user_created_at)
-        .bind(now as i64)
-        .bind(now as i64)
-        .bind(client.user_agent.as_deref().map(|ua| truncate(ua, 256)))
-        .bind(coarse_ip(client.ip))
-        .bind(hash_token(&session.refresh_token))
-        .bind(tokens)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| Failure::Unavailable(format!("recording the session: {e}")))?;
-        if recorded.rows_affected() == 0 {
+        let row = (
+            session_id.clone(),
+            claims.sub.clone(),
+            user_created_at.clone(),
+            now as i64,
+            client.user_agent.as_deref().map(|ua| truncate(ua, 256)),
+            coarse_ip(client.ip),
+            hash_token(&session.refresh_token),
+            tokens,
+        );
+        let recorded = self
+            .writer
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO supabase_sessions
+                       (session_id, user_id, user_created_at, created_at, last_used_at, user_agent, ip, refresh_hash, tokens)
+                     VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (session_id) DO UPDATE SET
+                       last_used_at = excluded.last_used_at,
+                       user_agent = COALESCE(excluded.user_agent, user_agent),
+                       ip = excluded.ip,
+                       refresh_hash = excluded.refresh_hash,
+                       tokens = excluded.tokens
+                     WHERE ended_at IS NULL",
+                    rusqlite::params![row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7],
+                )
+            })
+            .await
+            .map_err(|e| Failure::Unavailable(format!("recording the session: {e}")))?;
+        if recorded == 0 {
             // The session ended here while Supabase still knew it.
             return Err(Failure::Rejected);
         }
@@ -407,7 +416,7 @@ impl Supabase {
             }
         }
         for call in calls {
-            self.outbox.push(LOGOUT, &self.seal(&call)).await?;
+            self.outbox.push(LOGOUT, self.seal(&call)).await?;
         }
         self.wake.notify_one();
         Ok(())
@@ -520,49 +529,57 @@ impl SessionAuthority for Supabase {
 
     async fn end_sessions(&self, which: EndSessions) -> Result<Vec<String>, AuthError> {
         let now = unix_now() as i64;
-        let (ended, global): (Vec<(String, Option<String>)>, bool) = match &which {
-            EndSessions::OwnedBy {
-                user_id,
-                session_id,
-            } => (
-                sqlx::query_as(
-                    "UPDATE supabase_sessions SET ended_at = ?
-                     WHERE session_id = ? AND user_id = ? AND ended_at IS NULL
-                     RETURNING session_id, tokens",
-                )
-                .bind(now)
-                .bind(session_id)
-                .bind(user_id)
-                .fetch_all(&self.pool)
-                .await?,
-                false,
-            ),
-            EndSessions::Any { session_id } => (
-                sqlx::query_as(
-                    "UPDATE supabase_sessions SET ended_at = ?
-                     WHERE session_id = ? AND ended_at IS NULL RETURNING session_id, tokens",
-                )
-                .bind(now)
-                .bind(session_id)
-                .fetch_all(&self.pool)
-                .await?,
-                false,
-            ),
-            EndSessions::AllOf { user_id } => {
-                let mut rows: Vec<(String, Option<String>, i64)> = sqlx::query_as(
-                    "UPDATE supabase_sessions SET ended_at = ?
-                     WHERE user_id = ? AND ended_at IS NULL
-                     RETURNING session_id, tokens, last_used_at",
-                )
-                .bind(now)
-                .bind(user_id)
-                .fetch_all(&self.pool)
-                .await?;
-                // The freshest tokens carry the global logout.
+        let (ended, global) = self
+            .writer
+            .write(move |c| {
+                let (sql, args, global): (&str, Vec<String>, bool) = match which {
+                    EndSessions::OwnedBy {
+                        user_id,
+                        session_id,
+                    } => (
+                        "UPDATE supabase_sessions SET ended_at = ?1
+                         WHERE session_id = ?2 AND user_id = ?3 AND ended_at IS NULL
+                         RETURNING session_id, tokens, last_used_at",
+                        vec![session_id, user_id],
+                        false,
+                    ),
+                    EndSessions::Any { session_id } => (
+                        "UPDATE supabase_sessions SET ended_at = ?1
+                         WHERE session_id = ?2 AND ended_at IS NULL
+                         RETURNING session_id, tokens, last_used_at",
+                        vec![session_id],
+                        false,
+                    ),
+                    EndSessions::AllOf { user_id } => (
+                        "UPDATE supabase_sessions SET ended_at = ?1
+                         WHERE user_id = ?2 AND ended_at IS NULL
+                         RETURNING session_id, tokens, last_used_at",
+                        vec![user_id],
+                        true,
+                    ),
+                };
+                let mut statement = c.prepare(sql)?;
+                let mut values: Vec<&dyn rusqlite::ToSql> = vec![&now];
+                values.extend(args.iter().map(|a| a as &dyn rusqlite::ToSql));
+                let mut rows = statement
+                    .query_map(values.as_slice(), |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, Option<String>>(1)?,
+                            r.get::<_, i64>(2)?,
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                // The freshest tokens carry a global logout.
                 rows.sort_by_key(|(.., used)| std::cmp::Reverse(*used));
-                (rows.into_iter().map(|(id, t, _)| (id, t)).collect(), true)
-            }
-        };
+                let ended: Vec<(String, Option<String>)> = rows
+                    .into_iter()
+                    .map(|(id, tokens, _)| (id, tokens))
+                    .collect();
+                Ok((ended, global))
+            })
+            .await
+            .map_err(|e| AuthError::Internal(e.into()))?;
         let ids: Vec<String> = ended.iter().map(|(id, _)| id.clone()).collect();
         self.revocations.revoke(&ids).await?;
         if let Err(error) = self.queue_logouts(&ended, global).await {
@@ -671,10 +688,13 @@ impl SignInMethod for Supabase {
     }
 
     async fn prune(&self) -> anyhow::Result<()> {
-        sqlx::query("DELETE FROM supabase_sessions WHERE last_used_at < ?")
-            .bind(unix_now() as i64 - self.idle_ttl as i64 - 86_400)
-            .execute(&self.pool)
-            .await?;
+        purge_in_batches(
+            &self.writer,
+            "DELETE FROM supabase_sessions WHERE session_id IN
+               (SELECT session_id FROM supabase_sessions WHERE last_used_at < ?1 LIMIT 1000)",
+            unix_now() as i64 - self.idle_ttl as i64 - 86_400,
+        )
+        .await?;
         Ok(())
     }
 }

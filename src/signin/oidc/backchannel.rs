@@ -84,14 +84,17 @@ async fn end_sessions(
 ) -> anyhow::Result<Option<usize>> {
     let jti = claims.jti.as_deref().unwrap_or_default();
     let expires_at = claims.exp.unwrap_or(now).max(now) + LOGOUT_TOKEN_MAX_AGE;
-    let fresh = sqlx::query(
-        "INSERT INTO seen_logout_tokens (jti_hash, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
-    )
-    .bind(hash_token(&format!("{}\n{jti}", method.settings.issuer)))
-    .bind(expires_at as i64)
-    .execute(&method.pool)
-    .await?;
-    if fresh.rows_affected() == 0 {
+    let jti_hash = hash_token(&format!("{}\n{jti}", method.settings.issuer));
+    let fresh = method
+        .writer
+        .write(move |c| {
+            c.execute(
+                "INSERT INTO seen_logout_tokens (jti_hash, expires_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                rusqlite::params![jti_hash, expires_at as i64],
+            )
+        })
+        .await?;
+    if fresh == 0 {
         return Ok(None);
     }
     let issuer = &method.settings.issuer;

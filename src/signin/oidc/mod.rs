@@ -23,6 +23,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::Router;
 use jsonwebtoken::Algorithm;
+use rusqlite::OptionalExtension;
 use serde::Deserialize;
 use sqlx::SqlitePool;
 use tokio::sync::Notify;
@@ -37,6 +38,7 @@ use crate::config::OidcSettings;
 use crate::secrets::{Sealer, pkce_challenge};
 use crate::store::flows::{Flow, StartedFlow};
 use crate::store::outbox::{Outbox, Pending};
+use crate::store::writer::{Writer, purge_in_batches};
 use crate::unix_now;
 use crate::upstream::{Upstream, UpstreamError};
 
@@ -60,6 +62,7 @@ pub struct OidcSignIn {
     discovered: RwLock<Option<Arc<Discovered>>>,
     discovering: tokio::sync::Mutex<()>,
     pool: SqlitePool,
+    writer: Writer,
     accounts: Accounts,
     authority: Arc<LocalAuthority>,
     sealer: Sealer,
@@ -93,6 +96,7 @@ impl OidcSignIn {
     pub fn new(
         settings: OidcSettings,
         pool: SqlitePool,
+        writer: Writer,
         authority: Arc<LocalAuthority>,
         sealer: Sealer,
     ) -> Result<Self, UpstreamError> {
@@ -106,9 +110,10 @@ impl OidcSignIn {
             http: Upstream::new()?,
             discovered: RwLock::new(None),
             discovering: tokio::sync::Mutex::new(()),
-            accounts: Accounts::new(pool.clone()),
-            outbox: Outbox::new(pool.clone()),
+            accounts: Accounts::new(pool.clone(), writer.clone()),
+            outbox: Outbox::new(pool.clone(), writer.clone()),
             pool,
+            writer,
             authority,
             sealer,
             settings,
@@ -294,26 +299,29 @@ impl OidcSignIn {
     /// Revokes, off the request path, the provider refresh tokens held for
     /// these ended sessions.
     async fn queue_revocations(&self, session_ids: &[String]) -> anyhow::Result<()> {
-        for session_id in session_ids {
-            let mut tx = self.pool.begin().await?;
-            let sealed: Option<String> = sqlx::query_scalar(
-                "SELECT refresh_token FROM provider_sessions
-                 WHERE session_id = ? AND refresh_token IS NOT NULL",
-            )
-            .bind(session_id)
-            .fetch_optional(&mut *tx)
+        let ids = session_ids.to_vec();
+        self.writer
+            .write(move |c| {
+                for session_id in ids {
+                    let sealed: Option<String> = c
+                        .query_row(
+                            "SELECT refresh_token FROM provider_sessions
+                             WHERE session_id = ?1 AND refresh_token IS NOT NULL",
+                            [&session_id],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    if let Some(sealed) = sealed {
+                        c.execute(
+                            "UPDATE provider_sessions SET refresh_token = NULL WHERE session_id = ?1",
+                            [&session_id],
+                        )?;
+                        Outbox::push_on(c, REVOKE, &sealed)?;
+                    }
+                }
+                Ok(())
+            })
             .await?;
-            if let Some(sealed) = sealed {
-                sqlx::query(
-                    "UPDATE provider_sessions SET refresh_token = NULL WHERE session_id = ?",
-                )
-                .bind(session_id)
-                .execute(&mut *tx)
-                .await?;
-                Outbox::push_in(&mut tx, REVOKE, &sealed).await?;
-            }
-            tx.commit().await?;
-        }
         self.wake.notify_one();
         Ok(())
     }
@@ -468,23 +476,26 @@ impl SignInMethod for OidcSignIn {
                 }
             })?;
         let issued = self.authority.open(&user.id, client).await?;
-        sqlx::query(
-            "INSERT INTO provider_sessions (session_id, issuer, subject, provider_sid, refresh_token, created_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&issued.session_id)
-        .bind(&self.settings.issuer)
-        .bind(&person.subject)
-        .bind(provider_sid)
-        .bind(
+        let row = (
+            issued.session_id.clone(),
+            self.settings.issuer.clone(),
+            person.subject,
+            provider_sid,
             tokens
                 .refresh_token
                 .filter(|_| self.settings.revoke_on_logout)
                 .map(|t| self.sealer.seal(t.as_bytes())),
-        )
-        .bind(unix_now() as i64)
-        .execute(&self.pool)
-        .await?;
+            unix_now() as i64,
+        );
+        self.writer
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO provider_sessions (session_id, issuer, subject, provider_sid, refresh_token, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    rusqlite::params![row.0, row.1, row.2, row.3, row.4, row.5],
+                )
+            })
+            .await?;
         Ok(issued)
     }
 
@@ -509,10 +520,13 @@ impl SignInMethod for OidcSignIn {
     }
 
     async fn prune(&self) -> anyhow::Result<()> {
-        sqlx::query("DELETE FROM seen_logout_tokens WHERE expires_at < ?")
-            .bind(unix_now() as i64)
-            .execute(&self.pool)
-            .await?;
+        purge_in_batches(
+            &self.writer,
+            "DELETE FROM seen_logout_tokens WHERE jti_hash IN
+               (SELECT jti_hash FROM seen_logout_tokens WHERE expires_at < ?1 LIMIT 1000)",
+            unix_now() as i64,
+        )
+        .await?;
         Ok(())
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::Router;
+use rusqlite::OptionalExtension;
 use sqlx::SqlitePool;
 use subtle::ConstantTimeEq;
 
@@ -23,6 +24,7 @@ use crate::secrets::{hash_token, pkce_challenge, random_token};
 use crate::security::csrf::CsrfTokens;
 use crate::security::redirects::RedirectPolicy;
 use crate::store::flows::{Flow, StartedFlow};
+use crate::store::writer::{Writer, purge_in_batches};
 use crate::unix_now;
 pub use hashing::{Busy, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, Passwords};
 
@@ -71,12 +73,17 @@ pub struct PageConfig {
 #[derive(Clone)]
 pub struct PasswordAccounts {
     pool: SqlitePool,
+    accounts: Accounts,
     passwords: Passwords,
 }
 
 impl PasswordAccounts {
-    pub fn new(pool: SqlitePool, passwords: Passwords) -> Self {
-        Self { pool, passwords }
+    pub fn new(pool: SqlitePool, accounts: Accounts, passwords: Passwords) -> Self {
+        Self {
+            pool,
+            accounts,
+            passwords,
+        }
     }
 
     /// Creates an account that signs in with this password.
@@ -98,15 +105,20 @@ impl PasswordAccounts {
             .hash(password.to_string())
             .await
             .map_err(AccountError::Internal)??;
-        let mut tx = self.pool.begin().await.map_err(AccountError::from)?;
-        let user = Accounts::create_in(&mut tx, email, name).await?;
-        sqlx::query("INSERT INTO password_credentials (user_id, password_hash) VALUES (?, ?)")
-            .bind(&user.id)
-            .bind(&hash)
-            .execute(&mut *tx)
-            .await
-            .map_err(AccountError::from)?;
-        tx.commit().await.map_err(AccountError::from)?;
+        let user = self
+            .accounts
+            .create_with(
+                email,
+                name,
+                Box::new(move |c, user_id| {
+                    c.execute(
+                        "INSERT INTO password_credentials (user_id, password_hash) VALUES (?1, ?2)",
+                        rusqlite::params![user_id, hash],
+                    )
+                    .map(|_| ())
+                }),
+            )
+            .await?;
         Ok(user)
     }
 
@@ -145,7 +157,7 @@ impl PasswordAccounts {
 
 /// The password sign-in method: its page, its one-time codes.
 pub struct PasswordSignIn {
-    pool: SqlitePool,
+    writer: Writer,
     accounts: PasswordAccounts,
     authority: Arc<LocalAuthority>,
     page: PageConfig,
@@ -153,13 +165,13 @@ pub struct PasswordSignIn {
 
 impl PasswordSignIn {
     pub fn new(
-        pool: SqlitePool,
+        writer: Writer,
         accounts: PasswordAccounts,
         authority: Arc<LocalAuthority>,
         page: PageConfig,
     ) -> Self {
         Self {
-            pool,
+            writer,
             accounts,
             authority,
             page,
@@ -179,30 +191,38 @@ impl PasswordSignIn {
         redirect_uri: &str,
     ) -> anyhow::Result<String> {
         let code = random_token(32);
-        sqlx::query(
-            "INSERT INTO auth_codes (code_hash, user_id, code_challenge, redirect_uri, expires_at)
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(hash_token(&code))
-        .bind(user_id)
-        .bind(code_challenge)
-        .bind(redirect_uri)
-        .bind((unix_now() + CODE_TTL_SECONDS) as i64)
-        .execute(&self.pool)
-        .await?;
+        let row = (
+            hash_token(&code),
+            user_id.to_string(),
+            code_challenge.to_string(),
+            redirect_uri.to_string(),
+            (unix_now() + CODE_TTL_SECONDS) as i64,
+        );
+        self.writer
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO auth_codes (code_hash, user_id, code_challenge, redirect_uri, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    rusqlite::params![row.0, row.1, row.2, row.3, row.4],
+                )
+            })
+            .await?;
         Ok(code)
     }
 
     /// Records a form token's nonce; `false` when it was posted before.
     async fn first_use_of_form_token(&self, nonce: &str, expires_at: u64) -> anyhow::Result<bool> {
-        let inserted = sqlx::query(
-            "INSERT INTO used_form_tokens (nonce, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(hash_token(nonce))
-        .bind(expires_at as i64)
-        .execute(&self.pool)
-        .await?;
-        Ok(inserted.rows_affected() == 1)
+        let nonce = hash_token(nonce);
+        let inserted = self
+            .writer
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO used_form_tokens (nonce, expires_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                    rusqlite::params![nonce, expires_at as i64],
+                )
+            })
+            .await?;
+        Ok(inserted == 1)
     }
 
     /// Burns the code and returns its user when it was issued for this
@@ -216,26 +236,47 @@ impl PasswordSignIn {
     ) -> Result<String, AuthError> {
         let now = unix_now() as i64;
         let code_hash = hash_token(code);
-        let row: Option<(String, String, String, i64)> = sqlx::query_as(
-            "UPDATE auth_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL
-             RETURNING user_id, code_challenge, redirect_uri, expires_at",
-        )
-        .bind(now)
-        .bind(&code_hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some((user_id, challenge, bound_redirect, expires_at)) = row else {
-            let replayed: Option<Option<String>> =
-                sqlx::query_scalar("SELECT session_id FROM auth_codes WHERE code_hash = ?")
-                    .bind(&code_hash)
-                    .fetch_optional(&self.pool)
-                    .await?;
-            if let Some(Some(session_id)) = replayed {
-                self.authority
-                    .end_sessions(EndSessions::Any { session_id })
-                    .await?;
+        enum Redeemed {
+            Fresh(String, String, String, i64),
+            Replayed(Option<String>),
+        }
+        let redeemed = self
+            .writer
+            .write(move |c| {
+                let row = c
+                    .query_row(
+                        "UPDATE auth_codes SET used_at = ?1 WHERE code_hash = ?2 AND used_at IS NULL
+                         RETURNING user_id, code_challenge, redirect_uri, expires_at",
+                        rusqlite::params![now, code_hash],
+                        |r| Ok(Redeemed::Fresh(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    )
+                    .optional()?;
+                match row {
+                    Some(fresh) => Ok(fresh),
+                    None => Ok(Redeemed::Replayed(
+                        c.query_row(
+                            "SELECT session_id FROM auth_codes WHERE code_hash = ?1",
+                            [code_hash],
+                            |r| r.get(0),
+                        )
+                        .optional()?
+                        .flatten(),
+                    )),
+                }
+            })
+            .await?;
+        let (user_id, challenge, bound_redirect, expires_at) = match redeemed {
+            Redeemed::Fresh(user_id, challenge, redirect, expires_at) => {
+                (user_id, challenge, redirect, expires_at)
             }
-            return Err(AuthError::Rejected);
+            Redeemed::Replayed(session) => {
+                if let Some(session_id) = session {
+                    self.authority
+                        .end_sessions(EndSessions::Any { session_id })
+                        .await?;
+                }
+                return Err(AuthError::Rejected);
+            }
         };
         let pkce_ok = bool::from(
             pkce_challenge(verifier)
@@ -275,10 +316,14 @@ impl SignInMethod for PasswordSignIn {
             .redeem(callback.code, &flow.code_verifier, &flow.redirect_uri)
             .await?;
         let issued = self.authority.open(&user_id, client).await?;
-        sqlx::query("UPDATE auth_codes SET session_id = ? WHERE code_hash = ?")
-            .bind(&issued.session_id)
-            .bind(hash_token(callback.code))
-            .execute(&self.pool)
+        let (session_id, code_hash) = (issued.session_id.clone(), hash_token(callback.code));
+        self.writer
+            .write(move |c| {
+                c.execute(
+                    "UPDATE auth_codes SET session_id = ?1 WHERE code_hash = ?2",
+                    rusqlite::params![session_id, code_hash],
+                )
+            })
             .await?;
         Ok(issued)
     }
@@ -289,14 +334,20 @@ impl SignInMethod for PasswordSignIn {
 
     async fn prune(&self) -> anyhow::Result<()> {
         let now = unix_now() as i64;
-        sqlx::query("DELETE FROM auth_codes WHERE expires_at < ?")
-            .bind(now - 3600)
-            .execute(&self.pool)
-            .await?;
-        sqlx::query("DELETE FROM used_form_tokens WHERE expires_at < ?")
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
+        purge_in_batches(
+            &self.writer,
+            "DELETE FROM auth_codes WHERE code_hash IN
+               (SELECT code_hash FROM auth_codes WHERE expires_at < ?1 LIMIT 1000)",
+            now - 3600,
+        )
+        .await?;
+        purge_in_batches(
+            &self.writer,
+            "DELETE FROM used_form_tokens WHERE nonce IN
+               (SELECT nonce FROM used_form_tokens WHERE expires_at < ?1 LIMIT 1000)",
+            now,
+        )
+        .await?;
         Ok(())
     }
 }
