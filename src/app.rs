@@ -135,6 +135,7 @@ impl Identity {
                 data_dir,
                 public_url,
                 settings.sessions.access_token_ttl,
+                settings.sessions.token_cache_size,
             )
             .map_err(|e| data_dir_error(settings, "the token signing key", e))?,
         );
@@ -261,6 +262,7 @@ impl Application {
                             stores.revocations.clone(),
                             provider_sealer(&settings)?,
                             settings.cookies.max_age,
+                            settings.sessions.token_cache_size,
                         )
                         .map_err(|e| ConfigError::new("SUPABASE_URL", e.to_string()))?,
                     );

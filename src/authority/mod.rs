@@ -8,6 +8,7 @@
 //! ([`local::LocalAuthority`]) keeps our own sessions in the database;
 //! Supabase Auth is an authority of its own.
 
+pub mod cache;
 pub mod local;
 pub mod tokens;
 

@@ -14,18 +14,16 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use ed25519_dalek::SigningKey;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use quick_cache::sync::Cache;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::cache::VerifiedCache;
 use crate::secrets;
 
 /// Audience of every access token this server issues.
 pub const AUDIENCE: &str = "chronos";
 /// Tokens longer than this are refused before any parsing.
 const MAX_TOKEN_LEN: usize = 8 * 1024;
-/// Verified tokens remembered (about 1 KiB each).
-const CACHE_CAPACITY: usize = 20_000;
 /// How far in the future `iat` and `nbf` may lie (clocks of replicas and
 /// other issuers drift a little); beyond it a token is refused (RFC 7519
 /// §4.1.5: not before; a token "issued" later than now is not genuine).
@@ -89,7 +87,7 @@ pub struct AccessTokens {
     ignoring_expiry: Validation,
     issuer: String,
     ttl: u64,
-    verified: Cache<String, Arc<AccessClaims>>,
+    verified: VerifiedCache,
 }
 
 /// PKCS#8 v1 wrapping of an Ed25519 seed (RFC 8410): a fixed prefix + 32 bytes.
@@ -105,15 +103,20 @@ fn ed25519_pkcs8(seed: &[u8; 32]) -> Vec<u8> {
 
 impl AccessTokens {
     /// Loads the signing key from `dir` (creating it on first start).
-    pub fn load_or_generate(dir: &Path, issuer: &str, ttl: u64) -> io::Result<Self> {
+    pub fn load_or_generate(
+        dir: &Path,
+        issuer: &str,
+        ttl: u64,
+        cache_capacity: usize,
+    ) -> io::Result<Self> {
         let seed = secrets::load_or_generate(dir, "jwt_ed25519_seed", 32)?;
         let seed: [u8; 32] = seed[..32]
             .try_into()
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad signing key"))?;
-        Ok(Self::from_seed(&seed, issuer, ttl))
+        Ok(Self::from_seed(&seed, issuer, ttl, cache_capacity))
     }
 
-    pub fn from_seed(seed: &[u8; 32], issuer: &str, ttl: u64) -> Self {
+    pub fn from_seed(seed: &[u8; 32], issuer: &str, ttl: u64, cache_capacity: usize) -> Self {
         let public = SigningKey::from_bytes(seed).verifying_key().to_bytes();
         let x = B64.encode(public);
         // RFC 7638 thumbprint: members in lexicographic order, no spaces.
@@ -146,7 +149,7 @@ impl AccessTokens {
             ignoring_expiry,
             issuer: issuer.to_string(),
             ttl,
-            verified: Cache::new(CACHE_CAPACITY),
+            verified: VerifiedCache::new(cache_capacity),
         }
     }
 
@@ -213,7 +216,7 @@ impl AccessTokens {
                     })?;
                 let claims = Arc::new(data.claims);
                 check_times(&claims, now)?;
-                self.verified.insert(token.to_owned(), claims.clone());
+                self.verified.insert(token, claims.clone());
                 claims
             }
         };
@@ -246,7 +249,7 @@ mod tests {
     }
 
     fn tokens(seed: u8) -> AccessTokens {
-        AccessTokens::from_seed(&[seed; 32], "http://issuer", 3600)
+        AccessTokens::from_seed(&[seed; 32], "http://issuer", 3600, 100)
     }
 
     #[test]

@@ -293,6 +293,7 @@ mod tests {
             ("SESSION_COOKIE_NAME", "bad name"),
             ("ENVIRONMENT", "staging"),
             ("DATABASE_URL", "mysql://x"),
+            ("TOKEN_CACHE_SIZE", "lots"),
             ("LOG_FORMAT", "xml"),
             ("RUST_LOG", "info,[=nonsense"),
             ("IDENTITY_PROVIDER", "ldap"),

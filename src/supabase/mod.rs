@@ -28,12 +28,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use quick_cache::sync::Cache;
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
 use tokio::sync::{Notify, OnceCell};
 
 use self::api::{AuthApi, Outcome, UserObject};
+use crate::authority::cache::VerifiedCache;
 use crate::authority::{
     AccessClaims, AuthError, ClientInfo, EndSessions, IssuedSession, SessionAuthority, SessionInfo,
     SessionRef, User,
@@ -53,8 +53,6 @@ use crate::upstream::{Upstream, UpstreamError};
 const LOGOUT: &str = "supabase.logout";
 /// How long a finished refresh is shared with late duplicates (two tabs).
 const SHARED_REFRESH_WINDOW: Duration = Duration::from_secs(10);
-/// Verified tokens remembered.
-const CACHE_CAPACITY: usize = 20_000;
 /// Remote logouts are given up after this many attempts (about a day).
 const MAX_ATTEMPTS: i64 = 150;
 
@@ -104,7 +102,7 @@ pub struct Supabase {
     sealer: Sealer,
     outbox: Outbox,
     wake: Notify,
-    verified: Cache<String, Arc<AccessClaims>>,
+    verified: VerifiedCache,
     /// Account creation dates by user id (Supabase's JWT does not carry it).
     created: RwLock<HashMap<String, String>>,
     /// Refreshes in flight or just finished, by refresh-token hash.
@@ -125,6 +123,7 @@ impl Supabase {
         revocations: Arc<dyn RevocationStore>,
         sealer: Sealer,
         idle_ttl: u64,
+        cache_capacity: usize,
     ) -> Result<Self, UpstreamError> {
         let http = Upstream::new()?;
         let base = settings.auth_url();
@@ -143,7 +142,7 @@ impl Supabase {
             revocations,
             sealer,
             wake: Notify::new(),
-            verified: Cache::new(CACHE_CAPACITY),
+            verified: VerifiedCache::new(cache_capacity),
             created: RwLock::new(HashMap::new()),
             refreshes: Mutex::new(HashMap::new()),
             idle_ttl,
@@ -485,7 +484,7 @@ impl SessionAuthority for Supabase {
         }
         let created_at = self.created_at(&claims.sub, token).await?;
         let access = Arc::new(claims.to_access(self.verifier.issuer(), created_at));
-        self.verified.insert(token.to_string(), access.clone());
+        self.verified.insert(token, access.clone());
         Ok(access)
     }
 

@@ -269,6 +269,7 @@ async fn an_access_token_dated_in_the_future_is_refused_even_with_a_valid_signat
         app.data_dir.path(),
         &app.url(""),
         3600,
+        100,
     )
     .unwrap();
     let genuine = keys.verify(&token, chronos::unix_now()).unwrap();
