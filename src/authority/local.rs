@@ -102,19 +102,20 @@ enum Refreshed {
 }
 
 fn user_row(conn: &Connection, user_id: &str) -> rusqlite::Result<Option<User>> {
-    conn.query_row(
-        concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?1"),
-        [user_id],
-        |row| {
-            Ok(User {
-                id: row.get(0)?,
-                email: row.get(1)?,
-                name: row.get(2)?,
-                avatar_url: row.get(3)?,
-                created_at: rfc3339(row.get(4)?),
-            })
-        },
-    )
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE id = ?1"
+    ))?
+    .query_row([user_id], |row| {
+        Ok(User {
+            id: row.get(0)?,
+            email: row.get(1)?,
+            name: row.get(2)?,
+            avatar_url: row.get(3)?,
+            created_at: rfc3339(row.get(4)?),
+        })
+    })
     .optional()
 }
 
@@ -201,7 +202,7 @@ impl LocalAuthority {
         };
         let access_token = self
             .tokens
-            .sign(&claims)
+            .issue(claims)
             .map_err(|e| AuthError::Internal(e.into()))?;
         Ok(IssuedSession {
             user: pair.user,
@@ -231,12 +232,12 @@ impl LocalAuthority {
                 let Some(user) = user_row(c, &user_id)? else {
                     return Ok(None);
                 };
-                c.execute(
+                c.prepare_cached(
                     "INSERT INTO sessions (id, user_id, created_at, last_used_at, user_agent, ip,
                                            refresh_counter, refresh_issued_at)
                      VALUES (?1, ?2, ?3, ?3, ?4, ?5, 0, ?3)",
-                    params![id, user.id, now, user_agent, ip],
-                )?;
+                )?
+                .execute(params![id, user.id, now, user_agent, ip])?;
                 Ok(Some(user))
             })
             .await?
@@ -299,7 +300,7 @@ impl LocalAuthority {
             .write(move |c| {
                 // All right-hand sides read the row as it was.
                 let row: Option<(i64, i64, Option<i64>, String)> = c
-                    .query_row(
+                    .prepare_cached(
                         "UPDATE sessions SET
                            refresh_counter = CASE WHEN refresh_counter = ?1 THEN ?1 + 1 ELSE refresh_counter END,
                            refresh_issued_at = CASE WHEN refresh_counter = ?1 THEN ?2 ELSE refresh_issued_at END,
@@ -308,12 +309,14 @@ impl LocalAuthority {
                              WHEN refresh_counter = ?1 THEN NULL
                              WHEN refresh_counter = ?1 + 1 AND ?3 - rotated_at_ms < ?4 THEN NULL
                              ELSE ?2 END,
-                           last_used_at = ?2,
+                           last_used_at = CASE WHEN ?2 - last_used_at >= 60 THEN ?2 ELSE last_used_at END,
                            user_agent = COALESCE(?5, user_agent),
                            ip = ?6
                          WHERE id = ?7 AND revoked_at IS NULL AND refresh_issued_at > ?8
                            AND refresh_counter IS NOT NULL
                          RETURNING refresh_counter, refresh_issued_at, revoked_at, user_id",
+                    )?
+                    .query_row(
                         params![counter, now, now_ms, interval_ms, user_agent, ip, session_id, horizon],
                         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                     )

@@ -110,6 +110,9 @@ impl Writer {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         // Only another process (the CLI) can hold the write lock.
         conn.busy_timeout(Duration::from_secs(5))?;
+        // Statements are prepared once and kept (the hot ones use
+        // `prepare_cached`).
+        conn.set_prepared_statement_cache_capacity(64);
         let (jobs, queue) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -158,6 +161,10 @@ fn run(mut conn: Connection, mut queue: mpsc::Receiver<Box<dyn Job>>) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
+        // Give the request threads a moment to add theirs: under load the
+        // batch (and the commit's cost per write) grows; when idle this
+        // returns at once.
+        std::thread::yield_now();
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
                 Ok(job) => batch.push(job),
@@ -184,17 +191,21 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Box<dyn Job>>) {
     };
     let mut answers = Vec::with_capacity(batch.len());
     for job in batch.drain(..) {
-        if tx.execute_batch("SAVEPOINT job").is_err() {
+        if tx
+            .prepare_cached("SAVEPOINT job")
+            .and_then(|mut s| s.execute([]))
+            .is_err()
+        {
             job.fail("no savepoint");
             continue;
         }
         let (answer, ok) = job.run(&tx);
-        let end = if ok {
-            "RELEASE job"
+        let _ = if ok {
+            tx.prepare_cached("RELEASE job")
+                .and_then(|mut s| s.execute([]))
         } else {
-            "ROLLBACK TO job; RELEASE job"
+            tx.execute_batch("ROLLBACK TO job; RELEASE job").map(|()| 0)
         };
-        let _ = tx.execute_batch(end);
         answers.push(answer);
     }
     let committed = tx.commit().map_err(|e| e.to_string());
