@@ -423,6 +423,46 @@ async fn two_tabs_refreshing_at_once_get_the_same_new_pair() {
 }
 
 #[tokio::test]
+async fn many_refreshes_of_one_token_racing_all_get_the_same_new_pair() {
+    let app = spawn_app().await;
+    create_user(&app, EMAIL).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(EMAIL, PASSWORD).await;
+    let before = browser.cookie("chronos_refresh");
+    // Sent together: the writer sees them in one batch or in a row.
+    let tabs: Vec<_> = (0..16)
+        .map(|_| {
+            let mut tab = browser.clone_jar();
+            tokio::spawn(async move {
+                let status = tab.post_api("/auth/refresh").await.status();
+                (status, tab.jar)
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for tab in tabs {
+        answers.push(tab.await.unwrap());
+    }
+    let pair = |jar: &std::collections::BTreeMap<String, String>| {
+        (
+            jar["chronos_session"].clone(),
+            jar["chronos_refresh"].clone(),
+        )
+    };
+    let first = pair(&answers[0].1);
+    for (status, jar) in &answers {
+        assert_eq!(*status, 200);
+        // (The CSRF token is a fresh nonce in every answer.)
+        assert_eq!(pair(jar), first, "every racer holds the same pair");
+    }
+    assert_ne!(Some(&first.1), before.as_ref());
+    // The last racer's cookies carry on.
+    browser.jar = answers.pop().unwrap().1;
+    assert_eq!(browser.get("/auth/session").await.status(), 200);
+    assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
+}
+
+#[tokio::test]
 async fn a_rotated_refresh_token_replayed_after_the_interval_ends_the_whole_session() {
     let app = spawn_app_with(&[("REFRESH_REUSE_INTERVAL_SECONDS", "0")]).await;
     create_user(&app, EMAIL).await;
