@@ -31,7 +31,8 @@ fn csrf(c: &mut Criterion) {
 }
 
 fn jwt(c: &mut Criterion) {
-    let tokens = AccessTokens::from_seed(&[7u8; 32], "http://127.0.0.1:8000", 3600, 1 << 20);
+    let tokens =
+        AccessTokens::from_seed(&[7u8; 32], "http://127.0.0.1:8000", 3600, 1 << 20).unwrap();
     let now = unix_now();
     let claims = AccessClaims {
         iss: "http://127.0.0.1:8000".into(),

@@ -336,6 +336,7 @@ impl Application {
             tokio::spawn(async move { sign_in.run().await }),
             tokio::spawn(prune_rate_limits(self.stores.clone())),
             tokio::spawn(follow_revocations(self.stores.clone())),
+            tokio::spawn(sweep_verified(self.state.authority.clone())),
             tokio::spawn(prune_stores(
                 self.stores.clone(),
                 self.identity.authority.clone(),
@@ -374,6 +375,19 @@ async fn prune_rate_limits(stores: Arc<Stores>) {
         if let Some(verify) = &stores.verify_limits {
             verify.prune();
         }
+    }
+}
+
+/// Expired access tokens leave the verified cache once a minute (off the
+/// request threads: a million entries take tens of milliseconds).
+async fn sweep_verified(authority: Arc<dyn SessionAuthority>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let authority = authority.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || authority.sweep_verified(crate::unix_now())).await;
     }
 }
 

@@ -601,4 +601,12 @@ impl SessionAuthority for LocalAuthority {
     fn jwks(&self) -> Arc<str> {
         self.tokens.jwks()
     }
+
+    fn superseded(&self, access_token: &str) {
+        self.tokens.forget(access_token);
+    }
+
+    fn sweep_verified(&self, now: u64) {
+        self.tokens.sweep(now);
+    }
 }

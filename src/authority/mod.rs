@@ -150,4 +150,11 @@ pub trait SessionAuthority: Send + Sync {
 
     /// The JWKS that verifies this authority's access tokens.
     fn jwks(&self) -> Arc<str>;
+
+    /// An access token a refresh replaced: no longer worth remembering
+    /// (it still verifies until it expires, from scratch).
+    fn superseded(&self, access_token: &str);
+
+    /// Forgets remembered access tokens that expired by `now`.
+    fn sweep_verified(&self, now: u64);
 }

@@ -126,7 +126,16 @@ pub async fn refresh(
         .read(&headers, CookieKind::Refresh)
         .ok_or(ApiError::RefreshFailed)?;
     match state.authority.refresh(token, &client).await {
-        Ok(issued) => Ok(session_response(&state, &issued, HeaderMap::new())),
+        Ok(issued) => {
+            // The token this pair replaces leaves the verified cache, so
+            // the cache holds one token per active session.
+            if let Some(old) = state.cookies().read(&headers, CookieKind::Session)
+                && old != issued.access_token
+            {
+                state.authority.superseded(old);
+            }
+            Ok(session_response(&state, &issued, HeaderMap::new()))
+        }
         // A refused refresh token is dead (used, ended, expired): the
         // cookies that carry it are cleared, so the client signs in again.
         Err(AuthError::Rejected) => {

@@ -483,9 +483,8 @@ impl SessionAuthority for Supabase {
             return Err(AuthError::Rejected);
         }
         let created_at = self.created_at(&claims.sub, token).await?;
-        let access = Arc::new(claims.to_access(self.verifier.issuer(), created_at));
-        self.verified.insert(token, access.clone());
-        Ok(access)
+        let access = claims.to_access(self.verifier.issuer(), created_at);
+        Ok(self.verified.insert(token, access))
     }
 
     fn is_revoked(&self, session_id: &str) -> bool {
@@ -618,6 +617,14 @@ impl SessionAuthority for Supabase {
         serde_json::to_string(&*self.verifier.keys().current())
             .unwrap_or_else(|_| r#"{"keys":[]}"#.into())
             .into()
+    }
+
+    fn superseded(&self, access_token: &str) {
+        self.verified.forget(access_token);
+    }
+
+    fn sweep_verified(&self, now: u64) {
+        self.verified.sweep(now);
     }
 }
 

@@ -276,6 +276,10 @@ async fn an_access_token_dated_in_the_future_is_refused_even_with_a_valid_signat
     let now = chronos::unix_now();
     let forge = |iat: u64, nbf: Option<u64>| {
         let mut claims = (*genuine).clone();
+        // (What verification consumed is not kept with the claims.)
+        claims.iss = app.url("");
+        claims.aud = chronos::authority::tokens::AUDIENCE.into();
+        claims.jti = "forged".into();
         claims.iat = iat;
         claims.nbf = nbf;
         claims.exp = now + 7200;
