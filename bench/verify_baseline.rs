@@ -24,6 +24,7 @@ impl RevocationStore for NoRevocations {
         Ok(())
     }
     fn recorded(&self, _: i64, _: &str) {}
+    fn heard(&self, _: &str, _: u64) {}
     fn is_revoked(&self, _: &str) -> bool {
         false
     }

@@ -34,6 +34,7 @@ use crate::state::AppState;
 use crate::store::RateLimitStore;
 use crate::store::flows::{FlowStore, SqliteFlows};
 use crate::store::memory::MemoryRateLimitStore;
+use crate::store::redis::{AnnouncedRevocations, Redis, RedisRateLimitStore, RevocationFeed};
 use crate::store::revocations::{RevocationStore, SqliteRevocations};
 use crate::store::sqlite;
 use crate::store::writer::Writer;
@@ -73,6 +74,8 @@ pub struct Stores {
     pub flows: Arc<dyn FlowStore>,
     pub auth_limits: Arc<dyn RateLimitStore>,
     pub verify_limits: Option<Arc<dyn RateLimitStore>>,
+    /// With `REDIS_URL`: the channel revocations are announced on.
+    pub revocation_feed: Option<Arc<RevocationFeed>>,
 }
 
 impl Stores {
@@ -102,15 +105,48 @@ impl Stores {
             .map_err(|e| data_dir_error(settings, "revocations", e))?,
         );
         let limits = &settings.limits;
-        Ok(Self {
+        let mut stores = Self {
             revocations,
             flows: Arc::new(SqliteFlows::new(writer.clone())),
             auth_limits: Arc::new(MemoryRateLimitStore::new(&limits.auth)),
             verify_limits: (!limits.verify.is_empty())
                 .then(|| Arc::new(MemoryRateLimitStore::new(&limits.verify)) as _),
+            revocation_feed: None,
             pool,
             writer,
-        })
+        };
+        if let Some(url) = &settings.storage.redis_url {
+            let redis = Redis::new(url, &settings.storage.redis_prefix)
+                .map_err(|e| ConfigError::new("REDIS_URL", format!("cannot use it: {e}")))?;
+            stores.share_through(redis, settings);
+        }
+        Ok(stores)
+    }
+
+    /// Rate limits become one budget across replicas, and revocations are
+    /// announced to them, through Redis.
+    fn share_through(&mut self, redis: Redis, settings: &Settings) {
+        let limits = &settings.limits;
+        self.auth_limits = Arc::new(RedisRateLimitStore::new(
+            redis.clone(),
+            "auth",
+            &limits.auth,
+            limits.fail,
+        ));
+        if !limits.verify.is_empty() {
+            self.verify_limits = Some(Arc::new(RedisRateLimitStore::new(
+                redis.clone(),
+                "verify",
+                &limits.verify,
+                limits.fail,
+            )));
+        }
+        let feed = Arc::new(RevocationFeed::new(redis));
+        self.revocations = Arc::new(AnnouncedRevocations::new(
+            self.revocations.clone(),
+            feed.clone(),
+        ));
+        self.revocation_feed = Some(feed);
     }
 }
 
@@ -336,6 +372,7 @@ impl Application {
             tokio::spawn(async move { sign_in.run().await }),
             tokio::spawn(prune_rate_limits(self.stores.clone())),
             tokio::spawn(follow_revocations(self.stores.clone())),
+            tokio::spawn(hear_revocations(self.stores.clone())),
             tokio::spawn(sweep_verified(self.state.authority.clone())),
             tokio::spawn(prune_stores(
                 self.stores.clone(),
@@ -403,6 +440,14 @@ async fn follow_revocations(stores: Arc<Stores>) {
         if let Err(error) = stores.revocations.sync().await {
             tracing::warn!(error = format!("{error:#}"), "revocation sync failed");
         }
+    }
+}
+
+/// Revocations other replicas announce through Redis, applied as they come.
+async fn hear_revocations(stores: Arc<Stores>) {
+    match &stores.revocation_feed {
+        Some(feed) => feed.listen(stores.revocations.clone()).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 
 pub use cookies::{CookieSettings, SameSite};
 pub use identity::{IdentitySettings, OidcSettings, Provider, SupabaseSettings};
-pub use limits::LimitSettings;
+pub use limits::{FailMode, LimitSettings};
 pub use security::SecuritySettings;
 pub use server::{Environment, ServerSettings};
 pub use sessions::{LogoutScope, SessionSettings};

@@ -2,16 +2,31 @@
 
 use super::{ConfigError, Env, VarDoc};
 
-pub const VARS: &[VarDoc] = &[VarDoc {
-    name: "DATABASE_URL",
-    default: "sqlite://DATA_DIR/chronos.db",
-    help: "the identity store (sqlite://...)",
-}];
+pub const VARS: &[VarDoc] = &[
+    VarDoc {
+        name: "DATABASE_URL",
+        default: "sqlite://DATA_DIR/chronos.db",
+        help: "the identity store (sqlite://...)",
+    },
+    VarDoc {
+        name: "REDIS_URL",
+        default: "(empty: none)",
+        help: "redis://host:port/db shared by replicas: rate-limit counters and instant revocation",
+    },
+    VarDoc {
+        name: "REDIS_KEY_PREFIX",
+        default: "chronos:",
+        help: "prefix of every Redis key and channel (several deployments on one Redis)",
+    },
+];
 
 #[derive(Debug, Clone)]
 pub struct StorageSettings {
     /// `None`: the SQLite file in DATA_DIR.
     pub database_url: Option<String>,
+    /// `None`: counters and revocations stay in this process.
+    pub redis_url: Option<String>,
+    pub redis_prefix: String,
 }
 
 pub fn parse(env: &Env) -> Result<StorageSettings, ConfigError> {
@@ -27,5 +42,32 @@ pub fn parse(env: &Env) -> Result<StorageSettings, ConfigError> {
             ),
         ));
     }
-    Ok(StorageSettings { database_url })
+    let redis_url = env.get("REDIS_URL").filter(|url| !url.trim().is_empty());
+    if let Some(url) = &redis_url {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| ConfigError::new("REDIS_URL", format!("not a URL: {e}")))?;
+        if parsed.scheme() != "redis" || parsed.host_str().is_none_or(str::is_empty) {
+            return Err(ConfigError::new(
+                "REDIS_URL",
+                format!(
+                    "expected redis://host[:port][/db], got a {:?} URL",
+                    parsed.scheme()
+                ),
+            ));
+        }
+    }
+    let redis_prefix = env
+        .get("REDIS_KEY_PREFIX")
+        .unwrap_or_else(|| "chronos:".into());
+    if redis_prefix.is_empty() || redis_prefix.chars().any(|c| c.is_whitespace()) {
+        return Err(ConfigError::new(
+            "REDIS_KEY_PREFIX",
+            "expected a non-empty prefix without spaces",
+        ));
+    }
+    Ok(StorageSettings {
+        database_url,
+        redis_url,
+        redis_prefix,
+    })
 }

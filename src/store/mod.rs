@@ -9,6 +9,8 @@ pub mod flows;
 pub mod memory;
 /// Calls to providers kept until they succeed (revocations, remote logouts).
 pub mod outbox;
+/// What replicas share through Redis: limiter counters, revocation news.
+pub mod redis;
 /// Revoked sessions: in memory for the hot path, persisted in SQLite.
 pub mod revocations;
 /// Opening the SQLite database and running migrations.

@@ -35,6 +35,9 @@ pub trait RevocationStore: Send + Sync {
     /// Applies a revocation row that another write of ours just committed
     /// (a refresh that detected reuse records its own row).
     fn recorded(&self, seq: i64, session_id: &str);
+    /// Applies a revocation another replica announced (Redis): the session
+    /// is refused at once; the row itself is still read from the database.
+    fn heard(&self, session_id: &str, revoked_at: u64);
     /// Whether an access token of this session must be refused. No I/O.
     fn is_revoked(&self, session_id: &str) -> bool;
     /// Picks up revocations recorded by other processes.
@@ -141,6 +144,18 @@ impl Follower {
         }
     }
 
+    /// Marks a session revoked without touching the watermark (the row
+    /// will be read in its turn).
+    pub fn mark(&mut self, session_id: &str, revoked_at: u64, horizon: u64) {
+        if revoked_at >= horizon {
+            let at = self
+                .sessions
+                .entry(session_id.to_string())
+                .or_insert(revoked_at);
+            *at = (*at).max(revoked_at);
+        }
+    }
+
     /// Forgets revocations older than `horizon`.
     pub fn prune(&mut self, horizon: u64) {
         self.sessions.retain(|_, at| *at >= horizon);
@@ -230,6 +245,13 @@ impl RevocationStore for SqliteRevocations {
 
     fn recorded(&self, seq: i64, session_id: &str) {
         self.apply(vec![(seq, session_id.to_string(), unix_now() as i64)]);
+    }
+
+    fn heard(&self, session_id: &str, revoked_at: u64) {
+        let horizon = self.horizon();
+        if let Ok(mut follower) = self.follower.write() {
+            follower.mark(session_id, revoked_at, horizon);
+        }
     }
 
     fn is_revoked(&self, session_id: &str) -> bool {

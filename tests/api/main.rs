@@ -15,6 +15,7 @@ mod nginx;
 mod oidc;
 mod oidc_provider;
 mod rate_limit;
+mod replicas;
 mod revocation;
 mod routing;
 mod security;

@@ -1,0 +1,378 @@
+//! What replicas share through Redis (`REDIS_URL`): the rate-limit counters,
+//! so that a limit is one budget across every replica, and a channel on
+//! which each revocation is announced, so that every replica refuses a
+//! revoked session at once instead of at its next read of the database.
+//!
+//! Redis is a fast path, never the record: revocations are stored in the
+//! database first and every replica still reads them from there, so a
+//! replica that missed a message (restart, network blip) catches up by
+//! itself. When Redis cannot be reached the limiter follows
+//! `RATE_LIMIT_FAIL`, says so in the log once per [`LOG_EVERY`], and tries
+//! Redis again after [`RETRY_AFTER`]; nothing waits longer than [`TIMEOUT`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::RateLimitStore;
+use super::revocations::RevocationStore;
+use crate::config::FailMode;
+use crate::limits::{ClientKey, Exceeded, Limit};
+
+/// The longest a request waits for Redis.
+pub const TIMEOUT: Duration = Duration::from_millis(250);
+/// After a failure, requests skip Redis (and follow the fail mode) this long.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// An unreachable Redis is logged at most once per this interval.
+pub const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// A connection to Redis shared by the limiter and the revocation feed;
+/// cloning shares it. Connects lazily and reconnects by itself.
+#[derive(Clone)]
+pub struct Redis {
+    client: redis::Client,
+    conn: ConnectionManager,
+    prefix: Arc<str>,
+    health: Arc<Health>,
+}
+
+/// When Redis last failed, and when that was last logged.
+struct Health {
+    started: Instant,
+    /// Milliseconds since `started` of the last failure, 0 = none.
+    failed_at: AtomicU64,
+    logged_at: AtomicU64,
+}
+
+impl Health {
+    fn millis(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Whether a recent failure says not to try Redis now.
+    fn resting(&self) -> bool {
+        let failed = self.failed_at.load(Ordering::Relaxed);
+        failed != 0 && self.millis() - failed < RETRY_AFTER.as_millis() as u64
+    }
+
+    fn failed(&self, what: &str, error: &dyn std::fmt::Display) {
+        let now = self.millis();
+        self.failed_at.store(now, Ordering::Relaxed);
+        let logged = self.logged_at.load(Ordering::Relaxed);
+        if (logged == 0 || now - logged >= LOG_EVERY.as_millis() as u64)
+            && self
+                .logged_at
+                .compare_exchange(logged, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::error!(error = %error, "redis unreachable: {what}");
+        }
+    }
+
+    fn recovered(&self) {
+        if self.failed_at.swap(0, Ordering::Relaxed) != 0 {
+            tracing::info!("redis reachable again");
+        }
+    }
+}
+
+impl Redis {
+    /// Prepares the connection; nothing is sent until it is used, so a
+    /// server starts while Redis is down (and the limiter follows its fail
+    /// mode until Redis is back).
+    pub fn new(url: &str, prefix: &str) -> redis::RedisResult<Self> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(TIMEOUT))
+            .set_response_timeout(Some(TIMEOUT))
+            .set_number_of_retries(0);
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        Ok(Self {
+            client,
+            conn,
+            prefix: prefix.into(),
+            health: Arc::new(Health {
+                started: Instant::now(),
+                failed_at: AtomicU64::new(0),
+                logged_at: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Runs one command or script within [`TIMEOUT`]; `None` when Redis
+    /// failed (logged, and skipped for [`RETRY_AFTER`]) or is resting.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        what: &str,
+        call: impl AsyncFnOnce(ConnectionManager) -> redis::RedisResult<T>,
+    ) -> Option<T> {
+        if self.health.resting() {
+            return None;
+        }
+        match tokio::time::timeout(TIMEOUT, call(self.conn.clone())).await {
+            Ok(Ok(value)) => {
+                self.health.recovered();
+                Some(value)
+            }
+            Ok(Err(error)) => {
+                self.health.failed(what, &error);
+                None
+            }
+            Err(_) => {
+                self.health.failed(what, &"timed out");
+                None
+            }
+        }
+    }
+
+    fn channel(&self) -> String {
+        format!("{}revocations", self.prefix)
+    }
+}
+
+/// GCRA over every limit of a policy in one round trip, on Redis's clock
+/// (replicas' clocks may differ). Per client one hash: field i holds limit
+/// i's theoretical arrival time in microseconds. Limits are applied in
+/// order, each counting the request until one refuses, as the in-process
+/// store does; the key expires once every limit has refilled.
+/// ARGV: per limit, its emission interval and its burst window (µs).
+/// Returns {-1, 0} when allowed, else {limit index, wait in µs}.
+const GCRA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local verdict = {-1, 0}
+local keep = 0
+for i = 1, #ARGV / 2 do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local window = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('HGET', KEYS[1], i) or now)
+  if tat < now then tat = now end
+  local new = tat + interval
+  if new - now > window then
+    verdict = {i - 1, new - window - now}
+    if tat - now > keep then keep = tat - now end
+    break
+  end
+  redis.call('HSET', KEYS[1], i, new)
+  if new - now > keep then keep = new - now end
+end
+local ttl = math.ceil(keep / 1000) + 1
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return verdict
+";
+
+/// Rate-limit counters in Redis: one budget across replicas.
+pub struct RedisRateLimitStore {
+    redis: Redis,
+    script: redis::Script,
+    /// `<prefix>rl:<policy>:`
+    prefix: String,
+    /// Per limit: emission interval and burst window, in microseconds.
+    args: Vec<u64>,
+    fail: FailMode,
+}
+
+impl RedisRateLimitStore {
+    pub fn new(redis: Redis, policy: &str, limits: &[Limit], fail: FailMode) -> Self {
+        let args = limits
+            .iter()
+            .flat_map(|limit| {
+                let window = limit.period.as_micros() as u64;
+                [window / u64::from(limit.count.max(1)), window]
+            })
+            .collect();
+        Self {
+            prefix: format!("{}rl:{policy}:", redis.prefix),
+            redis,
+            script: redis::Script::new(GCRA),
+            args,
+            fail,
+        }
+    }
+}
+
+#[async_trait]
+impl RateLimitStore for RedisRateLimitStore {
+    async fn hit(&self, key: ClientKey) -> Result<(), Exceeded> {
+        let redis_key = format!("{}{:032x}", self.prefix, key.0);
+        let verdict: Option<(i64, i64)> = self
+            .redis
+            .run("rate limiter", async |mut conn| {
+                let mut call = self.script.key(&redis_key);
+                for arg in &self.args {
+                    call.arg(*arg);
+                }
+                call.invoke_async(&mut conn).await
+            })
+            .await;
+        match verdict {
+            Some((index, _)) if index < 0 => Ok(()),
+            Some((index, wait)) => Err(Exceeded {
+                limit: index as usize,
+                retry_after: Duration::from_micros(wait.max(0) as u64),
+            }),
+            None => match self.fail {
+                FailMode::Open => Ok(()),
+                FailMode::Closed => Err(Exceeded {
+                    limit: 0,
+                    retry_after: RETRY_AFTER,
+                }),
+            },
+        }
+    }
+
+    /// Keys expire in Redis by themselves; none are held here.
+    fn tracked_keys(&self) -> usize {
+        0
+    }
+}
+
+/// Announces revocations on the channel (after the database has them) and
+/// applies what other replicas announce.
+pub struct RevocationFeed {
+    redis: Redis,
+}
+
+impl RevocationFeed {
+    pub fn new(redis: Redis) -> Self {
+        Self { redis }
+    }
+
+    /// Tells every replica (best effort: a replica that misses this reads
+    /// the revocation from the database within a second).
+    pub async fn announce(&self, session_ids: &[String], revoked_at: u64) {
+        if session_ids.is_empty() {
+            return;
+        }
+        let message = announcement(session_ids, revoked_at);
+        let channel = self.redis.channel();
+        let _: Option<i64> = self
+            .redis
+            .run("revocation announcement", async |mut conn| {
+                redis::cmd("PUBLISH")
+                    .arg(&channel)
+                    .arg(&message)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await;
+    }
+
+    /// Listens until the process ends: each announcement is applied to
+    /// `store`; after every (re)connection the store re-reads the database,
+    /// so nothing announced while away is missed.
+    pub async fn listen(&self, store: Arc<dyn RevocationStore>) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.redis.client.get_async_pubsub().await {
+                Ok(mut pubsub) => match pubsub.subscribe(self.redis.channel()).await {
+                    Ok(()) => {
+                        backoff = Duration::from_millis(100);
+                        if let Err(error) = store.sync().await {
+                            tracing::warn!(error = format!("{error:#}"), "revocation sync failed");
+                        }
+                        let mut messages = pubsub.into_on_message();
+                        while let Some(message) = messages.next().await {
+                            if let Some((ids, at)) = parse_announcement(message.get_payload_bytes())
+                            {
+                                for id in ids {
+                                    store.heard(id, at);
+                                }
+                            }
+                        }
+                    }
+                    Err(error) => self.redis.health.failed("revocation channel", &error),
+                },
+                Err(error) => self.redis.health.failed("revocation channel", &error),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+/// A revocation store whose revocations are also announced to the other
+/// replicas, once the database has them.
+pub struct AnnouncedRevocations {
+    inner: Arc<dyn RevocationStore>,
+    feed: Arc<RevocationFeed>,
+}
+
+impl AnnouncedRevocations {
+    pub fn new(inner: Arc<dyn RevocationStore>, feed: Arc<RevocationFeed>) -> Self {
+        Self { inner, feed }
+    }
+}
+
+#[async_trait]
+impl RevocationStore for AnnouncedRevocations {
+    async fn revoke(&self, session_ids: &[String]) -> anyhow::Result<()> {
+        self.inner.revoke(session_ids).await?;
+        self.feed.announce(session_ids, crate::unix_now()).await;
+        Ok(())
+    }
+
+    fn recorded(&self, seq: i64, session_id: &str) {
+        self.inner.recorded(seq, session_id);
+        let feed = self.feed.clone();
+        let ids = [session_id.to_string()];
+        tokio::spawn(async move { feed.announce(&ids, crate::unix_now()).await });
+    }
+
+    fn heard(&self, session_id: &str, revoked_at: u64) {
+        self.inner.heard(session_id, revoked_at);
+    }
+
+    fn is_revoked(&self, session_id: &str) -> bool {
+        self.inner.is_revoked(session_id)
+    }
+
+    async fn sync(&self) -> anyhow::Result<()> {
+        self.inner.sync().await
+    }
+
+    async fn prune(&self) -> anyhow::Result<()> {
+        self.inner.prune().await
+    }
+
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+}
+
+/// `revoked_at session_id session_id ...`
+fn announcement(session_ids: &[String], revoked_at: u64) -> String {
+    let mut message = revoked_at.to_string();
+    for id in session_ids {
+        message.push(' ');
+        message.push_str(id);
+    }
+    message
+}
+
+fn parse_announcement(payload: &[u8]) -> Option<(impl Iterator<Item = &str>, u64)> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let mut words = text.split(' ');
+    let at = words.next()?.parse().ok()?;
+    Some((words.filter(|id| !id.is_empty() && id.len() <= 64), at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_announcement_reads_back() {
+        let ids = vec!["a-1".to_string(), "b-2".to_string()];
+        let message = announcement(&ids, 1_700_000_000);
+        let (read, at) = parse_announcement(message.as_bytes()).unwrap();
+        assert_eq!(at, 1_700_000_000);
+        assert_eq!(read.collect::<Vec<_>>(), ["a-1", "b-2"]);
+        assert!(parse_announcement(b"not-a-number a").is_none());
+        assert!(parse_announcement(&[0xff, 0xfe]).is_none());
+    }
+}

@@ -1,0 +1,356 @@
+//! Replicas sharing Redis (`REDIS_URL`): one rate-limit budget across them,
+//! revocations announced so the others refuse a logged-out session at once,
+//! and what happens while Redis is unreachable (a TCP proxy in the test is
+//! severed; the machine's Redis is never touched). Each test uses its own
+//! key prefix and deletes its keys at the end.
+//!
+//! Needs `REDIS_URL` (e.g. redis://127.0.0.1:6379); without it these tests
+//! say SKIPPED, or fail under `REQUIRE_EXTERNAL_TESTS=1` (CI).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+use crate::browser::*;
+use crate::browser_e2e::skip_or_fail;
+use crate::helpers::*;
+
+const EMAIL: &str = "ann@example.com";
+
+fn redis_url(test: &str) -> Option<String> {
+    match std::env::var("REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            skip_or_fail(test, "REDIS_URL is not set");
+            None
+        }
+    }
+}
+
+/// A key prefix of this test's own, whose keys are deleted on drop.
+struct Prefix {
+    url: String,
+    prefix: String,
+}
+
+impl Prefix {
+    fn new(url: &str) -> Self {
+        Self {
+            url: url.to_string(),
+            prefix: format!("chronos-test:{}:", uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    fn keys(&self) -> Vec<String> {
+        let client = redis::Client::open(self.url.as_str()).unwrap();
+        let mut conn = client.get_connection().unwrap();
+        redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query(&mut conn)
+            .unwrap()
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        let keys = self.keys();
+        if !keys.is_empty() {
+            let client = redis::Client::open(self.url.as_str()).unwrap();
+            let mut conn = client.get_connection().unwrap();
+            let _: () = redis::cmd("DEL").arg(keys).query(&mut conn).unwrap();
+        }
+    }
+}
+
+/// A TCP proxy to Redis that the test can sever and restore.
+struct Proxy {
+    port: u16,
+    severed: Arc<AtomicBool>,
+    links: Arc<std::sync::Mutex<JoinSet<()>>>,
+}
+
+impl Proxy {
+    async fn to(url: &str) -> Self {
+        let upstream = url
+            .trim_start_matches("redis://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let severed = Arc::new(AtomicBool::new(false));
+        let links = Arc::new(std::sync::Mutex::new(JoinSet::new()));
+        let (flag, set) = (severed.clone(), links.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if flag.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let upstream = upstream.clone();
+                set.lock().unwrap().spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            severed,
+            links,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Closes every connection through the proxy and refuses new ones.
+    fn sever(&self) {
+        self.severed.store(true, Ordering::SeqCst);
+        self.links.lock().unwrap().abort_all();
+    }
+
+    fn restore(&self) {
+        self.severed.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Two replicas on one database and one Redis: the second serves the
+/// first's public URL (one issuer, as behind a load balancer).
+async fn two_replicas(redis: &str, prefix: &Prefix, extra: &[(&str, &str)]) -> (TestApp, TestApp) {
+    let mut vars = vec![
+        ("REDIS_URL", redis),
+        ("REDIS_KEY_PREFIX", prefix.prefix.as_str()),
+    ];
+    vars.extend_from_slice(extra);
+    let a = spawn_app_with(&vars).await;
+    let data_dir = a.data_dir.path().to_string_lossy().to_string();
+    let public_url = a.url("");
+    let mut b_vars = vars.clone();
+    b_vars.push(("DATA_DIR", &data_dir));
+    b_vars.push(("PUBLIC_URL", &public_url));
+    let b = spawn_app_with(&b_vars).await;
+    (a, b)
+}
+
+fn on(app: &TestApp, browser: &Browser) -> Browser {
+    let mut copy = Browser::new(app);
+    copy.jar = browser.jar.clone();
+    copy
+}
+
+/// A logout from 127.0.0.3, a client of its own (browsers are 127.0.0.1).
+async fn logout_status(app: &TestApp) -> u16 {
+    app.client_from("127.0.0.3")
+        .post(app.url("/auth/logout"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Polls `/auth/session` on `browser` until it answers 401; the time taken.
+async fn refused_after(browser: &mut Browser, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        if browser.get("/auth/session").await.status() == 401 {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "still accepted after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_auth_rate_limit_is_one_budget_across_replicas() {
+    let Some(redis) = redis_url("the_auth_rate_limit_is_one_budget_across_replicas") else {
+        return;
+    };
+    let prefix = Prefix::new(&redis);
+    let (a, b) = two_replicas(&redis, &prefix, &[("RATE_LIMIT_AUTH", "5/minute")]).await;
+    for app in [&a, &a, &a, &b, &b] {
+        assert_eq!(logout_status(app).await, 200);
+    }
+    for app in [&a, &b] {
+        let refused = app
+            .client_from("127.0.0.3")
+            .post(app.url("/auth/logout"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 429);
+        let wait: u64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=12).contains(&wait), "Retry-After {wait}");
+        assert_eq!(
+            refused.text().await.unwrap(),
+            r#"{"detail":"Rate limit exceeded: 5 per 1 minute"}"#
+        );
+    }
+    // Another client has its own budget; the keys expire by themselves.
+    assert_eq!(
+        a.client_from("127.0.0.2")
+            .post(a.url("/auth/logout"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let client = redis::Client::open(redis.as_str()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    for key in prefix.keys() {
+        let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
+        assert!(ttl > 0 && ttl <= 61_000, "{key} expires in {ttl} ms");
+    }
+}
+
+#[tokio::test]
+async fn a_logout_on_one_replica_is_refused_on_the_other_within_100_ms() {
+    let Some(redis) = redis_url("a_logout_on_one_replica_is_refused_on_the_other_within_100_ms")
+    else {
+        return;
+    };
+    let prefix = Prefix::new(&redis);
+    let (a, b) = two_replicas(&redis, &prefix, &[("RATE_LIMIT_AUTH", "100000/minute")]).await;
+    create_user(&a, EMAIL).await;
+    // Five times: the database is read once a second, so only the
+    // announcement can make every one of them this fast.
+    for _ in 0..5 {
+        let mut on_a = Browser::new(&a);
+        on_a.sign_in(EMAIL, PASSWORD).await;
+        let mut on_b = on(&b, &on_a);
+        assert_eq!(on_b.get("/auth/session").await.status(), 200);
+        assert_eq!(on_b.post_api("/auth/refresh").await.status(), 200);
+        on_a.jar = on_b.jar.clone();
+        let mut copied = on(&b, &on_a);
+        assert_eq!(on_a.post_api("/auth/logout").await.status(), 200);
+        let took = refused_after(&mut copied, Duration::from_millis(100)).await;
+        assert_eq!(copied.get("/auth/verify").await.status(), 401);
+        eprintln!("refused on the other replica after {took:?}");
+    }
+}
+
+#[tokio::test]
+async fn while_redis_is_cut_the_limiter_fails_open_revocations_go_through_the_database_and_all_recovers()
+ {
+    let Some(redis) = redis_url("redis_cut_open") else {
+        return;
+    };
+    let prefix = Prefix::new(&redis);
+    let proxy = Proxy::to(&redis).await;
+    let (a, b) = two_replicas(&proxy.url(), &prefix, &[("RATE_LIMIT_AUTH", "6/minute")]).await;
+    create_user(&a, EMAIL).await;
+    let mut on_a = Browser::new(&a);
+    on_a.sign_in(EMAIL, PASSWORD).await; // one hit of the budget (the form post)
+    let mut copied = on(&b, &on_a);
+
+    proxy.sever();
+    // Fail open: no 5xx, no 429, no waiting on Redis.
+    for _ in 0..10 {
+        let started = Instant::now();
+        assert_eq!(logout_status(&b).await, 200);
+        assert!(started.elapsed() < Duration::from_millis(600));
+    }
+    // The revocation reaches the other replica through the database.
+    assert_eq!(on_a.post_api("/auth/logout").await.status(), 200);
+    let took = refused_after(&mut copied, Duration::from_millis(1500)).await;
+    eprintln!("refused through the database after {took:?}");
+
+    proxy.restore();
+    // Back by itself: within a few seconds each replica counts in the
+    // shared budget again (each notices on its own), so both refuse.
+    for app in [&a, &b] {
+        let started = Instant::now();
+        while logout_status(app).await != 429 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the limiter did not come back"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // And announcements flow again (a browser on a budget of its own).
+    let mut on_a = Browser::new(&a);
+    on_a.client = client_from(Some("127.0.0.4".parse().unwrap()));
+    on_a.sign_in(EMAIL, PASSWORD).await;
+    let mut copied = on(&b, &on_a);
+    copied.client = client_from(Some("127.0.0.5".parse().unwrap()));
+    assert_eq!(copied.get("/auth/session").await.status(), 200);
+    assert_eq!(on_a.post_api("/auth/logout").await.status(), 200);
+    refused_after(&mut copied, Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn with_rate_limit_fail_closed_an_unreachable_redis_refuses() {
+    let Some(redis) = redis_url("redis_cut_closed") else {
+        return;
+    };
+    let prefix = Prefix::new(&redis);
+    let proxy = Proxy::to(&redis).await;
+    let app = spawn_app_with(&[
+        ("REDIS_URL", &proxy.url()),
+        ("REDIS_KEY_PREFIX", &prefix.prefix),
+        ("RATE_LIMIT_FAIL", "closed"),
+    ])
+    .await;
+    assert_eq!(logout_status(&app).await, 200);
+    proxy.sever();
+    let started = Instant::now();
+    let refused = app
+        .client_from("127.0.0.3")
+        .post(app.url("/auth/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert!(started.elapsed() < Duration::from_millis(600));
+    proxy.restore();
+    let started = Instant::now();
+    while logout_status(&app).await != 200 {
+        assert!(started.elapsed() < Duration::from_secs(10), "no recovery");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_logged_once_not_per_request() {
+    let Some(_) = redis_url("an_unreachable_redis_is_logged_once_not_per_request") else {
+        return;
+    };
+    // Nothing listens on port 1: every attempt fails at once.
+    let server = spawn_binary(&[("REDIS_URL", "redis://127.0.0.1:1")]);
+    let client = client_from(None);
+    for _ in 0..30 {
+        let status = client
+            .post(server.url("/auth/logout"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200, "fails open by default");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let lines = server.lines();
+    let errors: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("redis unreachable"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(errors[0].contains("level=ERROR") || errors[0].contains("ERROR"));
+}
