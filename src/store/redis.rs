@@ -165,8 +165,16 @@ if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) en
 return verdict
 ";
 
-/// Rate-limit counters in Redis: one budget across replicas.
+/// Clients refused recently, remembered locally at most.
+const REFUSED_CACHE: usize = 65_536;
+
+/// Rate-limit counters in Redis: one budget across replicas. A refusal is
+/// also remembered here until the wait Redis named has passed, so a client
+/// hammering past its limit costs no round trip (a budget only refills with
+/// time, so the answer cannot change before then).
 pub struct RedisRateLimitStore {
+    /// Client -> (limit index, refused until).
+    refused: quick_cache::sync::Cache<u128, (usize, Instant)>,
     redis: Redis,
     script: redis::Script,
     /// `<prefix>rl:<policy>:`
@@ -186,6 +194,7 @@ impl RedisRateLimitStore {
             })
             .collect();
         Self {
+            refused: quick_cache::sync::Cache::new(REFUSED_CACHE),
             prefix: format!("{}rl:{policy}:", redis.prefix),
             redis,
             script: redis::Script::new(GCRA),
@@ -198,6 +207,16 @@ impl RedisRateLimitStore {
 #[async_trait]
 impl RateLimitStore for RedisRateLimitStore {
     async fn hit(&self, key: ClientKey) -> Result<(), Exceeded> {
+        if let Some((limit, until)) = self.refused.get(&key.0) {
+            let now = Instant::now();
+            if until > now {
+                return Err(Exceeded {
+                    limit,
+                    retry_after: until - now,
+                });
+            }
+            self.refused.remove(&key.0);
+        }
         let redis_key = format!("{}{:032x}", self.prefix, key.0);
         let verdict: Option<(i64, i64)> = self
             .redis
@@ -211,10 +230,15 @@ impl RateLimitStore for RedisRateLimitStore {
             .await;
         match verdict {
             Some((index, _)) if index < 0 => Ok(()),
-            Some((index, wait)) => Err(Exceeded {
-                limit: index as usize,
-                retry_after: Duration::from_micros(wait.max(0) as u64),
-            }),
+            Some((index, wait)) => {
+                let retry_after = Duration::from_micros(wait.max(0) as u64);
+                self.refused
+                    .insert(key.0, (index as usize, Instant::now() + retry_after));
+                Err(Exceeded {
+                    limit: index as usize,
+                    retry_after,
+                })
+            }
             None => match self.fail {
                 FailMode::Open => Ok(()),
                 FailMode::Closed => Err(Exceeded {
@@ -225,9 +249,15 @@ impl RateLimitStore for RedisRateLimitStore {
         }
     }
 
-    /// Keys expire in Redis by themselves; none are held here.
+    /// Keys expire in Redis by themselves; forgets refusals that are over.
+    fn prune(&self) {
+        let now = Instant::now();
+        self.refused.retain(|_, (_, until)| *until > now);
+    }
+
+    /// Refused clients remembered here (the counters live in Redis).
     fn tracked_keys(&self) -> usize {
-        0
+        self.refused.len()
     }
 }
 
