@@ -30,7 +30,7 @@ use crate::server;
 use crate::signin::SignInMethod;
 use crate::signin::oidc::OidcSignIn;
 use crate::signin::password::{PageConfig, PasswordAccounts, PasswordSignIn, Passwords};
-use crate::state::AppState;
+use crate::state::{AppState, Phase};
 use crate::store::RateLimitStore;
 use crate::store::flows::{FlowStore, SqliteFlows};
 use crate::store::memory::MemoryRateLimitStore;
@@ -334,6 +334,8 @@ impl Application {
                 .logout_clear_site_data
                 .as_deref()
                 .and_then(|v| http::HeaderValue::from_str(v).ok()),
+            phase: crate::state::Phase::default(),
+            database: stores.pool.clone(),
             settings,
         });
         Ok(Self {
@@ -381,10 +383,18 @@ impl Application {
             )),
         ];
         let service = self.service;
+        let state = self.state.clone();
+        let drain = state.settings.server.shutdown_timeout;
+        state.phase.set(Phase::SERVING);
+        let draining = async move {
+            shutdown.await;
+            state.phase.set(Phase::DRAINING);
+        };
         let result = server::serve(
             self.listener,
             move |req, peer| service.serve(req, peer),
-            shutdown,
+            draining,
+            drain,
         )
         .await;
         for task in tasks {

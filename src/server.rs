@@ -24,15 +24,15 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// hyper's read buffer: large enough that an oversized head reaches our own
 /// 431 response (with `detail` and headers), small enough to bound memory.
 const MAX_BUF_BYTES: usize = 128 * 1024;
-/// How long in-flight requests may take to finish after a shutdown signal.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Serves connections from `listener` with `service`, which is called with
-/// each request and the connection's peer address.
+/// each request and the connection's peer address. Once `shutdown`
+/// resolves: stops accepting, lets in-flight requests finish (keep-alive
+/// connections close after their current request) for at most `drain`.
 pub async fn serve<S, F>(
     listener: TcpListener,
     service: S,
     shutdown: impl Future<Output = ()>,
+    drain: Duration,
 ) -> std::io::Result<()>
 where
     S: Fn(hyper::Request<Incoming>, SocketAddr) -> F + Clone + Send + 'static,
@@ -76,7 +76,7 @@ where
     drop(listener);
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(DRAIN_TIMEOUT) => {
+        () = tokio::time::sleep(drain) => {
             tracing::warn!("shutdown: gave up waiting for open connections");
         }
     }

@@ -2,6 +2,7 @@
 //! ([`crate::app`]), shared behind an `Arc`, passed explicitly.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use http::HeaderValue;
 
@@ -29,6 +30,28 @@ pub struct AppState {
     pub flows: Arc<dyn FlowStore>,
     /// `LOGOUT_CLEAR_SITE_DATA`, ready to send.
     pub clear_site_data: Option<HeaderValue>,
+    /// Starting, serving or draining (`GET /health/ready`).
+    pub phase: Phase,
+    /// The database, for the readiness probe's check.
+    pub database: sqlx::SqlitePool,
+}
+
+/// Where the process is in its life; only `Serving` is ready for traffic.
+#[derive(Default)]
+pub struct Phase(AtomicU8);
+
+impl Phase {
+    pub const STARTING: u8 = 0;
+    pub const SERVING: u8 = 1;
+    pub const DRAINING: u8 = 2;
+
+    pub fn get(&self) -> u8 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub fn set(&self, phase: u8) {
+        self.0.store(phase, Ordering::Relaxed);
+    }
 }
 
 impl AppState {

@@ -26,6 +26,11 @@ pub const VARS: &[VarDoc] = &[
         default: "./data",
         help: "where the embedded stores keep their files (SQLite database, generated secrets)",
     },
+    VarDoc {
+        name: "SHUTDOWN_TIMEOUT",
+        default: "10",
+        help: "seconds in-flight requests may take to finish after SIGTERM or SIGINT",
+    },
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +46,8 @@ pub struct ServerSettings {
     /// Explicit PUBLIC_URL; when `None` it follows the bound address.
     pub public_url: Option<String>,
     pub data_dir: PathBuf,
+    /// How long a shutdown waits for in-flight requests.
+    pub shutdown_timeout: std::time::Duration,
 }
 
 impl ServerSettings {
@@ -77,10 +84,17 @@ pub fn parse(env: &Env) -> Result<ServerSettings, ConfigError> {
         .map(|v| parse::base_url("PUBLIC_URL", &v))
         .transpose()?;
     let data_dir = PathBuf::from(env.get("DATA_DIR").unwrap_or_else(|| "./data".into()));
+    let shutdown_timeout = std::time::Duration::from_secs(parse::seconds_or(
+        "SHUTDOWN_TIMEOUT",
+        env.get("SHUTDOWN_TIMEOUT"),
+        10,
+        0,
+    )?);
     Ok(ServerSettings {
         environment,
         bind,
         public_url,
         data_dir,
+        shutdown_timeout,
     })
 }

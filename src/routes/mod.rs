@@ -137,6 +137,7 @@ fn router(state: Arc<AppState>) -> Router {
     }
     let router = router
         .route("/health", get(health::health))
+        .route("/health/ready", get(health::ready))
         .route("/auth/google/login", get(login::start))
         .route("/auth/web/callback", post(session::exchange))
         .route("/auth/refresh", post(session::refresh))

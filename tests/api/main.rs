@@ -20,6 +20,7 @@ mod revocation;
 mod routing;
 mod security;
 mod session;
+mod shutdown;
 mod supabase;
 mod supabase_browser;
 mod transport;

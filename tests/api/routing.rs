@@ -20,6 +20,7 @@ async fn router_only(app: &TestApp) -> String {
         listener,
         move |req, peer| service.serve(req, peer),
         std::future::pending(),
+        std::time::Duration::from_secs(1),
     ));
     format!("http://{addr}")
 }

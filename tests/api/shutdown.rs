@@ -1,0 +1,89 @@
+//! Readiness and shutdown, through the binary: `/health/ready`, and a
+//! SIGTERM that stops accepting while a request in flight still gets its
+//! answer, then a clean exit within SHUTDOWN_TIMEOUT.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn the_readiness_probe_answers_ready_while_serving() {
+    let app = spawn_app().await;
+    let ready = app
+        .client()
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.headers()["cache-control"], "no-store");
+    assert_eq!(ready.text().await.unwrap(), r#"{"status":"ready"}"#);
+    let live = app.client().get(app.url("/health")).send().await.unwrap();
+    assert_eq!(live.status(), 200);
+}
+
+#[test]
+fn sigterm_stops_accepting_finishes_the_request_in_flight_and_exits_0() {
+    let mut server = spawn_binary(&[("SHUTDOWN_TIMEOUT", "5")]);
+    let mut in_flight = TcpStream::connect(server.addr).unwrap();
+    in_flight
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let body = br#"{"code":"not-a-real-code"}"#;
+    write!(
+        in_flight,
+        "POST /auth/web/callback HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        server.addr,
+        body.len()
+    )
+    .unwrap();
+    in_flight.write_all(&body[..5]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+
+    let signalled = Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // The listener closes: new connections are refused.
+    let refused = loop {
+        match TcpStream::connect(server.addr) {
+            Err(_) => break true,
+            Ok(_) if signalled.elapsed() > Duration::from_secs(2) => break false,
+            Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    assert!(refused, "still accepting two seconds after SIGTERM");
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "exited with a request in flight"
+    );
+
+    // The request in flight completes and is answered.
+    in_flight.write_all(&body[5..]).unwrap();
+    let mut answer = Vec::new();
+    let _ = in_flight.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+    assert!(answer.contains(r#""detail""#), "{answer}");
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "did not exit within SHUTDOWN_TIMEOUT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        server.lines().iter().any(|l| l.contains("shutting down")),
+        "the log was flushed"
+    );
+}
