@@ -8,7 +8,11 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
+
+use http::HeaderValue;
 
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -45,6 +49,8 @@ where
         .max_buf_size(MAX_BUF_BYTES)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
+    let closing = Arc::new(AtomicBool::new(false));
+    let open = Arc::new(AtomicUsize::new(0));
     tokio::pin!(shutdown);
 
     loop {
@@ -62,25 +68,70 @@ where
         };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
-        let per_connection =
-            hyper::service::service_fn(move |req: hyper::Request<Incoming>| service(req, peer));
+        let closing = closing.clone();
+        let per_connection = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let answer = service(req, peer);
+            let closing = closing.clone();
+            async move {
+                let mut response = answer.await?;
+                // Draining: this answer is the connection's last.
+                if closing.load(Ordering::Relaxed) {
+                    response
+                        .headers_mut()
+                        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, Infallible>(response)
+            }
+        });
         let connection =
             graceful.watch(builder.serve_connection(TokioIo::new(stream), per_connection));
+        let open = Open::count(&open);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection ended with an error");
             }
+            drop(open);
         });
     }
 
     drop(listener);
+    let deadline = tokio::time::Instant::now() + drain;
+    // First, keep-alive connections end themselves: each is answered once
+    // more with `Connection: close`. Closing them at once would cut off a
+    // request a client is sending at that moment.
+    closing.store(true, Ordering::Relaxed);
+    let grace = tokio::time::Instant::now() + LAME_DUCK.min(drain);
+    while open.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < grace {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Then what is left (idle connections, requests still running).
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(drain) => {
+        () = tokio::time::sleep_until(deadline) => {
             tracing::warn!("shutdown: gave up waiting for open connections");
         }
     }
     Ok(())
+}
+
+/// How long open keep-alive connections are given to send a last request
+/// after a shutdown signal, before idle ones are closed.
+const LAME_DUCK: Duration = Duration::from_secs(1);
+
+/// One open connection, counted while it lives.
+struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn count(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Self(open.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -87,3 +87,59 @@ fn sigterm_stops_accepting_finishes_the_request_in_flight_and_exits_0() {
         "the log was flushed"
     );
 }
+
+#[tokio::test]
+async fn sigterm_under_load_fails_no_request_but_refused_connections() {
+    let server = spawn_binary(&[
+        ("SHUTDOWN_TIMEOUT", "5"),
+        ("RATE_LIMIT_AUTH", "1000000/second"),
+    ]);
+    let url = server.url("/auth/session");
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = client_from(None);
+            let (mut answered, mut refused, mut failed) = (0u32, 0u32, Vec::new());
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(3) {
+                match client.get(&url).send().await {
+                    Ok(response) => {
+                        assert_eq!(response.status(), 401);
+                        answered += 1;
+                    }
+                    Err(e) if e.is_connect() => {
+                        refused += 1;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err(e) => failed.push(format!("{e:?}")),
+                }
+            }
+            (answered, refused, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let (mut answered, mut refused, mut failed) = (0, 0, Vec::new());
+    for task in tasks {
+        let (a, r, f) = task.await.unwrap();
+        answered += a;
+        refused += r;
+        failed.extend(f);
+    }
+    eprintln!(
+        "answered {answered}, refused after close {refused}, failed {}",
+        failed.len()
+    );
+    assert!(answered > 100 && refused > 0);
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:#?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+}
