@@ -3,8 +3,11 @@
 //! first, delivered by a background task, retried with backoff until the
 //! provider confirms, across restarts.
 
+use std::time::Duration;
+
 use rusqlite::{Connection, params};
 use sqlx::SqlitePool;
+use tokio::sync::Notify;
 
 use super::writer::Writer;
 use crate::unix_now;
@@ -97,6 +100,32 @@ impl Outbox {
             })
             .await?;
         Ok(())
+    }
+
+    /// Delivers the due calls of `kind` with `deliver`, every second and
+    /// whenever `wake` is notified, until the process ends. `deliver`
+    /// settles each call ([`done`](Self::done) or [`retry`](Self::retry)).
+    pub async fn deliver_forever<F, Fut>(&self, kind: &str, wake: &Notify, deliver: F)
+    where
+        F: Fn(Pending) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>>,
+    {
+        loop {
+            match self.due(50).await {
+                Ok(due) => {
+                    for pending in due.into_iter().filter(|p| p.kind == kind) {
+                        if let Err(error) = deliver(pending).await {
+                            tracing::warn!(error = format!("{error:#}"), "outbox delivery failed");
+                        }
+                    }
+                }
+                Err(error) => tracing::warn!(error = format!("{error:#}"), "outbox read failed"),
+            }
+            tokio::select! {
+                () = wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
     }
 
     /// How many calls are waiting.

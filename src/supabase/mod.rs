@@ -373,25 +373,6 @@ impl Supabase {
         }
     }
 
-    async fn deliver_forever(&self) {
-        loop {
-            match self.outbox.due(50).await {
-                Ok(due) => {
-                    for pending in due.iter().filter(|p| p.kind == LOGOUT) {
-                        if let Err(error) = self.deliver(pending).await {
-                            tracing::warn!(error = format!("{error:#}"), "outbox delivery failed");
-                        }
-                    }
-                }
-                Err(error) => tracing::warn!(error = format!("{error:#}"), "outbox read failed"),
-            }
-            tokio::select! {
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        }
-    }
-
     /// Writes down the remote logouts of ended sessions (the caller's
     /// transaction), and wakes the delivery.
     async fn queue_logouts(
@@ -690,7 +671,14 @@ impl SignInMethod for Supabase {
                 wait = (wait * 2).min(Duration::from_secs(30));
             }
         };
-        tokio::join!(load_keys, self.deliver_forever());
+        tokio::join!(
+            load_keys,
+            self.outbox.deliver_forever(
+                LOGOUT,
+                &self.wake,
+                |p| async move { self.deliver(&p).await }
+            )
+        );
     }
 
     async fn prune(&self) -> anyhow::Result<()> {

@@ -370,26 +370,6 @@ impl OidcSignIn {
         }
     }
 
-    /// Delivers whatever is due, now and then, and whenever woken.
-    async fn deliver_forever(&self) {
-        loop {
-            match self.outbox.due(50).await {
-                Ok(due) => {
-                    for pending in due.iter().filter(|p| p.kind == REVOKE) {
-                        if let Err(error) = self.deliver(pending).await {
-                            tracing::warn!(error = format!("{error:#}"), "outbox delivery failed");
-                        }
-                    }
-                }
-                Err(error) => tracing::warn!(error = format!("{error:#}"), "outbox read failed"),
-            }
-            tokio::select! {
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        }
-    }
-
     /// Discovers the provider, retrying with backoff until it answers.
     async fn discover_until_found(&self) {
         let mut wait = Duration::from_secs(1);
@@ -516,7 +496,14 @@ impl SignInMethod for OidcSignIn {
     }
 
     async fn run(&self) {
-        tokio::join!(self.discover_until_found(), self.deliver_forever());
+        tokio::join!(
+            self.discover_until_found(),
+            self.outbox.deliver_forever(
+                REVOKE,
+                &self.wake,
+                |p| async move { self.deliver(&p).await }
+            )
+        );
     }
 
     async fn prune(&self) -> anyhow::Result<()> {
