@@ -14,22 +14,9 @@ use chronos::authority::tokens::{AUDIENCE, AccessClaims};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Resident set size in bytes (from /proc/self/status).
-fn rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0)
-}
+#[path = "rss.rs"]
+mod rss;
+use rss::{mib, rss};
 
 fn main() {
     let n: usize = std::env::args()
