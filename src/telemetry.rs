@@ -16,16 +16,20 @@
 //! request measured 4,900 instructions (a seventh of a session check, with
 //! callgrind), the scope a few dozen, and both put the id on every line.
 //!
-//! Lines are written by small `tracing` layers (logfmt, or JSON with
-//! `LOG_FORMAT=json`) straight into a 64 KiB buffer that a background
-//! thread flushes every 100 ms (and that flushes itself when full): a busy
-//! server makes one `write` per batch, and no per-line string or thread
-//! wake-up. Dropping the returned guard flushes what is left.
+//! Lines are formatted by small `tracing` layers (logfmt, or JSON with
+//! `LOG_FORMAT=json`) into a per-thread buffer and appended to a bounded
+//! queue (1 MiB) that a writer thread empties every 100 ms, or as soon as
+//! 64 KiB are waiting: a busy server makes one `write` per batch, no
+//! per-line allocation or thread wake-up, and a request never waits for
+//! stdout. When the queue is full (stdout blocked), lines are dropped and
+//! counted (`chronos_log_lines_dropped_total`). Dropping the returned guard
+//! writes what is left.
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
-use std::io::{BufWriter, Stdout, Write};
-use std::sync::{Arc, Mutex};
+use std::io::{Stdout, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use std::future::Future;
@@ -39,16 +43,83 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{LogFormat, TelemetrySettings};
 
-const BUFFER_BYTES: usize = 64 * 1024;
+/// Lines waiting for the writer thread, at most (beyond it lines are
+/// dropped and counted, and the request goes on).
+const QUEUE_BYTES: usize = 1 << 20;
+/// The writer is woken once this much is waiting, and otherwise writes
+/// what has gathered every [`FLUSH_EVERY`].
+const WAKE_BYTES: usize = 64 * 1024;
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
-#[derive(Clone)]
-struct BufferedStdout(Arc<Mutex<BufWriter<Stdout>>>);
+static DROPPED: AtomicU64 = AtomicU64::new(0);
 
-impl BufferedStdout {
-    fn flush(&self) {
-        if let Ok(mut out) = self.0.lock() {
+/// Log lines dropped because the queue was full (a metric).
+pub fn dropped_lines() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// A bounded queue of formatted lines in front of a writer thread: adding a
+/// line is a copy under a short lock, never a write to the output, so a slow
+/// or blocked stdout (a full pipe, a paused collector) costs requests
+/// nothing; when it is full the line is dropped and counted.
+struct LogQueue<W> {
+    pending: Mutex<Vec<u8>>,
+    wake: Condvar,
+    /// Held while a batch is written, so a final flush keeps the order.
+    out: Mutex<W>,
+}
+
+impl<W: Write + Send + 'static> LogQueue<W> {
+    fn new(out: W) -> Arc<Self> {
+        Arc::new(Self {
+            pending: Mutex::new(Vec::with_capacity(WAKE_BYTES * 2)),
+            wake: Condvar::new(),
+            out: Mutex::new(out),
+        })
+    }
+
+    /// Queues one line; `false` (and counted) when there was no room.
+    fn push(&self, line: &[u8]) -> bool {
+        let Ok(mut pending) = self.pending.lock() else {
+            return false;
+        };
+        if pending.len() + line.len() > QUEUE_BYTES {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        let before = pending.len();
+        pending.extend_from_slice(line);
+        if before < WAKE_BYTES && pending.len() >= WAKE_BYTES {
+            self.wake.notify_one();
+        }
+        true
+    }
+
+    /// Writes what is queued (the writer thread, and the final flush).
+    fn flush(&self, spare: &mut Vec<u8>) {
+        let Ok(mut out) = self.out.lock() else {
+            return;
+        };
+        if let Ok(mut pending) = self.pending.lock() {
+            std::mem::swap(&mut *pending, spare);
+        }
+        if !spare.is_empty() {
+            let _ = out.write_all(spare);
             let _ = out.flush();
+            spare.clear();
+        }
+    }
+
+    /// The writer thread's loop.
+    fn run(self: Arc<Self>) {
+        let mut spare = Vec::with_capacity(WAKE_BYTES * 2);
+        loop {
+            if let Ok(pending) = self.pending.lock()
+                && pending.len() < WAKE_BYTES
+            {
+                let _ = self.wake.wait_timeout(pending, FLUSH_EVERY);
+            }
+            self.flush(&mut spare);
         }
     }
 }
@@ -71,12 +142,12 @@ fn current_request_id(f: impl FnOnce(&str) -> fmt::Result) -> fmt::Result {
         .unwrap_or(Ok(()))
 }
 
-/// Flushes the log buffer when dropped (keep it until the process exits).
-pub struct LogGuard(BufferedStdout);
+/// Flushes the log queue when dropped (keep it until the process exits).
+pub struct LogGuard(Arc<LogQueue<Stdout>>);
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
-        self.0.flush();
+        self.0.flush(&mut Vec::new());
     }
 }
 
@@ -85,21 +156,13 @@ pub fn init(settings: &TelemetrySettings) -> LogGuard {
     let filter = EnvFilter::builder()
         .parse(&settings.filter)
         .unwrap_or_else(|_| EnvFilter::new(crate::config::DEFAULT_LOG_FILTER));
-    let out = BufferedStdout(Arc::new(Mutex::new(BufWriter::with_capacity(
-        BUFFER_BYTES,
-        std::io::stdout(),
-    ))));
-    let flusher = out.clone();
+    let queue = LogQueue::new(std::io::stdout());
+    let writer = queue.clone();
     let _ = std::thread::Builder::new()
-        .name("log-flush".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(FLUSH_EVERY);
-                flusher.flush();
-            }
-        });
+        .name("log-writer".into())
+        .spawn(move || writer.run());
     let lines = Lines {
-        out: out.0.clone(),
+        out: queue.clone(),
         json: settings.format == LogFormat::Json,
     };
     // A second init (tests) is harmless: the first subscriber stays.
@@ -107,13 +170,19 @@ pub fn init(settings: &TelemetrySettings) -> LogGuard {
         .with(filter)
         .with(lines)
         .try_init();
-    LogGuard(out)
+    LogGuard(queue)
 }
 
-/// The layer that writes one line per event into `out`: logfmt, or JSON.
+/// The layer that formats one line per event (logfmt, or JSON) and queues
+/// it for `out`'s writer thread.
 struct Lines<W> {
-    out: Arc<Mutex<W>>,
+    out: Arc<LogQueue<W>>,
     json: bool,
+}
+
+thread_local! {
+    /// Where a line is formatted before it is queued (no lock held meanwhile).
+    static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
 }
 
 impl<S, W> Layer<S> for Lines<W>
@@ -122,20 +191,27 @@ where
     W: Write + Send + 'static,
 {
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
-        let Ok(mut out) = self.out.lock() else {
-            return;
-        };
-        if self.json {
-            let _ = write_json(&mut *out, event);
-        } else {
-            let mut text = IoText(&mut *out);
-            let _ = write_event(&mut text, event, |out| {
-                current_request_id(|id| {
-                    out.write_str(" request_id=")?;
-                    out.write_str(id)
+        LINE.with(|line| {
+            let Ok(mut line) = line.try_borrow_mut() else {
+                return;
+            };
+            line.clear();
+            let formatted = if self.json {
+                write_json(&mut *line, event).is_ok()
+            } else {
+                let mut text = IoText(&mut *line);
+                write_event(&mut text, event, |out| {
+                    current_request_id(|id| {
+                        out.write_str(" request_id=")?;
+                        out.write_str(id)
+                    })
                 })
-            });
-        }
+                .is_ok()
+            };
+            if formatted {
+                self.out.push(&line);
+            }
+        });
     }
 }
 
@@ -384,7 +460,7 @@ mod tests {
     #[tokio::test]
     async fn lines_logged_inside_a_request_carry_its_id_in_both_formats() {
         for json in [false, true] {
-            let out = Arc::new(Mutex::new(Vec::<u8>::new()));
+            let out = LogQueue::new(Vec::<u8>::new());
             let subscriber = tracing_subscriber::registry().with(Lines {
                 out: out.clone(),
                 json,
@@ -395,7 +471,8 @@ mod tests {
             })
             .await;
             tracing::info!("outside");
-            let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+            out.flush(&mut Vec::new());
+            let text = String::from_utf8(out.out.lock().unwrap().clone()).unwrap();
             let lines: Vec<&str> = text.lines().collect();
             assert_eq!(lines.len(), 2, "{text}");
             if json {
@@ -421,5 +498,51 @@ mod tests {
         let text = line(|| tracing::warn!("two\nlines"));
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.contains("WARN \"two\\nlines\""), "{text}");
+    }
+
+    /// A writer that blocks until released, like stdout into a full pipe.
+    struct Stuck(Arc<(Mutex<bool>, Condvar)>, Vec<u8>);
+
+    impl Write for Stuck {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let (released, cv) = &*self.0;
+            let mut released = released.lock().unwrap();
+            while !*released {
+                released = cv.wait(released).unwrap();
+            }
+            self.1.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_blocked_output_drops_and_counts_lines_instead_of_blocking_the_logger() {
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let queue = LogQueue::new(Stuck(gate.clone(), Vec::new()));
+        let writer = queue.clone();
+        std::thread::spawn(move || writer.run());
+        let line = [b'x'; 199]
+            .iter()
+            .copied()
+            .chain([b'\n'])
+            .collect::<Vec<u8>>();
+        let dropped_before = dropped_lines();
+        // Three times what the queue holds, while the writer is stuck in
+        // write() with at most one queue's worth.
+        let n = 3 * QUEUE_BYTES / line.len();
+        let queued = (0..n).filter(|_| queue.push(&line)).count();
+        assert!(queued >= QUEUE_BYTES / line.len() - 1, "queued {queued}");
+        assert!(queued < n, "nothing was dropped");
+        // Other tests' loggers share the counter: at least ours are in it.
+        assert!(dropped_lines() - dropped_before >= (n - queued) as u64);
+        // Released, everything queued is written, whole lines only.
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        queue.flush(&mut Vec::new());
+        let out = queue.out.lock().unwrap();
+        assert_eq!(out.1.len(), queued * line.len());
     }
 }
