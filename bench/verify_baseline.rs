@@ -34,6 +34,7 @@ impl RevocationStore for NoRevocations {
     async fn prune(&self) -> anyhow::Result<()> {
         Ok(())
     }
+    fn forget_expired(&self) {}
     fn len(&self) -> usize {
         0
     }

@@ -16,6 +16,7 @@ use crate::authority::tokens::AccessTokens;
 use crate::config::Provider;
 use crate::config::{ConfigError, Settings};
 use crate::cookies::CookiePolicy;
+use crate::metrics::{self as prometheus, Metrics};
 use crate::routes::Routes;
 use crate::secrets::{self, Sealer};
 use crate::security::Security;
@@ -50,6 +51,11 @@ pub enum StartupError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("METRICS_BIND: cannot listen on {addr}: {source}")]
+    MetricsBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A DATA_DIR problem, as a one-line configuration error.
@@ -76,10 +82,23 @@ pub struct Stores {
     pub verify_limits: Option<Arc<dyn RateLimitStore>>,
     /// With `REDIS_URL`: the channel revocations are announced on.
     pub revocation_feed: Option<Arc<RevocationFeed>>,
+    /// The counters everything built on these stores moves.
+    pub metrics: Metrics,
 }
 
 impl Stores {
+    /// The server's stores.
     pub async fn open(settings: &Settings) -> Result<Self, StartupError> {
+        Self::open_as(settings, false).await
+    }
+
+    /// An operator command's stores: the sessions it ends are recorded as
+    /// ended by an operator.
+    pub async fn open_for_operator(settings: &Settings) -> Result<Self, StartupError> {
+        Self::open_as(settings, true).await
+    }
+
+    async fn open_as(settings: &Settings, by_operator: bool) -> Result<Self, StartupError> {
         secrets::ensure_dir(&settings.server.data_dir)
             .map_err(|e| data_dir_error(settings, "data", e))?;
         let url = sqlite::database_url(settings);
@@ -95,11 +114,14 @@ impl Stores {
         };
         let pool = sqlite::open(&url).await.map_err(|e| database_error(&e))?;
         let writer = Writer::open(&sqlite::database_path(&url)).map_err(|e| database_error(&e))?;
+        let metrics = Metrics::new();
         let revocations: Arc<dyn RevocationStore> = Arc::new(
             SqliteRevocations::load(
                 pool.clone(),
                 writer.clone(),
                 settings.sessions.access_token_ttl,
+                metrics.clone(),
+                by_operator,
             )
             .await
             .map_err(|e| data_dir_error(settings, "revocations", e))?,
@@ -112,6 +134,7 @@ impl Stores {
             verify_limits: (!limits.verify.is_empty())
                 .then(|| Arc::new(MemoryRateLimitStore::new(&limits.verify)) as _),
             revocation_feed: None,
+            metrics,
             pool,
             writer,
         };
@@ -187,6 +210,7 @@ impl Identity {
                     refresh_key,
                     refresh_ttl: settings.cookies.max_age,
                     reuse_interval: settings.sessions.refresh_reuse_interval,
+                    metrics: stores.metrics.clone(),
                 },
             )
             .map_err(|e| data_dir_error(settings, "the session authority", e))?,
@@ -226,6 +250,8 @@ pub type Service = Envelope<Routes>;
 
 pub struct Application {
     listener: TcpListener,
+    /// `METRICS_BIND`'s listener, when metrics are on.
+    metrics_listener: Option<TcpListener>,
     service: Service,
     state: Arc<AppState>,
     stores: Arc<Stores>,
@@ -249,6 +275,14 @@ impl Application {
         let listener = TcpListener::bind(bind).await.map_err(bind_error)?;
         let local = listener.local_addr().map_err(bind_error)?;
         let public_url = settings.public_url_for(local);
+        let metrics_listener = match settings.server.metrics_bind {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartupError::MetricsBind { addr, source })?,
+            ),
+            None => None,
+        };
 
         let mut stores = Stores::open(&settings).await?;
         adjust(&mut stores);
@@ -322,6 +356,7 @@ impl Application {
             public_origin: origin_of(&public_url),
             logout_require_csrf: settings.security.logout_require_csrf,
             authority: authority.clone(),
+            metrics: stores.metrics.clone(),
         });
         let state = Arc::new(AppState {
             security: security.clone(),
@@ -341,6 +376,7 @@ impl Application {
         Ok(Self {
             service: tower::Layer::layer(&EnvelopeLayer::new(security), Routes::new(state.clone())),
             listener,
+            metrics_listener,
             state,
             stores: Arc::new(stores),
             identity,
@@ -352,6 +388,13 @@ impl Application {
         self.listener
             .local_addr()
             .unwrap_or(self.state.settings.server.bind)
+    }
+
+    /// Where `GET /metrics` is served, when `METRICS_BIND` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     pub fn state(&self) -> &Arc<AppState> {
@@ -375,13 +418,31 @@ impl Application {
             tokio::spawn(prune_rate_limits(self.stores.clone())),
             tokio::spawn(follow_revocations(self.stores.clone())),
             tokio::spawn(hear_revocations(self.stores.clone())),
-            tokio::spawn(sweep_verified(self.state.authority.clone())),
+            tokio::spawn(sweep_memory(
+                self.stores.clone(),
+                self.state.authority.clone(),
+            )),
             tokio::spawn(prune_stores(
                 self.stores.clone(),
                 self.identity.authority.clone(),
                 self.state.sign_in.clone(),
             )),
         ];
+        let exporter = self.metrics_listener.map(|listener| {
+            let registry = prometheus::exporter::registry(
+                &self.stores.metrics,
+                prometheus::exporter::Live {
+                    auth_limits: self.stores.auth_limits.clone(),
+                    verify_limits: self.stores.verify_limits.clone(),
+                    revocations: self.stores.revocations.clone(),
+                },
+            );
+            tokio::spawn(async move {
+                if let Err(error) = prometheus::exporter::serve(listener, registry).await {
+                    tracing::error!(error = %error, "the metrics endpoint stopped");
+                }
+            })
+        });
         let service = self.service;
         let state = self.state.clone();
         let drain = state.settings.server.shutdown_timeout;
@@ -397,7 +458,7 @@ impl Application {
             drain,
         )
         .await;
-        for task in tasks {
+        for task in tasks.into_iter().chain(exporter) {
             task.abort();
         }
         result
@@ -425,13 +486,16 @@ async fn prune_rate_limits(stores: Arc<Stores>) {
     }
 }
 
-/// Expired access tokens leave the verified cache once a minute (off the
-/// request threads: a million entries take tens of milliseconds).
-async fn sweep_verified(authority: Arc<dyn SessionAuthority>) {
+/// Once a minute, expired access tokens leave the verified cache (off the
+/// request threads: a million entries take tens of milliseconds) and
+/// revocations whose tokens have all expired leave the revoked set, so both
+/// follow recent activity, not the hours between purges.
+async fn sweep_memory(stores: Arc<Stores>, authority: Arc<dyn SessionAuthority>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        stores.revocations.forget_expired();
         let authority = authority.clone();
         let _ =
             tokio::task::spawn_blocking(move || authority.sweep_verified(crate::unix_now())).await;

@@ -28,7 +28,7 @@ impl From<crate::authority::AuthError> for CliError {
 }
 
 async fn open(settings: &Settings) -> Result<Identity, CliError> {
-    let stores = Stores::open(settings).await?;
+    let stores = Stores::open_for_operator(settings).await?;
     Ok(Identity::build(
         settings,
         &stores,

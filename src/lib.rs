@@ -21,6 +21,8 @@ pub mod error;
 pub mod html;
 /// Rate-limit grammar, client keys, coarse addresses (shared vocabulary).
 pub mod limits;
+/// Prometheus counters, and the exporter on METRICS_BIND.
+pub mod metrics;
 /// Query strings, read leniently.
 pub mod query;
 /// The routes, one module per endpoint family, as the service the envelope wraps.
@@ -39,7 +41,7 @@ pub mod state;
 pub mod store;
 /// Supabase Auth as session authority and sign-in method.
 pub mod supabase;
-/// Logging: logfmt or JSON lines, a span per request.
+/// Logging: logfmt or JSON lines with the request id, queued to a writer thread.
 pub mod telemetry;
 /// Calls to identity providers, with timeouts and bounded answers.
 pub mod upstream;

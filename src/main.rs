@@ -141,6 +141,9 @@ fn serve() -> ExitCode {
             Err(e) => return fail(e),
         };
         tracing::info!(address = %app.local_addr(), "listening");
+        if let Some(metrics) = app.metrics_addr() {
+            tracing::info!(address = %metrics, "metrics listening");
+        }
         match app.run_until(server::shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(format!("server error: {e}")),

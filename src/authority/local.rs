@@ -34,6 +34,7 @@ use super::{
 };
 use crate::accounts::{rfc3339, user_columns};
 use crate::limits::coarse_ip;
+use crate::metrics::Metrics;
 use crate::secrets::hash_token;
 use crate::store::revocations::RevocationStore;
 use crate::store::writer::{WriteError, Writer};
@@ -56,6 +57,7 @@ pub struct LocalAuthority {
     revocations: Arc<dyn RevocationStore>,
     refresh_ttl: u64,
     reuse_interval: u64,
+    metrics: Metrics,
 }
 
 /// What the local authority needs besides its stores.
@@ -64,6 +66,7 @@ pub struct LocalConfig {
     /// How long a refresh token lives (the refresh cookie's life).
     pub refresh_ttl: u64,
     pub reuse_interval: u64,
+    pub metrics: Metrics,
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -150,6 +153,7 @@ impl LocalAuthority {
             revocations,
             refresh_ttl: config.refresh_ttl,
             reuse_interval: config.reuse_interval,
+            metrics: config.metrics,
         })
     }
 
@@ -489,6 +493,7 @@ impl SessionAuthority for LocalAuthority {
             Refreshed::Pair(pair) => self.issue(pair),
             Refreshed::Reused { session_id, seq } => {
                 self.revocations.recorded(seq, &session_id);
+                self.metrics.reuse_detected();
                 tracing::warn!(session_id = %session_id, "refresh token reuse detected; session ended");
                 Err(AuthError::Rejected)
             }

@@ -27,6 +27,11 @@ pub const VARS: &[VarDoc] = &[
         help: "where the embedded stores keep their files (SQLite database, generated secrets)",
     },
     VarDoc {
+        name: "METRICS_BIND",
+        default: "(off)",
+        help: "listen address of the Prometheus metrics endpoint GET /metrics (host:port; keep it private)",
+    },
+    VarDoc {
         name: "SHUTDOWN_TIMEOUT",
         default: "10",
         help: "seconds in-flight requests may take to finish after SIGTERM or SIGINT",
@@ -48,6 +53,8 @@ pub struct ServerSettings {
     pub data_dir: PathBuf,
     /// How long a shutdown waits for in-flight requests.
     pub shutdown_timeout: std::time::Duration,
+    /// Where `GET /metrics` is served; off when `None`.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 impl ServerSettings {
@@ -90,7 +97,26 @@ pub fn parse(env: &Env) -> Result<ServerSettings, ConfigError> {
         10,
         0,
     )?);
+    let metrics_bind = match env.get("METRICS_BIND") {
+        None => None,
+        Some(v) => {
+            let addr: SocketAddr = v.trim().parse().map_err(|_| {
+                ConfigError::new(
+                    "METRICS_BIND",
+                    format!("expected host:port such as 127.0.0.1:9090, got {v:?}"),
+                )
+            })?;
+            if addr.port() != 0 && addr == bind {
+                return Err(ConfigError::new(
+                    "METRICS_BIND",
+                    "must differ from BIND: metrics are never served on the public port",
+                ));
+            }
+            Some(addr)
+        }
+    };
     Ok(ServerSettings {
+        metrics_bind,
         environment,
         bind,
         public_url,

@@ -35,7 +35,10 @@ pub async fn start(
         .sign_in
         .authorize_url(&flow, target)
         .await
-        .map_err(|e| ApiError::from_auth(e, ApiError::AuthenticationFailed))?;
+        .map_err(|e| {
+            super::session::provider_failure(&state, "login", &e);
+            ApiError::from_auth(e, ApiError::AuthenticationFailed)
+        })?;
     Ok((
         AppendHeaders([(
             header::SET_COOKIE,

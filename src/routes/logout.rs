@@ -19,6 +19,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use crate::authority::{EndSessions, SessionRef};
 use crate::config::LogoutScope;
 use crate::cookies::CookieKind;
+use crate::metrics::Ended;
 use crate::query::{query_pairs, query_param};
 use crate::state::AppState;
 
@@ -35,6 +36,7 @@ pub async fn logout(state: Arc<AppState>, req: Request) -> Response {
         .and_then(|q| query_param(&query_pairs(Some(q)), "scope"))
         .and_then(|s| LogoutScope::parse(&s))
         .unwrap_or(state.settings.sessions.logout_scope);
+    state.security.metrics.logout(scope);
     if scope != LogoutScope::None {
         end_owned_sessions(&state, headers, scope).await;
     }
@@ -94,9 +96,16 @@ async fn end_owned_sessions(state: &AppState, headers: &HeaderMap, scope: Logout
         match state.authority.end_sessions(which).await {
             Ok(ended) => {
                 tracing::info!(sessions = ended.len(), "logout ended sessions");
+                state
+                    .security
+                    .metrics
+                    .sessions_ended(Ended::Logout, ended.len());
                 all_ended.extend(ended);
             }
-            Err(error) => tracing::error!(error = %error, "logout: could not end the session"),
+            Err(error) => {
+                state.security.metrics.revocation_failed();
+                tracing::error!(error = %error, "logout: could not end the session");
+            }
         }
     }
     tell_sign_in(state, all_ended);

@@ -44,6 +44,14 @@ fn session_response(state: &AppState, issued: &IssuedSession, mut headers: Heade
     (headers, session_body(&issued.user, issued.expires_at)).into_response()
 }
 
+/// Counts a failure of the identity provider (`operation`: `login`,
+/// `sign_in`, `refresh`, `session`) before it becomes a 502/503.
+pub(super) fn provider_failure(state: &AppState, operation: &'static str, error: &AuthError) {
+    if matches!(error, AuthError::Unavailable(_) | AuthError::Busy { .. }) {
+        state.security.metrics.provider_failed(operation);
+    }
+}
+
 /// The verified claims of the request's session cookie, if its session
 /// has not ended.
 pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<AccessClaims>> {
@@ -60,6 +68,7 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<A
             // is the provider's failure, not the token's.
             e @ (crate::authority::AuthError::Unavailable(_)
             | crate::authority::AuthError::Busy { .. }) => {
+                provider_failure(state, "session", &e);
                 ApiError::from_auth(e, ApiError::NotAuthenticated)
             }
             _ => ApiError::NotAuthenticated,
@@ -110,7 +119,10 @@ pub async fn exchange(
         .sign_in
         .complete(callback, &flow, &client)
         .await
-        .map_err(|e| ApiError::from_auth(e, ApiError::AuthenticationFailed))?;
+        .map_err(|e| {
+            provider_failure(&state, "sign_in", &e);
+            ApiError::from_auth(e, ApiError::AuthenticationFailed)
+        })?;
     let mut extra = HeaderMap::new();
     extra.append(header::SET_COOKIE, state.cookies().clear(CookieKind::Flow));
     Ok(session_response(&state, &issued, extra))
@@ -143,6 +155,9 @@ pub async fn refresh(
             state.cookies().clear_all(response.headers_mut());
             Ok(response)
         }
-        Err(e) => Err(ApiError::from_auth(e, ApiError::RefreshFailed)),
+        Err(e) => {
+            provider_failure(&state, "refresh", &e);
+            Err(ApiError::from_auth(e, ApiError::RefreshFailed))
+        }
     }
 }

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::session::authenticate;
 use crate::authority::{AuthError, EndSessions, SessionInfo};
 use crate::error::{ApiError, Result};
+use crate::metrics::Ended;
 use crate::state::AppState;
 
 #[derive(Serialize)]
@@ -68,6 +69,10 @@ pub async fn end(
     if ended.is_empty() {
         return Err(ApiError::SessionNotFound);
     }
+    state
+        .security
+        .metrics
+        .sessions_ended(Ended::ByUser, ended.len());
     super::logout::tell_sign_in(&state, ended);
     Ok(Json(json!({ "message": "Session ended" })))
 }

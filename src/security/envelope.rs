@@ -13,7 +13,7 @@
 //! 7. **decorate**, on every response (errors, 429s, preflights too): CORS,
 //!    the security headers, `Cache-Control: no-store` on `/auth/*`, the
 //!    request id;
-//! 8. **log**: one access-log line.
+//! 8. **count, log**: the request's metrics, one access-log line.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -35,6 +35,7 @@ use super::cors::Cors;
 use super::guard;
 use crate::error::ApiError;
 use crate::limits::ClientKey;
+use crate::metrics::route_label;
 use crate::telemetry;
 
 /// Request bodies larger than this get 413.
@@ -177,7 +178,12 @@ where
     }
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
 
-    // 8. log
+    // 8. count, log
+    let took = started.elapsed();
+    let status = response.status().as_u16();
+    security
+        .metrics
+        .request(route_label(uri.path()), &method, status, took);
     if tracing::enabled!(target: "chronos::access", tracing::Level::INFO) {
         let mut ip = [0u8; 48];
         let ip = format_ip(client, &mut ip);
@@ -185,8 +191,8 @@ where
             target: "chronos::access",
             method = method.as_str(),
             path = uri.path(),
-            status = response.status().as_u16(),
-            duration_us = started.elapsed().as_micros() as u64,
+            status,
+            duration_us = took.as_micros() as u64,
             request_id = request_id.to_str().unwrap_or("-"),
             client_ip = ip,
         );

@@ -119,6 +119,11 @@ pub async fn check(
     if let Some(limiter) = limiter
         && let Err(limited) = limiter.check(client).await
     {
+        security.metrics.rate_limited(if path == "/auth/verify" {
+            "verify"
+        } else {
+            "auth"
+        });
         let mut response = ApiError::RateLimited {
             body: limited.body,
             retry_after: limited.retry_after,

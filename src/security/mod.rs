@@ -38,4 +38,6 @@ pub struct Security {
     pub logout_require_csrf: bool,
     /// Names the session a request's cookies belong to (the CSRF binding).
     pub authority: Arc<dyn SessionAuthority>,
+    /// Requests, latencies and refusals are counted here.
+    pub metrics: crate::metrics::Metrics,
 }

@@ -369,6 +369,10 @@ impl RevocationStore for AnnouncedRevocations {
         self.inner.prune().await
     }
 
+    fn forget_expired(&self) {
+        self.inner.forget_expired();
+    }
+
     fn len(&self) -> usize {
         self.inner.len()
     }

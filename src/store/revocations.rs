@@ -21,6 +21,7 @@ use rusqlite::params;
 use sqlx::SqlitePool;
 
 use super::writer::Writer;
+use crate::metrics::{Ended, Metrics};
 use crate::unix_now;
 
 /// How long a missing sequence number is waited for before it is taken for
@@ -45,6 +46,9 @@ pub trait RevocationStore: Send + Sync {
     /// Forgets revocations older than the longest access-token lifetime
     /// (every token of theirs has expired by then).
     async fn prune(&self) -> anyhow::Result<()>;
+    /// Forgets, in memory only, revocations whose tokens have all expired
+    /// (cheap; run every minute so the set follows the recent logouts).
+    fn forget_expired(&self);
     /// How many revocations are held in memory.
     fn len(&self) -> usize;
     fn is_empty(&self) -> bool {
@@ -85,6 +89,11 @@ impl Follower {
 
     pub fn is_revoked(&self, session_id: &str) -> bool {
         self.sessions.contains_key(session_id)
+    }
+
+    /// Whether row `seq` has not been applied yet.
+    pub fn is_new(&self, seq: i64) -> bool {
+        seq > self.watermark && !self.ahead.contains(&seq)
     }
 
     pub fn len(&self) -> usize {
@@ -170,13 +179,22 @@ pub struct SqliteRevocations {
     /// The longest access-token lifetime, seconds.
     window: u64,
     follower: RwLock<Follower>,
+    metrics: Metrics,
+    /// This process is an operator command: its revocations say so.
+    by_operator: bool,
 }
 
 impl SqliteRevocations {
     /// Loads the revocations that can still matter: those younger than the
     /// access-token lifetime (older ones name only expired tokens), so
     /// start-up does not grow with the table's history.
-    pub async fn load(pool: SqlitePool, writer: Writer, window: u64) -> anyhow::Result<Self> {
+    pub async fn load(
+        pool: SqlitePool,
+        writer: Writer,
+        window: u64,
+        metrics: Metrics,
+        by_operator: bool,
+    ) -> anyhow::Result<Self> {
         let horizon = unix_now().saturating_sub(window);
         let rows: Vec<RevocationRow> = sqlx::query_as(
             "SELECT seq, session_id, revoked_at FROM revocations WHERE revoked_at >= ? ORDER BY seq",
@@ -199,6 +217,8 @@ impl SqliteRevocations {
             writer,
             window,
             follower: RwLock::new(follower),
+            metrics,
+            by_operator,
         })
     }
 
@@ -225,15 +245,18 @@ impl RevocationStore for SqliteRevocations {
         }
         let now = unix_now() as i64;
         let ids = session_ids.to_vec();
+        let by_operator = self.by_operator;
         let rows = self
             .writer
             .write(move |c| {
                 let mut insert = c.prepare_cached(
-                    "INSERT INTO revocations (session_id, revoked_at) VALUES (?1, ?2) RETURNING seq",
+                    "INSERT INTO revocations (session_id, revoked_at, by_operator)
+                     VALUES (?1, ?2, ?3) RETURNING seq",
                 )?;
                 ids.into_iter()
                     .map(|id| {
-                        let seq: i64 = insert.query_row(params![id, now], |r| r.get(0))?;
+                        let seq: i64 =
+                            insert.query_row(params![id, now, by_operator], |r| r.get(0))?;
                         Ok((seq, id, now))
                     })
                     .collect::<rusqlite::Result<Vec<RevocationRow>>>()
@@ -262,13 +285,25 @@ impl RevocationStore for SqliteRevocations {
 
     async fn sync(&self) -> anyhow::Result<()> {
         let after = self.follower.read().map_or(0, |f| f.resume_after());
-        let rows: Vec<RevocationRow> = sqlx::query_as(
-            "SELECT seq, session_id, revoked_at FROM revocations WHERE seq > ? ORDER BY seq",
+        let rows: Vec<(i64, String, i64, bool)> = sqlx::query_as(
+            "SELECT seq, session_id, revoked_at, by_operator FROM revocations
+             WHERE seq > ? ORDER BY seq",
         )
         .bind(after)
         .fetch_all(&self.pool)
         .await?;
-        self.apply(rows);
+        if let Ok(follower) = self.follower.read() {
+            let operator = rows
+                .iter()
+                .filter(|(seq, .., by_operator)| *by_operator && follower.is_new(*seq))
+                .count();
+            self.metrics.sessions_ended(Ended::Operator, operator);
+        }
+        self.apply(
+            rows.into_iter()
+                .map(|(seq, id, at, _)| (seq, id, at))
+                .collect(),
+        );
         Ok(())
     }
 
@@ -293,6 +328,13 @@ impl RevocationStore for SqliteRevocations {
                 return Ok(());
             }
             tokio::task::yield_now().await;
+        }
+    }
+
+    fn forget_expired(&self) {
+        let horizon = self.horizon();
+        if let Ok(mut follower) = self.follower.write() {
+            follower.prune(horizon);
         }
     }
 

@@ -17,6 +17,8 @@ use tokio::sync::oneshot;
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// `METRICS_BIND`'s address, when set.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: Arc<AppState>,
     /// The authority and accounts behind the server.
     pub identity: Identity,
@@ -105,6 +107,7 @@ async fn start(env: HashMap<String, String>, data_dir: TempDir) -> TestApp {
     .expect("test settings are valid");
     let app = Application::build(settings).await.expect("app starts");
     let addr = app.local_addr();
+    let metrics_addr = app.metrics_addr();
     let state = app.state().clone();
     let identity = app.identity().clone();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -117,6 +120,7 @@ async fn start(env: HashMap<String, String>, data_dir: TempDir) -> TestApp {
     });
     TestApp {
         addr,
+        metrics_addr,
         state,
         identity,
         data_dir,

@@ -346,7 +346,7 @@ async fn clear_site_data_is_sent_only_when_configured() {
     assert_eq!(response.status(), 200);
 }
 
-fn cli(app: &TestApp, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+pub fn cli(app: &TestApp, args: &[&str], stdin: Option<&str>) -> std::process::Output {
     use std::io::Write;
     let dir = app.data_dir.path().to_string_lossy().to_string();
     let mut child = chronos_command(&[("DATA_DIR", dir.as_str())])

@@ -1,0 +1,229 @@
+//! Prometheus metrics: the counters the server moves as it works
+//! ([`Metrics`], cheap handles passed explicitly to whoever counts). The
+//! [`exporter`] serves them, with the figures read at scrape time (limiter
+//! keys, revoked set, dropped log lines, the process), on `METRICS_BIND`,
+//! never on the public port. README lists every metric.
+//!
+//! Every label value is one of a fixed set (routes are route templates,
+//! anything else `unmatched`; unusual methods `other`), so the number of
+//! series stays bounded whatever clients send.
+
+pub mod exporter;
+
+use std::time::Duration;
+
+use http::Method;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+
+use crate::config::LogoutScope;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    method: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScopeLabels {
+    scope: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct LimitLabels {
+    pub(crate) limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    operation: &'static str,
+}
+
+/// Why a session ended.
+#[derive(Clone, Copy, Debug)]
+pub enum Ended {
+    /// `POST /auth/logout`.
+    Logout,
+    /// `DELETE /auth/sessions/{id}`: the person ended one from the list.
+    ByUser,
+    /// A refresh token was used again after its reuse interval.
+    Reuse,
+    /// `chronos user logout|remove`, learned from the database.
+    Operator,
+}
+
+impl Ended {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Logout => "logout",
+            Self::ByUser => "user",
+            Self::Reuse => "reuse",
+            Self::Operator => "operator",
+        }
+    }
+}
+
+/// Latency buckets, seconds: 100 µs to 2.5 s.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// The counters. Clones share them; counting is an atomic add (plus a
+/// read-locked map lookup for labelled ones).
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    logouts: Family<ScopeLabels, Counter>,
+    sessions_ended: Family<ReasonLabels, Counter>,
+    reuse_detected: Counter,
+    rate_limited: Family<LimitLabels, Counter>,
+    revocation_failures: Counter,
+    provider_failures: Family<ProviderLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Self {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            logouts: Family::default(),
+            sessions_ended: Family::default(),
+            reuse_detected: Counter::default(),
+            rate_limited: Family::default(),
+            revocation_failures: Counter::default(),
+            provider_failures: Family::default(),
+        }
+    }
+
+    /// One answered request (every one, 4xx, 429 and preflights included).
+    pub fn request(&self, route: &'static str, method: &Method, status: u16, took: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route,
+                method: method_label(method),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels { route })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn logout(&self, scope: LogoutScope) {
+        let scope = match scope {
+            LogoutScope::Local => "local",
+            LogoutScope::Global => "global",
+            LogoutScope::None => "none",
+        };
+        self.logouts.get_or_create(&ScopeLabels { scope }).inc();
+    }
+
+    pub fn sessions_ended(&self, reason: Ended, n: usize) {
+        if n > 0 {
+            self.sessions_ended
+                .get_or_create(&ReasonLabels {
+                    reason: reason.label(),
+                })
+                .inc_by(n as u64);
+        }
+    }
+
+    /// A refresh token used again after its reuse interval (its family ended).
+    pub fn reuse_detected(&self) {
+        self.reuse_detected.inc();
+        self.sessions_ended(Ended::Reuse, 1);
+    }
+
+    /// A request refused with 429 by `limit` (`auth` or `verify`).
+    pub fn rate_limited(&self, limit: &'static str) {
+        self.rate_limited
+            .get_or_create(&LimitLabels { limit })
+            .inc();
+    }
+
+    /// A revocation that could not be stored (the "always 200" logout whose
+    /// session stays valid until its token expires).
+    pub fn revocation_failed(&self) {
+        self.revocation_failures.inc();
+    }
+
+    /// A call to the identity provider that failed or was refused as too
+    /// busy (`operation`: `login`, `sign_in`, `refresh`, `session`).
+    pub fn provider_failed(&self, operation: &'static str) {
+        self.provider_failures
+            .get_or_create(&ProviderLabels { operation })
+            .inc();
+    }
+}
+
+/// Methods outside the standard set share one label value.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
+/// The route template a path is counted under: the routes' paths as they
+/// are, `/auth/sessions/{id}` for any session id, `unmatched` for the rest.
+pub fn route_label(path: &str) -> &'static str {
+    if let Some(route) = ROUTES.iter().find(|r| **r == path) {
+        return route;
+    }
+    match path.strip_prefix("/auth/sessions/") {
+        Some(id) if !id.is_empty() && !id.contains('/') => "/auth/sessions/{id}",
+        _ => "unmatched",
+    }
+}
+
+/// Every route the server can serve (the sign-in method's pages included),
+/// as templates; a test checks each against the OpenAPI document.
+pub const ROUTES: [&str; 17] = [
+    "/auth/logout",
+    "/auth/csrf",
+    "/auth/session",
+    "/auth/verify",
+    "/auth/refresh",
+    "/auth/google/login",
+    "/auth/web/callback",
+    "/auth/desktop/callback",
+    "/auth/sessions",
+    "/auth/signin",
+    "/auth/signup",
+    "/auth/backchannel-logout",
+    "/.well-known/jwks.json",
+    "/openapi.json",
+    "/health",
+    "/health/ready",
+    "/auth/sessions/{id}",
+];
