@@ -14,6 +14,7 @@ mod health;
 mod jwks;
 mod login;
 pub mod logout;
+mod openapi;
 pub mod session;
 mod sessions;
 mod verify;
@@ -145,6 +146,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/auth/sessions", get(sessions::list))
         .route("/auth/sessions/{id}", delete(sessions::end))
         .route("/.well-known/jwks.json", get(jwks::jwks))
+        .route("/openapi.json", get(openapi::document))
         .with_state(state.clone());
     // The sign-in method's own pages, when it has any.
     let router = match state.sign_in.clone().routes() {

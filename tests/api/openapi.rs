@@ -1,0 +1,397 @@
+//! The OpenAPI document (`docs/openapi.json`, served at `/openapi.json`)
+//! against the running server: every answer a run of real requests gets —
+//! successes, refusals, 429s, malformed input — must be a documented status
+//! of its operation, with the documented media type, a JSON body that
+//! validates against the documented schema, and the documented required
+//! headers. Every operation is exercised, and every route the server
+//! serves is documented.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::browser::*;
+use crate::fake_oidc::FakeProvider;
+use crate::helpers::*;
+
+const EMAIL: &str = "ann@example.com";
+
+struct Contract {
+    doc: Value,
+    seen: BTreeSet<(String, String)>,
+}
+
+/// `/paths/~1auth~1session/...`: a JSON pointer segment.
+fn escape(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
+}
+
+impl Contract {
+    fn load() -> Self {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json"),
+        )
+        .unwrap();
+        Self {
+            doc: serde_json::from_str(&text).unwrap(),
+            seen: BTreeSet::new(),
+        }
+    }
+
+    /// Follows a local `$ref`.
+    fn resolve<'a>(&'a self, value: &'a Value) -> &'a Value {
+        match value.get("$ref").and_then(Value::as_str) {
+            Some(pointer) => self.resolve(
+                self.doc
+                    .pointer(pointer.trim_start_matches('#'))
+                    .unwrap_or_else(|| panic!("dangling {pointer}")),
+            ),
+            None => value,
+        }
+    }
+
+    /// Checks one real answer to `method template`.
+    async fn check(&mut self, method: &str, template: &str, response: reqwest::Response) -> u16 {
+        let status = response.status().as_u16();
+        let what = format!("{method} {template} → {status}");
+        let op_pointer = format!("/paths/{}/{}", escape(template), method.to_lowercase());
+        assert!(
+            self.doc.pointer(&op_pointer).is_some(),
+            "{what}: operation not documented"
+        );
+        self.seen.insert((method.to_string(), template.to_string()));
+        let key = if self
+            .doc
+            .pointer(&format!("{op_pointer}/responses/{status}"))
+            .is_some()
+        {
+            status.to_string()
+        } else {
+            "default".to_string()
+        };
+        let spec_pointer = format!("{op_pointer}/responses/{key}");
+        let spec = self
+            .resolve(
+                self.doc
+                    .pointer(&spec_pointer)
+                    .unwrap_or_else(|| panic!("{what}: status not documented")),
+            )
+            .clone();
+        if key == "default" {
+            assert!(status >= 400, "{what}: a success must be documented itself");
+        }
+        for (name, header) in spec["headers"].as_object().into_iter().flatten() {
+            if self.resolve(header)["required"] == true {
+                assert!(
+                    response.headers().contains_key(name.as_str()),
+                    "{what}: documented header {name} missing"
+                );
+            }
+        }
+        let content_type = response.headers().get("content-type").map(|v| {
+            v.to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .trim()
+                .to_string()
+        });
+        let body = response.bytes().await.unwrap();
+        let Some(content) = spec.get("content").and_then(Value::as_object) else {
+            assert!(
+                body.is_empty(),
+                "{what}: documented without a body, got one"
+            );
+            return status;
+        };
+        let media = content_type.unwrap_or_else(|| panic!("{what}: no content type"));
+        let Some(media_spec) = content.get(&media) else {
+            panic!("{what}: {media} not documented ({:?})", content.keys());
+        };
+        if media == "application/json" {
+            let schema_pointer = match media_spec["schema"].get("$ref") {
+                Some(r) => r.as_str().unwrap().to_string(),
+                None => {
+                    // Where the schema sits, through the response's own $ref.
+                    let base = self.doc.pointer(&spec_pointer).unwrap();
+                    let base = match base.get("$ref") {
+                        Some(r) => r.as_str().unwrap().trim_start_matches('#').to_string(),
+                        None => spec_pointer.clone(),
+                    };
+                    format!("#{base}/content/{}/schema", escape(&media))
+                }
+            };
+            // The whole document as the root, so `$ref`s inside resolve.
+            let mut root = self.doc.clone();
+            root["$ref"] = Value::String(schema_pointer);
+            let validator = jsonschema::draft202012::options()
+                .should_validate_formats(true)
+                .build(&root)
+                .unwrap();
+            let instance: Value =
+                serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{what}: not JSON ({e})"));
+            let errors: Vec<String> = validator
+                .iter_errors(&instance)
+                .map(|e| format!("{} at {}", e, e.instance_path()))
+                .collect();
+            assert!(errors.is_empty(), "{what}: {errors:?}\n{instance}");
+        }
+        status
+    }
+}
+
+#[tokio::test]
+async fn the_served_document_is_the_one_in_the_repository_and_is_valid_json_schema() {
+    let app = spawn_app().await;
+    let mut contract = Contract::load();
+    let response = app
+        .client()
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    let served: Value = response.json().await.unwrap();
+    assert_eq!(served, contract.doc);
+    assert_eq!(contract.doc["openapi"], "3.1.0");
+    for (name, schema) in contract.doc["components"]["schemas"].as_object().unwrap() {
+        assert!(jsonschema::meta::is_valid(schema), "schema {name}");
+    }
+    let response = app
+        .client()
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    contract.check("GET", "/openapi.json", response).await;
+    // Every route the server serves is in the document.
+    let paths = contract.doc["paths"].as_object().unwrap();
+    for route in chronos::metrics::ROUTES {
+        assert!(paths.contains_key(route), "{route} is not documented");
+    }
+    assert_eq!(paths.len(), chronos::metrics::ROUTES.len());
+}
+
+#[tokio::test]
+async fn every_answer_of_a_real_run_matches_the_document() {
+    let app = spawn_app_with(&[
+        ("RATE_LIMIT_AUTH", "1000/minute"),
+        ("REFRESH_REUSE_INTERVAL_SECONDS", "0"),
+    ])
+    .await;
+    let mut c = Contract::load();
+    create_user(&app, EMAIL).await;
+    let client = app.client();
+    let get = |path: &str| client.get(app.url(path)).send();
+
+    // Probes, keys, the document.
+    for path in [
+        "/health",
+        "/health/ready",
+        "/.well-known/jwks.json",
+        "/openapi.json",
+    ] {
+        assert_eq!(c.check("GET", path, get(path).await.unwrap()).await, 200);
+    }
+
+    // The sign-in flow, step by step.
+    let mut browser = Browser::new(&app);
+    let login = browser.start_login(None).await;
+    assert_eq!(c.check("GET", "/auth/google/login", login).await, 200);
+    let bad_redirect = get("/auth/google/login?redirectTo=https://evil.example/")
+        .await
+        .unwrap();
+    assert_eq!(
+        c.check("GET", "/auth/google/login", bad_redirect).await,
+        400
+    );
+    let page = get("/auth/signin").await.unwrap();
+    c.check("GET", "/auth/signin", page).await;
+    let forged = client
+        .post(app.url("/auth/signin"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("Origin", app.url(""))
+        .body("email=a%40b.c&password=x")
+        .send()
+        .await
+        .unwrap();
+    assert!(c.check("POST", "/auth/signin", forged).await >= 400);
+    let signup = client
+        .post(app.url("/auth/signup"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("Origin", app.url(""))
+        .body("email=a%40b.c&password=x")
+        .send()
+        .await
+        .unwrap();
+    assert!(c.check("POST", "/auth/signup", signup).await >= 400);
+    let code = browser.obtain_code(EMAIL, PASSWORD).await;
+    for body in ["{}", "not json", r#"{"code": "nope"}"#] {
+        let response = client
+            .post(app.url("/auth/web/callback"))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(c.check("POST", "/auth/web/callback", response).await >= 400);
+    }
+    let exchanged = browser.exchange(&code).await;
+    assert_eq!(c.check("POST", "/auth/web/callback", exchanged).await, 200);
+
+    // The session.
+    let session = browser.get("/auth/session").await;
+    assert_eq!(c.check("GET", "/auth/session", session).await, 200);
+    assert_eq!(
+        c.check("GET", "/auth/session", get("/auth/session").await.unwrap())
+            .await,
+        401
+    );
+    let verified = browser.get("/auth/verify").await;
+    assert_eq!(c.check("GET", "/auth/verify", verified).await, 200);
+    assert_eq!(
+        c.check("GET", "/auth/verify", get("/auth/verify").await.unwrap())
+            .await,
+        401
+    );
+    let csrf = browser.get("/auth/csrf").await;
+    assert_eq!(c.check("GET", "/auth/csrf", csrf).await, 200);
+    let desktop = get("/auth/desktop/callback?code=<x>&error=e")
+        .await
+        .unwrap();
+    assert_eq!(c.check("GET", "/auth/desktop/callback", desktop).await, 200);
+
+    // Refresh: without the CSRF header, then properly, then a replay.
+    let stolen = browser.jar.clone();
+    let no_csrf = browser
+        .send(browser.request(reqwest::Method::POST, "/auth/refresh"))
+        .await;
+    assert_eq!(c.check("POST", "/auth/refresh", no_csrf).await, 403);
+    let refreshed = browser.post_api("/auth/refresh").await;
+    assert_eq!(c.check("POST", "/auth/refresh", refreshed).await, 200);
+    let mut thief = Browser::new(&app);
+    thief.jar = stolen;
+    let replay = thief.post_api("/auth/refresh").await;
+    assert_eq!(c.check("POST", "/auth/refresh", replay).await, 401);
+
+    // Sessions: list, end another, end a foreign id.
+    let mut laptop = Browser::new(&app);
+    laptop.sign_in(EMAIL, PASSWORD).await;
+    let mut phone = Browser::new(&app);
+    phone.sign_in(EMAIL, PASSWORD).await;
+    let listed = laptop.get("/auth/sessions").await;
+    let list: Value = {
+        let text = listed.text().await.unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    let listed = laptop.get("/auth/sessions").await;
+    assert_eq!(c.check("GET", "/auth/sessions", listed).await, 200);
+    assert_eq!(
+        c.check(
+            "GET",
+            "/auth/sessions",
+            get("/auth/sessions").await.unwrap()
+        )
+        .await,
+        401
+    );
+    let other = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == false)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let delete = |b: &Browser, id: &str| {
+        let mut request = b.request(reqwest::Method::DELETE, &format!("/auth/sessions/{id}"));
+        if let Some(token) = b.cookie("chronos_csrf") {
+            request = request.header("X-CSRF-Token", token);
+        }
+        request
+    };
+    let ended = laptop.send(delete(&laptop, &other)).await;
+    assert_eq!(c.check("DELETE", "/auth/sessions/{id}", ended).await, 200);
+    let foreign = laptop.send(delete(&laptop, "not-a-session")).await;
+    assert_eq!(c.check("DELETE", "/auth/sessions/{id}", foreign).await, 404);
+
+    // Logout, signed in and not, and from a foreign origin.
+    let out = laptop.post_api("/auth/logout").await;
+    assert_eq!(c.check("POST", "/auth/logout", out).await, 200);
+    let anonymous = client.post(app.url("/auth/logout")).send().await.unwrap();
+    assert_eq!(c.check("POST", "/auth/logout", anonymous).await, 200);
+    let foreign_origin = client
+        .post(app.url("/auth/logout"))
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(c.check("POST", "/auth/logout", foreign_origin).await, 403);
+
+    // Requests the envelope refuses get the documented error shape.
+    let unknown = get("/nowhere").await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    let big = client
+        .post(app.url("/auth/logout"))
+        .body(vec![b'x'; 70 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(c.check("POST", "/auth/logout", big).await, 413);
+    let wrong_method = client.put(app.url("/auth/session")).send().await.unwrap();
+    assert_eq!(wrong_method.status(), 405);
+
+    // 429s, on a budget of its own.
+    let tight = spawn_app_with(&[("RATE_LIMIT_AUTH", "1/minute")]).await;
+    let tight_client = tight.client();
+    for (method, path) in [
+        ("GET", "/auth/session"),
+        ("POST", "/auth/logout"),
+        ("GET", "/auth/csrf"),
+    ] {
+        let request = |m: &str| match m {
+            "GET" => tight_client.get(tight.url(path)),
+            _ => tight_client.post(tight.url(path)),
+        };
+        let _ = request(method).send().await.unwrap();
+        let limited = request(method).send().await.unwrap();
+        assert_eq!(c.check(method, path, limited).await, 429);
+    }
+
+    // The back-channel logout exists with an OpenID Connect provider.
+    let fake = FakeProvider::start().await;
+    let oidc = spawn_app_with(&[
+        ("IDENTITY_PROVIDER", "oidc"),
+        ("OIDC_ISSUER", fake.issuer.as_str()),
+        ("OIDC_CLIENT_ID", crate::fake_oidc::CLIENT_ID),
+        ("OIDC_CLIENT_SECRET", crate::fake_oidc::CLIENT_SECRET),
+    ])
+    .await;
+    for body in ["", "logout_token=not.a.token"] {
+        let response = oidc
+            .client()
+            .post(oidc.url("/auth/backchannel-logout"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            c.check("POST", "/auth/backchannel-logout", response).await,
+            400
+        );
+    }
+
+    // Every documented operation was exercised.
+    let mut missing = Vec::new();
+    for (path, item) in c.doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let key = (method.to_uppercase(), path.clone());
+            if !c.seen.contains(&key) {
+                missing.push(format!("{} {}", key.0, key.1));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "not exercised: {missing:?}");
+}
