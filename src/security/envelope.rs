@@ -177,6 +177,16 @@ where
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+    // A body we refused to read (too large, too slow) is still on the
+    // wire: the connection cannot carry another request, and says so.
+    if matches!(
+        response.status(),
+        http::StatusCode::PAYLOAD_TOO_LARGE | http::StatusCode::REQUEST_TIMEOUT
+    ) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
 
     // 8. count, log
     let took = started.elapsed();

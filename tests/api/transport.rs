@@ -66,6 +66,10 @@ async fn a_body_over_64_kb_gets_413() {
         .unwrap();
     assert_eq!(response.status(), 413);
     assert!(response.headers().contains_key("x-request-id"));
+    // The unread body is still on the wire: the connection is not reused,
+    // and the client is told so (found by the soak: clients that reused it
+    // got broken pipes).
+    assert_eq!(response.headers()["connection"], "close");
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["detail"], "Request body too large");
 }
