@@ -42,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
     chronos::secrets::ensure_dir(&dir)?;
     let db = dir.join("chronos.db");
     // The schema, exactly as the server makes it.
-    chronos::store::sqlite::open(&format!("sqlite://{}", db.display()))
+    chronos::store::sqlite::open(&format!("sqlite://{}", db.display()), true)
         .await?
         .close()
         .await;

@@ -112,7 +112,14 @@ impl Stores {
                 format!("cannot open the database: {e}"),
             )
         };
-        let pool = sqlite::open(&url).await.map_err(|e| database_error(&e))?;
+        let pool = sqlite::open(&url, settings.storage.migrate_at_start)
+            .await
+            .map_err(|e| match e {
+                sqlite::OpenError::Pending { .. } => {
+                    ConfigError::new("DATABASE_MIGRATE", e.to_string())
+                }
+                e => database_error(&e),
+            })?;
         let writer = Writer::open(&sqlite::database_path(&url)).map_err(|e| database_error(&e))?;
         let metrics = Metrics::new();
         let revocations: Arc<dyn RevocationStore> = Arc::new(

@@ -126,6 +126,19 @@ pub async fn user_logout(settings: &Settings, email: &str) -> Result<(), CliErro
     Ok(())
 }
 
+/// `chronos migrate`: brings the database up to date (for deployments that
+/// run with `DATABASE_MIGRATE=off`).
+pub async fn migrate(settings: &Settings) -> Result<(), CliError> {
+    crate::secrets::ensure_dir(&settings.server.data_dir)
+        .map_err(|e| CliError::Usage(format!("DATA_DIR: {e}")))?;
+    let url = crate::store::sqlite::database_url(settings);
+    let applied = crate::store::sqlite::migrate(&url)
+        .await
+        .map_err(|e| CliError::Internal(anyhow::anyhow!("cannot migrate the database: {e}")))?;
+    println!("database up to date ({applied} migration(s) applied)");
+    Ok(())
+}
+
 pub async fn session_list(settings: &Settings, email: Option<&str>) -> Result<(), CliError> {
     let identity = open(settings).await?;
     let sessions = match email {

@@ -38,6 +38,9 @@ enum Command {
     /// Inspect sessions.
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Bring the database's schema up to date, then exit (for deployments
+    /// that start servers with DATABASE_MIGRATE=off).
+    Migrate,
 }
 
 #[derive(Subcommand)]
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
                 UserCommand::Logout { email } => cli::user_logout(&settings, &email).await,
             }
         }),
+        Command::Migrate => admin(|settings| async move { cli::migrate(&settings).await }),
         Command::Session(SessionCommand::List { email }) => {
             admin(|settings| async move { cli::session_list(&settings, email.as_deref()).await })
         }

@@ -9,6 +9,11 @@ pub const VARS: &[VarDoc] = &[
         help: "the identity store (sqlite://...)",
     },
     VarDoc {
+        name: "DATABASE_MIGRATE",
+        default: "auto",
+        help: "auto: migrate the database at start; off: refuse to start on a database `chronos migrate` has not brought up to date",
+    },
+    VarDoc {
         name: "REDIS_URL",
         default: "(empty: none)",
         help: "redis://host:port/db shared by replicas: rate-limit counters and instant revocation",
@@ -24,6 +29,8 @@ pub const VARS: &[VarDoc] = &[
 pub struct StorageSettings {
     /// `None`: the SQLite file in DATA_DIR.
     pub database_url: Option<String>,
+    /// `DATABASE_MIGRATE=auto` (the default): migrations run at start.
+    pub migrate_at_start: bool,
     /// `None`: counters and revocations stay in this process.
     pub redis_url: Option<String>,
     pub redis_prefix: String,
@@ -42,6 +49,16 @@ pub fn parse(env: &Env) -> Result<StorageSettings, ConfigError> {
             ),
         ));
     }
+    let migrate_at_start = match env.get("DATABASE_MIGRATE").as_deref().map(str::trim) {
+        None | Some("auto") => true,
+        Some("off") => false,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "DATABASE_MIGRATE",
+                format!("expected auto or off, got {other:?}"),
+            ));
+        }
+    };
     let redis_url = env.get("REDIS_URL").filter(|url| !url.trim().is_empty());
     if let Some(url) = &redis_url {
         let parsed = url::Url::parse(url)
@@ -67,6 +84,7 @@ pub fn parse(env: &Env) -> Result<StorageSettings, ConfigError> {
     }
     Ok(StorageSettings {
         database_url,
+        migrate_at_start,
         redis_url,
         redis_prefix,
     })

@@ -1,7 +1,8 @@
 //! The SQLite database under `DATA_DIR`: opened in WAL mode so that the
-//! CLI (`chronos user ...`) can write while a server reads, with migrations
-//! run on every open. This pool reads; writes go through the one writer
-//! ([`super::writer`]).
+//! CLI (`chronos user ...`) can write while a server reads. Migrations run
+//! on open (`DATABASE_MIGRATE=auto`), or only through `chronos migrate`
+//! (`off`: an open then checks that none is pending). This pool reads;
+//! writes go through the one writer ([`super::writer`]).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -30,18 +31,75 @@ pub fn database_path(url: &str) -> std::path::PathBuf {
     std::path::PathBuf::from(rest.split('?').next().unwrap_or(rest))
 }
 
-pub async fn open(url: &str) -> Result<SqlitePool, sqlx::Error> {
+/// Why the database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{0}")]
+    Database(#[from] sqlx::Error),
+    #[error("{0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// `DATABASE_MIGRATE=off` and the database is behind the binary.
+    #[error("the database is {pending} migration(s) behind this version; run `chronos migrate`")]
+    Pending { pending: usize },
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Opens the pool; with `migrate`, brings the schema up to date first,
+/// otherwise refuses a database with pending migrations.
+pub async fn open(url: &str, migrate: bool) -> Result<SqlitePool, OpenError> {
+    let pool = connect(url).await?;
+    if migrate {
+        MIGRATOR.run(&pool).await?;
+    } else {
+        let pending = pending(&pool).await?;
+        if pending > 0 {
+            return Err(OpenError::Pending { pending });
+        }
+    }
+    Ok(pool)
+}
+
+/// `chronos migrate`: applies what is pending; how many were applied.
+pub async fn migrate(url: &str) -> Result<usize, OpenError> {
+    let pool = connect(url).await?;
+    let pending = pending(&pool).await?;
+    MIGRATOR.run(&pool).await?;
+    pool.close().await;
+    Ok(pending)
+}
+
+async fn connect(url: &str) -> Result<SqlitePool, sqlx::Error> {
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(5));
-    let pool = SqlitePoolOptions::new()
+    SqlitePoolOptions::new()
         .max_connections(8)
         .min_connections(1)
         .connect_with(options)
-        .await?;
-    sqlx::migrate!("./migrations").run(&pool).await?;
-    Ok(pool)
+        .await
+}
+
+/// How many of this binary's migrations the database has not applied.
+async fn pending(pool: &SqlitePool) -> Result<usize, sqlx::Error> {
+    let table: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_optional(pool)
+    .await?;
+    let applied: Vec<i64> = match table {
+        Some(_) => {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(pool)
+                .await?
+        }
+        None => Vec::new(),
+    };
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .count())
 }

@@ -62,6 +62,8 @@ fn invalid_configuration_stops_start_up_with_one_line_naming_the_variable() {
         ),
         (&[("TRUSTED_PROXIES", "10.0.0.0/99")], "TRUSTED_PROXIES"),
         (&[("BIND", "not-an-address")], "BIND"),
+        (&[("DATABASE_MIGRATE", "sometimes")], "DATABASE_MIGRATE"),
+        (&[("METRICS_BIND", "not-an-address")], "METRICS_BIND"),
     ];
     for (vars, var) in cases {
         let (stderr, elapsed) = start_failure(vars);
@@ -109,6 +111,65 @@ fn help_explains_exactly_the_variables() {
         })
         .collect();
     assert_eq!(listed, documented());
+}
+
+#[test]
+fn with_database_migrate_off_only_chronos_migrate_changes_the_schema() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let data = dir.path().to_string_lossy().to_string();
+    let vars = [("DATA_DIR", data.as_str()), ("DATABASE_MIGRATE", "off")];
+    // A fresh database is not started on: the line says what to run.
+    let (stderr, _) = start_failure_in(&vars);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("DATABASE_MIGRATE") && stderr.contains("chronos migrate"),
+        "{stderr}"
+    );
+
+    let migrate = || {
+        let output = chronos_command(&[("DATA_DIR", data.as_str())])
+            .arg("migrate")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let first = migrate();
+    let count = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .unwrap()
+        .count();
+    assert!(
+        first.contains(&format!("({count} migration(s) applied)")),
+        "{first}"
+    );
+    assert!(migrate().contains("(0 migration(s) applied)"));
+
+    // Now up to date: the server starts without migrating.
+    let mut all = vec![("BIND", "127.0.0.1:0")];
+    all.extend_from_slice(&vars);
+    let mut child = chronos_command(&all)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(line.contains("listening"), "{line}");
+}
+
+/// [`start_failure`] on a given DATA_DIR.
+fn start_failure_in(vars: &[(&str, &str)]) -> (String, Duration) {
+    let mut all = vec![("BIND", "127.0.0.1:0")];
+    all.extend_from_slice(vars);
+    let started = Instant::now();
+    let output = chronos_command(&all).output().unwrap();
+    assert!(!output.status.success(), "{vars:?} started");
+    (String::from_utf8(output.stderr).unwrap(), started.elapsed())
 }
 
 #[test]
