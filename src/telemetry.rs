@@ -170,7 +170,83 @@ pub fn init(settings: &TelemetrySettings) -> LogGuard {
         .with(filter)
         .with(lines)
         .try_init();
+    // The access line's own path (logfmt only; JSON keeps the layer's
+    // member order), when the filter lets it through at all.
+    if settings.format == LogFormat::Text
+        && tracing::enabled!(target: "chronos::access", Level::INFO)
+    {
+        let _ = ACCESS.set(queue.clone());
+    }
     LogGuard(queue)
+}
+
+/// Where access lines go without `tracing`'s event machinery, once
+/// [`init`] found them enabled.
+static ACCESS: std::sync::OnceLock<Arc<LogQueue<Stdout>>> = std::sync::OnceLock::new();
+
+/// Whether [`access`] writes lines itself.
+pub fn access_direct() -> bool {
+    ACCESS.get().is_some()
+}
+
+/// One request's access line.
+pub struct AccessLine<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub status: u16,
+    pub duration_us: u64,
+    pub request_id: &'a str,
+    pub client_ip: &'a str,
+}
+
+/// Queues the access line directly (the same logfmt line the layer would
+/// write: a field-by-field `tracing` event measured ~4,600 instructions,
+/// two fifths of a logout); `false` when that path is off (JSON, tests
+/// without [`init`]), and the caller logs through `tracing`.
+pub fn access(line: &AccessLine<'_>) -> bool {
+    let Some(queue) = ACCESS.get() else {
+        return false;
+    };
+    LINE.with(|buf| {
+        let Ok(mut buf) = buf.try_borrow_mut() else {
+            return;
+        };
+        buf.clear();
+        if write_access(&mut IoText(&mut *buf), line).is_ok() {
+            queue.push(&buf);
+        }
+    });
+    true
+}
+
+fn write_access(out: &mut impl fmt::Write, line: &AccessLine<'_>) -> fmt::Result {
+    write_timestamp(out)?;
+    out.write_str("  INFO")?;
+    let mut number = itoa::Buffer::new();
+    for (key, value, quotable) in [
+        ("method", line.method, true),
+        ("path", line.path, true),
+        ("status", number.format(line.status), false),
+    ] {
+        write_pair(out, key, value, quotable)?;
+    }
+    let mut number = itoa::Buffer::new();
+    write_pair(out, "duration_us", number.format(line.duration_us), false)?;
+    write_pair(out, "request_id", line.request_id, true)?;
+    write_pair(out, "client_ip", line.client_ip, true)?;
+    out.write_char('\n')
+}
+
+/// ` key=value`, quoted and escaped as [`Fields`] does when needed.
+fn write_pair(out: &mut impl fmt::Write, key: &str, value: &str, quotable: bool) -> fmt::Result {
+    out.write_char(' ')?;
+    out.write_str(key)?;
+    out.write_char('=')?;
+    if quotable && (value.is_empty() || value.bytes().any(|b| NEEDS_QUOTES[usize::from(b)])) {
+        write!(out, "{value:?}")
+    } else {
+        out.write_str(value)
+    }
 }
 
 /// The layer that formats one line per event (logfmt, or JSON) and queues
@@ -298,7 +374,7 @@ thread_local! {
     static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
 }
 
-fn write_timestamp(out: &mut dyn fmt::Write) -> fmt::Result {
+fn write_timestamp(out: &mut (impl fmt::Write + ?Sized)) -> fmt::Result {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -544,5 +620,37 @@ mod tests {
         queue.flush(&mut Vec::new());
         let out = queue.out.lock().unwrap();
         assert_eq!(out.1.len(), queued * line.len());
+    }
+
+    #[test]
+    fn the_direct_access_line_is_the_line_the_layer_writes() {
+        for path in ["/auth/logout", "/a b\"c"] {
+            let via_tracing = line(|| {
+                tracing::info!(
+                    target: "chronos::access",
+                    method = "POST",
+                    path = path,
+                    status = 200u16,
+                    duration_us = 17u64,
+                    request_id = "req-1",
+                    client_ip = "127.0.0.1",
+                );
+            });
+            let mut direct = String::new();
+            write_access(
+                &mut direct,
+                &AccessLine {
+                    method: "POST",
+                    path,
+                    status: 200,
+                    duration_us: 17,
+                    request_id: "req-1",
+                    client_ip: "127.0.0.1",
+                },
+            )
+            .unwrap();
+            // Everything after the timestamp.
+            assert_eq!(direct[27..], via_tracing[27..], "{direct}");
+        }
     }
 }

@@ -35,7 +35,7 @@ use super::cors::Cors;
 use super::guard;
 use crate::error::ApiError;
 use crate::limits::ClientKey;
-use crate::metrics::route_label;
+use crate::metrics::route_index;
 use crate::telemetry;
 
 /// Request bodies larger than this get 413.
@@ -193,19 +193,30 @@ where
     let status = response.status().as_u16();
     security
         .metrics
-        .request(route_label(uri.path()), &method, status, took);
-    if tracing::enabled!(target: "chronos::access", tracing::Level::INFO) {
+        .request(route_index(uri.path()), &method, status, took);
+    if telemetry::access_direct()
+        || tracing::enabled!(target: "chronos::access", tracing::Level::INFO)
+    {
         let mut ip = [0u8; 48];
-        let ip = format_ip(client, &mut ip);
-        tracing::info!(
-            target: "chronos::access",
-            method = method.as_str(),
-            path = uri.path(),
+        let line = telemetry::AccessLine {
+            method: method.as_str(),
+            path: uri.path(),
             status,
-            duration_us = took.as_micros() as u64,
-            request_id = request_id.to_str().unwrap_or("-"),
-            client_ip = ip,
-        );
+            duration_us: took.as_micros() as u64,
+            request_id: request_id.to_str().unwrap_or("-"),
+            client_ip: format_ip(client, &mut ip),
+        };
+        if !telemetry::access(&line) {
+            tracing::info!(
+                target: "chronos::access",
+                method = line.method,
+                path = line.path,
+                status = line.status,
+                duration_us = line.duration_us,
+                request_id = line.request_id,
+                client_ip = line.client_ip,
+            );
+        }
     }
     response
 }
@@ -320,10 +331,30 @@ async fn buffer_body(req: Request) -> Result<Request, ApiError> {
 
 /// An address as text, without a heap string.
 fn format_ip(ip: IpAddr, buf: &mut [u8; 48]) -> &str {
-    use std::io::Write;
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    let _ = write!(cursor, "{ip}");
-    let len = cursor.position() as usize;
+    let len = match ip {
+        // Digit by digit: `Display` for an address measured ~600
+        // instructions, a twentieth of a logout.
+        IpAddr::V4(v4) => {
+            let mut len = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[len] = b'.';
+                    len += 1;
+                }
+                let mut digits = itoa::Buffer::new();
+                let digits = digits.format(octet).as_bytes();
+                buf[len..len + digits.len()].copy_from_slice(digits);
+                len += digits.len();
+            }
+            len
+        }
+        IpAddr::V6(_) => {
+            use std::io::Write;
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(cursor, "{ip}");
+            cursor.position() as usize
+        }
+    };
     std::str::from_utf8(&buf[..len]).unwrap_or("-")
 }
 
@@ -344,6 +375,21 @@ mod tests {
         }
         for bad in ["", "a b", "a/b", "a?b", "a#b", "user@host", "a\tb"] {
             assert!(!valid_host(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn addresses_are_formatted_as_display_does() {
+        for ip in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.2.34.200",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut buf = [0u8; 48];
+            assert_eq!(format_ip(ip, &mut buf), ip.to_string());
         }
     }
 
