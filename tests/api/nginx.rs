@@ -16,7 +16,7 @@ use crate::helpers::*;
 
 const EXAMPLE: &str = include_str!("../../examples/nginx-forward-auth.conf");
 
-struct Nginx(Child);
+pub struct Nginx(Child);
 
 impl Drop for Nginx {
     /// SIGTERM, so the master takes its workers down with it (SIGKILL would
@@ -37,7 +37,7 @@ impl Drop for Nginx {
     }
 }
 
-fn nginx_binary() -> Option<String> {
+pub fn nginx_binary() -> Option<String> {
     ["/usr/sbin/nginx", "/usr/bin/nginx"]
         .into_iter()
         .find(|p| Path::new(p).exists())
@@ -72,6 +72,12 @@ fn start_nginx(binary: &str, dir: &Path, port: u16, chronos: &str, upstream: &st
         .replace("listen 80;", &format!("listen 127.0.0.1:{port};"))
         .replace("127.0.0.1:8000", chronos)
         .replace("127.0.0.1:9000", upstream);
+    start_nginx_with(binary, dir, port, &server)
+}
+
+/// nginx in the foreground with `server` (an `http` block's contents)
+/// listening on `port`; waits until it accepts.
+pub fn start_nginx_with(binary: &str, dir: &Path, port: u16, server: &str) -> Nginx {
     let d = dir.display();
     let config = format!(
         "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
