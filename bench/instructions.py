@@ -2,9 +2,13 @@
 """Instructions per request inside the security envelope (the routes
 included, hyper's parsing and the kernel not), counted by callgrind: exact
 and repeatable where wall-clock throughput on a shared VM is not. Compares
-this build with an earlier binary, endpoint by endpoint.
+this build with an earlier binary, endpoint by endpoint, or one binary in
+two configurations:
 
     python3 bench/instructions.py --baseline /path/to/earlier/chronos
+    # what metrics cost per logout (same binary, metrics on vs off):
+    python3 bench/instructions.py --baseline target/release/chronos \
+        --env METRICS_BIND=127.0.0.1:0 --paths /auth/logout --out instructions-metrics.md
 
 Writes bench/results/instructions.md. The earlier binary's envelope
 function was `Secured::serve` before issue 8 and `Envelope::serve` after;
@@ -26,7 +30,7 @@ TOGGLE = "*Envelope*serve*"
 OLD_TOGGLE = "*Secured*serve*"
 
 
-def count(binpath, path, n, toggle):
+def count(binpath, path, n, toggle, env=()):
     with tempfile.TemporaryDirectory() as d:
         subprocess.run([binpath, "user", "add", run.EMAIL], input=run.PASSWORD + "\n", text=True,
                        check=True, env={"PATH": os.environ["PATH"], "DATA_DIR": d},
@@ -35,7 +39,7 @@ def count(binpath, path, n, toggle):
         out = os.path.join(d, "callgrind.out")
         proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--toggle-collect={toggle}",
                                  f"--callgrind-out-file={out}", binpath],
-                                env=run.chronos_env(d, port), stdout=subprocess.DEVNULL,
+                                env=run.chronos_env(d, port, **dict(env)), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         run.wait_http(port, timeout=60)
         cookie = run.sign_in(port)
@@ -52,27 +56,36 @@ def count(binpath, path, n, toggle):
         return int(re.search(r"^summary:\s+(\d+)", text, re.M).group(1))
 
 
-def per_request(binpath, path, toggle):
+def per_request(binpath, path, toggle, env=()):
     # The difference of two runs cancels start-up and sign-in.
-    return (count(binpath, path, 1100, toggle) - count(binpath, path, 100, toggle)) / 1000
+    return (count(binpath, path, 1100, toggle, env) - count(binpath, path, 100, toggle, env)) / 1000
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--baseline", required=True)
+    ap.add_argument("--env", action="append", default=[], metavar="K=V",
+                    help="a variable for this build's server only")
+    ap.add_argument("--baseline-env", action="append", default=[], metavar="K=V",
+                    help="a variable for the baseline's server only")
+    ap.add_argument("--paths", nargs="+", default=["/auth/logout", "/auth/session", "/auth/verify"])
+    ap.add_argument("--out", default="instructions.md")
     args = ap.parse_args()
+    env = [tuple(kv.split("=", 1)) for kv in args.env]
+    baseline_env = [tuple(kv.split("=", 1)) for kv in args.baseline_env]
     lines = ["| endpoint | this build | baseline | ratio |", "|---|---:|---:|---:|"]
-    for path in ("/auth/logout", "/auth/session", "/auth/verify"):
-        ours = per_request(run.CHRONOS, path, TOGGLE)
-        theirs = per_request(args.baseline, path, TOGGLE)
+    for path in args.paths:
+        ours = per_request(run.CHRONOS, path, TOGGLE, env)
+        theirs = per_request(args.baseline, path, TOGGLE, baseline_env)
         if theirs <= 0:
-            theirs = per_request(args.baseline, path, OLD_TOGGLE)
+            theirs = per_request(args.baseline, path, OLD_TOGGLE, baseline_env)
         lines.append(f"| {path} | {ours:,.0f} | {theirs:,.0f} | {ours / theirs:.3f} |")
         print(lines[-1], flush=True)
-    out = os.path.join(run.ROOT, "bench", "results", "instructions.md")
+    out = os.path.join(run.ROOT, "bench", "results", args.out)
     with open(out, "w") as f:
         f.write("Instructions per request inside the envelope (callgrind), "
-                f"baseline {os.path.basename(args.baseline)}\n\n" + "\n".join(lines) + "\n")
+                f"baseline {os.path.basename(args.baseline)} {' '.join(args.baseline_env)}, "
+                f"this build {' '.join(args.env)}\n\n" + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -321,8 +321,8 @@ def signin_pressure(data_dir, args):
     return out
 
 
-def add_user(data_dir):
-    subprocess.run([CHRONOS, "user", "add", EMAIL], input=PASSWORD + "\n", text=True, check=True,
+def add_user(data_dir, email=EMAIL):
+    subprocess.run([CHRONOS, "user", "add", email], input=PASSWORD + "\n", text=True, check=True,
                    env={"PATH": os.environ.get("PATH", ""), "DATA_DIR": data_dir},
                    stdout=subprocess.DEVNULL)
 
