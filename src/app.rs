@@ -326,6 +326,7 @@ impl Application {
                             stores.writer.clone(),
                             identity.authority.clone(),
                             provider_sealer(&settings)?,
+                            stores.metrics.clone(),
                         )
                         .map_err(|e| ConfigError::new("OIDC_ISSUER", e.to_string()))?,
                     ),
@@ -338,8 +339,11 @@ impl Application {
                             stores.writer.clone(),
                             stores.revocations.clone(),
                             provider_sealer(&settings)?,
-                            settings.cookies.max_age,
-                            settings.sessions.token_cache_size,
+                            crate::supabase::SessionLimits {
+                                idle_ttl: settings.cookies.max_age,
+                                cache_capacity: settings.sessions.token_cache_size,
+                            },
+                            stores.metrics.clone(),
                         )
                         .map_err(|e| ConfigError::new("SUPABASE_URL", e.to_string()))?,
                     );

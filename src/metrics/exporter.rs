@@ -221,7 +221,7 @@ pub fn registry(metrics: &Metrics, live: Live) -> Registry {
     );
     registry.register(
         "chronos_provider_failures",
-        "Failed calls to the identity provider, by operation",
+        "Failed calls to the identity provider, by operation (login, sign_in, refresh, session, revoke)",
         m.provider_failures,
     );
     registry.register_collector(Box::new(live));

@@ -213,7 +213,8 @@ impl Metrics {
     }
 
     /// A call to the identity provider that failed or was refused as too
-    /// busy (`operation`: `login`, `sign_in`, `refresh`, `session`).
+    /// busy (`operation`: `login`, `sign_in`, `refresh`, `session`, or
+    /// `revoke` for a token revocation at logout that will be retried).
     pub fn provider_failed(&self, operation: &'static str) {
         self.provider_failures
             .get_or_create(&ProviderLabels { operation })

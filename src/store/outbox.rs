@@ -10,6 +10,7 @@ use sqlx::SqlitePool;
 use tokio::sync::Notify;
 
 use super::writer::Writer;
+use crate::metrics::Metrics;
 use crate::unix_now;
 
 /// One pending call.
@@ -29,11 +30,17 @@ const MAX_BACKOFF_SECONDS: u64 = 600;
 pub struct Outbox {
     pool: SqlitePool,
     writer: Writer,
+    /// A retried call is a failed one (`chronos_provider_failures_total`).
+    metrics: Metrics,
 }
 
 impl Outbox {
-    pub fn new(pool: SqlitePool, writer: Writer) -> Self {
-        Self { pool, writer }
+    pub fn new(pool: SqlitePool, writer: Writer, metrics: Metrics) -> Self {
+        Self {
+            pool,
+            writer,
+            metrics,
+        }
     }
 
     /// Writes a call down, due now.
@@ -86,6 +93,7 @@ impl Outbox {
 
     /// Tries again later: 1 s, 2 s, 4 s... up to ten minutes apart.
     pub async fn retry(&self, pending: &Pending) -> anyhow::Result<()> {
+        self.metrics.provider_failed("revoke");
         let backoff = 1u64
             .checked_shl(pending.attempts.clamp(0, 20) as u32)
             .unwrap_or(MAX_BACKOFF_SECONDS)

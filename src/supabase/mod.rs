@@ -115,6 +115,13 @@ fn truncate(s: &str, max: usize) -> String {
     s.chars().filter(|c| !c.is_control()).take(max).collect()
 }
 
+/// How long an idle session lives here, and how many verified access
+/// tokens are cached.
+pub struct SessionLimits {
+    pub idle_ttl: u64,
+    pub cache_capacity: usize,
+}
+
 impl Supabase {
     pub fn new(
         settings: SupabaseSettings,
@@ -122,9 +129,13 @@ impl Supabase {
         writer: Writer,
         revocations: Arc<dyn RevocationStore>,
         sealer: Sealer,
-        idle_ttl: u64,
-        cache_capacity: usize,
+        sessions: SessionLimits,
+        metrics: crate::metrics::Metrics,
     ) -> Result<Self, UpstreamError> {
+        let SessionLimits {
+            idle_ttl,
+            cache_capacity,
+        } = sessions;
         let http = Upstream::new()?;
         let base = settings.auth_url();
         let apikey = String::from_utf8_lossy(settings.publishable_key.expose()).to_string();
@@ -136,7 +147,7 @@ impl Supabase {
             api: AuthApi::new(http.clone(), base, apikey),
             http,
             verifier,
-            outbox: Outbox::new(pool.clone(), writer.clone()),
+            outbox: Outbox::new(pool.clone(), writer.clone(), metrics),
             pool,
             writer,
             revocations,

@@ -248,3 +248,36 @@ async fn metrics_bind_must_not_be_the_public_port_and_is_validated() {
         assert!(stderr.contains("METRICS_BIND"), "{stderr}");
     }
 }
+
+#[tokio::test]
+async fn an_unreachable_identity_provider_is_counted_per_failed_call() {
+    // An issuer nobody listens on: discovery fails, each login is a 502.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let issuer = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let app = spawn_app_with(&[
+        ("METRICS_BIND", "127.0.0.1:0"),
+        ("IDENTITY_PROVIDER", "oidc"),
+        ("OIDC_ISSUER", issuer.as_str()),
+        ("OIDC_CLIENT_ID", "chronos"),
+        ("OIDC_CLIENT_SECRET", "secret"),
+    ])
+    .await;
+    for _ in 0..3 {
+        let response = app
+            .client()
+            .get(app.url("/auth/google/login"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 502);
+    }
+    let (series, _) = scrape(&app).await;
+    assert_eq!(
+        value(
+            &series,
+            r#"chronos_provider_failures_total{operation="login"}"#
+        ),
+        3.0
+    );
+}

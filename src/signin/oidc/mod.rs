@@ -99,6 +99,7 @@ impl OidcSignIn {
         writer: Writer,
         authority: Arc<LocalAuthority>,
         sealer: Sealer,
+        metrics: crate::metrics::Metrics,
     ) -> Result<Self, UpstreamError> {
         let mut issuers = vec![settings.issuer.clone()];
         // Google's ID tokens carry either spelling of its issuer.
@@ -111,7 +112,7 @@ impl OidcSignIn {
             discovered: RwLock::new(None),
             discovering: tokio::sync::Mutex::new(()),
             accounts: Accounts::new(pool.clone(), writer.clone()),
-            outbox: Outbox::new(pool.clone(), writer.clone()),
+            outbox: Outbox::new(pool.clone(), writer.clone(), metrics),
             pool,
             writer,
             authority,
