@@ -223,8 +223,10 @@ fn write_access(out: &mut impl fmt::Write, line: &AccessLine<'_>) -> fmt::Result
     write_timestamp(out)?;
     out.write_str("  INFO")?;
     let mut number = itoa::Buffer::new();
+    // A method is an HTTP token and an address digits, dots and colons:
+    // neither can need quoting. Paths and request ids are checked.
     for (key, value, quotable) in [
-        ("method", line.method, true),
+        ("method", line.method, false),
         ("path", line.path, true),
         ("status", number.format(line.status), false),
     ] {
@@ -233,7 +235,7 @@ fn write_access(out: &mut impl fmt::Write, line: &AccessLine<'_>) -> fmt::Result
     let mut number = itoa::Buffer::new();
     write_pair(out, "duration_us", number.format(line.duration_us), false)?;
     write_pair(out, "request_id", line.request_id, true)?;
-    write_pair(out, "client_ip", line.client_ip, true)?;
+    write_pair(out, "client_ip", line.client_ip, false)?;
     out.write_char('\n')
 }
 
