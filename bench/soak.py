@@ -314,6 +314,18 @@ def verdict(args, tally, samples, final, rss_seconds):
     spread = max(abs(r - median) / median for r in minute_medians)
     fivexx = sum(n for k, n in tally.statuses.items() if k.split()[-1].startswith("5"))
     late = samples[len(samples) // 2:]
+    # What the server counted against what the clients saw.
+    saw = {
+        "logouts": sum(n for k, n in tally.statuses.items()
+                       if k.startswith(("logout ", "crowd logout")) and k.endswith(" 200")),
+        "429s": sum(n for k, n in tally.statuses.items() if k.endswith(" 429")),
+        "reuse": tally.statuses.get("reuse 401", 0),
+    }
+    counted = {
+        "logouts": sum(v for k, v in final.items() if k.startswith("chronos_logouts_total")),
+        "429s": sum(v for k, v in final.items() if k.startswith("chronos_rate_limited_total")),
+        "reuse": final.get("chronos_refresh_reuse_detected_total", 0),
+    }
     checks = {
         "zero 5xx": fivexx == 0,
         "zero protocol errors": tally.statuses.get("PROTOCOL_ERROR", 0) == 0,
@@ -321,6 +333,7 @@ def verdict(args, tally, samples, final, rss_seconds):
         "RSS after warm-up (per-minute medians) within 10% of their median": spread <= 0.10,
         "revoked set bounded (second half no higher than 1.5x the first half's peak)":
             max(s["revoked"] for s in late) <= 1.5 * max(1, max(s["revoked"] for s in samples[:len(samples) // 2] or [0])),
+        f"metrics equal what clients saw (logouts, 429s, reuse: {saw})": saw == counted,
         "limiter keys bounded": max(s["limiter_keys"] for s in late) <= 1.5 * max(1, max(s["limiter_keys"] for s in samples[:len(samples) // 2] or [0])),
     }
     raw = [r for t, r in rss_seconds if t >= args.warmup * 60] or [0]
