@@ -212,42 +212,48 @@ pub fn access(line: &AccessLine<'_>) -> bool {
             return;
         };
         buf.clear();
-        if write_access(&mut IoText(&mut *buf), line).is_ok() {
+        if write_access(&mut buf, line).is_ok() {
             queue.push(&buf);
         }
     });
     true
 }
 
-fn write_access(out: &mut impl fmt::Write, line: &AccessLine<'_>) -> fmt::Result {
-    write_timestamp(out)?;
-    out.write_str("  INFO")?;
-    let mut number = itoa::Buffer::new();
-    // A method is an HTTP token and an address digits, dots and colons:
-    // neither can need quoting. Paths and request ids are checked.
-    for (key, value, quotable) in [
-        ("method", line.method, false),
-        ("path", line.path, true),
-        ("status", number.format(line.status), false),
-    ] {
-        write_pair(out, key, value, quotable)?;
-    }
-    let mut number = itoa::Buffer::new();
-    write_pair(out, "duration_us", number.format(line.duration_us), false)?;
-    write_pair(out, "request_id", line.request_id, true)?;
-    write_pair(out, "client_ip", line.client_ip, false)?;
-    out.write_char('\n')
+fn write_access(out: &mut Vec<u8>, line: &AccessLine<'_>) -> fmt::Result {
+    // Whole ` key=` pieces appended to the byte buffer: going through
+    // `fmt::Write` a character at a time measured ~120 instructions a pair.
+    write_timestamp(&mut IoText(&mut *out))?;
+    out.extend_from_slice(b"  INFO method=");
+    // An HTTP method is a token: nothing in it needs quoting.
+    out.extend_from_slice(line.method.as_bytes());
+    out.extend_from_slice(b" path=");
+    push_value(out, line.path)?;
+    out.extend_from_slice(b" status=");
+    out.extend_from_slice(itoa::Buffer::new().format(line.status).as_bytes());
+    out.extend_from_slice(b" duration_us=");
+    out.extend_from_slice(itoa::Buffer::new().format(line.duration_us).as_bytes());
+    out.extend_from_slice(b" request_id=");
+    push_value(out, line.request_id)?;
+    // Digits, dots and colons.
+    out.extend_from_slice(b" client_ip=");
+    out.extend_from_slice(line.client_ip.as_bytes());
+    out.push(b'\n');
+    Ok(())
 }
 
-/// ` key=value`, quoted and escaped as [`Fields`] does when needed.
-fn write_pair(out: &mut impl fmt::Write, key: &str, value: &str, quotable: bool) -> fmt::Result {
-    out.write_char(' ')?;
-    out.write_str(key)?;
-    out.write_char('=')?;
-    if quotable && (value.is_empty() || value.bytes().any(|b| NEEDS_QUOTES[usize::from(b)])) {
-        write!(out, "{value:?}")
+/// A value as [`Fields`] writes it: as it is, or quoted and escaped when
+/// it is empty or holds a space, `"`, `=`, `\` or a control character.
+fn push_value(out: &mut Vec<u8>, value: &str) -> fmt::Result {
+    // Without an early exit, so the scan runs on whole vectors.
+    let needs_quotes = value.is_empty()
+        || value.bytes().fold(false, |any, b| {
+            any | (b <= b' ') | (b == b'"') | (b == b'=') | (b == b'\\') | (b == 0x7f)
+        });
+    if needs_quotes {
+        write!(IoText(out), "{value:?}")
     } else {
-        out.write_str(value)
+        out.extend_from_slice(value.as_bytes());
+        Ok(())
     }
 }
 
@@ -626,7 +632,14 @@ mod tests {
 
     #[test]
     fn the_direct_access_line_is_the_line_the_layer_writes() {
-        for path in ["/auth/logout", "/a b\"c"] {
+        for path in [
+            "/auth/logout",
+            "/a b\"c",
+            "",
+            "/x=y",
+            "/tab\there",
+            "/del\u{7f}",
+        ] {
             let via_tracing = line(|| {
                 tracing::info!(
                     target: "chronos::access",
@@ -638,7 +651,7 @@ mod tests {
                     client_ip = "127.0.0.1",
                 );
             });
-            let mut direct = String::new();
+            let mut direct = Vec::new();
             write_access(
                 &mut direct,
                 &AccessLine {
@@ -651,6 +664,7 @@ mod tests {
                 },
             )
             .unwrap();
+            let direct = String::from_utf8(direct).unwrap();
             // Everything after the timestamp.
             assert_eq!(direct[27..], via_tracing[27..], "{direct}");
         }
