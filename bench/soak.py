@@ -34,6 +34,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run  # noqa: E402
+import scale  # noqa: E402
 
 EMAILS = [f"soak{i}@example.com" for i in range(20)]
 
@@ -263,7 +264,7 @@ def main():
 
     def sample_rss():
         while not stop.wait(1.0):
-            rss_seconds.append((time.monotonic() - started, scale_rss(srv.proc.pid)))
+            rss_seconds.append((time.monotonic() - started, scale.rss_mib(srv.proc.pid)))
 
     sampler = threading.Thread(target=sample_rss)
     sampler.start()
@@ -273,7 +274,7 @@ def main():
             m = scrape(metrics_port)
             sample = {
                 "t_s": round(time.monotonic() - started),
-                "rss_mib": round(scale_rss(srv.proc.pid), 1),
+                "rss_mib": round(scale.rss_mib(srv.proc.pid), 1),
                 "requests": tally.requests,
                 "revoked": m.get("chronos_revoked_sessions", 0),
                 "limiter_keys": m.get('chronos_rate_limit_keys{limit="auth"}', 0),
@@ -292,14 +293,6 @@ def main():
         final = scrape(metrics_port)
         srv.stop()
     verdict(args, tally, samples, final, rss_seconds)
-
-
-def scale_rss(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def verdict(args, tally, samples, final, rss_seconds):

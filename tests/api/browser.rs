@@ -107,6 +107,30 @@ impl Browser {
         self.send(request).await
     }
 
+    /// The id of one of this browser's user's sessions other than its own,
+    /// from `GET /auth/sessions`.
+    pub async fn other_session_id(&mut self) -> String {
+        let listed: Value = self.get("/auth/sessions").await.json().await.unwrap();
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["current"] == false)
+            .expect("another session")["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// `DELETE /auth/sessions/{id}`, with the CSRF header.
+    pub async fn delete_session(&mut self, id: &str) -> reqwest::Response {
+        let mut request = self.request(reqwest::Method::DELETE, &format!("/auth/sessions/{id}"));
+        if let Some(token) = self.cookie("chronos_csrf") {
+            request = request.header("X-CSRF-Token", token);
+        }
+        self.send(request).await
+    }
+
     /// `GET /auth/google/login` → the sign-in page URL.
     pub async fn start_login(&mut self, redirect_to: Option<&str>) -> reqwest::Response {
         let mut path = "/auth/google/login".to_string();

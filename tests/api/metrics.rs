@@ -94,24 +94,8 @@ async fn the_counters_move_exactly_with_what_clients_did() {
     laptop.sign_in(EMAIL, PASSWORD).await;
     let mut phone = Browser::new(&app);
     phone.sign_in(EMAIL, PASSWORD).await;
-    let listed: serde_json::Value = laptop.get("/auth/sessions").await.json().await.unwrap();
-    let other = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["current"] == false)
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let csrf = laptop.cookie("chronos_csrf").unwrap();
-    let ended = laptop
-        .send(
-            laptop
-                .request(reqwest::Method::DELETE, &format!("/auth/sessions/{other}"))
-                .header("X-CSRF-Token", csrf),
-        )
-        .await;
+    let other = laptop.other_session_id().await;
+    let ended = laptop.delete_session(&other).await;
     assert_eq!(ended.status(), 200);
 
     // Paths nobody routes share one label, whatever they are.

@@ -207,24 +207,18 @@ async fn every_answer_of_a_real_run_matches_the_document() {
     );
     let page = get("/auth/signin").await.unwrap();
     c.check("GET", "/auth/signin", page).await;
-    let forged = client
-        .post(app.url("/auth/signin"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .header("Origin", app.url(""))
-        .body("email=a%40b.c&password=x")
-        .send()
-        .await
-        .unwrap();
-    assert!(c.check("POST", "/auth/signin", forged).await >= 400);
-    let signup = client
-        .post(app.url("/auth/signup"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .header("Origin", app.url(""))
-        .body("email=a%40b.c&password=x")
-        .send()
-        .await
-        .unwrap();
-    assert!(c.check("POST", "/auth/signup", signup).await >= 400);
+    // Forms that did not come from the page.
+    for form in ["/auth/signin", "/auth/signup"] {
+        let forged = client
+            .post(app.url(form))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Origin", app.url(""))
+            .body("email=a%40b.c&password=x")
+            .send()
+            .await
+            .unwrap();
+        assert!(c.check("POST", form, forged).await >= 400);
+    }
     let code = browser.obtain_code(EMAIL, PASSWORD).await;
     for body in ["{}", "not json", r#"{"code": "nope"}"#] {
         let response = client
@@ -280,11 +274,6 @@ async fn every_answer_of_a_real_run_matches_the_document() {
     let mut phone = Browser::new(&app);
     phone.sign_in(EMAIL, PASSWORD).await;
     let listed = laptop.get("/auth/sessions").await;
-    let list: Value = {
-        let text = listed.text().await.unwrap();
-        serde_json::from_str(&text).unwrap()
-    };
-    let listed = laptop.get("/auth/sessions").await;
     assert_eq!(c.check("GET", "/auth/sessions", listed).await, 200);
     assert_eq!(
         c.check(
@@ -295,25 +284,10 @@ async fn every_answer_of_a_real_run_matches_the_document() {
         .await,
         401
     );
-    let other = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["current"] == false)
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let delete = |b: &Browser, id: &str| {
-        let mut request = b.request(reqwest::Method::DELETE, &format!("/auth/sessions/{id}"));
-        if let Some(token) = b.cookie("chronos_csrf") {
-            request = request.header("X-CSRF-Token", token);
-        }
-        request
-    };
-    let ended = laptop.send(delete(&laptop, &other)).await;
+    let other = laptop.other_session_id().await;
+    let ended = laptop.delete_session(&other).await;
     assert_eq!(c.check("DELETE", "/auth/sessions/{id}", ended).await, 200);
-    let foreign = laptop.send(delete(&laptop, "not-a-session")).await;
+    let foreign = laptop.delete_session("not-a-session").await;
     assert_eq!(c.check("DELETE", "/auth/sessions/{id}", foreign).await, 404);
 
     // Logout, signed in and not, and from a foreign origin.
