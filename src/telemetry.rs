@@ -241,20 +241,22 @@ fn write_access(out: &mut Vec<u8>, line: &AccessLine<'_>) -> fmt::Result {
     Ok(())
 }
 
-/// A value as [`Fields`] writes it: as it is, or quoted and escaped when
-/// it is empty or holds a space, `"`, `=`, `\` or a control character.
+/// A value as [`Fields`] writes it: as it is, or quoted and escaped.
 fn push_value(out: &mut Vec<u8>, value: &str) -> fmt::Result {
-    // Without an early exit, so the scan runs on whole vectors.
-    let needs_quotes = value.is_empty()
-        || value.bytes().fold(false, |any, b| {
-            any | (b <= b' ') | (b == b'"') | (b == b'=') | (b == b'\\') | (b == 0x7f)
-        });
-    if needs_quotes {
-        write!(IoText(out), "{value:?}")
-    } else {
+    if is_plain(value, false) {
         out.extend_from_slice(value.as_bytes());
         Ok(())
+    } else {
+        write!(IoText(out), "{value:?}")
     }
+}
+
+/// Whether a field's text is written as it is: a message unless it holds a
+/// control character; any other value unless it is empty or holds a
+/// space, `"`, `=`, `\` or a control character (then it is quoted).
+fn is_plain(value: &str, message: bool) -> bool {
+    let table = if message { &CONTROL } else { &NEEDS_QUOTES };
+    (message || !value.is_empty()) && !value.bytes().any(|b| table[usize::from(b)])
 }
 
 /// The layer that formats one line per event (logfmt, or JSON) and queues
@@ -433,10 +435,7 @@ impl Fields<'_> {
     /// control characters quoted and escaped, so one event stays one line.
     fn text(&mut self, field: &Field, value: &str) -> fmt::Result {
         self.key(field)?;
-        let message = field.name() == "message";
-        let table = if message { &CONTROL } else { &NEEDS_QUOTES };
-        let plain = (message || !value.is_empty()) && !value.bytes().any(|b| table[usize::from(b)]);
-        if plain {
+        if is_plain(value, field.name() == "message") {
             self.out.write_str(value)
         } else {
             write!(self.out, "{value:?}")

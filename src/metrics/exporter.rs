@@ -10,6 +10,7 @@ use axum::routing::get;
 use http::{HeaderValue, header};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
@@ -34,12 +35,11 @@ impl std::fmt::Debug for Live {
 
 impl Collector for Live {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let keys = ConstGauge::new(0i64);
         let mut family = encoder.encode_descriptor(
             "chronos_rate_limit_keys",
             "Clients the rate limiter is tracking (in this process; 0 with Redis)",
             None,
-            keys.metric_type(),
+            MetricType::Gauge,
         )?;
         for (limit, store) in [
             ("auth", Some(&self.auth_limits)),
