@@ -12,7 +12,7 @@ use crate::revocation::cli;
 const EMAIL: &str = "ann@example.com";
 
 /// One scrape: `name{labels}` → value, plus the response's content type.
-async fn scrape(app: &TestApp) -> (BTreeMap<String, f64>, String) {
+pub async fn scrape(app: &TestApp) -> (BTreeMap<String, f64>, String) {
     let addr = app.metrics_addr.expect("METRICS_BIND is set");
     let response = reqwest::get(format!("http://{addr}/metrics"))
         .await

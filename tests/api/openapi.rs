@@ -234,20 +234,11 @@ async fn every_answer_of_a_real_run_matches_the_document() {
     assert_eq!(c.check("POST", "/auth/web/callback", exchanged).await, 200);
 
     // The session.
-    let session = browser.get("/auth/session").await;
-    assert_eq!(c.check("GET", "/auth/session", session).await, 200);
-    assert_eq!(
-        c.check("GET", "/auth/session", get("/auth/session").await.unwrap())
-            .await,
-        401
-    );
-    let verified = browser.get("/auth/verify").await;
-    assert_eq!(c.check("GET", "/auth/verify", verified).await, 200);
-    assert_eq!(
-        c.check("GET", "/auth/verify", get("/auth/verify").await.unwrap())
-            .await,
-        401
-    );
+    for path in ["/auth/session", "/auth/verify"] {
+        let signed_in = browser.get(path).await;
+        assert_eq!(c.check("GET", path, signed_in).await, 200);
+        assert_eq!(c.check("GET", path, get(path).await.unwrap()).await, 401);
+    }
     let csrf = browser.get("/auth/csrf").await;
     assert_eq!(c.check("GET", "/auth/csrf", csrf).await, 200);
     let desktop = get("/auth/desktop/callback?code=<x>&error=e")

@@ -149,14 +149,16 @@ fn on(app: &TestApp, browser: &Browser) -> Browser {
 }
 
 /// A logout from 127.0.0.3, a client of its own (browsers are 127.0.0.1).
-async fn logout_status(app: &TestApp) -> u16 {
+async fn logout(app: &TestApp) -> reqwest::Response {
     app.client_from("127.0.0.3")
         .post(app.url("/auth/logout"))
         .send()
         .await
         .unwrap()
-        .status()
-        .as_u16()
+}
+
+async fn logout_status(app: &TestApp) -> u16 {
+    logout(app).await.status().as_u16()
 }
 
 /// Polls `/auth/session` on `browser` until it answers 401; the time taken.
@@ -182,12 +184,7 @@ async fn the_auth_rate_limit_is_one_budget_across_replicas() {
         assert_eq!(logout_status(app).await, 200);
     }
     for app in [&a, &b] {
-        let refused = app
-            .client_from("127.0.0.3")
-            .post(app.url("/auth/logout"))
-            .send()
-            .await
-            .unwrap();
+        let refused = logout(app).await;
         assert_eq!(refused.status(), 429);
         let wait: u64 = refused.headers()["retry-after"]
             .to_str()
@@ -310,12 +307,7 @@ async fn with_rate_limit_fail_closed_an_unreachable_redis_refuses() {
     assert_eq!(logout_status(&app).await, 200);
     proxy.sever();
     let started = Instant::now();
-    let refused = app
-        .client_from("127.0.0.3")
-        .post(app.url("/auth/logout"))
-        .send()
-        .await
-        .unwrap();
+    let refused = logout(&app).await;
     assert_eq!(refused.status(), 429);
     assert_eq!(refused.headers()["retry-after"], "1");
     assert!(started.elapsed() < Duration::from_millis(600));
@@ -355,18 +347,14 @@ async fn an_unreachable_redis_is_logged_once_not_per_request() {
     assert!(errors[0].contains("level=ERROR") || errors[0].contains("ERROR"));
 }
 
-/// Scrapes one replica's `/metrics`: requests answered for `route`.
+/// Requests one replica answered for `route`, from its `/metrics`.
 async fn answered(app: &TestApp, route: &str) -> f64 {
-    let addr = app.metrics_addr.unwrap();
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(&format!("chronos_http_requests_total{{route=\"{route}\"")))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+    let (series, _) = crate::metrics::scrape(app).await;
+    let prefix = format!("chronos_http_requests_total{{route=\"{route}\"");
+    series
+        .iter()
+        .filter(|(name, _)| name.starts_with(&prefix))
+        .map(|(_, value)| value)
         .sum()
 }
 
