@@ -3,9 +3,10 @@
 //! password sign-in its hash); the account itself is only the person.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use sqlx::SqlitePool;
+use sqlx::PgPool;
 
-use crate::store::writer::{WriteError, Writer};
+use crate::store::database::Database;
+use crate::store::writer::WriteError;
 use crate::unix_now;
 
 /// The user object of the API (`{"id", "email", "name", "avatar_url", "created_at"}`).
@@ -122,8 +123,7 @@ pub struct FederatedPerson {
 
 #[derive(Clone)]
 pub struct Accounts {
-    pool: SqlitePool,
-    writer: Writer,
+    db: Database,
 }
 
 /// A checked new account, ready to insert.
@@ -156,6 +156,21 @@ impl NewAccount {
         Ok(inserted == 1)
     }
 
+    /// [`insert`](Self::insert) on PostgreSQL.
+    async fn insert_pg(&self, conn: &mut sqlx::PgConnection) -> sqlx::Result<bool> {
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, email, name, avatar_url, created_at)
+             VALUES ($1, $2, $3, NULL, $4) ON CONFLICT (email) DO NOTHING",
+        )
+        .bind(&self.id)
+        .bind(&self.email)
+        .bind(&self.name)
+        .bind(self.created_at)
+        .execute(conn)
+        .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
     fn user(self) -> User {
         User {
             id: self.id,
@@ -167,17 +182,22 @@ impl NewAccount {
     }
 }
 
-/// A sign-in method's credentials, written with the account they belong to.
-pub type WithAccount = Box<dyn FnOnce(&Connection, &str) -> rusqlite::Result<()> + Send>;
+/// A sign-in method's credentials, written with the account they belong
+/// to: `insert` takes the new account's id as `$1` and `value` as `$2`
+/// (in that order: SQLite numbers `$n` parameters as they first appear).
+pub struct WithAccount {
+    pub insert: &'static str,
+    pub value: String,
+}
 
 impl Accounts {
-    pub fn new(pool: SqlitePool, writer: Writer) -> Self {
-        Self { pool, writer }
+    pub fn new(db: Database) -> Self {
+        Self { db }
     }
 
     /// Creates an account.
     pub async fn create(&self, email: &str, name: Option<&str>) -> Result<User, AccountError> {
-        self.create_with(email, name, Box::new(|_, _| Ok(()))).await
+        self.create_with(email, name, None).await
     }
 
     /// Creates an account and, in the same write, what `with` adds for it
@@ -186,19 +206,39 @@ impl Accounts {
         &self,
         email: &str,
         name: Option<&str>,
-        with: WithAccount,
+        with: Option<WithAccount>,
     ) -> Result<User, AccountError> {
         let account = NewAccount::check(email, name)?;
-        let created = self
-            .writer
-            .write(move |c| {
-                if !account.insert(c)? {
-                    return Ok(None);
+        let created = match &self.db {
+            Database::Sqlite { writer, .. } => {
+                writer
+                    .write(move |c| {
+                        if !account.insert(c)? {
+                            return Ok(None);
+                        }
+                        if let Some(with) = with {
+                            c.execute(with.insert, params![account.id, with.value])?;
+                        }
+                        Ok(Some(account))
+                    })
+                    .await?
+            }
+            Database::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                if !account.insert_pg(&mut tx).await? {
+                    return Err(AccountError::Exists);
                 }
-                with(c, &account.id)?;
-                Ok(Some(account))
-            })
-            .await?;
+                if let Some(with) = with {
+                    sqlx::query(with.insert)
+                        .bind(&account.id)
+                        .bind(with.value)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Some(account)
+            }
+        };
         created.map(NewAccount::user).ok_or(AccountError::Exists)
     }
 
@@ -206,25 +246,41 @@ impl Accounts {
         let Some(email) = normalize_email(email) else {
             return Ok(None);
         };
-        let row: Option<UserRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users WHERE email = ?"
-        ))
-        .bind(email)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<UserRow> = match &self.db {
+            Database::Sqlite { pool, .. } => {
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    " FROM users WHERE email = ?"
+                ))
+                .bind(email)
+                .fetch_optional(pool)
+                .await?
+            }
+            Database::Postgres(pool) => {
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    " FROM users WHERE email = $1"
+                ))
+                .bind(email)
+                .fetch_optional(pool)
+                .await?
+            }
+        };
         Ok(row.map(User::from))
     }
 
     pub async fn list(&self) -> anyhow::Result<Vec<User>> {
-        let rows: Vec<UserRow> = sqlx::query_as(concat!(
+        const LIST: &str = concat!(
             "SELECT ",
             user_columns!(),
             " FROM users ORDER BY created_at, email"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
+        );
+        let rows: Vec<UserRow> = match &self.db {
+            Database::Sqlite { pool, .. } => sqlx::query_as(LIST).fetch_all(pool).await?,
+            Database::Postgres(pool) => sqlx::query_as(LIST).fetch_all(pool).await?,
+        };
         Ok(rows.into_iter().map(User::from).collect())
     }
 
@@ -240,7 +296,11 @@ impl Accounts {
             .clone()
             .filter(|a| a.len() <= 2048 && a.starts_with("https://"));
         let person = person.clone();
-        self.writer
+        let writer = match &self.db {
+            Database::Sqlite { writer, .. } => writer,
+            Database::Postgres(pool) => return federated_pg(pool, account, person, avatar).await,
+        };
+        writer
             .write(move |c| -> rusqlite::Result<Result<User, AccountError>> {
                 let linked: Option<String> = c
                     .query_row(
@@ -306,12 +366,99 @@ impl Accounts {
     /// Deletes the user (its sessions, tokens and codes go with it).
     pub async fn delete(&self, id: &str) -> anyhow::Result<bool> {
         let id = id.to_string();
-        let deleted = self
-            .writer
-            .write(move |c| c.execute("DELETE FROM users WHERE id = ?1", [id]))
-            .await?;
+        let deleted = match &self.db {
+            Database::Sqlite { writer, .. } => {
+                writer
+                    .write(move |c| c.execute("DELETE FROM users WHERE id = ?1", [id]))
+                    .await? as u64
+            }
+            Database::Postgres(pool) => sqlx::query("DELETE FROM users WHERE id = $1")
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+        };
         Ok(deleted > 0)
     }
+}
+
+/// [`Accounts::federated`] on PostgreSQL, in one transaction: the first
+/// sign-in of a person on two replicas at once links one account (the
+/// loser's insert conflicts and the transaction is retried once).
+async fn federated_pg(
+    pool: &PgPool,
+    account: NewAccount,
+    person: FederatedPerson,
+    avatar: Option<String>,
+) -> Result<User, AccountError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match federated_pg_once(pool, &account, &person, avatar.as_deref()).await {
+            Err(AccountError::Internal(e))
+                if attempt == 1
+                    && e.downcast_ref::<sqlx::Error>()
+                        .and_then(|e| e.as_database_error())
+                        .is_some_and(|d| d.is_unique_violation()) => {}
+            other => return other,
+        }
+    }
+}
+
+async fn federated_pg_once(
+    pool: &PgPool,
+    account: &NewAccount,
+    person: &FederatedPerson,
+    avatar: Option<&str>,
+) -> Result<User, AccountError> {
+    let mut tx = pool.begin().await?;
+    let linked: Option<String> =
+        sqlx::query_scalar("SELECT user_id FROM identities WHERE issuer = $1 AND subject = $2")
+            .bind(&person.issuer)
+            .bind(&person.subject)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let user_id = match linked {
+        Some(id) => id,
+        None => {
+            let existing: Option<String> =
+                sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+                    .bind(&account.email)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let id = match existing {
+                Some(_) if !person.email_verified => return Err(AccountError::Exists),
+                Some(id) => id,
+                None => {
+                    account.insert_pg(&mut tx).await?;
+                    account.id.clone()
+                }
+            };
+            sqlx::query("INSERT INTO identities (issuer, subject, user_id) VALUES ($1, $2, $3)")
+                .bind(&person.issuer)
+                .bind(&person.subject)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            id
+        }
+    };
+    let user: Option<UserRow> = sqlx::query_as(concat!(
+        "UPDATE users SET email = $1, name = COALESCE($2, name), avatar_url = $3 WHERE id = $4
+         AND NOT EXISTS (SELECT 1 FROM users other WHERE other.email = $1 AND other.id <> $4)
+         RETURNING ",
+        user_columns!()
+    ))
+    .bind(&account.email)
+    .bind(&account.name)
+    .bind(avatar)
+    .bind(&user_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    // None: another account holds this email now; refuse rather than merge.
+    let user = user.ok_or(AccountError::Exists)?;
+    tx.commit().await?;
+    Ok(User::from(user))
 }
 
 #[cfg(test)]

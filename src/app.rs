@@ -33,12 +33,11 @@ use crate::signin::oidc::OidcSignIn;
 use crate::signin::password::{PageConfig, PasswordAccounts, PasswordSignIn, Passwords};
 use crate::state::{AppState, Phase};
 use crate::store::RateLimitStore;
-use crate::store::flows::{FlowStore, SqliteFlows};
+use crate::store::database::{Database, OpenError};
+use crate::store::flows::{DatabaseFlows, FlowStore};
 use crate::store::memory::MemoryRateLimitStore;
 use crate::store::redis::{AnnouncedRevocations, Redis, RedisRateLimitStore, RevocationFeed};
-use crate::store::revocations::{RevocationStore, SqliteRevocations};
-use crate::store::sqlite;
-use crate::store::writer::Writer;
+use crate::store::revocations::{DatabaseRevocations, RevocationStore};
 use crate::supabase::Supabase;
 
 /// Why the server could not start; displayed as one line.
@@ -73,9 +72,8 @@ fn data_dir_error(settings: &Settings, what: &str, e: impl std::fmt::Display) ->
 /// swapped (benchmark baselines, other backends) before anything is built
 /// on it: [`Application::build_with`].
 pub struct Stores {
-    pub pool: sqlx::SqlitePool,
-    /// The database's one writer (every write goes through it).
-    pub writer: Writer,
+    /// The durable store (SQLite or PostgreSQL).
+    pub database: Database,
     pub revocations: Arc<dyn RevocationStore>,
     pub flows: Arc<dyn FlowStore>,
     pub auth_limits: Arc<dyn RateLimitStore>,
@@ -101,31 +99,21 @@ impl Stores {
     async fn open_as(settings: &Settings, by_operator: bool) -> Result<Self, StartupError> {
         secrets::ensure_dir(&settings.server.data_dir)
             .map_err(|e| data_dir_error(settings, "data", e))?;
-        let url = sqlite::database_url(settings);
-        let database_error = |e: &dyn std::fmt::Display| {
-            ConfigError::new(
+        let database = Database::open(settings).await.map_err(|e| match e {
+            OpenError::Pending { .. } => ConfigError::new("DATABASE_MIGRATE", e.to_string()),
+            e => ConfigError::new(
                 if settings.storage.database_url.is_some() {
                     "DATABASE_URL"
                 } else {
                     "DATA_DIR"
                 },
                 format!("cannot open the database: {e}"),
-            )
-        };
-        let pool = sqlite::open(&url, settings.storage.migrate_at_start)
-            .await
-            .map_err(|e| match e {
-                sqlite::OpenError::Pending { .. } => {
-                    ConfigError::new("DATABASE_MIGRATE", e.to_string())
-                }
-                e => database_error(&e),
-            })?;
-        let writer = Writer::open(&sqlite::database_path(&url)).map_err(|e| database_error(&e))?;
+            ),
+        })?;
         let metrics = Metrics::new();
         let revocations: Arc<dyn RevocationStore> = Arc::new(
-            SqliteRevocations::load(
-                pool.clone(),
-                writer.clone(),
+            DatabaseRevocations::load(
+                database.clone(),
                 settings.sessions.access_token_ttl,
                 metrics.clone(),
                 by_operator,
@@ -136,14 +124,13 @@ impl Stores {
         let limits = &settings.limits;
         let mut stores = Self {
             revocations,
-            flows: Arc::new(SqliteFlows::new(writer.clone())),
+            flows: Arc::new(DatabaseFlows::new(database.clone())),
             auth_limits: Arc::new(MemoryRateLimitStore::new(&limits.auth)),
             verify_limits: (!limits.verify.is_empty())
                 .then(|| Arc::new(MemoryRateLimitStore::new(&limits.verify)) as _),
             revocation_feed: None,
             metrics,
-            pool,
-            writer,
+            database,
         };
         if let Some(url) = &settings.storage.redis_url {
             let redis = Redis::new(url, &settings.storage.redis_prefix)
@@ -209,8 +196,7 @@ impl Identity {
             .map_err(|e| data_dir_error(settings, "the refresh-token secret", e))?;
         let authority = Arc::new(
             LocalAuthority::new(
-                stores.pool.clone(),
-                stores.writer.clone(),
+                stores.database.clone(),
                 tokens,
                 stores.revocations.clone(),
                 LocalConfig {
@@ -224,10 +210,10 @@ impl Identity {
         );
         Ok(Self {
             authority,
-            accounts: Accounts::new(stores.pool.clone(), stores.writer.clone()),
+            accounts: Accounts::new(stores.database.clone()),
             passwords: PasswordAccounts::new(
-                stores.pool.clone(),
-                Accounts::new(stores.pool.clone(), stores.writer.clone()),
+                stores.database.clone(),
+                Accounts::new(stores.database.clone()),
                 Passwords::new(),
             ),
         })
@@ -305,7 +291,7 @@ impl Application {
                 Provider::Embedded => (
                     identity.authority.clone(),
                     Arc::new(PasswordSignIn::new(
-                        stores.writer.clone(),
+                        stores.database.clone(),
                         identity.passwords.clone(),
                         identity.authority.clone(),
                         PageConfig {
@@ -322,8 +308,7 @@ impl Application {
                     Arc::new(
                         OidcSignIn::new(
                             oidc.clone(),
-                            stores.pool.clone(),
-                            stores.writer.clone(),
+                            stores.database.clone(),
                             identity.authority.clone(),
                             provider_sealer(&settings)?,
                             stores.metrics.clone(),
@@ -335,8 +320,7 @@ impl Application {
                     let supabase = Arc::new(
                         Supabase::new(
                             supabase.clone(),
-                            stores.pool.clone(),
-                            stores.writer.clone(),
+                            stores.database.clone(),
                             stores.revocations.clone(),
                             provider_sealer(&settings)?,
                             crate::supabase::SessionLimits {
@@ -381,7 +365,7 @@ impl Application {
                 .as_deref()
                 .and_then(|v| http::HeaderValue::from_str(v).ok()),
             phase: crate::state::Phase::default(),
-            database: stores.pool.clone(),
+            database: stores.database.clone(),
             settings,
         });
         Ok(Self {
@@ -427,7 +411,10 @@ impl Application {
         let tasks = [
             tokio::spawn(async move { sign_in.run().await }),
             tokio::spawn(prune_rate_limits(self.stores.clone())),
-            tokio::spawn(follow_revocations(self.stores.clone())),
+            tokio::spawn(follow_revocations(
+                self.stores.clone(),
+                self.identity.authority.clone(),
+            )),
             tokio::spawn(hear_revocations(self.stores.clone())),
             tokio::spawn(sweep_memory(
                 self.stores.clone(),
@@ -517,13 +504,31 @@ async fn sweep_memory(stores: Arc<Stores>, authority: Arc<dyn SessionAuthority>)
 /// are picked up: the bound on how long a revoked session lingers here.
 pub const REVOCATION_POLL: Duration = Duration::from_millis(250);
 
-async fn follow_revocations(stores: Arc<Stores>) {
+/// Also stores, once the database answers again, the session ends it
+/// could not take while it was unreachable. A database that stays down is
+/// logged when it goes and when it comes back, not at every poll.
+async fn follow_revocations(stores: Arc<Stores>, authority: Arc<LocalAuthority>) {
     let mut tick = tokio::time::interval(REVOCATION_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
     loop {
         tick.tick().await;
-        if let Err(error) = stores.revocations.sync().await {
-            tracing::warn!(error = format!("{error:#}"), "revocation sync failed");
+        match stores.revocations.sync().await {
+            Err(error) if !failing => {
+                failing = true;
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "revocation sync failed; retrying"
+                );
+            }
+            Err(_) => {}
+            Ok(()) => {
+                if failing {
+                    failing = false;
+                    tracing::info!("revocation sync recovered");
+                }
+                authority.store_unstored().await;
+            }
         }
     }
 }

@@ -131,8 +131,7 @@ pub async fn user_logout(settings: &Settings, email: &str) -> Result<(), CliErro
 pub async fn migrate(settings: &Settings) -> Result<(), CliError> {
     crate::secrets::ensure_dir(&settings.server.data_dir)
         .map_err(|e| CliError::Usage(format!("DATA_DIR: {e}")))?;
-    let url = crate::store::sqlite::database_url(settings);
-    let applied = crate::store::sqlite::migrate(&url)
+    let applied = crate::store::database::Database::migrate(settings)
         .await
         .map_err(|e| CliError::Internal(anyhow::anyhow!("cannot migrate the database: {e}")))?;
     println!("database up to date ({applied} migration(s) applied)");

@@ -7,6 +7,8 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
 
+use crate::store::database::is_unavailable;
+
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,10 @@ pub enum ApiError {
     /// 503 with `Retry-After`: a provider we depend on asks us to slow down.
     #[error("The identity provider is busy; try again shortly")]
     ProviderBusy { retry_after: u64 },
+    /// 503 with `Retry-After`: the database cannot be reached (PostgreSQL
+    /// down or its pool exhausted for 2 s); nothing was changed.
+    #[error("The session store is unavailable; try again shortly")]
+    StoreUnavailable,
     /// 500: anything unexpected. The cause is logged, not sent.
     #[error("Internal Server Error")]
     Internal(anyhow::Error),
@@ -103,7 +109,7 @@ impl ApiError {
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
-            Self::ProviderBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ProviderBusy { .. } | Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -111,8 +117,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        match &self {
+        let this = match self {
+            Self::Internal(cause) if is_unavailable(cause.as_ref()) => {
+                tracing::error!(error = format!("{cause:#}"), "database unavailable");
+                Self::StoreUnavailable
+            }
+            other => other,
+        };
+        let status = this.status();
+        match &this {
             Self::Internal(cause) => {
                 tracing::error!(error = format!("{cause:#}"), "request failed")
             }
@@ -124,7 +137,7 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        if let Self::RateLimited { body, retry_after } = self {
+        if let Self::RateLimited { body, retry_after } = this {
             let mut response = Response::new(axum::body::Body::from(body));
             *response.status_mut() = status;
             let headers = response.headers_mut();
@@ -135,11 +148,12 @@ impl IntoResponse for ApiError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             return response;
         }
-        let retry_after = match &self {
+        let retry_after = match &this {
             Self::ProviderBusy { retry_after } => Some(*retry_after),
+            Self::StoreUnavailable => Some(1),
             _ => None,
         };
-        let mut response = (status, Json(json!({ "detail": self.to_string() }))).into_response();
+        let mut response = (status, Json(json!({ "detail": this.to_string() }))).into_response();
         if let Some(seconds) = retry_after {
             response
                 .headers_mut()

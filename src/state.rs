@@ -33,7 +33,7 @@ pub struct AppState {
     /// Starting, serving or draining (`GET /health/ready`).
     pub phase: Phase,
     /// The database, for the readiness probe's check.
-    pub database: sqlx::SqlitePool,
+    pub database: crate::store::database::Database,
 }
 
 /// Where the process is in its life; only `Serving` is ready for traffic.

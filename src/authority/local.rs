@@ -17,7 +17,7 @@
 //! is `HMAC(key, t)`, kept hashed in `refresh_tokens`); their next refresh
 //! moves them over, and their old tokens are still recognised.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -25,19 +25,20 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use hmac::{Hmac, KeyInit, Mac};
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::Sha256;
-use sqlx::SqlitePool;
+use sqlx::PgPool;
 
 use super::tokens::{AUDIENCE, AccessClaims, AccessTokens};
 use super::{
     AuthError, ClientInfo, EndSessions, IssuedSession, SessionAuthority, SessionInfo, SessionRef,
     User,
 };
-use crate::accounts::{rfc3339, user_columns};
+use crate::accounts::{UserRow, rfc3339, user_columns};
 use crate::limits::coarse_ip;
 use crate::metrics::Metrics;
 use crate::secrets::hash_token;
+use crate::store::database::{Database, is_unavailable};
 use crate::store::revocations::RevocationStore;
-use crate::store::writer::{WriteError, Writer};
+use crate::store::writer::WriteError;
 use crate::unix_now;
 
 /// Refresh tokens longer than this are refused before any lookup.
@@ -50,8 +51,10 @@ const V2_LEN: usize = 1 + 16 + 8 + 16;
 pub const PURGE_BATCH: i64 = 1000;
 
 pub struct LocalAuthority {
-    pool: SqlitePool,
-    writer: Writer,
+    db: Database,
+    /// Ends the database could not store (it was unreachable), retried
+    /// until stored; their sessions are refused meanwhile.
+    unstored: Mutex<Vec<EndSessions>>,
     tokens: Arc<AccessTokens>,
     refresh_mac: Hmac<Sha256>,
     revocations: Arc<dyn RevocationStore>,
@@ -135,10 +138,120 @@ fn end_for_reuse(conn: &Connection, session_id: &str, now: i64) -> rusqlite::Res
     )
 }
 
+/// The sessions' `UPDATE` on the SQLite writer; the ids it ended.
+fn end_sqlite(c: &Connection, which: EndSessions, now: i64) -> rusqlite::Result<Vec<String>> {
+    let (sql, args): (&str, Vec<String>) = match which {
+        EndSessions::Any { session_id } => (
+            "UPDATE sessions SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL RETURNING id",
+            vec![session_id],
+        ),
+        EndSessions::OwnedBy {
+            user_id,
+            session_id,
+        } => (
+            "UPDATE sessions SET revoked_at = ?1 WHERE id = ?2 AND user_id = ?3 AND revoked_at IS NULL RETURNING id",
+            vec![session_id, user_id],
+        ),
+        EndSessions::AllOf { user_id } => (
+            "UPDATE sessions SET revoked_at = ?1 WHERE user_id = ?2 AND revoked_at IS NULL RETURNING id",
+            vec![user_id],
+        ),
+    };
+    let mut statement = c.prepare(sql)?;
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&now];
+    values.extend(args.iter().map(|a| a as &dyn rusqlite::ToSql));
+    statement
+        .query_map(values.as_slice(), |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()
+}
+
+/// The refresh on PostgreSQL: the same conditional `UPDATE` as on SQLite,
+/// with the reuse's revocation row and the user in the same statement.
+/// Two replicas refreshing one token at once serialise on the row's lock,
+/// and the second one's `CASE`s see the first one's result, exactly as the
+/// SQLite writer's sequence would.
+async fn refresh_v2_pg(
+    pool: &PgPool,
+    session_id: String,
+    counter: i64,
+    (now, now_ms, interval_ms, horizon): (i64, i64, i64, i64),
+    user_agent: Option<String>,
+    ip: String,
+) -> Result<Refreshed, AuthError> {
+    type Row = (
+        i64,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "WITH s AS (
+           UPDATE sessions SET
+             refresh_counter = CASE WHEN refresh_counter = $1 THEN $1 + 1 ELSE refresh_counter END,
+             refresh_issued_at = CASE WHEN refresh_counter = $1 THEN $2 ELSE refresh_issued_at END,
+             rotated_at_ms = CASE WHEN refresh_counter = $1 THEN $3 ELSE rotated_at_ms END,
+             revoked_at = CASE
+               WHEN refresh_counter = $1 THEN NULL
+               WHEN refresh_counter = $1 + 1 AND $3 - rotated_at_ms < $4 THEN NULL
+               ELSE $2 END,
+             last_used_at = CASE WHEN $2 - last_used_at >= 60 THEN $2 ELSE last_used_at END,
+             user_agent = COALESCE($5, user_agent),
+             ip = $6
+           WHERE id = $7 AND revoked_at IS NULL AND refresh_issued_at > $8
+           RETURNING refresh_counter, refresh_issued_at, revoked_at, user_id),
+         r AS (
+           INSERT INTO revocations (session_id, revoked_at)
+           SELECT $7, $2 FROM s WHERE s.revoked_at IS NOT NULL
+           RETURNING seq)
+         SELECT s.refresh_counter, s.refresh_issued_at, s.revoked_at, (SELECT seq FROM r),
+                u.id, u.email, u.name, u.avatar_url, u.created_at
+         FROM s LEFT JOIN users u ON u.id = s.user_id",
+    )
+    .bind(counter)
+    .bind(now)
+    .bind(now_ms)
+    .bind(interval_ms)
+    .bind(user_agent)
+    .bind(ip)
+    .bind(&session_id)
+    .bind(horizon)
+    .fetch_optional(pool)
+    .await?;
+    let Some((current, issued_at, revoked_at, seq, id, email, name, avatar_url, created_at)) = row
+    else {
+        return Ok(Refreshed::Rejected);
+    };
+    if revoked_at.is_some() {
+        return Ok(Refreshed::Reused {
+            session_id,
+            seq: seq.unwrap_or_default(),
+        });
+    }
+    let (Some(id), Some(email), Some(created_at)) = (id, email, created_at) else {
+        return Ok(Refreshed::Rejected);
+    };
+    Ok(Refreshed::Pair(Pair {
+        session_id,
+        counter: current as u64,
+        issued_at: issued_at as u64,
+        user: User {
+            id,
+            email,
+            name,
+            avatar_url,
+            created_at: rfc3339(created_at),
+        },
+    }))
+}
+
 impl LocalAuthority {
     pub fn new(
-        pool: SqlitePool,
-        writer: Writer,
+        db: Database,
         tokens: Arc<AccessTokens>,
         revocations: Arc<dyn RevocationStore>,
         config: LocalConfig,
@@ -146,8 +259,8 @@ impl LocalAuthority {
         let refresh_mac = Hmac::<Sha256>::new_from_slice(&config.refresh_key)
             .map_err(|_| anyhow::anyhow!("bad refresh key"))?;
         Ok(Self {
-            pool,
-            writer,
+            db,
+            unstored: Mutex::new(Vec::new()),
             tokens,
             refresh_mac,
             revocations,
@@ -230,8 +343,36 @@ impl LocalAuthority {
         let user_agent = client.user_agent.as_deref().map(|ua| truncate(ua, 256));
         let ip = coarse_ip(client.ip);
         let id = session_id.clone();
-        let user = self
-            .writer
+        let writer = match &self.db {
+            Database::Sqlite { writer, .. } => writer,
+            Database::Postgres(pool) => {
+                let user: Option<UserRow> = sqlx::query_as(concat!(
+                    "WITH s AS (
+                       INSERT INTO sessions (id, user_id, created_at, last_used_at, user_agent, ip,
+                                             refresh_counter, refresh_issued_at)
+                       SELECT $1, id, $3, $3, $4, $5, 0, $3 FROM users WHERE id = $2
+                       RETURNING user_id)
+                     SELECT ",
+                    user_columns!(),
+                    " FROM users JOIN s ON s.user_id = users.id"
+                ))
+                .bind(&id)
+                .bind(&user_id)
+                .bind(now)
+                .bind(user_agent)
+                .bind(ip)
+                .fetch_optional(pool)
+                .await?;
+                let user = User::from(user.ok_or(AuthError::Rejected)?);
+                return self.issue(Pair {
+                    session_id,
+                    counter: 0,
+                    issued_at: now as u64,
+                    user,
+                });
+            }
+        };
+        let user = writer
             .write(move |c| {
                 let Some(user) = user_row(c, &user_id)? else {
                     return Ok(None);
@@ -264,19 +405,34 @@ impl LocalAuthority {
         let ended = now - self.tokens.ttl() as i64 - 60;
         let mut total = 0;
         loop {
-            let deleted = self
-                .writer
-                .write(move |c| {
-                    c.execute(
-                        "DELETE FROM sessions WHERE id IN (
-                           SELECT id FROM sessions WHERE last_used_at < ?1 LIMIT ?3
-                           UNION ALL
-                           SELECT id FROM sessions WHERE revoked_at < ?2 LIMIT ?3)",
-                        params![idle, ended, PURGE_BATCH],
-                    )
-                })
-                .await?;
-            total += deleted as u64;
+            let deleted = match &self.db {
+                Database::Sqlite { writer, .. } => {
+                    writer
+                        .write(move |c| {
+                            c.execute(
+                                "DELETE FROM sessions WHERE id IN (
+                                   SELECT id FROM sessions WHERE last_used_at < ?1 LIMIT ?3
+                                   UNION ALL
+                                   SELECT id FROM sessions WHERE revoked_at < ?2 LIMIT ?3)",
+                                params![idle, ended, PURGE_BATCH],
+                            )
+                        })
+                        .await? as u64
+                }
+                Database::Postgres(pool) => sqlx::query(
+                    "DELETE FROM sessions WHERE id IN (
+                       (SELECT id FROM sessions WHERE last_used_at < $1 LIMIT $3)
+                       UNION ALL
+                       (SELECT id FROM sessions WHERE revoked_at < $2 LIMIT $3))",
+                )
+                .bind(idle)
+                .bind(ended)
+                .bind(PURGE_BATCH)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+            };
+            total += deleted;
             if (deleted as i64) < PURGE_BATCH {
                 return Ok(total);
             }
@@ -299,8 +455,14 @@ impl LocalAuthority {
         let user_agent = client.user_agent.as_deref().map(|ua| truncate(ua, 256));
         let ip = coarse_ip(client.ip);
         let counter = i64::try_from(counter).map_err(|_| AuthError::Rejected)?;
-        Ok(self
-            .writer
+        let writer = match &self.db {
+            Database::Sqlite { writer, .. } => writer,
+            Database::Postgres(pool) => {
+                let args = (now, now_ms, interval_ms, horizon);
+                return refresh_v2_pg(pool, session_id, counter, args, user_agent, ip).await;
+            }
+        };
+        Ok(writer
             .write(move |c| {
                 // All right-hand sides read the row as it was.
                 let row: Option<(i64, i64, Option<i64>, String)> = c
@@ -357,8 +519,11 @@ impl LocalAuthority {
         let now_ms = unix_now_ms();
         let interval_ms = self.reuse_interval as i64 * 1000;
         let horizon = now - self.refresh_ttl as i64;
-        Ok(self
-            .writer
+        // PostgreSQL databases began with self-describing tokens.
+        let Database::Sqlite { writer, .. } = &self.db else {
+            return Ok(Refreshed::Rejected);
+        };
+        Ok(writer
             .write(move |c| {
                 type Row = (String, i64, Option<i64>, String, Option<i64>, Option<i64>, Option<i64>);
                 let row: Option<Row> = c
@@ -420,19 +585,83 @@ impl LocalAuthority {
             .await?)
     }
 
+    /// Ends sessions in the database, then records their revocations.
+    async fn end_now(&self, which: EndSessions) -> Result<Vec<String>, AuthError> {
+        let now = unix_now() as i64;
+        let ended: Vec<String> = match &self.db {
+            Database::Sqlite { writer, .. } => {
+                writer.write(move |c| end_sqlite(c, which, now)).await?
+            }
+            Database::Postgres(pool) => {
+                let query = match &which {
+                    EndSessions::Any { session_id } => sqlx::query_scalar(
+                        "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL RETURNING id",
+                    )
+                    .bind(now)
+                    .bind(session_id),
+                    EndSessions::OwnedBy {
+                        user_id,
+                        session_id,
+                    } => sqlx::query_scalar(
+                        "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL RETURNING id",
+                    )
+                    .bind(now)
+                    .bind(session_id)
+                    .bind(user_id),
+                    EndSessions::AllOf { user_id } => sqlx::query_scalar(
+                        "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL RETURNING id",
+                    )
+                    .bind(now)
+                    .bind(user_id),
+                };
+                query.fetch_all(pool).await?
+            }
+        };
+        self.revocations.revoke(&ended).await?;
+        Ok(ended)
+    }
+
+    /// Stores the ends the database could not take when they happened;
+    /// what still fails waits for the next call (every second).
+    pub async fn store_unstored(&self) {
+        let pending = match self.unstored.lock() {
+            Ok(mut unstored) if !unstored.is_empty() => std::mem::take(&mut *unstored),
+            _ => return,
+        };
+        let mut failed = Vec::new();
+        for which in pending {
+            match self.end_now(which.clone()).await {
+                Ok(ended) => tracing::info!(
+                    sessions = ended.len(),
+                    "stored a session end held while the database was unreachable"
+                ),
+                Err(_) => failed.push(which),
+            }
+        }
+        if let Ok(mut unstored) = self.unstored.lock() {
+            unstored.extend(failed);
+        }
+    }
+
+    /// How many session ends wait to be stored.
+    pub fn unstored_len(&self) -> usize {
+        self.unstored.lock().map_or(0, |u| u.len())
+    }
+
     /// Every active session, with its user's email, newest first (the
     /// operator's `chronos session list`): one query.
     pub async fn list_all_sessions(&self) -> Result<Vec<(String, SessionInfo)>, AuthError> {
         let horizon = unix_now() as i64 - self.refresh_ttl as i64;
-        let rows: Vec<ListedSession> = sqlx::query_as(
-            "SELECT u.email, s.id, s.created_at, s.last_used_at, s.user_agent, s.ip
+        const ALL: &str = "SELECT u.email, s.id, s.created_at, s.last_used_at, s.user_agent, s.ip
              FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.revoked_at IS NULL AND s.last_used_at > ?
-             ORDER BY s.created_at DESC, s.id",
-        )
-        .bind(horizon)
-        .fetch_all(&self.pool)
-        .await?;
+             WHERE s.revoked_at IS NULL AND s.last_used_at > $1
+             ORDER BY s.created_at DESC, s.id";
+        let rows: Vec<ListedSession> = match &self.db {
+            Database::Sqlite { pool, .. } => {
+                sqlx::query_as(ALL).bind(horizon).fetch_all(pool).await?
+            }
+            Database::Postgres(pool) => sqlx::query_as(ALL).bind(horizon).fetch_all(pool).await?,
+        };
         Ok(rows
             .into_iter()
             .filter(|row| !self.revocations.is_revoked(&row.session.id))
@@ -527,20 +756,29 @@ impl SessionAuthority for LocalAuthority {
         if refresh_token.len() > MAX_REFRESH_TOKEN_LEN {
             return Ok(None);
         }
-        let row: Option<(String, String)> = match self.parse_refresh_token(refresh_token) {
-            Some((session_id, _)) => {
-                sqlx::query_as("SELECT user_id, id FROM sessions WHERE id = ?")
+        const BY_ID: &str = "SELECT user_id, id FROM sessions WHERE id = $1";
+        let row: Option<(String, String)> = match (self.parse_refresh_token(refresh_token), &self.db)
+        {
+            (Some((session_id, _)), Database::Sqlite { pool, .. }) => {
+                sqlx::query_as(BY_ID)
                     .bind(session_id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(pool)
                     .await?
             }
-            None => {
+            (Some((session_id, _)), Database::Postgres(pool)) => {
+                sqlx::query_as(BY_ID)
+                    .bind(session_id)
+                    .fetch_optional(pool)
+                    .await?
+            }
+            (None, Database::Postgres(_)) => None,
+            (None, Database::Sqlite { pool, .. }) => {
                 sqlx::query_as(
                     "SELECT s.user_id, s.id FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
                      WHERE rt.token_hash = ?",
                 )
                 .bind(hash_token(refresh_token))
-                .fetch_optional(&self.pool)
+                .fetch_optional(pool)
                 .await?
             }
         };
@@ -551,51 +789,51 @@ impl SessionAuthority for LocalAuthority {
     }
 
     async fn end_sessions(&self, which: EndSessions) -> Result<Vec<String>, AuthError> {
-        let now = unix_now() as i64;
-        let ended: Vec<String> = self
-            .writer
-            .write(move |c| {
-                let (sql, args): (&str, Vec<String>) = match which {
-                    EndSessions::Any { session_id } => (
-                        "UPDATE sessions SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL RETURNING id",
-                        vec![session_id],
-                    ),
-                    EndSessions::OwnedBy {
-                        user_id,
-                        session_id,
-                    } => (
-                        "UPDATE sessions SET revoked_at = ?1 WHERE id = ?2 AND user_id = ?3 AND revoked_at IS NULL RETURNING id",
-                        vec![session_id, user_id],
-                    ),
-                    EndSessions::AllOf { user_id } => (
-                        "UPDATE sessions SET revoked_at = ?1 WHERE user_id = ?2 AND revoked_at IS NULL RETURNING id",
-                        vec![user_id],
-                    ),
+        match self.end_now(which.clone()).await {
+            Err(AuthError::Internal(e)) if is_unavailable(e.as_ref()) => {
+                // The database cannot be reached: the session is refused
+                // here and on every replica now, and stored once it can be.
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "cannot store a session end; retrying until stored"
+                );
+                let known: Vec<String> = match &which {
+                    EndSessions::Any { session_id } | EndSessions::OwnedBy { session_id, .. } => {
+                        vec![session_id.clone()]
+                    }
+                    EndSessions::AllOf { .. } => Vec::new(),
                 };
-                let mut statement = c.prepare(sql)?;
-                let mut values: Vec<&dyn rusqlite::ToSql> = vec![&now];
-                values.extend(args.iter().map(|a| a as &dyn rusqlite::ToSql));
-                let ids = statement
-                    .query_map(values.as_slice(), |r| r.get(0))?
-                    .collect::<rusqlite::Result<Vec<String>>>()?;
-                Ok(ids)
-            })
-            .await?;
-        self.revocations.revoke(&ended).await?;
-        Ok(ended)
+                self.revocations.refuse_now(&known);
+                if let Ok(mut unstored) = self.unstored.lock() {
+                    unstored.push(which);
+                }
+                Err(AuthError::Internal(e))
+            }
+            other => other,
+        }
     }
 
     async fn list_sessions(&self, user_id: &str) -> Result<Vec<SessionInfo>, AuthError> {
         let horizon = unix_now() as i64 - self.refresh_ttl as i64;
-        let rows: Vec<SessionRow> = sqlx::query_as(
-            "SELECT id, created_at, last_used_at, user_agent, ip FROM sessions
-             WHERE user_id = ? AND revoked_at IS NULL AND last_used_at > ?
-             ORDER BY created_at DESC, id",
-        )
-        .bind(user_id)
-        .bind(horizon)
-        .fetch_all(&self.pool)
-        .await?;
+        const OF_USER: &str = "SELECT id, created_at, last_used_at, user_agent, ip FROM sessions
+             WHERE user_id = $1 AND revoked_at IS NULL AND last_used_at > $2
+             ORDER BY created_at DESC, id";
+        let rows: Vec<SessionRow> = match &self.db {
+            Database::Sqlite { pool, .. } => {
+                sqlx::query_as(OF_USER)
+                    .bind(user_id)
+                    .bind(horizon)
+                    .fetch_all(pool)
+                    .await?
+            }
+            Database::Postgres(pool) => {
+                sqlx::query_as(OF_USER)
+                    .bind(user_id)
+                    .bind(horizon)
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
         Ok(rows
             .into_iter()
             .filter(|row| !self.revocations.is_revoked(&row.id))

@@ -6,7 +6,17 @@ pub const VARS: &[VarDoc] = &[
     VarDoc {
         name: "DATABASE_URL",
         default: "sqlite://DATA_DIR/chronos.db",
-        help: "the identity store (sqlite://...)",
+        help: "the durable store: sqlite://path, or postgres://user@host:port/db for many replicas",
+    },
+    VarDoc {
+        name: "DATABASE_CONNECT_TIMEOUT",
+        default: "10",
+        help: "PostgreSQL: seconds start-up waits for the database before giving up",
+    },
+    VarDoc {
+        name: "DATABASE_MAX_CONNECTIONS",
+        default: "16",
+        help: "PostgreSQL: connections per process at most (requests wait at most 2 s for one, then 503)",
     },
     VarDoc {
         name: "DATABASE_MIGRATE",
@@ -29,6 +39,10 @@ pub const VARS: &[VarDoc] = &[
 pub struct StorageSettings {
     /// `None`: the SQLite file in DATA_DIR.
     pub database_url: Option<String>,
+    /// PostgreSQL: how long start-up waits for the database.
+    pub connect_timeout: std::time::Duration,
+    /// PostgreSQL: the pool's size.
+    pub max_connections: u32,
     /// `DATABASE_MIGRATE=auto` (the default): migrations run at start.
     pub migrate_at_start: bool,
     /// `None`: counters and revocations stay in this process.
@@ -41,14 +55,40 @@ pub fn parse(env: &Env) -> Result<StorageSettings, ConfigError> {
     if let Some(url) = &database_url
         && !url.starts_with("sqlite:")
     {
-        return Err(ConfigError::new(
-            "DATABASE_URL",
-            format!(
-                "only sqlite:// URLs are supported, got a {:?} URL",
-                url.split(':').next().unwrap_or_default()
-            ),
-        ));
+        let scheme = url.split(':').next().unwrap_or_default();
+        let parsed = url::Url::parse(url).ok();
+        if !matches!(scheme, "postgres" | "postgresql")
+            || parsed
+                .as_ref()
+                .and_then(url::Url::host_str)
+                .is_none_or(str::is_empty)
+        {
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                format!(
+                    "expected sqlite://path or postgres://user@host[:port]/database, got a {scheme:?} URL"
+                ),
+            ));
+        }
     }
+    let connect_timeout = std::time::Duration::from_secs(super::parse::seconds_or(
+        "DATABASE_CONNECT_TIMEOUT",
+        env.get("DATABASE_CONNECT_TIMEOUT"),
+        10,
+        1,
+    )?);
+    let max_connections = match env.get("DATABASE_MAX_CONNECTIONS") {
+        None => 16,
+        Some(value) => match value.trim().parse::<u32>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                return Err(ConfigError::new(
+                    "DATABASE_MAX_CONNECTIONS",
+                    format!("expected a whole number from 1 to 1000, got {value:?}"),
+                ));
+            }
+        },
+    };
     let migrate_at_start = match env.get("DATABASE_MIGRATE").as_deref().map(str::trim) {
         None | Some("auto") => true,
         Some("off") => false,
@@ -84,6 +124,8 @@ pub fn parse(env: &Env) -> Result<StorageSettings, ConfigError> {
     }
     Ok(StorageSettings {
         database_url,
+        connect_timeout,
+        max_connections,
         migrate_at_start,
         redis_url,
         redis_prefix,

@@ -42,7 +42,7 @@ async fn readiness(state: &AppState) -> Response {
         Phase::DRAINING => return unavailable("draining", "The server is shutting down"),
         _ => return unavailable("starting", "The server is starting"),
     }
-    let check = sqlx::query("SELECT 1").execute(&state.database);
+    let check = state.database.ping();
     match tokio::time::timeout(DATABASE_CHECK, check).await {
         Ok(Ok(_)) => Json(json!({ "status": "ready" })).into_response(),
         _ => unavailable("unavailable", "The database cannot be reached"),

@@ -84,12 +84,13 @@ async fn end_owned_sessions(state: &AppState, headers: &HeaderMap, scope: Logout
         session_id,
     } in owned_sessions(state, headers).await
     {
+        let this_one = EndSessions::OwnedBy {
+            user_id: user_id.clone(),
+            session_id,
+        };
         let which = match scope {
             LogoutScope::Global => EndSessions::AllOf { user_id },
-            _ => EndSessions::OwnedBy {
-                user_id,
-                session_id,
-            },
+            _ => this_one.clone(),
         };
         // The contract is "always 200": a failure is logged loudly, and the
         // cookies are cleared regardless.
@@ -105,6 +106,12 @@ async fn end_owned_sessions(state: &AppState, headers: &HeaderMap, scope: Logout
             Err(error) => {
                 state.security.metrics.revocation_failed();
                 tracing::error!(error = %error, "logout: could not end the session");
+                // A global end the database could not take is held and
+                // retried; this session at least is refused at once (the
+                // authority holds ends whose session it knows).
+                if scope == LogoutScope::Global {
+                    let _ = state.authority.end_sessions(this_one).await;
+                }
             }
         }
     }

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-use super::writer::{Writer, purge_in_batches};
+use super::database::Database;
 use crate::secrets::{hash_token, random_token};
 use crate::unix_now;
 
@@ -40,20 +40,20 @@ pub trait FlowStore: Send + Sync {
     async fn prune(&self) -> anyhow::Result<()>;
 }
 
-/// Flows in the SQLite database, written through the writer (a flow is
-/// written once and taken once).
-pub struct SqliteFlows {
-    writer: Writer,
+/// Flows in the database (a flow is written once and taken once: on
+/// PostgreSQL the `DELETE ... RETURNING` hands a flow to one replica).
+pub struct DatabaseFlows {
+    db: Database,
 }
 
-impl SqliteFlows {
-    pub fn new(writer: Writer) -> Self {
-        Self { writer }
+impl DatabaseFlows {
+    pub fn new(db: Database) -> Self {
+        Self { db }
     }
 }
 
 #[async_trait]
-impl FlowStore for SqliteFlows {
+impl FlowStore for DatabaseFlows {
     async fn start(&self, redirect_uri: &str) -> anyhow::Result<StartedFlow> {
         let flow = StartedFlow {
             id: random_token(32),
@@ -69,32 +69,62 @@ impl FlowStore for SqliteFlows {
             flow.nonce.clone(),
             (unix_now() + FLOW_TTL_SECONDS) as i64,
         );
-        self.writer
-            .write(move |c| {
-                c.execute(
+        match &self.db {
+            Database::Sqlite { writer, .. } => {
+                writer
+                    .write(move |c| {
+                        c.execute(
+                            "INSERT INTO auth_flows (id_hash, code_verifier, redirect_uri, state, nonce, expires_at)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                            params![row.0, row.1, row.2, row.3, row.4, row.5],
+                        )
+                    })
+                    .await?;
+            }
+            Database::Postgres(pool) => {
+                sqlx::query(
                     "INSERT INTO auth_flows (id_hash, code_verifier, redirect_uri, state, nonce, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![row.0, row.1, row.2, row.3, row.4, row.5],
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                 )
-            })
-            .await?;
+                .bind(row.0)
+                .bind(row.1)
+                .bind(row.2)
+                .bind(row.3)
+                .bind(row.4)
+                .bind(row.5)
+                .execute(pool)
+                .await?;
+            }
+        }
         Ok(flow)
     }
 
     async fn take(&self, id: &str) -> anyhow::Result<Option<Flow>> {
         let id_hash = hash_token(id);
-        let row: Option<(String, String, String, String, i64)> = self
-            .writer
-            .write(move |c| {
-                c.query_row(
-                    "DELETE FROM auth_flows WHERE id_hash = ?1
+        let row: Option<(String, String, String, String, i64)> = match &self.db {
+            Database::Sqlite { writer, .. } => {
+                writer
+                    .write(move |c| {
+                        c.query_row(
+                            "DELETE FROM auth_flows WHERE id_hash = ?1
+                             RETURNING code_verifier, redirect_uri, state, nonce, expires_at",
+                            [id_hash],
+                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                        )
+                        .optional()
+                    })
+                    .await?
+            }
+            Database::Postgres(pool) => {
+                sqlx::query_as(
+                    "DELETE FROM auth_flows WHERE id_hash = $1
                      RETURNING code_verifier, redirect_uri, state, nonce, expires_at",
-                    [id_hash],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
                 )
-                .optional()
-            })
-            .await?;
+                .bind(id_hash)
+                .fetch_optional(pool)
+                .await?
+            }
+        };
         Ok(row
             .filter(|(.., expires_at)| *expires_at > unix_now() as i64)
             .map(|(code_verifier, redirect_uri, state, nonce, _)| Flow {
@@ -106,13 +136,13 @@ impl FlowStore for SqliteFlows {
     }
 
     async fn prune(&self) -> anyhow::Result<()> {
-        purge_in_batches(
-            &self.writer,
-            "DELETE FROM auth_flows WHERE id_hash IN
-               (SELECT id_hash FROM auth_flows WHERE expires_at <= ?1 LIMIT 1000)",
-            unix_now() as i64,
-        )
-        .await?;
+        self.db
+            .purge(
+                "DELETE FROM auth_flows WHERE id_hash IN
+                   (SELECT id_hash FROM auth_flows WHERE expires_at <= $1 LIMIT 1000)",
+                unix_now() as i64,
+            )
+            .await?;
         Ok(())
     }
 }

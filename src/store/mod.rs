@@ -1,14 +1,20 @@
 //! State that must outlive a request, behind small traits so that one
-//! process can keep it in memory or in SQLite, and many replicas can share
+//! process can keep it in memory or in SQLite, and many replicas (PostgreSQL, Redis) can share
 //! it, without the HTTP layer noticing: rate-limit counters (here),
 //! revocations, sign-in flows.
 
+/// The durable store: SQLite or PostgreSQL.
+pub mod database;
 /// Sign-in flows started by `/auth/google/login` (PKCE verifiers), in SQLite.
 pub mod flows;
 /// In-process rate-limit counters.
 pub mod memory;
+/// Why a database could not be opened (either engine).
+pub mod open;
 /// Calls to providers kept until they succeed (revocations, remote logouts).
 pub mod outbox;
+/// PostgreSQL: pool, migrations, start-up wait.
+pub mod postgres;
 /// What replicas share through Redis: limiter counters, revocation news.
 pub mod redis;
 /// Revoked sessions: in memory for the hot path, persisted in SQLite.

@@ -6,10 +6,9 @@
 use std::time::Duration;
 
 use rusqlite::{Connection, params};
-use sqlx::SqlitePool;
 use tokio::sync::Notify;
 
-use super::writer::Writer;
+use super::database::Database;
 use crate::metrics::Metrics;
 use crate::unix_now;
 
@@ -28,26 +27,48 @@ const MAX_BACKOFF_SECONDS: u64 = 600;
 
 #[derive(Clone)]
 pub struct Outbox {
-    pool: SqlitePool,
-    writer: Writer,
+    db: Database,
     /// A retried call is a failed one (`chronos_provider_failures_total`).
     metrics: Metrics,
 }
 
 impl Outbox {
-    pub fn new(pool: SqlitePool, writer: Writer, metrics: Metrics) -> Self {
-        Self {
-            pool,
-            writer,
-            metrics,
-        }
+    pub fn new(db: Database, metrics: Metrics) -> Self {
+        Self { db, metrics }
     }
 
     /// Writes a call down, due now.
     pub async fn push(&self, kind: &'static str, payload: String) -> anyhow::Result<()> {
-        self.writer
-            .write(move |c| Self::push_on(c, kind, &payload))
-            .await?;
+        match &self.db {
+            Database::Sqlite { writer, .. } => {
+                writer
+                    .write(move |c| Self::push_on(c, kind, &payload))
+                    .await?;
+            }
+            Database::Postgres(pool) => {
+                let mut conn = pool.acquire().await?;
+                Self::push_on_pg(&mut conn, kind, &payload).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`push_on`](Self::push_on) on PostgreSQL, inside the caller's
+    /// transaction.
+    pub async fn push_on_pg(
+        conn: &mut sqlx::PgConnection,
+        kind: &str,
+        payload: &str,
+    ) -> sqlx::Result<()> {
+        let now = unix_now() as i64;
+        sqlx::query(
+            "INSERT INTO outbox (kind, payload, next_attempt_at, created_at) VALUES ($1, $2, $3, $3)",
+        )
+        .bind(kind)
+        .bind(payload)
+        .bind(now)
+        .execute(conn)
+        .await?;
         Ok(())
     }
 
@@ -64,14 +85,26 @@ impl Outbox {
 
     /// Calls that are due, oldest first.
     pub async fn due(&self, limit: i64) -> anyhow::Result<Vec<Pending>> {
-        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
-            "SELECT id, kind, payload, attempts FROM outbox WHERE next_attempt_at <= ?
-             ORDER BY id LIMIT ?",
-        )
-        .bind(unix_now() as i64)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        const DUE: &str =
+            "SELECT id, kind, payload, attempts FROM outbox WHERE next_attempt_at <= $1
+             ORDER BY id LIMIT $2";
+        let now = unix_now() as i64;
+        let rows: Vec<(i64, String, String, i64)> = match &self.db {
+            Database::Sqlite { pool, .. } => {
+                sqlx::query_as(DUE)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?
+            }
+            Database::Postgres(pool) => {
+                sqlx::query_as(DUE)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
         Ok(rows
             .into_iter()
             .map(|(id, kind, payload, attempts)| Pending {
@@ -85,9 +118,19 @@ impl Outbox {
 
     /// The provider confirmed (or the call can never succeed): forget it.
     pub async fn done(&self, id: i64) -> anyhow::Result<()> {
-        self.writer
-            .write(move |c| c.execute("DELETE FROM outbox WHERE id = ?1", [id]))
-            .await?;
+        match &self.db {
+            Database::Sqlite { writer, .. } => {
+                writer
+                    .write(move |c| c.execute("DELETE FROM outbox WHERE id = ?1", [id]))
+                    .await?;
+            }
+            Database::Postgres(pool) => {
+                sqlx::query("DELETE FROM outbox WHERE id = $1")
+                    .bind(id)
+                    .execute(pool)
+                    .await?;
+            }
+        }
         Ok(())
     }
 
@@ -99,14 +142,27 @@ impl Outbox {
             .unwrap_or(MAX_BACKOFF_SECONDS)
             .min(MAX_BACKOFF_SECONDS);
         let (next, id) = ((unix_now() + backoff) as i64, pending.id);
-        self.writer
-            .write(move |c| {
-                c.execute(
-                    "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?1 WHERE id = ?2",
-                    params![next, id],
+        match &self.db {
+            Database::Sqlite { writer, .. } => {
+                writer
+                    .write(move |c| {
+                        c.execute(
+                            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?1 WHERE id = ?2",
+                            params![next, id],
+                        )
+                    })
+                    .await?;
+            }
+            Database::Postgres(pool) => {
+                sqlx::query(
+                    "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1 WHERE id = $2",
                 )
-            })
-            .await?;
+                .bind(next)
+                .bind(id)
+                .execute(pool)
+                .await?;
+            }
+        }
         Ok(())
     }
 
@@ -138,8 +194,10 @@ impl Outbox {
 
     /// How many calls are waiting.
     pub async fn len(&self) -> anyhow::Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
-            .fetch_one(&self.pool)
-            .await?)
+        const COUNT: &str = "SELECT COUNT(*) FROM outbox";
+        Ok(match &self.db {
+            Database::Sqlite { pool, .. } => sqlx::query_scalar(COUNT).fetch_one(pool).await?,
+            Database::Postgres(pool) => sqlx::query_scalar(COUNT).fetch_one(pool).await?,
+        })
     }
 }

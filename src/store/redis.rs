@@ -357,6 +357,16 @@ impl RevocationStore for AnnouncedRevocations {
         self.inner.heard(session_id, revoked_at);
     }
 
+    fn refuse_now(&self, session_ids: &[String]) {
+        if session_ids.is_empty() {
+            return;
+        }
+        self.inner.refuse_now(session_ids);
+        let feed = self.feed.clone();
+        let ids = session_ids.to_vec();
+        tokio::spawn(async move { feed.announce(&ids, crate::unix_now()).await });
+    }
+
     fn is_revoked(&self, session_id: &str) -> bool {
         self.inner.is_revoked(session_id)
     }

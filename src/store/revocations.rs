@@ -18,9 +18,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rusqlite::params;
-use sqlx::SqlitePool;
 
-use super::writer::Writer;
+use super::database::Database;
 use crate::metrics::{Ended, Metrics};
 use crate::unix_now;
 
@@ -39,6 +38,13 @@ pub trait RevocationStore: Send + Sync {
     /// Applies a revocation another replica announced (Redis): the session
     /// is refused at once; the row itself is still read from the database.
     fn heard(&self, session_id: &str, revoked_at: u64);
+    /// Refuses the sessions here, and on other replicas where they can be
+    /// told (Redis), while the database cannot store their revocation yet.
+    fn refuse_now(&self, session_ids: &[String]) {
+        for id in session_ids {
+            self.heard(id, unix_now());
+        }
+    }
     /// Whether an access token of this session must be refused. No I/O.
     fn is_revoked(&self, session_id: &str) -> bool;
     /// Picks up revocations recorded by other processes.
@@ -172,10 +178,9 @@ impl Follower {
     }
 }
 
-/// Revocations in the SQLite database, mirrored in a [`Follower`].
-pub struct SqliteRevocations {
-    pool: SqlitePool,
-    writer: Writer,
+/// Revocations in the database, mirrored in a [`Follower`].
+pub struct DatabaseRevocations {
+    db: Database,
     /// The longest access-token lifetime, seconds.
     window: u64,
     follower: RwLock<Follower>,
@@ -184,37 +189,44 @@ pub struct SqliteRevocations {
     by_operator: bool,
 }
 
-impl SqliteRevocations {
+impl DatabaseRevocations {
     /// Loads the revocations that can still matter: those younger than the
     /// access-token lifetime (older ones name only expired tokens), so
     /// start-up does not grow with the table's history.
     pub async fn load(
-        pool: SqlitePool,
-        writer: Writer,
+        db: Database,
         window: u64,
         metrics: Metrics,
         by_operator: bool,
     ) -> anyhow::Result<Self> {
         let horizon = unix_now().saturating_sub(window);
-        let rows: Vec<RevocationRow> = sqlx::query_as(
-            "SELECT seq, session_id, revoked_at FROM revocations WHERE revoked_at >= ? ORDER BY seq",
-        )
-        .bind(horizon as i64)
-        .fetch_all(&pool)
-        .await?;
-        let start = match rows.first() {
-            Some((first, ..)) => first - 1,
-            None => {
-                sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM revocations")
-                    .fetch_one(&pool)
+        const RECENT: &str = "SELECT seq, session_id, revoked_at FROM revocations WHERE revoked_at >= $1 ORDER BY seq";
+        const LAST: &str = "SELECT COALESCE(MAX(seq), 0) FROM revocations";
+        let rows: Vec<RevocationRow> = match &db {
+            Database::Sqlite { pool, .. } => {
+                sqlx::query_as(RECENT)
+                    .bind(horizon as i64)
+                    .fetch_all(pool)
                     .await?
             }
+            Database::Postgres(pool) => {
+                sqlx::query_as(RECENT)
+                    .bind(horizon as i64)
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
+        let start = match (rows.first(), &db) {
+            (Some((first, ..)), _) => first - 1,
+            (None, Database::Sqlite { pool, .. }) => {
+                sqlx::query_scalar(LAST).fetch_one(pool).await?
+            }
+            (None, Database::Postgres(pool)) => sqlx::query_scalar(LAST).fetch_one(pool).await?,
         };
         let mut follower = Follower::starting_at(start);
         follower.apply(rows, horizon, Instant::now());
         Ok(Self {
-            pool,
-            writer,
+            db,
             window,
             follower: RwLock::new(follower),
             metrics,
@@ -238,7 +250,7 @@ impl SqliteRevocations {
 }
 
 #[async_trait]
-impl RevocationStore for SqliteRevocations {
+impl RevocationStore for DatabaseRevocations {
     async fn revoke(&self, session_ids: &[String]) -> anyhow::Result<()> {
         if session_ids.is_empty() {
             return Ok(());
@@ -246,8 +258,29 @@ impl RevocationStore for SqliteRevocations {
         let now = unix_now() as i64;
         let ids = session_ids.to_vec();
         let by_operator = self.by_operator;
-        let rows = self
-            .writer
+        let writer = match &self.db {
+            Database::Sqlite { writer, .. } => writer,
+            Database::Postgres(pool) => {
+                // One statement, so all or none are stored.
+                let seqs: Vec<i64> = sqlx::query_scalar(
+                    "INSERT INTO revocations (session_id, revoked_at, by_operator)
+                     SELECT id, $2, $3 FROM UNNEST($1::TEXT[]) AS id RETURNING seq",
+                )
+                .bind(&ids)
+                .bind(now)
+                .bind(by_operator)
+                .fetch_all(pool)
+                .await?;
+                self.apply(
+                    seqs.into_iter()
+                        .zip(ids)
+                        .map(|(seq, id)| (seq, id, now))
+                        .collect(),
+                );
+                return Ok(());
+            }
+        };
+        let rows = writer
             .write(move |c| {
                 let mut insert = c.prepare_cached(
                     "INSERT INTO revocations (session_id, revoked_at, by_operator)
@@ -285,13 +318,14 @@ impl RevocationStore for SqliteRevocations {
 
     async fn sync(&self) -> anyhow::Result<()> {
         let after = self.follower.read().map_or(0, |f| f.resume_after());
-        let rows: Vec<(i64, String, i64, bool)> = sqlx::query_as(
-            "SELECT seq, session_id, revoked_at, by_operator FROM revocations
-             WHERE seq > ? ORDER BY seq",
-        )
-        .bind(after)
-        .fetch_all(&self.pool)
-        .await?;
+        const AFTER: &str = "SELECT seq, session_id, revoked_at, by_operator FROM revocations
+             WHERE seq > $1 ORDER BY seq";
+        let rows: Vec<(i64, String, i64, bool)> = match &self.db {
+            Database::Sqlite { pool, .. } => {
+                sqlx::query_as(AFTER).bind(after).fetch_all(pool).await?
+            }
+            Database::Postgres(pool) => sqlx::query_as(AFTER).bind(after).fetch_all(pool).await?,
+        };
         if let Ok(follower) = self.follower.read() {
             let operator = rows
                 .iter()
@@ -312,23 +346,14 @@ impl RevocationStore for SqliteRevocations {
         if let Ok(mut follower) = self.follower.write() {
             follower.prune(horizon);
         }
-        // In small batches: each a short write.
-        loop {
-            let deleted = self
-                .writer
-                .write(move |c| {
-                    c.execute(
-                        "DELETE FROM revocations WHERE seq IN
-                           (SELECT seq FROM revocations WHERE revoked_at < ?1 LIMIT 1000)",
-                        [horizon as i64],
-                    )
-                })
-                .await?;
-            if deleted < 1000 {
-                return Ok(());
-            }
-            tokio::task::yield_now().await;
-        }
+        self.db
+            .purge(
+                "DELETE FROM revocations WHERE seq IN
+                   (SELECT seq FROM revocations WHERE revoked_at < $1 LIMIT 1000)",
+                horizon as i64,
+            )
+            .await?;
+        Ok(())
     }
 
     fn forget_expired(&self) {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use super::open::OpenError;
 use crate::config::Settings;
 
 /// `DATABASE_URL`, or the default file in `DATA_DIR`.
@@ -31,19 +32,7 @@ pub fn database_path(url: &str) -> std::path::PathBuf {
     std::path::PathBuf::from(rest.split('?').next().unwrap_or(rest))
 }
 
-/// Why the database could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    #[error("{0}")]
-    Database(#[from] sqlx::Error),
-    #[error("{0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    /// `DATABASE_MIGRATE=off` and the database is behind the binary.
-    #[error("the database is {pending} migration(s) behind this version; run `chronos migrate`")]
-    Pending { pending: usize },
-}
-
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Opens the pool; with `migrate`, brings the schema up to date first,
 /// otherwise refuses a database with pending migrations.

@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use sqlx::SqlitePool;
 use tokio::sync::{Notify, OnceCell};
 
 use self::api::{AuthApi, Outcome, UserObject};
@@ -42,10 +41,10 @@ use crate::config::SupabaseSettings;
 use crate::limits::coarse_ip;
 use crate::secrets::{Sealer, hash_token, pkce_challenge};
 use crate::signin::{Callback, SignInMethod};
+use crate::store::database::Database;
 use crate::store::flows::{Flow, StartedFlow};
 use crate::store::outbox::{Outbox, Pending};
 use crate::store::revocations::RevocationStore;
-use crate::store::writer::{Writer, purge_in_batches};
 use crate::unix_now;
 use crate::upstream::{Upstream, UpstreamError};
 
@@ -96,8 +95,7 @@ pub struct Supabase {
     api: AuthApi,
     http: Upstream,
     verifier: jwt::Verifier,
-    pool: SqlitePool,
-    writer: Writer,
+    db: Database,
     revocations: Arc<dyn RevocationStore>,
     sealer: Sealer,
     outbox: Outbox,
@@ -125,8 +123,7 @@ pub struct SessionLimits {
 impl Supabase {
     pub fn new(
         settings: SupabaseSettings,
-        pool: SqlitePool,
-        writer: Writer,
+        db: Database,
         revocations: Arc<dyn RevocationStore>,
         sealer: Sealer,
         sessions: SessionLimits,
@@ -147,9 +144,8 @@ impl Supabase {
             api: AuthApi::new(http.clone(), base, apikey),
             http,
             verifier,
-            outbox: Outbox::new(pool.clone(), writer.clone(), metrics),
-            pool,
-            writer,
+            outbox: Outbox::new(db.clone(), metrics),
+            db,
             revocations,
             sealer,
             wake: Notify::new(),
@@ -182,12 +178,22 @@ impl Supabase {
         {
             return Ok(at);
         }
-        let recorded: Option<String> = sqlx::query_scalar(
-            "SELECT user_created_at FROM supabase_sessions WHERE user_id = ? LIMIT 1",
-        )
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        const CREATED: &str =
+            "SELECT user_created_at FROM supabase_sessions WHERE user_id = $1 LIMIT 1";
+        let recorded: Option<String> = match &self.db {
+            Database::Sqlite { pool, .. } => {
+                sqlx::query_scalar(CREATED)
+                    .bind(user_id)
+                    .fetch_optional(pool)
+                    .await?
+            }
+            Database::Postgres(pool) => {
+                sqlx::query_scalar(CREATED)
+                    .bind(user_id)
+                    .fetch_optional(pool)
+                    .await?
+            }
+        };
         let at = match recorded {
             Some(at) => at,
             None => match self.api.user(access_token).await {
@@ -254,25 +260,43 @@ impl Supabase {
             hash_token(&session.refresh_token),
             tokens,
         );
-        let recorded = self
-            .writer
-            .write(move |c| {
-                c.execute(
-                    "INSERT INTO supabase_sessions
-                       (session_id, user_id, user_created_at, created_at, last_used_at, user_agent, ip, refresh_hash, tokens)
-                     VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8)
-                     ON CONFLICT (session_id) DO UPDATE SET
-                       last_used_at = excluded.last_used_at,
-                       user_agent = COALESCE(excluded.user_agent, user_agent),
-                       ip = excluded.ip,
-                       refresh_hash = excluded.refresh_hash,
-                       tokens = excluded.tokens
-                     WHERE ended_at IS NULL",
-                    rusqlite::params![row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7],
-                )
-            })
-            .await
-            .map_err(|e| Failure::Unavailable(format!("recording the session: {e}")))?;
+        // Upserted unless the session ended here meanwhile.
+        const RECORD: &str = "INSERT INTO supabase_sessions
+               (session_id, user_id, user_created_at, created_at, last_used_at, user_agent, ip, refresh_hash, tokens)
+             VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8)
+             ON CONFLICT (session_id) DO UPDATE SET
+               last_used_at = excluded.last_used_at,
+               user_agent = COALESCE(excluded.user_agent, supabase_sessions.user_agent),
+               ip = excluded.ip,
+               refresh_hash = excluded.refresh_hash,
+               tokens = excluded.tokens
+             WHERE supabase_sessions.ended_at IS NULL";
+        let recorded = match &self.db {
+            Database::Sqlite { writer, .. } => writer
+                .write(move |c| {
+                    c.execute(
+                        RECORD,
+                        rusqlite::params![row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7],
+                    )
+                })
+                .await
+                .map(|n| n as u64)
+                .map_err(anyhow::Error::from),
+            Database::Postgres(pool) => sqlx::query(RECORD)
+                .bind(row.0)
+                .bind(row.1)
+                .bind(row.2)
+                .bind(row.3)
+                .bind(row.4)
+                .bind(row.5)
+                .bind(row.6)
+                .bind(row.7)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+                .map_err(anyhow::Error::from),
+        }
+        .map_err(|e| Failure::Unavailable(format!("recording the session: {e}")))?;
         if recorded == 0 {
             // The session ended here while Supabase still knew it.
             return Err(Failure::Rejected);
@@ -427,12 +451,22 @@ impl SessionAuthority for Supabase {
         let hash = hash_token(refresh_token);
         // A refresh token of a session that ended here is refused without
         // asking Supabase (and without bringing the session back).
-        let known: Option<(String, Option<i64>)> = sqlx::query_as(
-            "SELECT session_id, ended_at FROM supabase_sessions WHERE refresh_hash = ?",
-        )
-        .bind(&hash)
-        .fetch_optional(&self.pool)
-        .await?;
+        const KNOWN: &str =
+            "SELECT session_id, ended_at FROM supabase_sessions WHERE refresh_hash = $1";
+        let known: Option<(String, Option<i64>)> = match &self.db {
+            Database::Sqlite { pool, .. } => {
+                sqlx::query_as(KNOWN)
+                    .bind(&hash)
+                    .fetch_optional(pool)
+                    .await?
+            }
+            Database::Postgres(pool) => {
+                sqlx::query_as(KNOWN)
+                    .bind(&hash)
+                    .fetch_optional(pool)
+                    .await?
+            }
+        };
         if let Some((session_id, ended_at)) = known
             && (ended_at.is_some() || self.revocations.is_revoked(&session_id))
         {
@@ -505,12 +539,23 @@ impl SessionAuthority for Supabase {
         &self,
         refresh_token: &str,
     ) -> Result<Option<SessionRef>, AuthError> {
-        let row: Option<(String, String)> = sqlx::query_as(
-            "SELECT user_id, session_id FROM supabase_sessions WHERE refresh_hash = ?",
-        )
-        .bind(hash_token(refresh_token))
-        .fetch_optional(&self.pool)
-        .await?;
+        const OWNER: &str =
+            "SELECT user_id, session_id FROM supabase_sessions WHERE refresh_hash = $1";
+        let hash = hash_token(refresh_token);
+        let row: Option<(String, String)> = match &self.db {
+            Database::Sqlite { pool, .. } => {
+                sqlx::query_as(OWNER)
+                    .bind(hash)
+                    .fetch_optional(pool)
+                    .await?
+            }
+            Database::Postgres(pool) => {
+                sqlx::query_as(OWNER)
+                    .bind(hash)
+                    .fetch_optional(pool)
+                    .await?
+            }
+        };
         Ok(row.map(|(user_id, session_id)| SessionRef {
             user_id,
             session_id,
@@ -519,57 +564,58 @@ impl SessionAuthority for Supabase {
 
     async fn end_sessions(&self, which: EndSessions) -> Result<Vec<String>, AuthError> {
         let now = unix_now() as i64;
-        let (ended, global) = self
-            .writer
-            .write(move |c| {
-                let (sql, args, global): (&str, Vec<String>, bool) = match which {
-                    EndSessions::OwnedBy {
-                        user_id,
-                        session_id,
-                    } => (
-                        "UPDATE supabase_sessions SET ended_at = ?1
-                         WHERE session_id = ?2 AND user_id = ?3 AND ended_at IS NULL
-                         RETURNING session_id, tokens, last_used_at",
-                        vec![session_id, user_id],
-                        false,
-                    ),
-                    EndSessions::Any { session_id } => (
-                        "UPDATE supabase_sessions SET ended_at = ?1
-                         WHERE session_id = ?2 AND ended_at IS NULL
-                         RETURNING session_id, tokens, last_used_at",
-                        vec![session_id],
-                        false,
-                    ),
-                    EndSessions::AllOf { user_id } => (
-                        "UPDATE supabase_sessions SET ended_at = ?1
-                         WHERE user_id = ?2 AND ended_at IS NULL
-                         RETURNING session_id, tokens, last_used_at",
-                        vec![user_id],
-                        true,
-                    ),
-                };
-                let mut statement = c.prepare(sql)?;
-                let mut values: Vec<&dyn rusqlite::ToSql> = vec![&now];
-                values.extend(args.iter().map(|a| a as &dyn rusqlite::ToSql));
-                let mut rows = statement
-                    .query_map(values.as_slice(), |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, Option<String>>(1)?,
-                            r.get::<_, i64>(2)?,
-                        ))
-                    })?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                // The freshest tokens carry a global logout.
-                rows.sort_by_key(|(.., used)| std::cmp::Reverse(*used));
-                let ended: Vec<(String, Option<String>)> = rows
-                    .into_iter()
-                    .map(|(id, tokens, _)| (id, tokens))
-                    .collect();
-                Ok((ended, global))
-            })
-            .await
-            .map_err(|e| AuthError::Internal(e.into()))?;
+        let (sql, args, global): (&str, Vec<String>, bool) = match which {
+            EndSessions::OwnedBy {
+                user_id,
+                session_id,
+            } => (
+                "UPDATE supabase_sessions SET ended_at = $1
+                 WHERE session_id = $2 AND user_id = $3 AND ended_at IS NULL
+                 RETURNING session_id, tokens, last_used_at",
+                vec![session_id, user_id],
+                false,
+            ),
+            EndSessions::Any { session_id } => (
+                "UPDATE supabase_sessions SET ended_at = $1
+                 WHERE session_id = $2 AND ended_at IS NULL
+                 RETURNING session_id, tokens, last_used_at",
+                vec![session_id],
+                false,
+            ),
+            EndSessions::AllOf { user_id } => (
+                "UPDATE supabase_sessions SET ended_at = $1
+                 WHERE user_id = $2 AND ended_at IS NULL
+                 RETURNING session_id, tokens, last_used_at",
+                vec![user_id],
+                true,
+            ),
+        };
+        let mut rows: Vec<(String, Option<String>, i64)> = match &self.db {
+            Database::Sqlite { writer, .. } => writer
+                .write(move |c| {
+                    let mut statement = c.prepare(sql)?;
+                    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&now];
+                    values.extend(args.iter().map(|a| a as &dyn rusqlite::ToSql));
+                    statement
+                        .query_map(values.as_slice(), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .await
+                .map_err(|e| AuthError::Internal(e.into()))?,
+            Database::Postgres(pool) => {
+                let mut query = sqlx::query_as(sql).bind(now);
+                for arg in args {
+                    query = query.bind(arg);
+                }
+                query.fetch_all(pool).await?
+            }
+        };
+        // The freshest tokens carry a global logout.
+        rows.sort_by_key(|(.., used)| std::cmp::Reverse(*used));
+        let ended: Vec<(String, Option<String>)> = rows
+            .into_iter()
+            .map(|(id, tokens, _)| (id, tokens))
+            .collect();
         let ids: Vec<String> = ended.iter().map(|(id, _)| id.clone()).collect();
         self.revocations.revoke(&ids).await?;
         if let Err(error) = self.queue_logouts(&ended, global).await {
@@ -583,15 +629,27 @@ impl SessionAuthority for Supabase {
 
     async fn list_sessions(&self, user_id: &str) -> Result<Vec<SessionInfo>, AuthError> {
         let horizon = unix_now() as i64 - self.idle_ttl as i64;
-        let rows: Vec<(String, i64, i64, Option<String>, Option<String>)> = sqlx::query_as(
+        const OF_USER: &str =
             "SELECT session_id, created_at, last_used_at, user_agent, ip FROM supabase_sessions
-             WHERE user_id = ? AND ended_at IS NULL AND last_used_at > ?
-             ORDER BY created_at DESC, session_id",
-        )
-        .bind(user_id)
-        .bind(horizon)
-        .fetch_all(&self.pool)
-        .await?;
+             WHERE user_id = $1 AND ended_at IS NULL AND last_used_at > $2
+             ORDER BY created_at DESC, session_id";
+        type Row = (String, i64, i64, Option<String>, Option<String>);
+        let rows: Vec<Row> = match &self.db {
+            Database::Sqlite { pool, .. } => {
+                sqlx::query_as(OF_USER)
+                    .bind(user_id)
+                    .bind(horizon)
+                    .fetch_all(pool)
+                    .await?
+            }
+            Database::Postgres(pool) => {
+                sqlx::query_as(OF_USER)
+                    .bind(user_id)
+                    .bind(horizon)
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
         Ok(rows
             .into_iter()
             .filter(|(id, ..)| !self.revocations.is_revoked(id))
@@ -693,13 +751,13 @@ impl SignInMethod for Supabase {
     }
 
     async fn prune(&self) -> anyhow::Result<()> {
-        purge_in_batches(
-            &self.writer,
-            "DELETE FROM supabase_sessions WHERE session_id IN
-               (SELECT session_id FROM supabase_sessions WHERE last_used_at < ?1 LIMIT 1000)",
-            unix_now() as i64 - self.idle_ttl as i64 - 86_400,
-        )
-        .await?;
+        self.db
+            .purge(
+                "DELETE FROM supabase_sessions WHERE session_id IN
+                   (SELECT session_id FROM supabase_sessions WHERE last_used_at < $1 LIMIT 1000)",
+                unix_now() as i64 - self.idle_ttl as i64 - 86_400,
+            )
+            .await?;
         Ok(())
     }
 }

@@ -135,7 +135,7 @@ fn with_database_migrate_off_only_chronos_migrate_changes_the_schema() {
         String::from_utf8(output.stdout).unwrap()
     };
     let first = migrate();
-    let count = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+    let count = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
         .unwrap()
         .count();
     assert!(

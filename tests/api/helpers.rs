@@ -23,9 +23,80 @@ pub struct TestApp {
     /// The authority and accounts behind the server.
     pub identity: Identity,
     pub data_dir: TempDir,
-    env: HashMap<String, String>,
+    pub env: HashMap<String, String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// With `TEST_ALL_ON_POSTGRES`: the schema this app's database lives in.
+    schema: Option<Arc<PgSchema>>,
+}
+
+/// A PostgreSQL schema of one test's own, dropped with everything in it
+/// when the test ends, so tests run in parallel on one database.
+pub struct PgSchema {
+    base: String,
+    pub name: String,
+}
+
+impl PgSchema {
+    pub async fn create(base: &str) -> Self {
+        let name = format!("chronos_test_{}", uuid::Uuid::new_v4().simple());
+        let pool = sqlx::PgPool::connect(base)
+            .await
+            .expect("POSTGRES_URL answers");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        Self {
+            base: base.to_string(),
+            name,
+        }
+    }
+
+    /// `DATABASE_URL` for a server whose tables live in this schema.
+    pub fn url(&self) -> String {
+        let join = if self.base.contains('?') { '&' } else { '?' };
+        format!("{}{join}options=-csearch_path%3D{}", self.base, self.name)
+    }
+
+    /// Runs one statement in the schema (what a test checks directly).
+    pub async fn pool(&self) -> sqlx::PgPool {
+        sqlx::PgPool::connect(&self.url()).await.unwrap()
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let (base, name) = (self.base.clone(), self.name.clone());
+        // Drop may run inside the test's runtime: a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(pool) = sqlx::PgPool::connect(&base).await {
+                    let drop = format!("DROP SCHEMA IF EXISTS {name} CASCADE");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&pool).await;
+                    pool.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// `POSTGRES_URL` (e.g. postgres://postgres@127.0.0.1:5432/test), or the
+/// test says SKIPPED (fails under `REQUIRE_EXTERNAL_TESTS=1`).
+pub fn postgres_url(test: &str) -> Option<String> {
+    match std::env::var("POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            crate::browser_e2e::skip_or_fail(test, "POSTGRES_URL is not set");
+            None
+        }
+    }
 }
 
 impl TestApp {
@@ -50,7 +121,10 @@ impl TestApp {
         // Same address, so PUBLIC_URL (the token issuer) stays the same.
         env.insert("BIND".into(), self.addr.to_string());
         let data_dir = std::mem::replace(&mut self.data_dir, TempDir::new().unwrap());
-        start(env, data_dir).await
+        let schema = self.schema.take();
+        let mut app = start(env, data_dir).await;
+        app.schema = schema;
+        app
     }
 
     pub async fn stop(&mut self) {
@@ -87,13 +161,29 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the app in-process with these variables on top of a clean
 /// development environment (random port, private DATA_DIR).
+///
+/// With `TEST_ALL_ON_POSTGRES=1` and `POSTGRES_URL`, an app without a
+/// `DATABASE_URL` of its own gets a fresh PostgreSQL schema instead of the
+/// SQLite file: the whole suite, run that way, exercises the PostgreSQL
+/// store (tests of SQLite itself then fail, as they should).
 pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
     let mut env: HashMap<String, String> = HashMap::new();
     env.insert("BIND".into(), "127.0.0.1:0".into());
     for (k, v) in vars {
         env.insert(k.to_string(), v.to_string());
     }
-    start(env, TempDir::new().unwrap()).await
+    let mut schema = None;
+    if std::env::var_os("TEST_ALL_ON_POSTGRES").is_some()
+        && !env.contains_key("DATABASE_URL")
+        && let Ok(base) = std::env::var("POSTGRES_URL")
+    {
+        let created = PgSchema::create(&base).await;
+        env.insert("DATABASE_URL".into(), created.url());
+        schema = Some(Arc::new(created));
+    }
+    let mut app = start(env, TempDir::new().unwrap()).await;
+    app.schema = schema;
+    app
 }
 
 async fn start(env: HashMap<String, String>, data_dir: TempDir) -> TestApp {
@@ -127,6 +217,7 @@ async fn start(env: HashMap<String, String>, data_dir: TempDir) -> TestApp {
         env,
         stop: Some(stop),
         task: Some(task),
+        schema: None,
     }
 }
 

@@ -16,6 +16,7 @@ mod nginx;
 mod oidc;
 mod oidc_provider;
 mod openapi;
+mod postgres;
 mod rate_limit;
 mod replicas;
 mod revocation;

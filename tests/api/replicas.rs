@@ -20,7 +20,7 @@ use crate::helpers::*;
 
 const EMAIL: &str = "ann@example.com";
 
-fn redis_url(test: &str) -> Option<String> {
+pub fn redis_url(test: &str) -> Option<String> {
     match std::env::var("REDIS_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
@@ -31,13 +31,13 @@ fn redis_url(test: &str) -> Option<String> {
 }
 
 /// A key prefix of this test's own, whose keys are deleted on drop.
-struct Prefix {
+pub struct Prefix {
     url: String,
-    prefix: String,
+    pub prefix: String,
 }
 
 impl Prefix {
-    fn new(url: &str) -> Self {
+    pub fn new(url: &str) -> Self {
         Self {
             url: url.to_string(),
             prefix: format!("chronos-test:{}:", uuid::Uuid::new_v4().simple()),
@@ -65,21 +65,26 @@ impl Drop for Prefix {
     }
 }
 
-/// A TCP proxy to Redis that the test can sever and restore.
-struct Proxy {
+/// A TCP proxy to Redis or PostgreSQL that the test can sever and restore.
+pub struct Proxy {
     port: u16,
     severed: Arc<AtomicBool>,
     links: Arc<std::sync::Mutex<JoinSet<()>>>,
 }
 
 impl Proxy {
-    async fn to(url: &str) -> Self {
-        let upstream = url
-            .trim_start_matches("redis://")
-            .split('/')
-            .next()
-            .unwrap()
-            .to_string();
+    /// A proxy to the host and port of `url` (any scheme).
+    pub async fn to(url: &str) -> Self {
+        let parsed = url::Url::parse(url).unwrap();
+        let upstream = format!(
+            "{}:{}",
+            parsed.host_str().unwrap(),
+            parsed.port().unwrap_or(if parsed.scheme() == "redis" {
+                6379
+            } else {
+                5432
+            })
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let severed = Arc::new(AtomicBool::new(false));
@@ -113,13 +118,21 @@ impl Proxy {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// `url` with its host and port replaced by the proxy's.
+    pub fn through(&self, url: &str) -> String {
+        let mut parsed = url::Url::parse(url).unwrap();
+        parsed.set_host(Some("127.0.0.1")).unwrap();
+        parsed.set_port(Some(self.port)).unwrap();
+        parsed.to_string()
+    }
+
     /// Closes every connection through the proxy and refuses new ones.
-    fn sever(&self) {
+    pub fn sever(&self) {
         self.severed.store(true, Ordering::SeqCst);
         self.links.lock().unwrap().abort_all();
     }
 
-    fn restore(&self) {
+    pub fn restore(&self) {
         self.severed.store(false, Ordering::SeqCst);
     }
 }
@@ -142,7 +155,7 @@ async fn two_replicas(redis: &str, prefix: &Prefix, extra: &[(&str, &str)]) -> (
     (a, b)
 }
 
-fn on(app: &TestApp, browser: &Browser) -> Browser {
+pub fn on(app: &TestApp, browser: &Browser) -> Browser {
     let mut copy = Browser::new(app);
     copy.jar = browser.jar.clone();
     copy
@@ -162,7 +175,7 @@ async fn logout_status(app: &TestApp) -> u16 {
 }
 
 /// Polls `/auth/session` on `browser` until it answers 401; the time taken.
-async fn refused_after(browser: &mut Browser, limit: Duration) -> Duration {
+pub async fn refused_after(browser: &mut Browser, limit: Duration) -> Duration {
     let started = Instant::now();
     loop {
         if browser.get("/auth/session").await.status() == 401 {
@@ -367,7 +380,13 @@ async fn two_replicas_behind_nginx_round_robin_behave_as_one_server() {
     let Some(nginx) = crate::nginx::nginx_binary() else {
         return skip_or_fail(test, "no nginx (apt-get install nginx-light)");
     };
-    let prefix = Prefix::new(&redis);
+    behave_as_one_behind_nginx(&redis, &nginx, &[]).await;
+}
+
+/// Two replicas on one database (the SQLite file they share, or `extra`'s
+/// `DATABASE_URL`) and one Redis, behind nginx round robin.
+pub async fn behave_as_one_behind_nginx(redis: &str, nginx: &str, extra: &[(&str, &str)]) {
+    let prefix = Prefix::new(redis);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -376,8 +395,8 @@ async fn two_replicas_behind_nginx_round_robin_behave_as_one_server() {
     let front = format!("http://127.0.0.1:{port}");
     let data_dir = tempfile::TempDir::new().unwrap();
     let dir = data_dir.path().to_string_lossy().to_string();
-    let vars = [
-        ("REDIS_URL", redis.as_str()),
+    let mut vars = vec![
+        ("REDIS_URL", redis),
         ("REDIS_KEY_PREFIX", prefix.prefix.as_str()),
         ("DATA_DIR", dir.as_str()),
         ("PUBLIC_URL", front.as_str()),
@@ -385,6 +404,7 @@ async fn two_replicas_behind_nginx_round_robin_behave_as_one_server() {
         ("RATE_LIMIT_AUTH", "5/minute"),
         ("METRICS_BIND", "127.0.0.1:0"),
     ];
+    vars.extend_from_slice(extra);
     let a = spawn_app_with(&vars).await;
     let b = spawn_app_with(&vars).await;
     create_user(&a, EMAIL).await;
@@ -396,7 +416,7 @@ async fn two_replicas_behind_nginx_round_robin_behave_as_one_server() {
          proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n }}\n}}",
         a.addr, b.addr
     );
-    let _nginx = crate::nginx::start_nginx_with(&nginx, conf_dir.path(), port, &server);
+    let _nginx = crate::nginx::start_nginx_with(nginx, conf_dir.path(), port, &server);
 
     // Each person comes through nginx from an address of their own (nginx
     // appends its own hop, which the replicas trust): one auth budget of 5

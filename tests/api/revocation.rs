@@ -349,7 +349,11 @@ async fn clear_site_data_is_sent_only_when_configured() {
 pub fn cli(app: &TestApp, args: &[&str], stdin: Option<&str>) -> std::process::Output {
     use std::io::Write;
     let dir = app.data_dir.path().to_string_lossy().to_string();
-    let mut child = chronos_command(&[("DATA_DIR", dir.as_str())])
+    let mut vars = vec![("DATA_DIR", dir.as_str())];
+    if let Some(url) = app.env.get("DATABASE_URL") {
+        vars.push(("DATABASE_URL", url));
+    }
+    let mut child = chronos_command(&vars)
         .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -446,7 +450,13 @@ async fn operators_manage_users_and_end_sessions_from_the_cli_while_the_server_r
 /// Settings of another process (the CLI) on this app's data directory.
 fn operator_settings(app: &TestApp) -> chronos::config::Settings {
     let dir = app.data_dir.path().to_string_lossy().to_string();
-    chronos::config::Settings::from_source(|k| (k == "DATA_DIR").then(|| dir.clone())).unwrap()
+    let database = app.env.get("DATABASE_URL").cloned();
+    chronos::config::Settings::from_source(|k| match k {
+        "DATA_DIR" => Some(dir.clone()),
+        "DATABASE_URL" => database.clone(),
+        _ => None,
+    })
+    .unwrap()
 }
 
 #[tokio::test]

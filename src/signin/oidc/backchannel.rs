@@ -19,6 +19,7 @@ use super::tokens::{LOGOUT_TOKEN_MAX_AGE, LogoutClaims};
 use crate::authority::{EndSessions, SessionAuthority};
 use crate::secrets::hash_token;
 use crate::security::guard::BACKCHANNEL_LOGOUT;
+use crate::store::database::Database;
 use crate::unix_now;
 
 pub fn router(method: Arc<OidcSignIn>) -> Router {
@@ -85,15 +86,26 @@ async fn end_sessions(
     let jti = claims.jti.as_deref().unwrap_or_default();
     let expires_at = claims.exp.unwrap_or(now).max(now) + LOGOUT_TOKEN_MAX_AGE;
     let jti_hash = hash_token(&format!("{}\n{jti}", method.settings.issuer));
-    let fresh = method
-        .writer
-        .write(move |c| {
-            c.execute(
-                "INSERT INTO seen_logout_tokens (jti_hash, expires_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                rusqlite::params![jti_hash, expires_at as i64],
-            )
-        })
-        .await?;
+    let fresh = match &method.db {
+        Database::Sqlite { writer, .. } => {
+            writer
+                .write(move |c| {
+                    c.execute(
+                        "INSERT INTO seen_logout_tokens (jti_hash, expires_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                        rusqlite::params![jti_hash, expires_at as i64],
+                    )
+                })
+                .await? as u64
+        }
+        Database::Postgres(pool) => sqlx::query(
+            "INSERT INTO seen_logout_tokens (jti_hash, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(jti_hash)
+        .bind(expires_at as i64)
+        .execute(pool)
+        .await?
+        .rows_affected(),
+    };
     if fresh == 0 {
         return Ok(None);
     }
@@ -101,16 +113,26 @@ async fn end_sessions(
     let mut ended = 0;
     match (&claims.sid, &claims.sub) {
         (Some(sid), sub) => {
-            let sessions: Vec<String> = sqlx::query_scalar(
-                "SELECT session_id FROM provider_sessions
-                 WHERE issuer = ? AND provider_sid = ? AND (? IS NULL OR subject = ?)",
-            )
-            .bind(issuer)
-            .bind(sid)
-            .bind(sub)
-            .bind(sub)
-            .fetch_all(&method.pool)
-            .await?;
+            const BY_SID: &str = "SELECT session_id FROM provider_sessions
+                 WHERE issuer = $1 AND provider_sid = $2 AND (CAST($3 AS TEXT) IS NULL OR subject = $3)";
+            let sessions: Vec<String> = match &method.db {
+                Database::Sqlite { pool, .. } => {
+                    sqlx::query_scalar(BY_SID)
+                        .bind(issuer)
+                        .bind(sid)
+                        .bind(sub)
+                        .fetch_all(pool)
+                        .await?
+                }
+                Database::Postgres(pool) => {
+                    sqlx::query_scalar(BY_SID)
+                        .bind(issuer)
+                        .bind(sid)
+                        .bind(sub)
+                        .fetch_all(pool)
+                        .await?
+                }
+            };
             for session_id in sessions {
                 ended += method
                     .authority
@@ -121,13 +143,24 @@ async fn end_sessions(
             }
         }
         (None, Some(sub)) => {
-            let user: Option<String> = sqlx::query_scalar(
-                "SELECT user_id FROM identities WHERE issuer = ? AND subject = ?",
-            )
-            .bind(issuer)
-            .bind(sub)
-            .fetch_optional(&method.pool)
-            .await?;
+            const BY_SUB: &str =
+                "SELECT user_id FROM identities WHERE issuer = $1 AND subject = $2";
+            let user: Option<String> = match &method.db {
+                Database::Sqlite { pool, .. } => {
+                    sqlx::query_scalar(BY_SUB)
+                        .bind(issuer)
+                        .bind(sub)
+                        .fetch_optional(pool)
+                        .await?
+                }
+                Database::Postgres(pool) => {
+                    sqlx::query_scalar(BY_SUB)
+                        .bind(issuer)
+                        .bind(sub)
+                        .fetch_optional(pool)
+                        .await?
+                }
+            };
             if let Some(user_id) = user {
                 ended += method
                     .authority

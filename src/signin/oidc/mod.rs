@@ -25,7 +25,6 @@ use axum::Router;
 use jsonwebtoken::Algorithm;
 use rusqlite::OptionalExtension;
 use serde::Deserialize;
-use sqlx::SqlitePool;
 use tokio::sync::Notify;
 
 use self::provider::{Keys, Metadata};
@@ -36,9 +35,9 @@ use crate::authority::local::LocalAuthority;
 use crate::authority::{AuthError, ClientInfo, IssuedSession};
 use crate::config::OidcSettings;
 use crate::secrets::{Sealer, pkce_challenge};
+use crate::store::database::Database;
 use crate::store::flows::{Flow, StartedFlow};
 use crate::store::outbox::{Outbox, Pending};
-use crate::store::writer::{Writer, purge_in_batches};
 use crate::unix_now;
 use crate::upstream::{Upstream, UpstreamError};
 
@@ -61,8 +60,7 @@ pub struct OidcSignIn {
     http: Upstream,
     discovered: RwLock<Option<Arc<Discovered>>>,
     discovering: tokio::sync::Mutex<()>,
-    pool: SqlitePool,
-    writer: Writer,
+    db: Database,
     accounts: Accounts,
     authority: Arc<LocalAuthority>,
     sealer: Sealer,
@@ -95,8 +93,7 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> AuthError {
 impl OidcSignIn {
     pub fn new(
         settings: OidcSettings,
-        pool: SqlitePool,
-        writer: Writer,
+        db: Database,
         authority: Arc<LocalAuthority>,
         sealer: Sealer,
         metrics: crate::metrics::Metrics,
@@ -111,10 +108,9 @@ impl OidcSignIn {
             http: Upstream::new()?,
             discovered: RwLock::new(None),
             discovering: tokio::sync::Mutex::new(()),
-            accounts: Accounts::new(pool.clone(), writer.clone()),
-            outbox: Outbox::new(pool.clone(), writer.clone(), metrics),
-            pool,
-            writer,
+            accounts: Accounts::new(db.clone()),
+            outbox: Outbox::new(db.clone(), metrics),
+            db,
             authority,
             sealer,
             settings,
@@ -301,7 +297,31 @@ impl OidcSignIn {
     /// these ended sessions.
     async fn queue_revocations(&self, session_ids: &[String]) -> anyhow::Result<()> {
         let ids = session_ids.to_vec();
-        self.writer
+        let writer = match &self.db {
+            Database::Sqlite { writer, .. } => writer,
+            Database::Postgres(pool) => {
+                // Taking the token and writing its revocation down in one
+                // transaction: a token is revoked once, by one replica.
+                let mut tx = pool.begin().await?;
+                for session_id in ids {
+                    let sealed: Option<String> = sqlx::query_scalar(
+                        "UPDATE provider_sessions SET refresh_token = NULL
+                         WHERE session_id = $1 AND refresh_token IS NOT NULL
+                         RETURNING (SELECT refresh_token FROM provider_sessions p WHERE p.session_id = $1)",
+                    )
+                    .bind(&session_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(sealed) = sealed {
+                        Outbox::push_on_pg(&mut tx, REVOKE, &sealed).await?;
+                    }
+                }
+                tx.commit().await?;
+                self.wake.notify_one();
+                return Ok(());
+            }
+        };
+        writer
             .write(move |c| {
                 for session_id in ids {
                     let sealed: Option<String> = c
@@ -468,15 +488,33 @@ impl SignInMethod for OidcSignIn {
                 .map(|t| self.sealer.seal(t.as_bytes())),
             unix_now() as i64,
         );
-        self.writer
-            .write(move |c| {
-                c.execute(
+        match &self.db {
+            Database::Sqlite { writer, .. } => {
+                writer
+                    .write(move |c| {
+                        c.execute(
+                            "INSERT INTO provider_sessions (session_id, issuer, subject, provider_sid, refresh_token, created_at)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                            rusqlite::params![row.0, row.1, row.2, row.3, row.4, row.5],
+                        )
+                    })
+                    .await?;
+            }
+            Database::Postgres(pool) => {
+                sqlx::query(
                     "INSERT INTO provider_sessions (session_id, issuer, subject, provider_sid, refresh_token, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    rusqlite::params![row.0, row.1, row.2, row.3, row.4, row.5],
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                 )
-            })
-            .await?;
+                .bind(row.0)
+                .bind(row.1)
+                .bind(row.2)
+                .bind(row.3)
+                .bind(row.4)
+                .bind(row.5)
+                .execute(pool)
+                .await?;
+            }
+        }
         Ok(issued)
     }
 
@@ -508,13 +546,13 @@ impl SignInMethod for OidcSignIn {
     }
 
     async fn prune(&self) -> anyhow::Result<()> {
-        purge_in_batches(
-            &self.writer,
-            "DELETE FROM seen_logout_tokens WHERE jti_hash IN
-               (SELECT jti_hash FROM seen_logout_tokens WHERE expires_at < ?1 LIMIT 1000)",
-            unix_now() as i64,
-        )
-        .await?;
+        self.db
+            .purge(
+                "DELETE FROM seen_logout_tokens WHERE jti_hash IN
+                   (SELECT jti_hash FROM seen_logout_tokens WHERE expires_at < $1 LIMIT 1000)",
+                unix_now() as i64,
+            )
+            .await?;
         Ok(())
     }
 }

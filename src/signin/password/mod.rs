@@ -12,19 +12,20 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::Router;
 use rusqlite::OptionalExtension;
-use sqlx::SqlitePool;
 use subtle::ConstantTimeEq;
 
 use super::{Callback, SignInMethod};
-use crate::accounts::{AccountError, Accounts, User, UserRow, normalize_email, user_columns};
+use crate::accounts::{
+    AccountError, Accounts, User, UserRow, WithAccount, normalize_email, user_columns,
+};
 use crate::authority::local::LocalAuthority;
 use crate::authority::{AuthError, ClientInfo, EndSessions, IssuedSession, SessionAuthority};
 use crate::cookies::CookiePolicy;
 use crate::secrets::{hash_token, pkce_challenge, random_token};
 use crate::security::csrf::CsrfTokens;
 use crate::security::redirects::RedirectPolicy;
+use crate::store::database::Database;
 use crate::store::flows::{Flow, StartedFlow};
-use crate::store::writer::{Writer, purge_in_batches};
 use crate::unix_now;
 pub use hashing::{Busy, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, Passwords};
 
@@ -72,15 +73,15 @@ pub struct PageConfig {
 /// their password (also what the operator commands use).
 #[derive(Clone)]
 pub struct PasswordAccounts {
-    pool: SqlitePool,
+    db: Database,
     accounts: Accounts,
     passwords: Passwords,
 }
 
 impl PasswordAccounts {
-    pub fn new(pool: SqlitePool, accounts: Accounts, passwords: Passwords) -> Self {
+    pub fn new(db: Database, accounts: Accounts, passwords: Passwords) -> Self {
         Self {
-            pool,
+            db,
             accounts,
             passwords,
         }
@@ -110,12 +111,9 @@ impl PasswordAccounts {
             .create_with(
                 email,
                 name,
-                Box::new(move |c, user_id| {
-                    c.execute(
-                        "INSERT INTO password_credentials (user_id, password_hash) VALUES (?1, ?2)",
-                        rusqlite::params![user_id, hash],
-                    )
-                    .map(|_| ())
+                Some(WithAccount {
+                    insert: "INSERT INTO password_credentials (user_id, password_hash) VALUES ($1, $2)",
+                    value: hash,
                 }),
             )
             .await?;
@@ -133,18 +131,24 @@ impl PasswordAccounts {
         if password.len() > MAX_PASSWORD_LEN * 4 {
             return Ok(None);
         }
-        let row: Option<Credentials> = match normalize_email(email) {
-            None => None,
-            Some(email) => sqlx::query_as(concat!(
-                "SELECT ",
-                user_columns!(),
-                ", p.password_hash FROM users
-                 JOIN password_credentials p ON p.user_id = users.id WHERE email = ?"
-            ))
-            .bind(email)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(anyhow::Error::from)?,
+        const SELECT: &str = concat!(
+            "SELECT ",
+            user_columns!(),
+            ", p.password_hash FROM users
+             JOIN password_credentials p ON p.user_id = users.id WHERE email = $1"
+        );
+        let row: Option<Credentials> = match (normalize_email(email), &self.db) {
+            (None, _) => None,
+            (Some(email), Database::Sqlite { pool, .. }) => sqlx::query_as(SELECT)
+                .bind(email)
+                .fetch_optional(pool)
+                .await
+                .map_err(anyhow::Error::from)?,
+            (Some(email), Database::Postgres(pool)) => sqlx::query_as(SELECT)
+                .bind(email)
+                .fetch_optional(pool)
+                .await
+                .map_err(anyhow::Error::from)?,
         };
         let (user, hash) = match row {
             Some(c) => (Some(User::from(c.user)), Some(c.password_hash)),
@@ -157,7 +161,7 @@ impl PasswordAccounts {
 
 /// The password sign-in method: its page, its one-time codes.
 pub struct PasswordSignIn {
-    writer: Writer,
+    db: Database,
     accounts: PasswordAccounts,
     authority: Arc<LocalAuthority>,
     page: PageConfig,
@@ -165,13 +169,13 @@ pub struct PasswordSignIn {
 
 impl PasswordSignIn {
     pub fn new(
-        writer: Writer,
+        db: Database,
         accounts: PasswordAccounts,
         authority: Arc<LocalAuthority>,
         page: PageConfig,
     ) -> Self {
         Self {
-            writer,
+            db,
             accounts,
             authority,
             page,
@@ -198,30 +202,58 @@ impl PasswordSignIn {
             redirect_uri.to_string(),
             (unix_now() + CODE_TTL_SECONDS) as i64,
         );
-        self.writer
-            .write(move |c| {
-                c.execute(
+        match &self.db {
+            Database::Sqlite { writer, .. } => {
+                writer
+                    .write(move |c| {
+                        c.execute(
+                            "INSERT INTO auth_codes (code_hash, user_id, code_challenge, redirect_uri, expires_at)
+                             VALUES (?1, ?2, ?3, ?4, ?5)",
+                            rusqlite::params![row.0, row.1, row.2, row.3, row.4],
+                        )
+                    })
+                    .await?;
+            }
+            Database::Postgres(pool) => {
+                sqlx::query(
                     "INSERT INTO auth_codes (code_hash, user_id, code_challenge, redirect_uri, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    rusqlite::params![row.0, row.1, row.2, row.3, row.4],
+                     VALUES ($1, $2, $3, $4, $5)",
                 )
-            })
-            .await?;
+                .bind(row.0)
+                .bind(row.1)
+                .bind(row.2)
+                .bind(row.3)
+                .bind(row.4)
+                .execute(pool)
+                .await?;
+            }
+        }
         Ok(code)
     }
 
     /// Records a form token's nonce; `false` when it was posted before.
     async fn first_use_of_form_token(&self, nonce: &str, expires_at: u64) -> anyhow::Result<bool> {
         let nonce = hash_token(nonce);
-        let inserted = self
-            .writer
-            .write(move |c| {
-                c.execute(
-                    "INSERT INTO used_form_tokens (nonce, expires_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                    rusqlite::params![nonce, expires_at as i64],
-                )
-            })
-            .await?;
+        let inserted = match &self.db {
+            Database::Sqlite { writer, .. } => {
+                writer
+                    .write(move |c| {
+                        c.execute(
+                            "INSERT INTO used_form_tokens (nonce, expires_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                            rusqlite::params![nonce, expires_at as i64],
+                        )
+                    })
+                    .await? as u64
+            }
+            Database::Postgres(pool) => sqlx::query(
+                "INSERT INTO used_form_tokens (nonce, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(nonce)
+            .bind(expires_at as i64)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+        };
         Ok(inserted == 1)
     }
 
@@ -240,31 +272,60 @@ impl PasswordSignIn {
             Fresh(String, String, String, i64),
             Replayed(Option<String>),
         }
-        let redeemed = self
-            .writer
-            .write(move |c| {
-                let row = c
-                    .query_row(
-                        "UPDATE auth_codes SET used_at = ?1 WHERE code_hash = ?2 AND used_at IS NULL
-                         RETURNING user_id, code_challenge, redirect_uri, expires_at",
-                        rusqlite::params![now, code_hash],
-                        |r| Ok(Redeemed::Fresh(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                    )
-                    .optional()?;
-                match row {
-                    Some(fresh) => Ok(fresh),
-                    None => Ok(Redeemed::Replayed(
-                        c.query_row(
-                            "SELECT session_id FROM auth_codes WHERE code_hash = ?1",
-                            [code_hash],
-                            |r| r.get(0),
+        let redeemed = match &self.db {
+            Database::Sqlite { writer, .. } => {
+                writer
+                    .write(move |c| {
+                        let row = c
+                            .query_row(
+                                "UPDATE auth_codes SET used_at = ?1 WHERE code_hash = ?2 AND used_at IS NULL
+                                 RETURNING user_id, code_challenge, redirect_uri, expires_at",
+                                rusqlite::params![now, code_hash],
+                                |r| Ok(Redeemed::Fresh(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                            )
+                            .optional()?;
+                        match row {
+                            Some(fresh) => Ok(fresh),
+                            None => Ok(Redeemed::Replayed(
+                                c.query_row(
+                                    "SELECT session_id FROM auth_codes WHERE code_hash = ?1",
+                                    [code_hash],
+                                    |r| r.get(0),
+                                )
+                                .optional()?
+                                .flatten(),
+                            )),
+                        }
+                    })
+                    .await?
+            }
+            Database::Postgres(pool) => {
+                // One conditional UPDATE: of two replicas redeeming one
+                // code at once, exactly one gets the row.
+                let fresh: Option<(String, String, String, i64)> = sqlx::query_as(
+                    "UPDATE auth_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL
+                     RETURNING user_id, code_challenge, redirect_uri, expires_at",
+                )
+                .bind(now)
+                .bind(&code_hash)
+                .fetch_optional(pool)
+                .await?;
+                match fresh {
+                    Some((user, challenge, redirect, expires)) => {
+                        Redeemed::Fresh(user, challenge, redirect, expires)
+                    }
+                    None => Redeemed::Replayed(
+                        sqlx::query_scalar::<_, Option<String>>(
+                            "SELECT session_id FROM auth_codes WHERE code_hash = $1",
                         )
-                        .optional()?
+                        .bind(&code_hash)
+                        .fetch_optional(pool)
+                        .await?
                         .flatten(),
-                    )),
+                    ),
                 }
-            })
-            .await?;
+            }
+        };
         let (user_id, challenge, bound_redirect, expires_at) = match redeemed {
             Redeemed::Fresh(user_id, challenge, redirect, expires_at) => {
                 (user_id, challenge, redirect, expires_at)
@@ -317,14 +378,25 @@ impl SignInMethod for PasswordSignIn {
             .await?;
         let issued = self.authority.open(&user_id, client).await?;
         let (session_id, code_hash) = (issued.session_id.clone(), hash_token(callback.code));
-        self.writer
-            .write(move |c| {
-                c.execute(
-                    "UPDATE auth_codes SET session_id = ?1 WHERE code_hash = ?2",
-                    rusqlite::params![session_id, code_hash],
-                )
-            })
-            .await?;
+        match &self.db {
+            Database::Sqlite { writer, .. } => {
+                writer
+                    .write(move |c| {
+                        c.execute(
+                            "UPDATE auth_codes SET session_id = ?1 WHERE code_hash = ?2",
+                            rusqlite::params![session_id, code_hash],
+                        )
+                    })
+                    .await?;
+            }
+            Database::Postgres(pool) => {
+                sqlx::query("UPDATE auth_codes SET session_id = $1 WHERE code_hash = $2")
+                    .bind(session_id)
+                    .bind(code_hash)
+                    .execute(pool)
+                    .await?;
+            }
+        }
         Ok(issued)
     }
 
@@ -334,20 +406,20 @@ impl SignInMethod for PasswordSignIn {
 
     async fn prune(&self) -> anyhow::Result<()> {
         let now = unix_now() as i64;
-        purge_in_batches(
-            &self.writer,
-            "DELETE FROM auth_codes WHERE code_hash IN
-               (SELECT code_hash FROM auth_codes WHERE expires_at < ?1 LIMIT 1000)",
-            now - 3600,
-        )
-        .await?;
-        purge_in_batches(
-            &self.writer,
-            "DELETE FROM used_form_tokens WHERE nonce IN
-               (SELECT nonce FROM used_form_tokens WHERE expires_at < ?1 LIMIT 1000)",
-            now,
-        )
-        .await?;
+        self.db
+            .purge(
+                "DELETE FROM auth_codes WHERE code_hash IN
+                   (SELECT code_hash FROM auth_codes WHERE expires_at < $1 LIMIT 1000)",
+                now - 3600,
+            )
+            .await?;
+        self.db
+            .purge(
+                "DELETE FROM used_form_tokens WHERE nonce IN
+               (SELECT nonce FROM used_form_tokens WHERE expires_at < $1 LIMIT 1000)",
+                now,
+            )
+            .await?;
         Ok(())
     }
 }
