@@ -151,6 +151,10 @@ async fn two_replicas(redis: &str, prefix: &Prefix, extra: &[(&str, &str)]) -> (
     let mut b_vars = vars.clone();
     b_vars.push(("DATA_DIR", &data_dir));
     b_vars.push(("PUBLIC_URL", &public_url));
+    // One database (under TEST_ALL_ON_POSTGRES, a's schema).
+    if let Some(url) = a.env.get("DATABASE_URL") {
+        b_vars.push(("DATABASE_URL", url));
+    }
     let b = spawn_app_with(&b_vars).await;
     (a, b)
 }
@@ -406,6 +410,10 @@ pub async fn behave_as_one_behind_nginx(redis: &str, nginx: &str, extra: &[(&str
     ];
     vars.extend_from_slice(extra);
     let a = spawn_app_with(&vars).await;
+    let database = a.env.get("DATABASE_URL").cloned();
+    if let Some(url) = &database {
+        vars.push(("DATABASE_URL", url));
+    }
     let b = spawn_app_with(&vars).await;
     create_user(&a, EMAIL).await;
     let conf_dir = tempfile::TempDir::new().unwrap();
