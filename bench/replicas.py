@@ -1,35 +1,50 @@
 #!/usr/bin/env python3
-"""The Redis limiter against the in-process one, same run: logout under a
-limit that lets everything through (every request still counted), logout
-refused by a limit (429s), and the session check (also under
-RATE_LIMIT_AUTH) and /auth/verify (its own limiter, none by default).
+"""The stores of many replicas against one process, same run. Three
+configurations of the same binary:
 
-    cargo build --release && python3 bench/replicas.py [--quick]
+  - SQLite alone (the default: in-process limiter, SQLite file),
+  - SQLite + Redis (the Redis limiter and revocation feed),
+  - PostgreSQL + Redis (the production setup for replicas anywhere),
 
-Needs REDIS_URL (default redis://127.0.0.1:6379); uses a key prefix of its
-own. Redis itself is not pinned: it shares the machine's two cores with the
-server (CPU 0) and wrk (CPU 1), as a sidecar would. Writes
-bench/results/replicas.{md,json}.
+each measured on: logout under a limit that lets everything through (every
+request still counted by the limiter), logout refused by a limit (429s),
+the session check (also under RATE_LIMIT_AUTH), /auth/verify (its own
+limiter, none by default), and refresh at 32 connections (bench/
+refresh_load, each connection rotating its own session: a database write
+per request). Ratios are against SQLite alone.
+
+    cargo build --release --examples && python3 bench/replicas.py [--quick]
+
+Needs REDIS_URL (default redis://127.0.0.1:6379) and POSTGRES_URL (default
+postgres://postgres@127.0.0.1:5432/test; a schema of its own, dropped at the
+end, through psql). Redis and PostgreSQL are not pinned: they share the
+machine's two cores with the server (CPU 0) and the load (CPU 1), as
+sidecars would. Writes bench/results/replicas.{md,json}.
 """
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run  # noqa: E402
+import scale  # noqa: E402
 
 
 def measure_config(name, extra, args):
     print(f"\n{name}:", flush=True)
     out = {}
-    with tempfile.TemporaryDirectory() as data_dir:
-        run.add_user(data_dir)
+    with tempfile.TemporaryDirectory() as data_dir, tempfile.TemporaryDirectory() as work:
+        run.add_user(data_dir, **extra)
         for limit, label, refused in ((run.UNLIMITED, "POST /auth/logout, counted", False),
                                       ("5/minute", "POST /auth/logout, refused (429)", True)):
             port = run.free_port()
+            if "REDIS_URL" in extra:
+                # A budget of this server's own (no keys of an earlier limit).
+                extra = dict(extra, REDIS_KEY_PREFIX=f"chronos-bench:{uuid.uuid4().hex}:")
             srv = run.Server("chronos", [run.CHRONOS],
                              run.chronos_env(data_dir, port, RUST_LOG="info,chronos::access=off",
                                              RATE_LIMIT_AUTH=limit, **extra), port)
@@ -46,9 +61,23 @@ def measure_config(name, extra, args):
                         out[f"GET {path}"] = run.measure(f"GET {path}",
                                                          f"http://127.0.0.1:{port}{path}", args,
                                                          headers=[cookie])
+                    best = None
+                    for _ in range(args.runs):
+                        r = scale.refresh(port, args.connections, args.duration, work)
+                        assert r["errors"] == 0, r
+                        if best is None or r["rps"] > best["rps"]:
+                            best = r
+                    print(f"  POST /auth/refresh: {best['rps']:,.0f} req/s, "
+                          f"p99 {best['p99_ms']:.2f} ms", flush=True)
+                    out["POST /auth/refresh (rotating)"] = best
             finally:
                 srv.stop()
     return out
+
+
+def psql(base, sql):
+    subprocess.run(["psql", base, "-qAtc", sql], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
 
 
 def main():
@@ -61,17 +90,27 @@ def main():
     if args.quick:
         args.duration, args.runs = 3, 1
     redis = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
-    prefix = f"chronos-bench:{uuid.uuid4().hex}:"
+    base = os.environ.get("POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
+    schema = f"chronos_bench_{uuid.uuid4().hex}"
+    shared = {"REDIS_URL": redis}
+    postgres = dict(shared, DATABASE_URL=f"{base}?options=-csearch_path%3D{schema}")
     results = {"machine": run.machine(), "config": vars(args)}
-    results["memory"] = measure_config("in-process limiter", {}, args)
-    results["redis"] = measure_config("Redis limiter", {"REDIS_URL": redis,
-                                                        "REDIS_KEY_PREFIX": prefix}, args)
-    lines = ["| measured | in-process req/s | Redis req/s | ratio | p99 in-process | p99 Redis |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for label in results["memory"]:
-        m, r = results["memory"][label], results["redis"][label]
+    configs = (("sqlite", "SQLite alone", {}), ("sqlite+redis", "SQLite + Redis", shared),
+               ("postgres+redis", "PostgreSQL + Redis", postgres))
+    psql(base, f"CREATE SCHEMA {schema}")
+    try:
+        for key, name, extra in configs:
+            results[key] = measure_config(name, extra, args)
+    finally:
+        psql(base, f"DROP SCHEMA {schema} CASCADE")
+    lines = ["| measured | SQLite alone | SQLite + Redis | ratio | PostgreSQL + Redis | ratio "
+             "| p99 SQLite | p99 SQLite + Redis | p99 PostgreSQL + Redis |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for label in results["sqlite"]:
+        m, r, p = (results[k][label] for k in ("sqlite", "sqlite+redis", "postgres+redis"))
         lines.append(f"| {label} | {m['rps']:,.0f} | {r['rps']:,.0f} | {r['rps'] / m['rps']:.2f}× "
-                     f"| {m['p99_ms']:.3f} ms | {r['p99_ms']:.3f} ms |")
+                     f"| {p['rps']:,.0f} | {p['rps'] / m['rps']:.2f}× "
+                     f"| {m['p99_ms']:.3f} ms | {r['p99_ms']:.3f} ms | {p['p99_ms']:.3f} ms |")
     table = "\n".join(lines)
     print("\n" + table)
     os.makedirs(os.path.join(run.ROOT, "bench", "results"), exist_ok=True)

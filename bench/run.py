@@ -321,10 +321,11 @@ def signin_pressure(data_dir, args):
     return out
 
 
-def add_user(data_dir, email=EMAIL):
+def add_user(data_dir, email=EMAIL, **extra):
+    env = {"PATH": os.environ.get("PATH", ""), "DATA_DIR": data_dir}
+    env.update(extra)
     subprocess.run([CHRONOS, "user", "add", email], input=PASSWORD + "\n", text=True, check=True,
-                   env={"PATH": os.environ.get("PATH", ""), "DATA_DIR": data_dir},
-                   stdout=subprocess.DEVNULL)
+                   env=env, stdout=subprocess.DEVNULL)
 
 
 def startup_ms(data_dir, fresh):

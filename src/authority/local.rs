@@ -25,8 +25,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use hmac::{Hmac, KeyInit, Mac};
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::Sha256;
-use sqlx::PgPool;
 
+use super::batch::{Refresh, RefreshBatcher, Rules};
+use super::refreshed::{Pair, Refreshed};
 use super::tokens::{AUDIENCE, AccessClaims, AccessTokens};
 use super::{
     AuthError, ClientInfo, EndSessions, IssuedSession, SessionAuthority, SessionInfo, SessionRef,
@@ -55,6 +56,8 @@ pub struct LocalAuthority {
     /// Ends the database could not store (it was unreachable), retried
     /// until stored; their sessions are refused meanwhile.
     unstored: Mutex<Vec<EndSessions>>,
+    /// PostgreSQL: refreshes go to the database in batches.
+    batcher: Option<RefreshBatcher>,
     tokens: Arc<AccessTokens>,
     refresh_mac: Hmac<Sha256>,
     revocations: Arc<dyn RevocationStore>,
@@ -86,25 +89,6 @@ impl From<WriteError> for AuthError {
     fn from(e: WriteError) -> Self {
         AuthError::Internal(e.into())
     }
-}
-
-/// The pair a refresh hands out: the session's counter and when it was issued.
-struct Pair {
-    session_id: String,
-    counter: u64,
-    issued_at: u64,
-    user: User,
-}
-
-/// What a refresh found.
-enum Refreshed {
-    Pair(Pair),
-    /// An old token came back: the session just ended (revocation seq).
-    Reused {
-        session_id: String,
-        seq: i64,
-    },
-    Rejected,
 }
 
 fn user_row(conn: &Connection, user_id: &str) -> rusqlite::Result<Option<User>> {
@@ -165,90 +149,6 @@ fn end_sqlite(c: &Connection, which: EndSessions, now: i64) -> rusqlite::Result<
         .collect::<rusqlite::Result<Vec<String>>>()
 }
 
-/// The refresh on PostgreSQL: the same conditional `UPDATE` as on SQLite,
-/// with the reuse's revocation row and the user in the same statement.
-/// Two replicas refreshing one token at once serialise on the row's lock,
-/// and the second one's `CASE`s see the first one's result, exactly as the
-/// SQLite writer's sequence would.
-async fn refresh_v2_pg(
-    pool: &PgPool,
-    session_id: String,
-    counter: i64,
-    (now, now_ms, interval_ms, horizon): (i64, i64, i64, i64),
-    user_agent: Option<String>,
-    ip: String,
-) -> Result<Refreshed, AuthError> {
-    type Row = (
-        i64,
-        i64,
-        Option<i64>,
-        Option<i64>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<i64>,
-    );
-    let row: Option<Row> = sqlx::query_as(
-        "WITH s AS (
-           UPDATE sessions SET
-             refresh_counter = CASE WHEN refresh_counter = $1 THEN $1 + 1 ELSE refresh_counter END,
-             refresh_issued_at = CASE WHEN refresh_counter = $1 THEN $2 ELSE refresh_issued_at END,
-             rotated_at_ms = CASE WHEN refresh_counter = $1 THEN $3 ELSE rotated_at_ms END,
-             revoked_at = CASE
-               WHEN refresh_counter = $1 THEN NULL
-               WHEN refresh_counter = $1 + 1 AND $3 - rotated_at_ms < $4 THEN NULL
-               ELSE $2 END,
-             last_used_at = CASE WHEN $2 - last_used_at >= 60 THEN $2 ELSE last_used_at END,
-             user_agent = COALESCE($5, user_agent),
-             ip = $6
-           WHERE id = $7 AND revoked_at IS NULL AND refresh_issued_at > $8
-           RETURNING refresh_counter, refresh_issued_at, revoked_at, user_id),
-         r AS (
-           INSERT INTO revocations (session_id, revoked_at)
-           SELECT $7, $2 FROM s WHERE s.revoked_at IS NOT NULL
-           RETURNING seq)
-         SELECT s.refresh_counter, s.refresh_issued_at, s.revoked_at, (SELECT seq FROM r),
-                u.id, u.email, u.name, u.avatar_url, u.created_at
-         FROM s LEFT JOIN users u ON u.id = s.user_id",
-    )
-    .bind(counter)
-    .bind(now)
-    .bind(now_ms)
-    .bind(interval_ms)
-    .bind(user_agent)
-    .bind(ip)
-    .bind(&session_id)
-    .bind(horizon)
-    .fetch_optional(pool)
-    .await?;
-    let Some((current, issued_at, revoked_at, seq, id, email, name, avatar_url, created_at)) = row
-    else {
-        return Ok(Refreshed::Rejected);
-    };
-    if revoked_at.is_some() {
-        return Ok(Refreshed::Reused {
-            session_id,
-            seq: seq.unwrap_or_default(),
-        });
-    }
-    let (Some(id), Some(email), Some(created_at)) = (id, email, created_at) else {
-        return Ok(Refreshed::Rejected);
-    };
-    Ok(Refreshed::Pair(Pair {
-        session_id,
-        counter: current as u64,
-        issued_at: issued_at as u64,
-        user: User {
-            id,
-            email,
-            name,
-            avatar_url,
-            created_at: rfc3339(created_at),
-        },
-    }))
-}
-
 impl LocalAuthority {
     pub fn new(
         db: Database,
@@ -258,8 +158,20 @@ impl LocalAuthority {
     ) -> anyhow::Result<Self> {
         let refresh_mac = Hmac::<Sha256>::new_from_slice(&config.refresh_key)
             .map_err(|_| anyhow::anyhow!("bad refresh key"))?;
+        let batcher = match &db {
+            Database::Postgres(pool) => Some(RefreshBatcher::start(
+                pool.clone(),
+                Rules {
+                    refresh_ttl: config.refresh_ttl as i64,
+                    reuse_interval_ms: config.reuse_interval as i64 * 1000,
+                },
+                1,
+            )),
+            Database::Sqlite { .. } => None,
+        };
         Ok(Self {
             db,
+            batcher,
             unstored: Mutex::new(Vec::new()),
             tokens,
             refresh_mac,
@@ -457,9 +369,17 @@ impl LocalAuthority {
         let counter = i64::try_from(counter).map_err(|_| AuthError::Rejected)?;
         let writer = match &self.db {
             Database::Sqlite { writer, .. } => writer,
-            Database::Postgres(pool) => {
-                let args = (now, now_ms, interval_ms, horizon);
-                return refresh_v2_pg(pool, session_id, counter, args, user_agent, ip).await;
+            Database::Postgres(_) => {
+                let Some(batcher) = &self.batcher else {
+                    return Err(AuthError::Internal(anyhow::anyhow!("no refresh batcher")));
+                };
+                let refresh = Refresh {
+                    session_id,
+                    counter,
+                    user_agent,
+                    ip,
+                };
+                return batcher.refresh(refresh).await;
             }
         };
         Ok(writer

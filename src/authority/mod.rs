@@ -8,8 +8,12 @@
 //! ([`local::LocalAuthority`]) keeps our own sessions in the database;
 //! Supabase Auth is an authority of its own.
 
+/// PostgreSQL refreshes, batched.
+mod batch;
 pub mod cache;
 pub mod local;
+/// The outcome of a refresh (shared by the engines).
+mod refreshed;
 pub mod tokens;
 
 use std::net::IpAddr;

@@ -58,6 +58,9 @@ async fn connect(url: &str, storage: &StorageSettings) -> Result<PgPool, sqlx::E
         .min_connections(0)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .idle_timeout(Duration::from_secs(300))
+        // No ping before each use (a round trip per query): a broken
+        // connection fails its query, which answers 503 and is dropped.
+        .test_before_acquire(false)
         .connect_lazy_with(options);
     let deadline = Instant::now() + storage.connect_timeout;
     let mut wait = Duration::from_millis(100);
