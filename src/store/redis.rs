@@ -11,7 +11,7 @@
 //! Redis again after [`RETRY_AFTER`]; nothing waits longer than [`TIMEOUT`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -139,19 +139,40 @@ impl Redis {
 /// i's theoretical arrival time in microseconds. Limits are applied in
 /// order, each counting the request until one refuses, as the in-process
 /// store does; the key expires once every limit has refilled.
-/// ARGV: per limit, its emission interval and its burst window (µs).
-/// Returns {-1, 0} when allowed, else {limit index, wait in µs}.
+/// ARGV: how many emissions the caller would like to take at once (its
+/// lease), how many of its last lease lapsed unused (given back first),
+/// then per limit its emission interval and burst window (µs). Grants as
+/// many as every limit can give now, up to the lease, at least one: with
+/// one and nothing given back, exactly the per-request rule.
+/// Returns {-1, granted} when allowed, else {limit index, wait in µs}.
 const GCRA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local verdict = {-1, 0}
+local limits = (#ARGV - 2) / 2
+local grant = tonumber(ARGV[1])
+local refund = tonumber(ARGV[2])
+for i = 1, limits do
+  local interval = tonumber(ARGV[2 * i + 1])
+  local window = tonumber(ARGV[2 * i + 2])
+  local stored = redis.call('HGET', KEYS[1], i)
+  local tat = tonumber(stored or now)
+  if refund > 0 and stored then
+    tat = tat - refund * interval
+    redis.call('HSET', KEYS[1], i, tat)
+  end
+  if tat < now then tat = now end
+  local free = math.floor((window - (tat - now)) / interval)
+  if free < grant then grant = free end
+end
+if grant < 1 then grant = 1 end
+local verdict = {-1, grant}
 local keep = 0
-for i = 1, #ARGV / 2 do
-  local interval = tonumber(ARGV[2 * i - 1])
-  local window = tonumber(ARGV[2 * i])
+for i = 1, limits do
+  local interval = tonumber(ARGV[2 * i + 1])
+  local window = tonumber(ARGV[2 * i + 2])
   local tat = tonumber(redis.call('HGET', KEYS[1], i) or now)
   if tat < now then tat = now end
-  local new = tat + interval
+  local new = tat + interval * grant
   if new - now > window then
     verdict = {i - 1, new - window - now}
     if tat - now > keep then keep = tat - now end
@@ -165,16 +186,107 @@ if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) en
 return verdict
 ";
 
+/// How long emissions taken ahead from Redis may be served here: a lease
+/// covers at most this much of a limit's sustained rate, so leasing only
+/// happens for limits of hundreds of requests a second or more.
+pub const LEASE_SPAN: Duration = Duration::from_millis(10);
+/// Emissions taken in one round trip at most.
+const MAX_LEASE: u32 = 256;
+
+/// Emissions of one client's budget this replica took from Redis ahead of
+/// its requests, served until used or [`LEASE_SPAN`] is over.
+struct Lease {
+    left: AtomicU32,
+    until: Instant,
+    /// How many were asked for.
+    size: u32,
+    /// Emissions of replaced leases that lapsed, to give back next time.
+    owed: AtomicU32,
+}
+
+impl Lease {
+    fn take(&self, now: Instant) -> bool {
+        now < self.until
+            && self
+                .left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+    }
+
+    /// After this lease (used up, or lapsed): the next one to ask for and
+    /// how many of this one to give back. Twice as many when it was used
+    /// up in time (the client keeps this pace); as many as were used when
+    /// some lapsed; one when the client has been away. Lapsed emissions
+    /// are taken out of the lease here, so none is both served and given
+    /// back.
+    fn next(&self, now: Instant, max: u32) -> (u32, u32) {
+        let lapsed = if now >= self.until {
+            self.left.swap(0, Ordering::Relaxed)
+        } else {
+            0
+        };
+        let owed = self.owed.swap(0, Ordering::Relaxed);
+        let want = if lapsed > 0 {
+            self.size.saturating_sub(lapsed).max(1)
+        } else if now < self.until + LEASE_SPAN {
+            self.size.saturating_mul(2).min(max)
+        } else {
+            1
+        };
+        (want, lapsed + owed)
+    }
+
+    /// What a lease replacing this one takes over: its unused emissions,
+    /// served by the new one if still in time, else given back later.
+    fn hand_over(&self, now: Instant, to: &Lease) {
+        let left = self.left.swap(0, Ordering::Relaxed);
+        let owed = self.owed.swap(0, Ordering::Relaxed);
+        if now < self.until {
+            to.left.fetch_add(left, Ordering::Relaxed);
+            to.owed.fetch_add(owed, Ordering::Relaxed);
+        } else {
+            to.owed.fetch_add(left + owed, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The largest lease a policy asks for: what its tightest limit emits in
+/// [`LEASE_SPAN`], 1 (no lease) for anything under 200 requests a second.
+pub fn lease_size(limits: &[Limit]) -> u32 {
+    limits
+        .iter()
+        .map(|limit| {
+            let per_span =
+                u128::from(limit.count) * LEASE_SPAN.as_micros() / limit.period.as_micros().max(1);
+            per_span.min(u128::from(MAX_LEASE)) as u32
+        })
+        .min()
+        .unwrap_or(1)
+        .max(1)
+}
+
 /// Clients refused recently, remembered locally at most.
 const REFUSED_CACHE: usize = 65_536;
 
 /// Rate-limit counters in Redis: one budget across replicas. A refusal is
 /// also remembered here until the wait Redis named has passed, so a client
 /// hammering past its limit costs no round trip (a budget only refills with
-/// time, so the answer cannot change before then).
+/// time, so the answer cannot change before then). For limits of hundreds
+/// of requests a second or more, a replica takes several emissions of a
+/// client's budget in one round trip and serves them for at most
+/// [`LEASE_SPAN`] ([`lease_size`]): what Redis counted is always at least
+/// what was admitted, so the budget is never exceeded; emissions left
+/// unused lapse (admission can only be lower than exact). Leases follow
+/// each client's pace on this replica: they start at one, double while
+/// used up in time and halve when some lapse, so a client at a moderate
+/// rate loses little and one hammering a replica costs a round trip per
+/// [`MAX_LEASE`] requests.
 pub struct RedisRateLimitStore {
     /// Client -> (limit index, refused until).
     refused: quick_cache::sync::Cache<u128, (usize, Instant)>,
+    /// Client -> emissions taken ahead (only when `lease` > 1).
+    leases: quick_cache::sync::Cache<u128, Arc<Lease>>,
+    lease: u32,
     redis: Redis,
     script: redis::Script,
     /// `<prefix>rl:<policy>:`
@@ -195,6 +307,8 @@ impl RedisRateLimitStore {
             .collect();
         Self {
             refused: quick_cache::sync::Cache::new(REFUSED_CACHE),
+            leases: quick_cache::sync::Cache::new(REFUSED_CACHE),
+            lease: lease_size(limits),
             prefix: format!("{}rl:{policy}:", redis.prefix),
             redis,
             script: redis::Script::new(GCRA),
@@ -217,11 +331,22 @@ impl RateLimitStore for RedisRateLimitStore {
             }
             self.refused.remove(&key.0);
         }
+        let (mut want, mut refund) = (1, 0);
+        if self.lease > 1
+            && let Some(lease) = self.leases.get(&key.0)
+        {
+            let now = Instant::now();
+            if lease.take(now) {
+                return Ok(());
+            }
+            (want, refund) = lease.next(now, self.lease);
+        }
         let redis_key = format!("{}{:032x}", self.prefix, key.0);
         let verdict: Option<(i64, i64)> = self
             .redis
             .run("rate limiter", async |mut conn| {
                 let mut call = self.script.key(&redis_key);
+                call.arg(want).arg(refund);
                 for arg in &self.args {
                     call.arg(*arg);
                 }
@@ -229,7 +354,25 @@ impl RateLimitStore for RedisRateLimitStore {
             })
             .await;
         match verdict {
-            Some((index, _)) if index < 0 => Ok(()),
+            Some((index, granted)) if index < 0 => {
+                if self.lease > 1 {
+                    // Even a lease of one: how fast it was used sizes the next.
+                    let now = Instant::now();
+                    let lease = Lease {
+                        left: AtomicU32::new((granted.max(1) - 1) as u32),
+                        until: now + LEASE_SPAN,
+                        size: want,
+                        owed: AtomicU32::new(0),
+                    };
+                    // Requests that ran out together each bring a lease:
+                    // the one replaced is not lost.
+                    if let Some(replaced) = self.leases.get(&key.0) {
+                        replaced.hand_over(now, &lease);
+                    }
+                    self.leases.insert(key.0, Arc::new(lease));
+                }
+                Ok(())
+            }
             Some((index, wait)) => {
                 let retry_after = Duration::from_micros(wait.max(0) as u64);
                 self.refused
@@ -249,10 +392,12 @@ impl RateLimitStore for RedisRateLimitStore {
         }
     }
 
-    /// Keys expire in Redis by themselves; forgets refusals that are over.
+    /// Keys expire in Redis by themselves; forgets refusals and leases
+    /// that are over.
     fn prune(&self) {
         let now = Instant::now();
         self.refused.retain(|_, (_, until)| *until > now);
+        self.leases.retain(|_, lease| lease.until > now);
     }
 
     /// Refused clients remembered here (the counters live in Redis).
@@ -408,6 +553,20 @@ fn parse_announcement(payload: &[u8]) -> Option<(impl Iterator<Item = &str>, u64
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_limits_of_hundreds_a_second_lease() {
+        let lease = |spec: &str| lease_size(&crate::limits::parse_limits(spec).unwrap());
+        assert_eq!(lease("5/minute"), 1);
+        assert_eq!(lease("100/second"), 1);
+        assert_eq!(lease("1000/second"), 10);
+        assert_eq!(
+            lease("1000/second, 10/minute"),
+            1,
+            "the tightest limit decides"
+        );
+        assert_eq!(lease("1000000000/second"), MAX_LEASE);
+    }
 
     #[test]
     fn an_announcement_reads_back() {

@@ -233,6 +233,55 @@ async fn the_auth_rate_limit_is_one_budget_across_replicas() {
 }
 
 #[tokio::test]
+async fn under_a_large_limit_leases_never_admit_more_than_the_one_budget() {
+    let Some(redis) = redis_url("leases_within_budget") else {
+        return;
+    };
+    let prefix = Prefix::new(&redis);
+    // 300 a second, below what the clients ask: each replica takes up to
+    // 3 at a time (10 ms of the rate).
+    let (a, b) = two_replicas(&redis, &prefix, &[("RATE_LIMIT_AUTH", "300/second")]).await;
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    for task in 0..16 {
+        let app = if task % 2 == 0 { a.url("") } else { b.url("") };
+        tasks.spawn(async move {
+            let client = client_from(Some("127.0.0.9".parse().unwrap()));
+            let mut admitted = 0;
+            for _ in 0..200 {
+                let status = client
+                    .post(format!("{app}/auth/logout"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                assert!(status == 200 || status == 429, "{status}");
+                admitted += usize::from(status == 200);
+            }
+            admitted
+        });
+    }
+    let mut admitted = 0;
+    while let Some(done) = tasks.join_next().await {
+        admitted += done.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // GCRA's bound: the burst plus the rate over the time taken (leases are
+    // served up to 10 ms after Redis counted them: 3 more per replica).
+    let bound = 300.0 + 300.0 * elapsed + 6.0;
+    assert!(
+        (admitted as f64) <= bound,
+        "{admitted} admitted in {elapsed:.2} s (bound {bound:.0})"
+    );
+    // And the budget is used, not wasted on lapsed leases.
+    assert!(
+        admitted as f64 >= 0.8 * bound,
+        "only {admitted} admitted in {elapsed:.2} s (bound {bound:.0})"
+    );
+    eprintln!("{admitted} of 3200 admitted in {elapsed:.2} s (bound {bound:.0})");
+}
+
+#[tokio::test]
 async fn a_logout_on_one_replica_is_refused_on_the_other_within_100_ms() {
     let Some(redis) = redis_url("a_logout_on_one_replica_is_refused_on_the_other_within_100_ms")
     else {
