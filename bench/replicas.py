@@ -7,11 +7,13 @@ configurations of the same binary:
   - PostgreSQL + Redis (the production setup for replicas anywhere),
 
 each measured on: logout under a limit that lets everything through (every
-request still counted by the limiter), logout refused by a limit (429s),
-the session check (also under RATE_LIMIT_AUTH), /auth/verify (its own
-limiter, none by default), and refresh at 32 connections (bench/
+request still counted by the limiter), the session check (also under
+RATE_LIMIT_AUTH) and /auth/verify (its own limiter, none by default), with
+the three servers side by side in interleaved rounds (median round); then,
+one configuration at a time, refresh at 32 connections (bench/
 refresh_load, each connection rotating its own session: a database write
-per request). Ratios are against SQLite alone.
+per request; best of the runs) and logout refused by a limit (429s).
+Ratios are against SQLite alone.
 
     cargo build --release --examples && python3 bench/replicas.py [--quick]
 
@@ -34,44 +36,90 @@ import run  # noqa: E402
 import scale  # noqa: E402
 
 
-def measure_config(name, extra, args):
+def server(data_dir, limit, extra):
+    port = run.free_port()
+    if "REDIS_URL" in extra:
+        # A budget of this server's own (no keys of an earlier limit).
+        extra = dict(extra, REDIS_KEY_PREFIX=f"chronos-bench:{uuid.uuid4().hex}:")
+    srv = run.Server("chronos", [run.CHRONOS],
+                     run.chronos_env(data_dir, port, RUST_LOG="info,chronos::access=off",
+                                     RATE_LIMIT_AUTH=limit, **extra), port)
+    return srv, port
+
+
+def request_path(configs, args):
+    """Logout (counted), session and verify: the three servers run side by
+    side and are measured in interleaved rounds, so that the machine's
+    drift (this VM moves by +-15% between minutes) hits each alike; the
+    median round per configuration is reported."""
+    print("\nrequest path, interleaved:", flush=True)
+    dirs, servers = [], {}
+    try:
+        for key, _, extra in configs:
+            d = tempfile.TemporaryDirectory()
+            dirs.append(d)
+            run.add_user(d.name, **extra)
+            srv, port = server(d.name, run.UNLIMITED, extra)
+            servers[key] = (srv, port, "Cookie: " + run.sign_in(port))
+        targets = (("POST /auth/logout, counted", "/auth/logout", "POST", False),
+                   ("GET /auth/session", "/auth/session", "GET", True),
+                   ("GET /auth/verify", "/auth/verify", "GET", True))
+        rounds = {key: {label: [] for label, *_ in targets} for key in servers}
+        for r in range(args.rounds):
+            for key, (_, port, cookie) in servers.items():
+                for label, path, method, signed in targets:
+                    res = run.wrk(f"http://127.0.0.1:{port}{path}", args, method,
+                                  [cookie] if signed else [])
+                    assert res["non2xx"] == 0, (key, label, res)
+                    rounds[key][label].append(res)
+            print(f"  round {r + 1}/{args.rounds} done", flush=True)
+    finally:
+        for srv, *_ in servers.values():
+            srv.stop()
+        for d in dirs:
+            d.cleanup()
+    out = {}
+    for key, per_label in rounds.items():
+        out[key] = {}
+        for label, runs in per_label.items():
+            runs.sort(key=lambda x: x["rps"])
+            median = runs[len(runs) // 2]
+            out[key][label] = dict(median, runs=[x["rps"] for x in runs])
+            print(f"  {key:<16} {label:<32} {median['rps']:>10,.0f} req/s  "
+                  f"p99 {median['p99_ms']:.3f} ms", flush=True)
+    return out
+
+
+def database_path(name, extra, args):
+    """Refresh at 32 connections (a database write each) and logout refused
+    by a limit (429s), one configuration at a time."""
     print(f"\n{name}:", flush=True)
     out = {}
     with tempfile.TemporaryDirectory() as data_dir, tempfile.TemporaryDirectory() as work:
         run.add_user(data_dir, **extra)
-        for limit, label, refused in ((run.UNLIMITED, "POST /auth/logout, counted", False),
-                                      ("5/minute", "POST /auth/logout, refused (429)", True)):
-            port = run.free_port()
-            if "REDIS_URL" in extra:
-                # A budget of this server's own (no keys of an earlier limit).
-                extra = dict(extra, REDIS_KEY_PREFIX=f"chronos-bench:{uuid.uuid4().hex}:")
-            srv = run.Server("chronos", [run.CHRONOS],
-                             run.chronos_env(data_dir, port, RUST_LOG="info,chronos::access=off",
-                                             RATE_LIMIT_AUTH=limit, **extra), port)
-            try:
-                if refused:
-                    for _ in range(5):
-                        run.raw_response(port, b"POST /auth/logout HTTP/1.1\r\nHost: x\r\n"
-                                         b"Content-Length: 0\r\nConnection: close\r\n\r\n")
-                out[label] = run.measure(label, f"http://127.0.0.1:{port}/auth/logout", args,
-                                         method="POST", expect_non2xx=refused)
-                if not refused:
-                    cookie = "Cookie: " + run.sign_in(port)
-                    for path in ("/auth/session", "/auth/verify"):
-                        out[f"GET {path}"] = run.measure(f"GET {path}",
-                                                         f"http://127.0.0.1:{port}{path}", args,
-                                                         headers=[cookie])
-                    best = None
-                    for _ in range(args.runs):
-                        r = scale.refresh(port, args.connections, args.duration, work)
-                        assert r["errors"] == 0, r
-                        if best is None or r["rps"] > best["rps"]:
-                            best = r
-                    print(f"  POST /auth/refresh: {best['rps']:,.0f} req/s, "
-                          f"p99 {best['p99_ms']:.2f} ms", flush=True)
-                    out["POST /auth/refresh (rotating)"] = best
-            finally:
-                srv.stop()
+        srv, port = server(data_dir, run.UNLIMITED, extra)
+        try:
+            best = None
+            for _ in range(args.runs):
+                r = scale.refresh(port, args.connections, args.duration, work)
+                assert r["errors"] == 0, r
+                if best is None or r["rps"] > best["rps"]:
+                    best = r
+            print(f"  POST /auth/refresh: {best['rps']:,.0f} req/s, "
+                  f"p99 {best['p99_ms']:.2f} ms", flush=True)
+            out["POST /auth/refresh (rotating)"] = best
+        finally:
+            srv.stop()
+        srv, port = server(data_dir, "5/minute", extra)
+        try:
+            for _ in range(5):
+                run.raw_response(port, b"POST /auth/logout HTTP/1.1\r\nHost: x\r\n"
+                                 b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+            out["POST /auth/logout, refused (429)"] = run.measure(
+                "POST /auth/logout, refused (429)", f"http://127.0.0.1:{port}/auth/logout", args,
+                method="POST", expect_non2xx=True)
+        finally:
+            srv.stop()
     return out
 
 
@@ -86,9 +134,10 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     if args.quick:
-        args.duration, args.runs = 3, 1
+        args.duration, args.runs, args.rounds = 3, 1, 1
     redis = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
     base = os.environ.get("POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
     schema = f"chronos_bench_{uuid.uuid4().hex}"
@@ -99,8 +148,11 @@ def main():
                ("postgres+redis", "PostgreSQL + Redis", postgres))
     psql(base, f"CREATE SCHEMA {schema}")
     try:
+        fast = request_path(configs, args)
+        psql(base, f"DROP SCHEMA {schema} CASCADE")
+        psql(base, f"CREATE SCHEMA {schema}")
         for key, name, extra in configs:
-            results[key] = measure_config(name, extra, args)
+            results[key] = dict(fast[key], **database_path(name, extra, args))
     finally:
         psql(base, f"DROP SCHEMA {schema} CASCADE")
     lines = ["| measured | SQLite alone | SQLite + Redis | ratio | PostgreSQL + Redis | ratio "
