@@ -273,9 +273,11 @@ async fn under_a_large_limit_leases_never_admit_more_than_the_one_budget() {
         (admitted as f64) <= bound,
         "{admitted} admitted in {elapsed:.2} s (bound {bound:.0})"
     );
-    // And the budget is used, not wasted on lapsed leases.
+    // And the budget is used, not wasted on lapsed leases (a loaded
+    // machine may send fewer than the budget allows: then all of them).
+    let usable = bound.min(3200.0);
     assert!(
-        admitted as f64 >= 0.8 * bound,
+        admitted as f64 >= 0.8 * usable,
         "only {admitted} admitted in {elapsed:.2} s (bound {bound:.0})"
     );
     eprintln!("{admitted} of 3200 admitted in {elapsed:.2} s (bound {bound:.0})");
