@@ -202,7 +202,7 @@ async fn replicas_racing_on_one_session_follow_one_process_rules() {
         return;
     };
     let schema = PgSchema::create(&base).await;
-    let (a, b) = two_on(&schema.url(), &[("REFRESH_REUSE_INTERVAL_SECONDS", "2")]).await;
+    let (a, b) = two_on(&schema.url(), &[("REFRESH_REUSE_INTERVAL_SECONDS", "4")]).await;
     create_user(&a, EMAIL).await;
 
     for round in 0..3 {
@@ -238,7 +238,7 @@ async fn replicas_racing_on_one_session_follow_one_process_rules() {
         if round == 0 {
             // After the reuse interval, the original token is theft: the
             // family ends on both replicas.
-            tokio::time::sleep(Duration::from_millis(2100)).await;
+            tokio::time::sleep(Duration::from_millis(4100)).await;
             let mut thief = on(&a, &ann);
             thief.jar = original;
             assert_eq!(thief.post_api("/auth/refresh").await.status(), 401);
