@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use sqlx::PgPool;
 
-use crate::store::database::Database;
+use crate::store::database::{Database, on_pool};
 use crate::store::writer::WriteError;
 use crate::unix_now;
 
@@ -246,28 +246,11 @@ impl Accounts {
         let Some(email) = normalize_email(email) else {
             return Ok(None);
         };
-        let row: Option<UserRow> = match &self.db {
-            Database::Sqlite { pool, .. } => {
-                sqlx::query_as(concat!(
-                    "SELECT ",
-                    user_columns!(),
-                    " FROM users WHERE email = ?"
-                ))
-                .bind(email)
-                .fetch_optional(pool)
-                .await?
-            }
-            Database::Postgres(pool) => {
-                sqlx::query_as(concat!(
-                    "SELECT ",
-                    user_columns!(),
-                    " FROM users WHERE email = $1"
-                ))
-                .bind(email)
-                .fetch_optional(pool)
-                .await?
-            }
-        };
+        const BY_EMAIL: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE email = $1");
+        let row: Option<UserRow> = on_pool!(&self.db, |pool| sqlx::query_as(BY_EMAIL)
+            .bind(email)
+            .fetch_optional(pool)
+            .await?);
         Ok(row.map(User::from))
     }
 
@@ -277,10 +260,9 @@ impl Accounts {
             user_columns!(),
             " FROM users ORDER BY created_at, email"
         );
-        let rows: Vec<UserRow> = match &self.db {
-            Database::Sqlite { pool, .. } => sqlx::query_as(LIST).fetch_all(pool).await?,
-            Database::Postgres(pool) => sqlx::query_as(LIST).fetch_all(pool).await?,
-        };
+        let rows: Vec<UserRow> = on_pool!(&self.db, |pool| sqlx::query_as(LIST)
+            .fetch_all(pool)
+            .await?);
         Ok(rows.into_iter().map(User::from).collect())
     }
 

@@ -37,7 +37,7 @@ use crate::accounts::{UserRow, rfc3339, user_columns};
 use crate::limits::coarse_ip;
 use crate::metrics::Metrics;
 use crate::secrets::hash_token;
-use crate::store::database::{Database, is_unavailable};
+use crate::store::database::{Database, is_unavailable, on_pool};
 use crate::store::revocations::RevocationStore;
 use crate::store::writer::WriteError;
 use crate::unix_now;
@@ -576,12 +576,10 @@ impl LocalAuthority {
              FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.revoked_at IS NULL AND s.last_used_at > $1
              ORDER BY s.created_at DESC, s.id";
-        let rows: Vec<ListedSession> = match &self.db {
-            Database::Sqlite { pool, .. } => {
-                sqlx::query_as(ALL).bind(horizon).fetch_all(pool).await?
-            }
-            Database::Postgres(pool) => sqlx::query_as(ALL).bind(horizon).fetch_all(pool).await?,
-        };
+        let rows: Vec<ListedSession> = on_pool!(&self.db, |pool| sqlx::query_as(ALL)
+            .bind(horizon)
+            .fetch_all(pool)
+            .await?);
         Ok(rows
             .into_iter()
             .filter(|row| !self.revocations.is_revoked(&row.session.id))
@@ -738,22 +736,11 @@ impl SessionAuthority for LocalAuthority {
         const OF_USER: &str = "SELECT id, created_at, last_used_at, user_agent, ip FROM sessions
              WHERE user_id = $1 AND revoked_at IS NULL AND last_used_at > $2
              ORDER BY created_at DESC, id";
-        let rows: Vec<SessionRow> = match &self.db {
-            Database::Sqlite { pool, .. } => {
-                sqlx::query_as(OF_USER)
-                    .bind(user_id)
-                    .bind(horizon)
-                    .fetch_all(pool)
-                    .await?
-            }
-            Database::Postgres(pool) => {
-                sqlx::query_as(OF_USER)
-                    .bind(user_id)
-                    .bind(horizon)
-                    .fetch_all(pool)
-                    .await?
-            }
-        };
+        let rows: Vec<SessionRow> = on_pool!(&self.db, |pool| sqlx::query_as(OF_USER)
+            .bind(user_id)
+            .bind(horizon)
+            .fetch_all(pool)
+            .await?);
         Ok(rows
             .into_iter()
             .filter(|row| !self.revocations.is_revoked(&row.id))

@@ -11,6 +11,20 @@ use super::writer::{WriteError, Writer, purge_in_batches};
 use super::{postgres, sqlite};
 use crate::config::Settings;
 
+/// Runs the same sqlx statement on whichever pool the database has (a read
+/// written once for both engines: `$n` placeholders read the same):
+/// `on_pool!(&self.db, |pool| sqlx::query(Q).bind(x).fetch_all(pool).await?)`.
+/// Writes on SQLite go through the writer instead, so this serves reads.
+macro_rules! on_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::store::database::Database::Sqlite { pool: $pool, .. } => $body,
+            $crate::store::database::Database::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
 #[derive(Clone)]
 pub enum Database {
     Sqlite { pool: SqlitePool, writer: Writer },

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rusqlite::{Connection, params};
 use tokio::sync::Notify;
 
-use super::database::Database;
+use super::database::{Database, on_pool};
 use crate::metrics::Metrics;
 use crate::unix_now;
 
@@ -89,22 +89,11 @@ impl Outbox {
             "SELECT id, kind, payload, attempts FROM outbox WHERE next_attempt_at <= $1
              ORDER BY id LIMIT $2";
         let now = unix_now() as i64;
-        let rows: Vec<(i64, String, String, i64)> = match &self.db {
-            Database::Sqlite { pool, .. } => {
-                sqlx::query_as(DUE)
-                    .bind(now)
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await?
-            }
-            Database::Postgres(pool) => {
-                sqlx::query_as(DUE)
-                    .bind(now)
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await?
-            }
-        };
+        let rows: Vec<(i64, String, String, i64)> = on_pool!(&self.db, |pool| sqlx::query_as(DUE)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?);
         Ok(rows
             .into_iter()
             .map(|(id, kind, payload, attempts)| Pending {
@@ -195,9 +184,8 @@ impl Outbox {
     /// How many calls are waiting.
     pub async fn len(&self) -> anyhow::Result<i64> {
         const COUNT: &str = "SELECT COUNT(*) FROM outbox";
-        Ok(match &self.db {
-            Database::Sqlite { pool, .. } => sqlx::query_scalar(COUNT).fetch_one(pool).await?,
-            Database::Postgres(pool) => sqlx::query_scalar(COUNT).fetch_one(pool).await?,
-        })
+        Ok(on_pool!(&self.db, |pool| sqlx::query_scalar(COUNT)
+            .fetch_one(pool)
+            .await?))
     }
 }

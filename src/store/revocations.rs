@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use rusqlite::params;
 
-use super::database::Database;
+use super::database::{Database, on_pool};
 use crate::metrics::{Ended, Metrics};
 use crate::unix_now;
 
@@ -202,20 +202,10 @@ impl DatabaseRevocations {
         let horizon = unix_now().saturating_sub(window);
         const RECENT: &str = "SELECT seq, session_id, revoked_at FROM revocations WHERE revoked_at >= $1 ORDER BY seq";
         const LAST: &str = "SELECT COALESCE(MAX(seq), 0) FROM revocations";
-        let rows: Vec<RevocationRow> = match &db {
-            Database::Sqlite { pool, .. } => {
-                sqlx::query_as(RECENT)
-                    .bind(horizon as i64)
-                    .fetch_all(pool)
-                    .await?
-            }
-            Database::Postgres(pool) => {
-                sqlx::query_as(RECENT)
-                    .bind(horizon as i64)
-                    .fetch_all(pool)
-                    .await?
-            }
-        };
+        let rows: Vec<RevocationRow> = on_pool!(&db, |pool| sqlx::query_as(RECENT)
+            .bind(horizon as i64)
+            .fetch_all(pool)
+            .await?);
         let start = match (rows.first(), &db) {
             (Some((first, ..)), _) => first - 1,
             (None, Database::Sqlite { pool, .. }) => {
@@ -320,12 +310,10 @@ impl RevocationStore for DatabaseRevocations {
         let after = self.follower.read().map_or(0, |f| f.resume_after());
         const AFTER: &str = "SELECT seq, session_id, revoked_at, by_operator FROM revocations
              WHERE seq > $1 ORDER BY seq";
-        let rows: Vec<(i64, String, i64, bool)> = match &self.db {
-            Database::Sqlite { pool, .. } => {
-                sqlx::query_as(AFTER).bind(after).fetch_all(pool).await?
-            }
-            Database::Postgres(pool) => sqlx::query_as(AFTER).bind(after).fetch_all(pool).await?,
-        };
+        let rows: Vec<(i64, String, i64, bool)> = on_pool!(&self.db, |pool| sqlx::query_as(AFTER)
+            .bind(after)
+            .fetch_all(pool)
+            .await?);
         if let Ok(follower) = self.follower.read() {
             let operator = rows
                 .iter()

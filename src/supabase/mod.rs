@@ -41,7 +41,7 @@ use crate::config::SupabaseSettings;
 use crate::limits::coarse_ip;
 use crate::secrets::{Sealer, hash_token, pkce_challenge};
 use crate::signin::{Callback, SignInMethod};
-use crate::store::database::Database;
+use crate::store::database::{Database, on_pool};
 use crate::store::flows::{Flow, StartedFlow};
 use crate::store::outbox::{Outbox, Pending};
 use crate::store::revocations::RevocationStore;
@@ -180,20 +180,10 @@ impl Supabase {
         }
         const CREATED: &str =
             "SELECT user_created_at FROM supabase_sessions WHERE user_id = $1 LIMIT 1";
-        let recorded: Option<String> = match &self.db {
-            Database::Sqlite { pool, .. } => {
-                sqlx::query_scalar(CREATED)
-                    .bind(user_id)
-                    .fetch_optional(pool)
-                    .await?
-            }
-            Database::Postgres(pool) => {
-                sqlx::query_scalar(CREATED)
-                    .bind(user_id)
-                    .fetch_optional(pool)
-                    .await?
-            }
-        };
+        let recorded: Option<String> = on_pool!(&self.db, |pool| sqlx::query_scalar(CREATED)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?);
         let at = match recorded {
             Some(at) => at,
             None => match self.api.user(access_token).await {
@@ -453,20 +443,10 @@ impl SessionAuthority for Supabase {
         // asking Supabase (and without bringing the session back).
         const KNOWN: &str =
             "SELECT session_id, ended_at FROM supabase_sessions WHERE refresh_hash = $1";
-        let known: Option<(String, Option<i64>)> = match &self.db {
-            Database::Sqlite { pool, .. } => {
-                sqlx::query_as(KNOWN)
-                    .bind(&hash)
-                    .fetch_optional(pool)
-                    .await?
-            }
-            Database::Postgres(pool) => {
-                sqlx::query_as(KNOWN)
-                    .bind(&hash)
-                    .fetch_optional(pool)
-                    .await?
-            }
-        };
+        let known: Option<(String, Option<i64>)> = on_pool!(&self.db, |pool| sqlx::query_as(KNOWN)
+            .bind(&hash)
+            .fetch_optional(pool)
+            .await?);
         if let Some((session_id, ended_at)) = known
             && (ended_at.is_some() || self.revocations.is_revoked(&session_id))
         {
@@ -542,20 +522,10 @@ impl SessionAuthority for Supabase {
         const OWNER: &str =
             "SELECT user_id, session_id FROM supabase_sessions WHERE refresh_hash = $1";
         let hash = hash_token(refresh_token);
-        let row: Option<(String, String)> = match &self.db {
-            Database::Sqlite { pool, .. } => {
-                sqlx::query_as(OWNER)
-                    .bind(hash)
-                    .fetch_optional(pool)
-                    .await?
-            }
-            Database::Postgres(pool) => {
-                sqlx::query_as(OWNER)
-                    .bind(hash)
-                    .fetch_optional(pool)
-                    .await?
-            }
-        };
+        let row: Option<(String, String)> = on_pool!(&self.db, |pool| sqlx::query_as(OWNER)
+            .bind(hash)
+            .fetch_optional(pool)
+            .await?);
         Ok(row.map(|(user_id, session_id)| SessionRef {
             user_id,
             session_id,
@@ -634,22 +604,11 @@ impl SessionAuthority for Supabase {
              WHERE user_id = $1 AND ended_at IS NULL AND last_used_at > $2
              ORDER BY created_at DESC, session_id";
         type Row = (String, i64, i64, Option<String>, Option<String>);
-        let rows: Vec<Row> = match &self.db {
-            Database::Sqlite { pool, .. } => {
-                sqlx::query_as(OF_USER)
-                    .bind(user_id)
-                    .bind(horizon)
-                    .fetch_all(pool)
-                    .await?
-            }
-            Database::Postgres(pool) => {
-                sqlx::query_as(OF_USER)
-                    .bind(user_id)
-                    .bind(horizon)
-                    .fetch_all(pool)
-                    .await?
-            }
-        };
+        let rows: Vec<Row> = on_pool!(&self.db, |pool| sqlx::query_as(OF_USER)
+            .bind(user_id)
+            .bind(horizon)
+            .fetch_all(pool)
+            .await?);
         Ok(rows
             .into_iter()
             .filter(|(id, ..)| !self.revocations.is_revoked(id))

@@ -19,7 +19,7 @@ use super::tokens::{LOGOUT_TOKEN_MAX_AGE, LogoutClaims};
 use crate::authority::{EndSessions, SessionAuthority};
 use crate::secrets::hash_token;
 use crate::security::guard::BACKCHANNEL_LOGOUT;
-use crate::store::database::Database;
+use crate::store::database::{Database, on_pool};
 use crate::unix_now;
 
 pub fn router(method: Arc<OidcSignIn>) -> Router {
@@ -115,24 +115,12 @@ async fn end_sessions(
         (Some(sid), sub) => {
             const BY_SID: &str = "SELECT session_id FROM provider_sessions
                  WHERE issuer = $1 AND provider_sid = $2 AND (CAST($3 AS TEXT) IS NULL OR subject = $3)";
-            let sessions: Vec<String> = match &method.db {
-                Database::Sqlite { pool, .. } => {
-                    sqlx::query_scalar(BY_SID)
-                        .bind(issuer)
-                        .bind(sid)
-                        .bind(sub)
-                        .fetch_all(pool)
-                        .await?
-                }
-                Database::Postgres(pool) => {
-                    sqlx::query_scalar(BY_SID)
-                        .bind(issuer)
-                        .bind(sid)
-                        .bind(sub)
-                        .fetch_all(pool)
-                        .await?
-                }
-            };
+            let sessions: Vec<String> = on_pool!(&method.db, |pool| sqlx::query_scalar(BY_SID)
+                .bind(issuer)
+                .bind(sid)
+                .bind(sub)
+                .fetch_all(pool)
+                .await?);
             for session_id in sessions {
                 ended += method
                     .authority
@@ -145,22 +133,11 @@ async fn end_sessions(
         (None, Some(sub)) => {
             const BY_SUB: &str =
                 "SELECT user_id FROM identities WHERE issuer = $1 AND subject = $2";
-            let user: Option<String> = match &method.db {
-                Database::Sqlite { pool, .. } => {
-                    sqlx::query_scalar(BY_SUB)
-                        .bind(issuer)
-                        .bind(sub)
-                        .fetch_optional(pool)
-                        .await?
-                }
-                Database::Postgres(pool) => {
-                    sqlx::query_scalar(BY_SUB)
-                        .bind(issuer)
-                        .bind(sub)
-                        .fetch_optional(pool)
-                        .await?
-                }
-            };
+            let user: Option<String> = on_pool!(&method.db, |pool| sqlx::query_scalar(BY_SUB)
+                .bind(issuer)
+                .bind(sub)
+                .fetch_optional(pool)
+                .await?);
             if let Some(user_id) = user {
                 ended += method
                     .authority
