@@ -360,28 +360,28 @@ impl LocalAuthority {
         counter: u64,
         client: &ClientInfo,
     ) -> Result<Refreshed, AuthError> {
+        let user_agent = client.user_agent.as_deref().map(|ua| truncate(ua, 256));
+        let ip = coarse_ip(client.ip);
+        let counter = i64::try_from(counter).map_err(|_| AuthError::Rejected)?;
+        // PostgreSQL: the batch states the times once for all its rows.
+        if let Some(batcher) = &self.batcher {
+            let refresh = Refresh {
+                session_id,
+                counter,
+                user_agent,
+                ip,
+            };
+            return batcher.refresh(refresh).await;
+        }
+        let Database::Sqlite { writer, .. } = &self.db else {
+            return Err(AuthError::Internal(anyhow::anyhow!(
+                "PostgreSQL without its refresh batcher"
+            )));
+        };
         let now = unix_now() as i64;
         let now_ms = unix_now_ms();
         let interval_ms = self.reuse_interval as i64 * 1000;
         let horizon = now - self.refresh_ttl as i64;
-        let user_agent = client.user_agent.as_deref().map(|ua| truncate(ua, 256));
-        let ip = coarse_ip(client.ip);
-        let counter = i64::try_from(counter).map_err(|_| AuthError::Rejected)?;
-        let writer = match &self.db {
-            Database::Sqlite { writer, .. } => writer,
-            Database::Postgres(_) => {
-                let Some(batcher) = &self.batcher else {
-                    return Err(AuthError::Internal(anyhow::anyhow!("no refresh batcher")));
-                };
-                let refresh = Refresh {
-                    session_id,
-                    counter,
-                    user_agent,
-                    ip,
-                };
-                return batcher.refresh(refresh).await;
-            }
-        };
         Ok(writer
             .write(move |c| {
                 // All right-hand sides read the row as it was.

@@ -93,6 +93,31 @@ impl Database {
         }
     }
 
+    /// Records a one-time value until it expires (`insert`: an `INSERT ...
+    /// VALUES ($1, $2) ON CONFLICT DO NOTHING` of key and expiry);
+    /// `false` when it was recorded before.
+    pub async fn record_once(
+        &self,
+        insert: &'static str,
+        key: String,
+        expires_at: i64,
+    ) -> anyhow::Result<bool> {
+        let inserted = match self {
+            Self::Sqlite { writer, .. } => {
+                writer
+                    .write(move |c| c.execute(insert, rusqlite::params![key, expires_at]))
+                    .await? as u64
+            }
+            Self::Postgres(pool) => sqlx::query(insert)
+                .bind(key)
+                .bind(expires_at)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+        };
+        Ok(inserted == 1)
+    }
+
     /// The SQLite writer; `None` on PostgreSQL.
     pub fn writer(&self) -> Option<&Writer> {
         match self {

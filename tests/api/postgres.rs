@@ -186,14 +186,7 @@ async fn an_unreachable_postgres_stops_start_up_with_one_line_after_the_connect_
 async fn two_on(url: &str, extra: &[(&str, &str)]) -> (TestApp, TestApp) {
     let mut vars = vec![("DATABASE_URL", url), ("RATE_LIMIT_AUTH", "100000/minute")];
     vars.extend_from_slice(extra);
-    let a = spawn_app_with(&vars).await;
-    let data_dir = a.data_dir.path().to_string_lossy().to_string();
-    let public_url = a.url("");
-    let mut b_vars = vars.clone();
-    b_vars.push(("DATA_DIR", &data_dir));
-    b_vars.push(("PUBLIC_URL", &public_url));
-    let b = spawn_app_with(&b_vars).await;
-    (a, b)
+    crate::replicas::two_sharing(&vars).await
 }
 
 #[tokio::test]

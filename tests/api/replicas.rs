@@ -145,10 +145,16 @@ async fn two_replicas(redis: &str, prefix: &Prefix, extra: &[(&str, &str)]) -> (
         ("REDIS_KEY_PREFIX", prefix.prefix.as_str()),
     ];
     vars.extend_from_slice(extra);
-    let a = spawn_app_with(&vars).await;
+    two_sharing(&vars).await
+}
+
+/// Two replicas with these variables: the second shares the first's
+/// DATA_DIR (keys), public URL (issuer) and database.
+pub async fn two_sharing(vars: &[(&str, &str)]) -> (TestApp, TestApp) {
+    let a = spawn_app_with(vars).await;
     let data_dir = a.data_dir.path().to_string_lossy().to_string();
     let public_url = a.url("");
-    let mut b_vars = vars.clone();
+    let mut b_vars = vars.to_vec();
     b_vars.push(("DATA_DIR", &data_dir));
     b_vars.push(("PUBLIC_URL", &public_url));
     // One database (under TEST_ALL_ON_POSTGRES, a's schema).

@@ -19,7 +19,7 @@ use super::tokens::{LOGOUT_TOKEN_MAX_AGE, LogoutClaims};
 use crate::authority::{EndSessions, SessionAuthority};
 use crate::secrets::hash_token;
 use crate::security::guard::BACKCHANNEL_LOGOUT;
-use crate::store::database::{Database, on_pool};
+use crate::store::database::on_pool;
 use crate::unix_now;
 
 pub fn router(method: Arc<OidcSignIn>) -> Router {
@@ -86,27 +86,15 @@ async fn end_sessions(
     let jti = claims.jti.as_deref().unwrap_or_default();
     let expires_at = claims.exp.unwrap_or(now).max(now) + LOGOUT_TOKEN_MAX_AGE;
     let jti_hash = hash_token(&format!("{}\n{jti}", method.settings.issuer));
-    let fresh = match &method.db {
-        Database::Sqlite { writer, .. } => {
-            writer
-                .write(move |c| {
-                    c.execute(
-                        "INSERT INTO seen_logout_tokens (jti_hash, expires_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                        rusqlite::params![jti_hash, expires_at as i64],
-                    )
-                })
-                .await? as u64
-        }
-        Database::Postgres(pool) => sqlx::query(
+    let fresh = method
+        .db
+        .record_once(
             "INSERT INTO seen_logout_tokens (jti_hash, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            jti_hash,
+            expires_at as i64,
         )
-        .bind(jti_hash)
-        .bind(expires_at as i64)
-        .execute(pool)
-        .await?
-        .rows_affected(),
-    };
-    if fresh == 0 {
+        .await?;
+    if !fresh {
         return Ok(None);
     }
     let issuer = &method.settings.issuer;

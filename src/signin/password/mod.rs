@@ -233,28 +233,13 @@ impl PasswordSignIn {
 
     /// Records a form token's nonce; `false` when it was posted before.
     async fn first_use_of_form_token(&self, nonce: &str, expires_at: u64) -> anyhow::Result<bool> {
-        let nonce = hash_token(nonce);
-        let inserted = match &self.db {
-            Database::Sqlite { writer, .. } => {
-                writer
-                    .write(move |c| {
-                        c.execute(
-                            "INSERT INTO used_form_tokens (nonce, expires_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                            rusqlite::params![nonce, expires_at as i64],
-                        )
-                    })
-                    .await? as u64
-            }
-            Database::Postgres(pool) => sqlx::query(
+        self.db
+            .record_once(
                 "INSERT INTO used_form_tokens (nonce, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                hash_token(nonce),
+                expires_at as i64,
             )
-            .bind(nonce)
-            .bind(expires_at as i64)
-            .execute(pool)
-            .await?
-            .rows_affected(),
-        };
-        Ok(inserted == 1)
+            .await
     }
 
     /// Burns the code and returns its user when it was issued for this
