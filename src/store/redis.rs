@@ -202,6 +202,10 @@ struct Lease {
     size: u32,
     /// Emissions of replaced leases that lapsed, to give back next time.
     owed: AtomicU32,
+    /// Held by the one request taking this client's next lease (passed
+    /// on from lease to lease): the others that ran out wait for it rather
+    /// than each taking a lease of their own.
+    refill: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Lease {
@@ -316,30 +320,65 @@ impl RedisRateLimitStore {
             fail,
         }
     }
+
+    /// The refusal remembered for `key`, while its wait lasts.
+    fn refused(&self, key: ClientKey) -> Option<Exceeded> {
+        let (limit, until) = self.refused.get(&key.0)?;
+        let now = Instant::now();
+        if until > now {
+            return Some(Exceeded {
+                limit,
+                retry_after: until - now,
+            });
+        }
+        self.refused.remove(&key.0);
+        None
+    }
 }
 
 #[async_trait]
 impl RateLimitStore for RedisRateLimitStore {
     async fn hit(&self, key: ClientKey) -> Result<(), Exceeded> {
-        if let Some((limit, until)) = self.refused.get(&key.0) {
-            let now = Instant::now();
-            if until > now {
-                return Err(Exceeded {
-                    limit,
-                    retry_after: until - now,
-                });
-            }
-            self.refused.remove(&key.0);
+        if let Some(refused) = self.refused(key) {
+            return Err(refused);
         }
         let (mut want, mut refund) = (1, 0);
+        let mut gate = None;
+        let mut _refilling = None;
         if self.lease > 1
-            && let Some(lease) = self.leases.get(&key.0)
+            && let Some(mut lease) = self.leases.get(&key.0)
         {
-            let now = Instant::now();
-            if lease.take(now) {
+            if lease.take(Instant::now()) {
                 return Ok(());
             }
-            (want, refund) = lease.next(now, self.lease);
+            // One round trip per run-out: whoever finds the lease empty
+            // first takes the next one; the others wait for it and serve
+            // from it (a herd of replacements would each cost Redis a
+            // round trip, ~16 requests per trip at 32 connections).
+            let refill = lease.refill.clone();
+            _refilling = match refill.clone().try_lock_owned() {
+                Ok(guard) => Some(guard),
+                Err(_) => {
+                    let guard = refill.clone().lock_owned().await;
+                    if let Some(refused) = self.refused(key) {
+                        return Err(refused);
+                    }
+                    match self.leases.get(&key.0) {
+                        Some(current) if !Arc::ptr_eq(&current, &lease) => {
+                            if current.take(Instant::now()) {
+                                return Ok(());
+                            }
+                            lease = current;
+                            Some(guard)
+                        }
+                        // The refill before this one failed (Redis down):
+                        // ask alone, without holding up the others.
+                        _ => None,
+                    }
+                }
+            };
+            (want, refund) = lease.next(Instant::now(), self.lease);
+            gate = Some(refill);
         }
         let redis_key = format!("{}{:032x}", self.prefix, key.0);
         let verdict: Option<(i64, i64)> = self
@@ -363,9 +402,11 @@ impl RateLimitStore for RedisRateLimitStore {
                         until: now + LEASE_SPAN,
                         size: want,
                         owed: AtomicU32::new(0),
+                        refill: gate.unwrap_or_default(),
                     };
-                    // Requests that ran out together each bring a lease:
-                    // the one replaced is not lost.
+                    // Requests that ran out together before any lease
+                    // (or while Redis failed) each bring one: the one
+                    // replaced is not lost.
                     if let Some(replaced) = self.leases.get(&key.0) {
                         replaced.hand_over(now, &lease);
                     }

@@ -8,7 +8,7 @@
 //! say SKIPPED, or fail under `REQUIRE_EXTERNAL_TESTS=1` (CI).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
@@ -70,6 +70,8 @@ pub struct Proxy {
     port: u16,
     severed: Arc<AtomicBool>,
     links: Arc<std::sync::Mutex<JoinSet<()>>>,
+    /// Redis scripts run through the proxy (`EVAL`/`EVALSHA` commands sent).
+    pub scripts: Arc<AtomicUsize>,
 }
 
 impl Proxy {
@@ -89,7 +91,8 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let severed = Arc::new(AtomicBool::new(false));
         let links = Arc::new(std::sync::Mutex::new(JoinSet::new()));
-        let (flag, set) = (severed.clone(), links.clone());
+        let scripts = Arc::new(AtomicUsize::new(0));
+        let (flag, set, counted) = (severed.clone(), links.clone(), scripts.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
@@ -99,10 +102,15 @@ impl Proxy {
                     drop(inbound);
                     continue;
                 }
-                let upstream = upstream.clone();
+                let (upstream, counted) = (upstream.clone(), counted.clone());
                 set.lock().unwrap().spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    if let Ok(outbound) = TcpStream::connect(&upstream).await {
+                        let (mut down_read, mut down_write) = inbound.split();
+                        let (mut up_read, mut up_write) = outbound.into_split();
+                        tokio::select! {
+                            _ = count_scripts(&mut down_read, &mut up_write, &counted) => {}
+                            _ = tokio::io::copy(&mut up_read, &mut down_write) => {}
+                        }
                     }
                 });
             }
@@ -111,6 +119,7 @@ impl Proxy {
             port,
             severed,
             links,
+            scripts,
         }
     }
 
@@ -134,6 +143,41 @@ impl Proxy {
 
     pub fn restore(&self) {
         self.severed.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Copies a client's bytes to Redis, counting the `EVAL`/`EVALSHA`
+/// commands among them (RESP sends each as a bulk string `$4\r\nEVAL` or
+/// `$7\r\nEVALSHA`; a match cut by a read is found across the two).
+async fn count_scripts(
+    from: &mut (impl tokio::io::AsyncRead + Unpin),
+    to: &mut (impl tokio::io::AsyncWrite + Unpin),
+    count: &AtomicUsize,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut tail: Vec<u8> = Vec::new();
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+        let mut seen = std::mem::take(&mut tail);
+        seen.extend_from_slice(&buf[..n]);
+        let found = ["$4\r\nEVAL\r\n", "$7\r\nEVALSHA\r\n"]
+            .iter()
+            .map(|word| {
+                seen.windows(word.len())
+                    .filter(|w| w == &word.as_bytes())
+                    .count()
+            })
+            .sum::<usize>();
+        count.fetch_add(found, Ordering::Relaxed);
+        // Keep less than one match, so none is counted twice.
+        tail = seen[seen.len().saturating_sub(12)..].to_vec();
     }
 }
 
@@ -287,6 +331,58 @@ async fn under_a_large_limit_leases_never_admit_more_than_the_one_budget() {
         "only {admitted} admitted in {elapsed:.2} s (bound {bound:.0})"
     );
     eprintln!("{admitted} of 3200 admitted in {elapsed:.2} s (bound {bound:.0})");
+}
+
+#[tokio::test]
+async fn requests_that_run_out_of_a_lease_together_take_one_lease_not_one_each() {
+    let Some(redis) = redis_url("one_lease_per_run_out") else {
+        return;
+    };
+    let prefix = Prefix::new(&redis);
+    let proxy = Proxy::to(&redis).await;
+    let through = proxy.url();
+    // A limit far above the load: leases grow to 256 (10 ms of the rate).
+    let app = spawn_app_with(&[
+        ("REDIS_URL", through.as_str()),
+        ("REDIS_KEY_PREFIX", prefix.prefix.as_str()),
+        ("RATE_LIMIT_AUTH", "1000000/second"),
+    ])
+    .await;
+    let before = proxy.scripts.load(Ordering::Relaxed);
+    // 32 connections at once, one client: when a lease is used up, every
+    // request in flight finds it empty together.
+    let mut tasks = JoinSet::new();
+    for _ in 0..32 {
+        let url = app.url("/auth/logout");
+        tasks.spawn(async move {
+            let client = client_from(Some("127.0.0.9".parse().unwrap()));
+            for _ in 0..100 {
+                let status = client.post(&url).send().await.unwrap().status();
+                assert_eq!(status, 200);
+            }
+        });
+    }
+    let started = Instant::now();
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let trips = proxy.scripts.load(Ordering::Relaxed) - before;
+    // 3200 requests: each lease serves what the client sends in 10 ms, and
+    // the ones that ran out together share the next. Each taking its own
+    // (the herd) cost a trip per handful of requests.
+    let per_span = (3200.0 / elapsed / 100.0).max(1.0);
+    eprintln!(
+        "{trips} script calls for 3200 requests in {elapsed:.2} s ({per_span:.0} requests per 10 ms)"
+    );
+    assert!(
+        trips > 0,
+        "the limiter never reached Redis through the proxy"
+    );
+    assert!(
+        (trips as f64) <= 3200.0 / per_span.min(256.0) * 2.0 + 20.0,
+        "{trips} script calls for 3200 requests in {elapsed:.2} s"
+    );
 }
 
 #[tokio::test]
