@@ -26,6 +26,7 @@ sidecars would. Writes bench/results/replicas.{md,json}.
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,11 +50,14 @@ def server(data_dir, limit, extra):
 
 def request_path(configs, args):
     """Logout (counted), session and verify: the three servers run side by
-    side and are measured in interleaved rounds, so that the machine's
-    drift (this VM moves by +-15% between minutes) hits each alike; the
-    median round per configuration is reported."""
+    side and are measured in interleaved rounds of short runs, the order
+    rotating each round, so that the machine's drift (this VM moves by
+    +-30% between minutes) hits each alike. Reported per configuration: the
+    median round, and the median of the per-round ratios to SQLite alone
+    (each ratio between runs seconds apart) with their spread."""
     print("\nrequest path, interleaved:", flush=True)
     dirs, servers = [], {}
+    short = argparse.Namespace(**dict(vars(args), duration=args.round_duration))
     try:
         for key, _, extra in configs:
             d = tempfile.TemporaryDirectory()
@@ -65,10 +69,13 @@ def request_path(configs, args):
                    ("GET /auth/session", "/auth/session", "GET", True),
                    ("GET /auth/verify", "/auth/verify", "GET", True))
         rounds = {key: {label: [] for label, *_ in targets} for key in servers}
+        keys = list(servers)
         for r in range(args.rounds):
-            for key, (_, port, cookie) in servers.items():
-                for label, path, method, signed in targets:
-                    res = run.wrk(f"http://127.0.0.1:{port}{path}", args, method,
+            order = keys[r % len(keys):] + keys[:r % len(keys)]
+            for label, path, method, signed in targets:
+                for key in order:
+                    _, port, cookie = servers[key]
+                    res = run.wrk(f"http://127.0.0.1:{port}{path}", short, method,
                                   [cookie] if signed else [])
                     assert res["non2xx"] == 0, (key, label, res)
                     rounds[key][label].append(res)
@@ -79,14 +86,20 @@ def request_path(configs, args):
         for d in dirs:
             d.cleanup()
     out = {}
+    base = keys[0]
     for key, per_label in rounds.items():
         out[key] = {}
         for label, runs in per_label.items():
-            runs.sort(key=lambda x: x["rps"])
-            median = runs[len(runs) // 2]
-            out[key][label] = dict(median, runs=[x["rps"] for x in runs])
+            ratios = sorted(x["rps"] / b["rps"] for x, b in zip(runs, rounds[base][label]))
+            ordered = sorted(runs, key=lambda x: x["rps"])
+            median = ordered[len(ordered) // 2]
+            out[key][label] = dict(median, runs=[x["rps"] for x in runs],
+                                   paired_ratio=statistics.median(ratios),
+                                   ratio_quartiles=[ratios[len(ratios) // 4],
+                                                    ratios[(3 * len(ratios)) // 4]])
             print(f"  {key:<16} {label:<32} {median['rps']:>10,.0f} req/s  "
-                  f"p99 {median['p99_ms']:.3f} ms", flush=True)
+                  f"p99 {median['p99_ms']:.3f} ms  paired ratio "
+                  f"{out[key][label]['paired_ratio']:.2f}", flush=True)
     return out
 
 
@@ -134,10 +147,12 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--round-duration", type=int, default=4,
+                    help="seconds per run in the interleaved request-path rounds")
     args = ap.parse_args()
     if args.quick:
-        args.duration, args.runs, args.rounds = 3, 1, 1
+        args.duration, args.runs, args.rounds, args.round_duration = 3, 1, 1, 2
     redis = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
     base = os.environ.get("POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
     schema = f"chronos_bench_{uuid.uuid4().hex}"
@@ -158,10 +173,16 @@ def main():
     lines = ["| measured | SQLite alone | SQLite + Redis | ratio | PostgreSQL + Redis | ratio "
              "| p99 SQLite | p99 SQLite + Redis | p99 PostgreSQL + Redis |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    def ratio(x, m):
+        if "paired_ratio" not in x:
+            return f"{x['rps'] / m['rps']:.2f}×"
+        low, high = x["ratio_quartiles"]
+        return f"{x['paired_ratio']:.2f}× ({low:.2f}–{high:.2f})"
+
     for label in results["sqlite"]:
         m, r, p = (results[k][label] for k in ("sqlite", "sqlite+redis", "postgres+redis"))
-        lines.append(f"| {label} | {m['rps']:,.0f} | {r['rps']:,.0f} | {r['rps'] / m['rps']:.2f}× "
-                     f"| {p['rps']:,.0f} | {p['rps'] / m['rps']:.2f}× "
+        lines.append(f"| {label} | {m['rps']:,.0f} | {r['rps']:,.0f} | {ratio(r, m)} "
+                     f"| {p['rps']:,.0f} | {ratio(p, m)} "
                      f"| {m['p99_ms']:.3f} ms | {r['p99_ms']:.3f} ms | {p['p99_ms']:.3f} ms |")
     table = "\n".join(lines)
     print("\n" + table)
@@ -169,7 +190,12 @@ def main():
     with open(os.path.join(run.ROOT, "bench", "results", "replicas.json"), "w") as f:
         json.dump(results, f, indent=2)
     with open(os.path.join(run.ROOT, "bench", "results", "replicas.md"), "w") as f:
-        f.write(f"machine: {results['machine']}\n\nconfig: {results['config']}\n\n{table}\n")
+        f.write(f"machine: {results['machine']}\n\nconfig: {results['config']}\n\n{table}\n\n"
+                "Request-path ratios (first three rows): the median over the rounds of each "
+                "round's ratio to SQLite alone, measured seconds apart, with the middle half of "
+                "the rounds' ratios in brackets; the throughput columns are each "
+                "configuration's median round. Refresh and 429 rows: one configuration at a "
+                "time, refresh the best of the runs, 429s the median of three.\n")
 
 
 if __name__ == "__main__":
