@@ -335,7 +335,9 @@ async fn under_a_large_limit_leases_never_admit_more_than_the_one_budget() {
 
 #[tokio::test]
 async fn requests_that_run_out_of_a_lease_together_take_one_lease_not_one_each() {
-    let Some(redis) = redis_url("one_lease_per_run_out") else {
+    let Some(redis) =
+        redis_url("requests_that_run_out_of_a_lease_together_take_one_lease_not_one_each")
+    else {
         return;
     };
     let prefix = Prefix::new(&redis);
