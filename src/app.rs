@@ -204,6 +204,7 @@ impl Identity {
                     refresh_ttl: settings.cookies.max_age,
                     reuse_interval: settings.sessions.refresh_reuse_interval,
                     metrics: stores.metrics.clone(),
+                    data_dir: data_dir.clone(),
                 },
             )
             .map_err(|e| data_dir_error(settings, "the session authority", e))?,

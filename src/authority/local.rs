@@ -27,6 +27,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sha2::Sha256;
 
 use super::batch::{Refresh, RefreshBatcher, Rules};
+use super::held::HeldEnds;
 use super::refreshed::{Pair, Refreshed};
 use super::tokens::{AUDIENCE, AccessClaims, AccessTokens};
 use super::{
@@ -56,6 +57,8 @@ pub struct LocalAuthority {
     /// Ends the database could not store (it was unreachable), retried
     /// until stored; their sessions are refused meanwhile.
     unstored: Mutex<Vec<EndSessions>>,
+    /// `unstored`, on disk.
+    held: HeldEnds,
     /// PostgreSQL: refreshes go to the database in batches.
     batcher: Option<RefreshBatcher>,
     tokens: Arc<AccessTokens>,
@@ -73,6 +76,21 @@ pub struct LocalConfig {
     pub refresh_ttl: u64,
     pub reuse_interval: u64,
     pub metrics: Metrics,
+    /// Where session ends the database could not take are kept until stored.
+    pub data_dir: std::path::PathBuf,
+}
+
+/// The sessions `ends` name (a user's every session is unknown without
+/// the database).
+fn known_sessions(ends: &[EndSessions]) -> Vec<String> {
+    ends.iter()
+        .filter_map(|which| match which {
+            EndSessions::Any { session_id } | EndSessions::OwnedBy { session_id, .. } => {
+                Some(session_id.clone())
+            }
+            EndSessions::AllOf { .. } => None,
+        })
+        .collect()
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -169,10 +187,13 @@ impl LocalAuthority {
             )),
             Database::Sqlite { .. } => None,
         };
+        let (held, unstored) = HeldEnds::open(&config.data_dir)?;
+        revocations.refuse_now(&known_sessions(&unstored));
         Ok(Self {
             db,
             batcher,
-            unstored: Mutex::new(Vec::new()),
+            unstored: Mutex::new(unstored),
+            held,
             tokens,
             refresh_mac,
             revocations,
@@ -560,6 +581,15 @@ impl LocalAuthority {
         }
         if let Ok(mut unstored) = self.unstored.lock() {
             unstored.extend(failed);
+            self.keep(&unstored);
+        }
+    }
+
+    /// Writes the held ends to disk; a failure is logged (they are still
+    /// held in memory and stored when the database answers).
+    fn keep(&self, unstored: &[EndSessions]) {
+        if let Err(e) = self.held.write(unstored) {
+            tracing::error!(error = %e, "cannot write held session ends to DATA_DIR");
         }
     }
 
@@ -715,15 +745,11 @@ impl SessionAuthority for LocalAuthority {
                     error = format!("{e:#}"),
                     "cannot store a session end; retrying until stored"
                 );
-                let known: Vec<String> = match &which {
-                    EndSessions::Any { session_id } | EndSessions::OwnedBy { session_id, .. } => {
-                        vec![session_id.clone()]
-                    }
-                    EndSessions::AllOf { .. } => Vec::new(),
-                };
-                self.revocations.refuse_now(&known);
+                self.revocations
+                    .refuse_now(&known_sessions(std::slice::from_ref(&which)));
                 if let Ok(mut unstored) = self.unstored.lock() {
                     unstored.push(which);
+                    self.keep(&unstored);
                 }
                 Err(AuthError::Internal(e))
             }

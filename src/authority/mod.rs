@@ -11,6 +11,7 @@
 /// PostgreSQL refreshes, batched.
 mod batch;
 pub mod cache;
+mod held;
 pub mod local;
 /// The outcome of a refresh (shared by the engines).
 mod refreshed;
@@ -73,7 +74,7 @@ pub struct SessionRef {
 }
 
 /// Which sessions to end.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EndSessions {
     /// One session, only if it belongs to this user (a person ending their own).
     OwnedBy { user_id: String, session_id: String },

@@ -401,3 +401,44 @@ async fn while_postgres_is_cut_sign_in_and_refresh_answer_503_sessions_keep_work
     }
     Browser::new(&a).sign_in(EMAIL, PASSWORD).await;
 }
+
+#[tokio::test]
+async fn a_logout_held_during_an_outage_is_stored_after_a_restart() {
+    let test = "a_logout_held_during_an_outage_is_stored_after_a_restart";
+    let Some(base) = postgres_url(test) else {
+        return;
+    };
+    let schema = PgSchema::create(&base).await;
+    let proxy = Proxy::to(&base).await;
+    let cut = proxy.through(&schema.url());
+    let mut app = spawn_app_with(&[("DATABASE_URL", &cut)]).await;
+    create_user(&app, EMAIL).await;
+    let mut ann = Browser::new(&app);
+    ann.sign_in(EMAIL, PASSWORD).await;
+    let copied = on(&app, &ann);
+
+    proxy.sever();
+    assert_eq!(ann.post_api("/auth/logout").await.status(), 200);
+    // The process stops before the database is back: what it held is in
+    // DATA_DIR, not only in its memory.
+    app.stop().await;
+    assert_eq!(count(&schema, "SELECT COUNT(*) FROM revocations").await, 0);
+    proxy.restore();
+    let app = app.restart().await;
+    eventually(
+        &schema,
+        "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NOT NULL",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(count(&schema, "SELECT COUNT(*) FROM revocations").await, 1);
+    let mut late = on(&app, &copied);
+    assert_eq!(late.get("/auth/session").await.status(), 401);
+    assert_eq!(late.post_api("/auth/refresh").await.status(), 401);
+    // Stored: nothing is left held on disk.
+    let held = app.data_dir.path().join("held-session-ends");
+    assert!(
+        std::fs::read_dir(&held).map_or(true, |mut d| d.next().is_none()),
+        "still held in {held:?}"
+    );
+}
