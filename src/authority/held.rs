@@ -12,7 +12,6 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use super::EndSessions;
 
@@ -21,9 +20,6 @@ const DIR: &str = "held-session-ends";
 pub struct HeldEnds {
     dir: PathBuf,
     own: PathBuf,
-    /// Other processes' files taken over at start, removed once their ends
-    /// are in this one's file.
-    adopted: Mutex<Vec<PathBuf>>,
 }
 
 impl HeldEnds {
@@ -51,18 +47,18 @@ impl HeldEnds {
             }
         }
         let own = dir.join(format!("{}.json", uuid::Uuid::new_v4().simple()));
-        let held = Self {
-            dir,
-            own,
-            adopted: Mutex::new(adopted),
-        };
+        let held = Self { dir, own };
         if !ends.is_empty() {
             tracing::warn!(
                 ends = ends.len(),
                 "session ends held by a process that stopped during a database outage; storing them"
             );
         }
+        // The adopted ends are in this process's file before theirs go.
         held.write(&ends)?;
+        for path in adopted {
+            let _ = fs::remove_file(path);
+        }
         Ok((held, ends))
     }
 
@@ -80,11 +76,6 @@ impl HeldEnds {
             file.write_all(&serde_json::to_vec(ends).map_err(io::Error::other)?)?;
             file.sync_all()?;
             fs::rename(&partial, &self.own)?;
-        }
-        // What was adopted is now in this file (or stored).
-        let adopted = std::mem::take(&mut *self.adopted.lock().unwrap_or_else(|e| e.into_inner()));
-        for path in adopted {
-            let _ = fs::remove_file(path);
         }
         Ok(())
     }

@@ -565,22 +565,33 @@ impl LocalAuthority {
     /// Stores the ends the database could not take when they happened;
     /// what still fails waits for the next call (every second).
     pub async fn store_unstored(&self) {
+        // Left in place while they are tried, so the file on disk always
+        // holds every end not yet stored (an end held meanwhile rewrites it).
         let pending = match self.unstored.lock() {
-            Ok(mut unstored) if !unstored.is_empty() => std::mem::take(&mut *unstored),
+            Ok(unstored) if !unstored.is_empty() => unstored.clone(),
             _ => return,
         };
-        let mut failed = Vec::new();
+        let mut stored = Vec::new();
         for which in pending {
-            match self.end_now(which.clone()).await {
-                Ok(ended) => tracing::info!(
+            if let Ok(ended) = self.end_now(which.clone()).await {
+                tracing::info!(
                     sessions = ended.len(),
                     "stored a session end held while the database was unreachable"
-                ),
-                Err(_) => failed.push(which),
+                );
+                stored.push(which);
             }
         }
+        // Nothing stored: the file already says so (no rewrite every tick
+        // of an outage).
+        if stored.is_empty() {
+            return;
+        }
         if let Ok(mut unstored) = self.unstored.lock() {
-            unstored.extend(failed);
+            for which in stored {
+                if let Some(at) = unstored.iter().position(|held| *held == which) {
+                    unstored.remove(at);
+                }
+            }
             self.keep(&unstored);
         }
     }
