@@ -96,7 +96,7 @@ async fn main() -> anyhow::Result<()> {
                         nbf: None,
                         name: Some(name.clone()),
                         avatar_url: None,
-                        created_at: chronos::accounts::rfc3339(now - 86_400),
+                        created_at: chronos::store::accounts::rfc3339(now - 86_400),
                     };
                     writeln!(out, "{}", keys.sign(&claims)?)?;
                 }

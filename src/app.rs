@@ -9,14 +9,13 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::accounts::Accounts;
 use crate::authority::SessionAuthority;
 use crate::authority::local::{LocalAuthority, LocalConfig};
 use crate::authority::tokens::AccessTokens;
 use crate::config::Provider;
 use crate::config::{ConfigError, Settings};
 use crate::cookies::CookiePolicy;
-use crate::metrics::{self as prometheus, Metrics};
+use crate::metrics::{self as prometheus, Ended, Metrics};
 use crate::routes::Routes;
 use crate::secrets::{self, Sealer};
 use crate::security::Security;
@@ -33,6 +32,7 @@ use crate::signin::oidc::OidcSignIn;
 use crate::signin::password::{PageConfig, PasswordAccounts, PasswordSignIn, Passwords};
 use crate::state::{AppState, Phase};
 use crate::store::RateLimitStore;
+use crate::store::accounts::Accounts;
 use crate::store::database::{Database, OpenError};
 use crate::store::flows::{DatabaseFlows, FlowStore};
 use crate::store::memory::MemoryRateLimitStore;
@@ -115,8 +115,11 @@ impl Stores {
             DatabaseRevocations::load(
                 database.clone(),
                 settings.sessions.access_token_ttl,
-                metrics.clone(),
                 by_operator,
+                {
+                    let metrics = metrics.clone();
+                    Box::new(move |n| metrics.sessions_ended(Ended::Operator, n))
+                },
             )
             .await
             .map_err(|e| data_dir_error(settings, "revocations", e))?,
@@ -213,11 +216,23 @@ impl Identity {
             authority,
             accounts: Accounts::new(stores.database.clone()),
             passwords: PasswordAccounts::new(
-                stores.database.clone(),
                 Accounts::new(stores.database.clone()),
                 Passwords::new(),
             ),
         })
+    }
+}
+
+/// What the metrics exporter reads from the stores at scrape time.
+fn live_readings(stores: &Stores) -> prometheus::exporter::Live {
+    let reading = |store: Arc<dyn RateLimitStore>| -> prometheus::exporter::Reading {
+        Box::new(move || store.tracked_keys())
+    };
+    let revocations = stores.revocations.clone();
+    prometheus::exporter::Live {
+        auth_limit_keys: reading(stores.auth_limits.clone()),
+        verify_limit_keys: stores.verify_limits.clone().map(reading),
+        revoked_sessions: Box::new(move || revocations.len()),
     }
 }
 
@@ -428,14 +443,8 @@ impl Application {
             )),
         ];
         let exporter = self.metrics_listener.map(|listener| {
-            let registry = prometheus::exporter::registry(
-                &self.stores.metrics,
-                prometheus::exporter::Live {
-                    auth_limits: self.stores.auth_limits.clone(),
-                    verify_limits: self.stores.verify_limits.clone(),
-                    revocations: self.stores.revocations.clone(),
-                },
-            );
+            let registry =
+                prometheus::exporter::registry(&self.stores.metrics, live_readings(&self.stores));
             tokio::spawn(async move {
                 if let Err(error) = prometheus::exporter::serve(listener, registry).await {
                     tracing::error!(error = %error, "the metrics endpoint stopped");

@@ -4,11 +4,12 @@
 
 use std::io::{BufRead, IsTerminal};
 
-use crate::accounts::{AccountError, User};
 use crate::app::{Identity, StartupError, Stores};
 use crate::authority::{EndSessions, SessionAuthority};
 use crate::config::Settings;
 use crate::signin::password::RegisterError;
+use crate::store::accounts::{AccountError, User};
+use crate::store::sql::StoreError;
 
 /// A failed command: one line for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +20,12 @@ pub enum CliError {
     Usage(String),
     #[error("{0:#}")]
     Internal(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        Self::Internal(e.into())
+    }
 }
 
 impl From<crate::authority::AuthError> for CliError {

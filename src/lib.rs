@@ -3,8 +3,6 @@
 //! Reading the modules in this order is a tour of a request's life, then of
 //! what it is served from.
 
-/// Accounts: the people who can hold a session.
-pub mod accounts;
 /// Building stores, identity, state and the service; binding; background tasks.
 pub mod app;
 /// The session authority: sessions, access and refresh tokens, revocation.

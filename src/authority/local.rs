@@ -1,11 +1,11 @@
-//! The local session authority: one row per session in the database,
-//! access tokens signed with our own key, revocations in the revocation
-//! store. Every write goes through the database's one writer.
+//! The local session authority: one row per session in the database
+//! ([`crate::store::sessions`]), access tokens signed with our own key,
+//! revocations in the revocation store.
 //!
 //! Refresh tokens describe themselves: `base64url(2 ‖ session id ‖ counter
 //! ‖ MAC)`, the MAC an HMAC-SHA256 (truncated to 128 bits) under a key in
 //! DATA_DIR. The session row keeps the current counter, so one conditional
-//! `UPDATE` decides everything a refresh can be:
+//! update decides everything a refresh can be:
 //!
 //! - the current token: the counter moves on, a new pair is issued;
 //! - the previous one, within `REFRESH_REUSE_INTERVAL_SECONDS` of its
@@ -23,24 +23,19 @@ use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use hmac::{Hmac, KeyInit, Mac};
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::Sha256;
 
-use super::batch::{Refresh, RefreshBatcher, Rules};
 use super::held::HeldEnds;
-use super::refreshed::{Pair, Refreshed};
 use super::tokens::{AUDIENCE, AccessClaims, AccessTokens};
 use super::{
     AuthError, ClientInfo, EndSessions, IssuedSession, SessionAuthority, SessionInfo, SessionRef,
-    User,
 };
-use crate::accounts::{UserRow, rfc3339, user_columns};
 use crate::limits::coarse_ip;
 use crate::metrics::Metrics;
 use crate::secrets::hash_token;
-use crate::store::database::{Database, is_unavailable, on_pool};
+use crate::store::database::{Database, is_unavailable};
 use crate::store::revocations::RevocationStore;
-use crate::store::writer::WriteError;
+use crate::store::sessions::{NewSession, Pair, Refresh, Refreshed, Rules, Sessions};
 use crate::unix_now;
 
 /// Refresh tokens longer than this are refused before any lookup.
@@ -49,23 +44,17 @@ const MAX_REFRESH_TOKEN_LEN: usize = 128;
 const V2: u8 = 2;
 /// version, session id (16), counter (8), MAC (16).
 const V2_LEN: usize = 1 + 16 + 8 + 16;
-/// Rows deleted per purge step (each a short write).
-pub const PURGE_BATCH: i64 = 1000;
-
 pub struct LocalAuthority {
-    db: Database,
+    sessions: Sessions,
     /// Ends the database could not store (it was unreachable), retried
     /// until stored; their sessions are refused meanwhile.
     unstored: Mutex<Vec<EndSessions>>,
     /// `unstored`, on disk.
     held: HeldEnds,
-    /// PostgreSQL: refreshes go to the database in batches.
-    batcher: Option<RefreshBatcher>,
     tokens: Arc<AccessTokens>,
     refresh_mac: Hmac<Sha256>,
     revocations: Arc<dyn RevocationStore>,
     refresh_ttl: u64,
-    reuse_interval: u64,
     metrics: Metrics,
 }
 
@@ -97,76 +86,6 @@ fn truncate(s: &str, max: usize) -> String {
     s.chars().filter(|c| !c.is_control()).take(max).collect()
 }
 
-fn unix_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-impl From<WriteError> for AuthError {
-    fn from(e: WriteError) -> Self {
-        AuthError::Internal(e.into())
-    }
-}
-
-fn user_row(conn: &Connection, user_id: &str) -> rusqlite::Result<Option<User>> {
-    conn.prepare_cached(concat!(
-        "SELECT ",
-        user_columns!(),
-        " FROM users WHERE id = ?1"
-    ))?
-    .query_row([user_id], |row| {
-        Ok(User {
-            id: row.get(0)?,
-            email: row.get(1)?,
-            name: row.get(2)?,
-            avatar_url: row.get(3)?,
-            created_at: rfc3339(row.get(4)?),
-        })
-    })
-    .optional()
-}
-
-/// Ends a session whose old token came back, in the same transaction.
-fn end_for_reuse(conn: &Connection, session_id: &str, now: i64) -> rusqlite::Result<i64> {
-    conn.execute(
-        "UPDATE sessions SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
-        params![now, session_id],
-    )?;
-    conn.query_row(
-        "INSERT INTO revocations (session_id, revoked_at) VALUES (?1, ?2) RETURNING seq",
-        params![session_id, now],
-        |row| row.get(0),
-    )
-}
-
-/// The sessions' `UPDATE` on the SQLite writer; the ids it ended.
-fn end_sqlite(c: &Connection, which: EndSessions, now: i64) -> rusqlite::Result<Vec<String>> {
-    let (sql, args): (&str, Vec<String>) = match which {
-        EndSessions::Any { session_id } => (
-            "UPDATE sessions SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL RETURNING id",
-            vec![session_id],
-        ),
-        EndSessions::OwnedBy {
-            user_id,
-            session_id,
-        } => (
-            "UPDATE sessions SET revoked_at = ?1 WHERE id = ?2 AND user_id = ?3 AND revoked_at IS NULL RETURNING id",
-            vec![session_id, user_id],
-        ),
-        EndSessions::AllOf { user_id } => (
-            "UPDATE sessions SET revoked_at = ?1 WHERE user_id = ?2 AND revoked_at IS NULL RETURNING id",
-            vec![user_id],
-        ),
-    };
-    let mut statement = c.prepare(sql)?;
-    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&now];
-    values.extend(args.iter().map(|a| a as &dyn rusqlite::ToSql));
-    statement
-        .query_map(values.as_slice(), |r| r.get(0))?
-        .collect::<rusqlite::Result<Vec<String>>>()
-}
-
 impl LocalAuthority {
     pub fn new(
         db: Database,
@@ -176,29 +95,23 @@ impl LocalAuthority {
     ) -> anyhow::Result<Self> {
         let refresh_mac = Hmac::<Sha256>::new_from_slice(&config.refresh_key)
             .map_err(|_| anyhow::anyhow!("bad refresh key"))?;
-        let batcher = match &db {
-            Database::Postgres(pool) => Some(RefreshBatcher::start(
-                pool.clone(),
-                Rules {
-                    refresh_ttl: config.refresh_ttl as i64,
-                    reuse_interval_ms: config.reuse_interval as i64 * 1000,
-                },
-                1,
-            )),
-            Database::Sqlite { .. } => None,
-        };
+        let sessions = Sessions::new(
+            db,
+            Rules {
+                refresh_ttl: config.refresh_ttl as i64,
+                reuse_interval_ms: config.reuse_interval as i64 * 1000,
+            },
+        );
         let (held, unstored) = HeldEnds::open(&config.data_dir)?;
         revocations.refuse_now(&known_sessions(&unstored));
         Ok(Self {
-            db,
-            batcher,
+            sessions,
             unstored: Mutex::new(unstored),
             held,
             tokens,
             refresh_mac,
             revocations,
             refresh_ttl: config.refresh_ttl,
-            reuse_interval: config.reuse_interval,
             metrics: config.metrics,
         })
     }
@@ -272,51 +185,14 @@ impl LocalAuthority {
     ) -> Result<IssuedSession, AuthError> {
         let now = unix_now() as i64;
         let session_id = uuid::Uuid::new_v4().to_string();
-        let user_id = user_id.to_string();
-        let user_agent = client.user_agent.as_deref().map(|ua| truncate(ua, 256));
-        let ip = coarse_ip(client.ip);
-        let id = session_id.clone();
-        let writer = match &self.db {
-            Database::Sqlite { writer, .. } => writer,
-            Database::Postgres(pool) => {
-                let user: Option<UserRow> = sqlx::query_as(concat!(
-                    "WITH s AS (
-                       INSERT INTO sessions (id, user_id, created_at, last_used_at, user_agent, ip,
-                                             refresh_counter, refresh_issued_at)
-                       SELECT $1, id, $3, $3, $4, $5, 0, $3 FROM users WHERE id = $2
-                       RETURNING user_id)
-                     SELECT ",
-                    user_columns!(),
-                    " FROM users JOIN s ON s.user_id = users.id"
-                ))
-                .bind(&id)
-                .bind(&user_id)
-                .bind(now)
-                .bind(user_agent)
-                .bind(ip)
-                .fetch_optional(pool)
-                .await?;
-                let user = User::from(user.ok_or(AuthError::Rejected)?);
-                return self.issue(Pair {
-                    session_id,
-                    counter: 0,
-                    issued_at: now as u64,
-                    user,
-                });
-            }
-        };
-        let user = writer
-            .write(move |c| {
-                let Some(user) = user_row(c, &user_id)? else {
-                    return Ok(None);
-                };
-                c.prepare_cached(
-                    "INSERT INTO sessions (id, user_id, created_at, last_used_at, user_agent, ip,
-                                           refresh_counter, refresh_issued_at)
-                     VALUES (?1, ?2, ?3, ?3, ?4, ?5, 0, ?3)",
-                )?
-                .execute(params![id, user.id, now, user_agent, ip])?;
-                Ok(Some(user))
+        let user = self
+            .sessions
+            .open(NewSession {
+                id: session_id.clone(),
+                user_id: user_id.to_string(),
+                now,
+                user_agent: client.user_agent.as_deref().map(|ua| truncate(ua, 256)),
+                ip: coarse_ip(client.ip),
             })
             .await?
             .ok_or(AuthError::Rejected)?;
@@ -336,228 +212,12 @@ impl LocalAuthority {
         let now = unix_now() as i64;
         let idle = now - self.refresh_ttl as i64 - 60;
         let ended = now - self.tokens.ttl() as i64 - 60;
-        let mut total = 0;
-        loop {
-            let deleted = match &self.db {
-                Database::Sqlite { writer, .. } => {
-                    writer
-                        .write(move |c| {
-                            c.execute(
-                                "DELETE FROM sessions WHERE id IN (
-                                   SELECT id FROM sessions WHERE last_used_at < ?1 LIMIT ?3
-                                   UNION ALL
-                                   SELECT id FROM sessions WHERE revoked_at < ?2 LIMIT ?3)",
-                                params![idle, ended, PURGE_BATCH],
-                            )
-                        })
-                        .await? as u64
-                }
-                Database::Postgres(pool) => sqlx::query(
-                    "DELETE FROM sessions WHERE id IN (
-                       (SELECT id FROM sessions WHERE last_used_at < $1 LIMIT $3)
-                       UNION ALL
-                       (SELECT id FROM sessions WHERE revoked_at < $2 LIMIT $3))",
-                )
-                .bind(idle)
-                .bind(ended)
-                .bind(PURGE_BATCH)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-            };
-            total += deleted;
-            if (deleted as i64) < PURGE_BATCH {
-                return Ok(total);
-            }
-            // Let the requests' writes in between batches.
-            tokio::task::yield_now().await;
-        }
-    }
-
-    /// A self-describing token: the one conditional update.
-    async fn refresh_v2(
-        &self,
-        session_id: String,
-        counter: u64,
-        client: &ClientInfo,
-    ) -> Result<Refreshed, AuthError> {
-        let user_agent = client.user_agent.as_deref().map(|ua| truncate(ua, 256));
-        let ip = coarse_ip(client.ip);
-        let counter = i64::try_from(counter).map_err(|_| AuthError::Rejected)?;
-        // PostgreSQL: the batch states the times once for all its rows.
-        if let Some(batcher) = &self.batcher {
-            let refresh = Refresh {
-                session_id,
-                counter,
-                user_agent,
-                ip,
-            };
-            return batcher.refresh(refresh).await;
-        }
-        let Database::Sqlite { writer, .. } = &self.db else {
-            return Err(AuthError::Internal(anyhow::anyhow!(
-                "PostgreSQL without its refresh batcher"
-            )));
-        };
-        let now = unix_now() as i64;
-        let now_ms = unix_now_ms();
-        let interval_ms = self.reuse_interval as i64 * 1000;
-        let horizon = now - self.refresh_ttl as i64;
-        Ok(writer
-            .write(move |c| {
-                // All right-hand sides read the row as it was.
-                let row: Option<(i64, i64, Option<i64>, String)> = c
-                    .prepare_cached(
-                        "UPDATE sessions SET
-                           refresh_counter = CASE WHEN refresh_counter = ?1 THEN ?1 + 1 ELSE refresh_counter END,
-                           refresh_issued_at = CASE WHEN refresh_counter = ?1 THEN ?2 ELSE refresh_issued_at END,
-                           rotated_at_ms = CASE WHEN refresh_counter = ?1 THEN ?3 ELSE rotated_at_ms END,
-                           revoked_at = CASE
-                             WHEN refresh_counter = ?1 THEN NULL
-                             WHEN refresh_counter = ?1 + 1 AND ?3 - rotated_at_ms < ?4 THEN NULL
-                             ELSE ?2 END,
-                           last_used_at = CASE WHEN ?2 - last_used_at >= 60 THEN ?2 ELSE last_used_at END,
-                           user_agent = COALESCE(?5, user_agent),
-                           ip = ?6
-                         WHERE id = ?7 AND revoked_at IS NULL AND refresh_issued_at > ?8
-                           AND refresh_counter IS NOT NULL
-                         RETURNING refresh_counter, refresh_issued_at, revoked_at, user_id",
-                    )?
-                    .query_row(
-                        params![counter, now, now_ms, interval_ms, user_agent, ip, session_id, horizon],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                    )
-                    .optional()?;
-                let Some((current, issued_at, revoked_at, user_id)) = row else {
-                    return Ok(Refreshed::Rejected);
-                };
-                if revoked_at.is_some() {
-                    let seq: i64 = c.query_row(
-                        "INSERT INTO revocations (session_id, revoked_at) VALUES (?1, ?2) RETURNING seq",
-                        params![session_id, now],
-                        |r| r.get(0),
-                    )?;
-                    return Ok(Refreshed::Reused { session_id, seq });
-                }
-                let Some(user) = user_row(c, &user_id)? else {
-                    return Ok(Refreshed::Rejected);
-                };
-                Ok(Refreshed::Pair(Pair {
-                    session_id,
-                    counter: current as u64,
-                    issued_at: issued_at as u64,
-                    user,
-                }))
-            })
-            .await?)
-    }
-
-    /// A chain token from before self-describing tokens: its session moves
-    /// to the new scheme on its next refresh.
-    async fn refresh_legacy(&self, token: &str) -> Result<Refreshed, AuthError> {
-        let token_hash = hash_token(token);
-        let now = unix_now() as i64;
-        let now_ms = unix_now_ms();
-        let interval_ms = self.reuse_interval as i64 * 1000;
-        let horizon = now - self.refresh_ttl as i64;
-        // PostgreSQL databases began with self-describing tokens.
-        let Database::Sqlite { writer, .. } = &self.db else {
-            return Ok(Refreshed::Rejected);
-        };
-        Ok(writer
-            .write(move |c| {
-                type Row = (String, i64, Option<i64>, String, Option<i64>, Option<i64>, Option<i64>);
-                let row: Option<Row> = c
-                    .query_row(
-                        "SELECT rt.session_id, rt.created_at, COALESCE(rt.rotated_at_ms, rt.rotated_at * 1000),
-                                s.user_id, s.revoked_at, s.refresh_counter, s.refresh_issued_at
-                         FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
-                         WHERE rt.token_hash = ?1",
-                        [&token_hash],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
-                    )
-                    .optional()?;
-                let Some((session_id, created_at, rotated_ms, user_id, revoked_at, counter, issued_at)) = row
-                else {
-                    return Ok(Refreshed::Rejected);
-                };
-                if revoked_at.is_some() || created_at <= horizon {
-                    return Ok(Refreshed::Rejected);
-                }
-                let pair = match (rotated_ms, counter) {
-                    // The chain's head: the session moves to counters.
-                    (None, None) => {
-                        c.execute(
-                            "UPDATE refresh_tokens SET rotated_at = ?1, rotated_at_ms = ?2 WHERE token_hash = ?3",
-                            params![now, now_ms, token_hash],
-                        )?;
-                        c.execute(
-                            "UPDATE sessions SET refresh_counter = 1, refresh_issued_at = ?1,
-                                    rotated_at_ms = ?2, last_used_at = ?1 WHERE id = ?3",
-                            params![now, now_ms, session_id],
-                        )?;
-                        (1, now)
-                    }
-                    // A repeat of the head within the grace window: the new pair.
-                    (Some(rotated), Some(counter)) if now_ms - rotated < interval_ms => {
-                        (counter, issued_at.unwrap_or(now))
-                    }
-                    // Rotated by an earlier version, within the window: not
-                    // theft, but nothing to hand out either.
-                    (Some(rotated), None) if now_ms - rotated < interval_ms => {
-                        return Ok(Refreshed::Rejected);
-                    }
-                    // Any other old token: theft.
-                    _ => {
-                        let seq = end_for_reuse(c, &session_id, now)?;
-                        return Ok(Refreshed::Reused { session_id, seq });
-                    }
-                };
-                let Some(user) = user_row(c, &user_id)? else {
-                    return Ok(Refreshed::Rejected);
-                };
-                Ok(Refreshed::Pair(Pair {
-                    session_id,
-                    counter: pair.0 as u64,
-                    issued_at: pair.1 as u64,
-                    user,
-                }))
-            })
-            .await?)
+        Ok(self.sessions.purge(idle, ended).await?)
     }
 
     /// Ends sessions in the database, then records their revocations.
     async fn end_now(&self, which: EndSessions) -> Result<Vec<String>, AuthError> {
-        let now = unix_now() as i64;
-        let ended: Vec<String> = match &self.db {
-            Database::Sqlite { writer, .. } => {
-                writer.write(move |c| end_sqlite(c, which, now)).await?
-            }
-            Database::Postgres(pool) => {
-                let query = match &which {
-                    EndSessions::Any { session_id } => sqlx::query_scalar(
-                        "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL RETURNING id",
-                    )
-                    .bind(now)
-                    .bind(session_id),
-                    EndSessions::OwnedBy {
-                        user_id,
-                        session_id,
-                    } => sqlx::query_scalar(
-                        "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL RETURNING id",
-                    )
-                    .bind(now)
-                    .bind(session_id)
-                    .bind(user_id),
-                    EndSessions::AllOf { user_id } => sqlx::query_scalar(
-                        "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL RETURNING id",
-                    )
-                    .bind(now)
-                    .bind(user_id),
-                };
-                query.fetch_all(pool).await?
-            }
-        };
+        let ended = self.sessions.end(&which, unix_now() as i64).await?;
         self.revocations.revoke(&ended).await?;
         Ok(ended)
     }
@@ -613,49 +273,12 @@ impl LocalAuthority {
     /// operator's `chronos session list`): one query.
     pub async fn list_all_sessions(&self) -> Result<Vec<(String, SessionInfo)>, AuthError> {
         let horizon = unix_now() as i64 - self.refresh_ttl as i64;
-        const ALL: &str = "SELECT u.email, s.id, s.created_at, s.last_used_at, s.user_agent, s.ip
-             FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.revoked_at IS NULL AND s.last_used_at > $1
-             ORDER BY s.created_at DESC, s.id";
-        let rows: Vec<ListedSession> = on_pool!(&self.db, |pool| sqlx::query_as(ALL)
-            .bind(horizon)
-            .fetch_all(pool)
-            .await?);
+        let rows = self.sessions.list_all(horizon).await?;
         Ok(rows
             .into_iter()
-            .filter(|row| !self.revocations.is_revoked(&row.session.id))
-            .map(|row| (row.email, SessionInfo::from(row.session)))
+            .filter(|(_, session)| !self.revocations.is_revoked(&session.id))
             .collect())
     }
-}
-
-#[derive(sqlx::FromRow)]
-struct SessionRow {
-    id: String,
-    created_at: i64,
-    last_used_at: i64,
-    user_agent: Option<String>,
-    ip: Option<String>,
-}
-
-impl From<SessionRow> for SessionInfo {
-    fn from(row: SessionRow) -> Self {
-        SessionInfo {
-            id: row.id,
-            created_at: rfc3339(row.created_at),
-            last_used_at: rfc3339(row.last_used_at),
-            user_agent: row.user_agent,
-            ip: row.ip,
-        }
-    }
-}
-
-/// A session with its user's email (the operator's listing).
-#[derive(sqlx::FromRow)]
-struct ListedSession {
-    email: String,
-    #[sqlx(flatten)]
-    session: SessionRow,
 }
 
 #[async_trait]
@@ -673,9 +296,19 @@ impl SessionAuthority for LocalAuthority {
                 if self.revocations.is_revoked(&session_id) {
                     return Err(AuthError::Rejected);
                 }
-                self.refresh_v2(session_id, counter, client).await?
+                let refresh = Refresh {
+                    session_id,
+                    counter: i64::try_from(counter).map_err(|_| AuthError::Rejected)?,
+                    user_agent: client.user_agent.as_deref().map(|ua| truncate(ua, 256)),
+                    ip: coarse_ip(client.ip),
+                };
+                self.sessions.rotate(refresh).await?
             }
-            None => self.refresh_legacy(refresh_token).await?,
+            None => {
+                self.sessions
+                    .rotate_legacy(hash_token(refresh_token))
+                    .await?
+            }
         };
         match found {
             Refreshed::Pair(pair) => self.issue(pair),
@@ -715,36 +348,14 @@ impl SessionAuthority for LocalAuthority {
         if refresh_token.len() > MAX_REFRESH_TOKEN_LEN {
             return Ok(None);
         }
-        const BY_ID: &str = "SELECT user_id, id FROM sessions WHERE id = $1";
-        let row: Option<(String, String)> = match (self.parse_refresh_token(refresh_token), &self.db)
-        {
-            (Some((session_id, _)), Database::Sqlite { pool, .. }) => {
-                sqlx::query_as(BY_ID)
-                    .bind(session_id)
-                    .fetch_optional(pool)
+        Ok(match self.parse_refresh_token(refresh_token) {
+            Some((session_id, _)) => self.sessions.owner(&session_id).await?,
+            None => {
+                self.sessions
+                    .legacy_owner(&hash_token(refresh_token))
                     .await?
             }
-            (Some((session_id, _)), Database::Postgres(pool)) => {
-                sqlx::query_as(BY_ID)
-                    .bind(session_id)
-                    .fetch_optional(pool)
-                    .await?
-            }
-            (None, Database::Postgres(_)) => None,
-            (None, Database::Sqlite { pool, .. }) => {
-                sqlx::query_as(
-                    "SELECT s.user_id, s.id FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
-                     WHERE rt.token_hash = ?",
-                )
-                .bind(hash_token(refresh_token))
-                .fetch_optional(pool)
-                .await?
-            }
-        };
-        Ok(row.map(|(user_id, session_id)| SessionRef {
-            user_id,
-            session_id,
-        }))
+        })
     }
 
     async fn end_sessions(&self, which: EndSessions) -> Result<Vec<String>, AuthError> {
@@ -770,18 +381,10 @@ impl SessionAuthority for LocalAuthority {
 
     async fn list_sessions(&self, user_id: &str) -> Result<Vec<SessionInfo>, AuthError> {
         let horizon = unix_now() as i64 - self.refresh_ttl as i64;
-        const OF_USER: &str = "SELECT id, created_at, last_used_at, user_agent, ip FROM sessions
-             WHERE user_id = $1 AND revoked_at IS NULL AND last_used_at > $2
-             ORDER BY created_at DESC, id";
-        let rows: Vec<SessionRow> = on_pool!(&self.db, |pool| sqlx::query_as(OF_USER)
-            .bind(user_id)
-            .bind(horizon)
-            .fetch_all(pool)
-            .await?);
+        let rows = self.sessions.list_of(user_id, horizon).await?;
         Ok(rows
             .into_iter()
             .filter(|row| !self.revocations.is_revoked(&row.id))
-            .map(SessionInfo::from)
             .collect())
     }
 

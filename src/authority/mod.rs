@@ -8,22 +8,20 @@
 //! ([`local::LocalAuthority`]) keeps our own sessions in the database;
 //! Supabase Auth is an authority of its own.
 
-/// PostgreSQL refreshes, batched.
-mod batch;
 pub mod cache;
 mod held;
 pub mod local;
-/// The outcome of a refresh (shared by the engines).
-mod refreshed;
 pub mod tokens;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde::Serialize;
 
-pub use crate::accounts::User;
+use crate::store::sql::StoreError;
+
+pub use crate::store::accounts::User;
+pub use crate::store::sessions::{EndSessions, SessionInfo, SessionRef};
 pub use tokens::AccessClaims;
 
 impl User {
@@ -56,35 +54,6 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
 }
 
-/// One active session, as `GET /auth/sessions` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SessionInfo {
-    pub id: String,
-    pub created_at: String,
-    pub last_used_at: String,
-    pub user_agent: Option<String>,
-    pub ip: Option<String>,
-}
-
-/// A session and the user it belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRef {
-    pub user_id: String,
-    pub session_id: String,
-}
-
-/// Which sessions to end.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum EndSessions {
-    /// One session, only if it belongs to this user (a person ending their own).
-    OwnedBy { user_id: String, session_id: String },
-    /// Every session of the user.
-    AllOf { user_id: String },
-    /// One session, whoever owns it: the server's own decision (a replayed
-    /// sign-in code, a provider's logout signal), never a client's request.
-    Any { session_id: String },
-}
-
 /// Why the authority (or a sign-in method) refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -102,8 +71,8 @@ pub enum AuthError {
     Internal(#[from] anyhow::Error),
 }
 
-impl From<sqlx::Error> for AuthError {
-    fn from(e: sqlx::Error) -> Self {
+impl From<StoreError> for AuthError {
+    fn from(e: StoreError) -> Self {
         Self::Internal(e.into())
     }
 }

@@ -17,14 +17,18 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use super::{LimitLabels, Metrics};
-use crate::store::RateLimitStore;
-use crate::store::revocations::RevocationStore;
+/// A figure read at scrape time.
+pub type Reading = Box<dyn Fn() -> usize + Send + Sync>;
 
-/// What the exporter reads at scrape time.
+/// What the exporter reads at scrape time (handed in by whoever owns the
+/// stores, so this module needs none of them).
 pub struct Live {
-    pub auth_limits: Arc<dyn RateLimitStore>,
-    pub verify_limits: Option<Arc<dyn RateLimitStore>>,
-    pub revocations: Arc<dyn RevocationStore>,
+    /// Clients the `RATE_LIMIT_AUTH` limiter tracks.
+    pub auth_limit_keys: Reading,
+    /// Clients the `RATE_LIMIT_VERIFY` limiter tracks, when it is on.
+    pub verify_limit_keys: Option<Reading>,
+    /// Revoked sessions held in memory.
+    pub revoked_sessions: Reading,
 }
 
 impl std::fmt::Debug for Live {
@@ -41,17 +45,16 @@ impl Collector for Live {
             None,
             MetricType::Gauge,
         )?;
-        for (limit, store) in [
-            ("auth", Some(&self.auth_limits)),
-            ("verify", self.verify_limits.as_ref()),
+        for (limit, reading) in [
+            ("auth", Some(&self.auth_limit_keys)),
+            ("verify", self.verify_limit_keys.as_ref()),
         ] {
-            if let Some(store) = store {
+            if let Some(reading) = reading {
                 let labels = LimitLabels { limit };
-                ConstGauge::new(store.tracked_keys() as i64)
-                    .encode(family.encode_family(&labels)?)?;
+                ConstGauge::new(reading() as i64).encode(family.encode_family(&labels)?)?;
             }
         }
-        let revoked = ConstGauge::new(self.revocations.len() as i64);
+        let revoked = ConstGauge::new((self.revoked_sessions)() as i64);
         revoked.encode(encoder.encode_descriptor(
             "chronos_revoked_sessions",
             "Revoked sessions held in memory (those whose access tokens may not have expired yet)",

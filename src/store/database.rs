@@ -1,20 +1,18 @@
 //! The durable store: the embedded SQLite file (one writer thread and a
 //! read pool, [`super::sqlite`]) or PostgreSQL (a bounded pool shared by
-//! any number of replicas, [`super::postgres`]). Each store module keeps
-//! its statements for both engines side by side, so what a write means is
-//! read in one place.
+//! any number of replicas, [`super::postgres`]). The repositories beside
+//! this module run one statement text on either ([`super::sql`]).
 
 use sqlx::{PgPool, SqlitePool};
 
 pub use super::open::OpenError;
-use super::writer::{WriteError, Writer, purge_in_batches};
+use super::sql::{Args, FromRow, PgConn, SqliteConn, StoreError, Work, args, bind_all, run_ready};
+use super::writer::Writer;
 use super::{postgres, sqlite};
 use crate::config::Settings;
 
-/// Runs the same sqlx statement on whichever pool the database has (a read
-/// written once for both engines: `$n` placeholders read the same):
-/// `on_pool!(&self.db, |pool| sqlx::query(Q).bind(x).fetch_all(pool).await?)`.
-/// Writes on SQLite go through the writer instead, so this serves reads.
+/// Runs the same sqlx code on whichever pool the database has (the reads
+/// of [`super::sql`]); writes on SQLite go through the writer instead.
 macro_rules! on_pool {
     ($db:expr, |$pool:ident| $body:expr) => {
         match $db {
@@ -23,7 +21,6 @@ macro_rules! on_pool {
         }
     };
 }
-pub(crate) use on_pool;
 
 #[derive(Clone)]
 pub enum Database {
@@ -63,67 +60,137 @@ impl Database {
     }
 
     /// The readiness probe's check: one round trip.
-    pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        match self {
-            Self::Sqlite { pool, .. } => sqlx::query("SELECT 1").execute(pool).await.map(drop),
-            Self::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
-        }
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.read_one::<i64>("SELECT 1", args![]).await.map(drop)
     }
 
     /// Runs `delete` (`DELETE ... WHERE key IN (SELECT ... WHERE ... < $1
-    /// LIMIT 1000)`: `$1` reads the same on both engines) until a batch
-    /// deletes less than 1000 rows, each batch a short write.
-    pub async fn purge(&self, delete: &'static str, bound: i64) -> anyhow::Result<u64> {
-        match self {
-            Self::Sqlite { writer, .. } => Ok(purge_in_batches(writer, delete, bound).await?),
-            Self::Postgres(pool) => {
-                let mut total = 0;
-                loop {
-                    let deleted = sqlx::query(delete)
-                        .bind(bound)
-                        .execute(pool)
-                        .await?
-                        .rows_affected();
-                    total += deleted;
-                    if deleted < 1000 {
-                        return Ok(total);
-                    }
-                }
+    /// LIMIT 1000)`) until a batch deletes less than 1000 rows, each batch
+    /// a short write of its own so that the requests' writes get in
+    /// between.
+    pub async fn purge(&self, delete: &'static str, bound: i64) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let deleted = self.write(delete, args![bound]).await?;
+            total += deleted;
+            if deleted < 1000 {
+                return Ok(total);
             }
+            tokio::task::yield_now().await;
         }
     }
+}
 
-    /// Records a one-time value until it expires (`insert`: an `INSERT ...
-    /// VALUES ($1, $2) ON CONFLICT DO NOTHING` of key and expiry);
-    /// `false` when it was recorded before.
-    pub async fn record_once(
-        &self,
-        insert: &'static str,
-        key: String,
-        expires_at: i64,
-    ) -> anyhow::Result<bool> {
-        let inserted = match self {
+/// Statements and transactions, on whichever engine this is.
+impl Database {
+    /// Runs `work` in a transaction.
+    pub async fn transaction<W: Work>(&self, work: W) -> Result<W::Output, StoreError> {
+        match self {
             Self::Sqlite { writer, .. } => {
                 writer
-                    .write(move |c| c.execute(insert, rusqlite::params![key, expires_at]))
-                    .await? as u64
+                    .write(move |c| run_ready(work.run(&mut SqliteConn(c)))?)
+                    .await
             }
-            Self::Postgres(pool) => sqlx::query(insert)
-                .bind(key)
-                .bind(expires_at)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-        };
-        Ok(inserted == 1)
+            Self::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let output = work.run(&mut PgConn(&mut tx)).await?;
+                tx.commit().await?;
+                Ok(output)
+            }
+        }
     }
 
-    /// The SQLite writer; `None` on PostgreSQL.
-    pub fn writer(&self) -> Option<&Writer> {
+    /// Runs one writing statement; how many rows it changed.
+    pub async fn write(&self, sql: &'static str, args: Args) -> Result<u64, StoreError> {
         match self {
-            Self::Sqlite { writer, .. } => Some(writer),
-            Self::Postgres(_) => None,
+            Self::Sqlite { writer, .. } => {
+                writer
+                    .write(move |c| SqliteConn(c).execute_now(sql, &args))
+                    .await
+            }
+            Self::Postgres(pool) => Ok(bind_all!(sqlx::query(sql), args)
+                .execute(pool)
+                .await?
+                .rows_affected()),
         }
+    }
+
+    /// Runs one writing statement; the rows it returns (`RETURNING`).
+    pub async fn write_returning<R: FromRow + Send + 'static>(
+        &self,
+        sql: &'static str,
+        args: Args,
+    ) -> Result<Vec<R>, StoreError> {
+        match self {
+            Self::Sqlite { writer, .. } => {
+                writer
+                    .write(move |c| SqliteConn(c).fetch_all_now(sql, &args))
+                    .await
+            }
+            Self::Postgres(pool) => {
+                let rows = bind_all!(sqlx::query(sql), args).fetch_all(pool).await?;
+                rows.iter().map(|row| R::from_row(row)).collect()
+            }
+        }
+    }
+
+    /// Runs one writing statement; the first row it returns, if any.
+    pub async fn write_returning_one<R: FromRow + Send + 'static>(
+        &self,
+        sql: &'static str,
+        args: Args,
+    ) -> Result<Option<R>, StoreError> {
+        match self {
+            Self::Sqlite { writer, .. } => {
+                writer
+                    .write(move |c| SqliteConn(c).fetch_optional_now(sql, &args))
+                    .await
+            }
+            Self::Postgres(pool) => {
+                let row = bind_all!(sqlx::query(sql), args)
+                    .fetch_optional(pool)
+                    .await?;
+                row.as_ref().map(|row| R::from_row(row)).transpose()
+            }
+        }
+    }
+
+    /// Every row a reading statement returns (SQLite: the read pool, which
+    /// never waits for the writer).
+    pub async fn read<R: FromRow>(
+        &self,
+        sql: &'static str,
+        args: Args,
+    ) -> Result<Vec<R>, StoreError> {
+        on_pool!(self, |pool| {
+            let rows = bind_all!(sqlx::query(sql), args).fetch_all(pool).await?;
+            rows.iter().map(|row| R::from_row(row)).collect()
+        })
+    }
+
+    /// The first row a reading statement returns, if any.
+    pub async fn read_optional<R: FromRow>(
+        &self,
+        sql: &'static str,
+        args: Args,
+    ) -> Result<Option<R>, StoreError> {
+        on_pool!(self, |pool| {
+            let row = bind_all!(sqlx::query(sql), args)
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(|row| R::from_row(row)).transpose()
+        })
+    }
+
+    /// The row a reading statement must return.
+    pub async fn read_one<R: FromRow>(
+        &self,
+        sql: &'static str,
+        args: Args,
+    ) -> Result<R, StoreError> {
+        self.read_optional(sql, args)
+            .await?
+            .ok_or_else(|| StoreError::Statement(format!("no row: {sql}")))
     }
 }
 
@@ -149,8 +216,13 @@ pub fn is_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
                 _ => false,
             };
         }
-        if let Some(WriteError::Stopped) = e.downcast_ref::<WriteError>() {
-            return true;
+        if let Some(e) = e.downcast_ref::<StoreError>() {
+            match e {
+                StoreError::Stopped => return true,
+                StoreError::Sqlx(e) => return is_unavailable(e),
+                StoreError::Shared(e) => return is_unavailable(e.as_ref()),
+                _ => {}
+            }
         }
         cause = e.source();
     }

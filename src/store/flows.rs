@@ -4,9 +4,9 @@
 //! the code exchange works after a restart and on another replica).
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, params};
 
 use super::database::Database;
+use super::sql::args;
 use crate::secrets::{hash_token, random_token};
 use crate::unix_now;
 
@@ -61,70 +61,32 @@ impl FlowStore for DatabaseFlows {
             state: random_token(16),
             nonce: random_token(16),
         };
-        let row = (
-            hash_token(&flow.id),
-            flow.code_verifier.clone(),
-            redirect_uri.to_string(),
-            flow.state.clone(),
-            flow.nonce.clone(),
-            (unix_now() + FLOW_TTL_SECONDS) as i64,
-        );
-        match &self.db {
-            Database::Sqlite { writer, .. } => {
-                writer
-                    .write(move |c| {
-                        c.execute(
-                            "INSERT INTO auth_flows (id_hash, code_verifier, redirect_uri, state, nonce, expires_at)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                            params![row.0, row.1, row.2, row.3, row.4, row.5],
-                        )
-                    })
-                    .await?;
-            }
-            Database::Postgres(pool) => {
-                sqlx::query(
-                    "INSERT INTO auth_flows (id_hash, code_verifier, redirect_uri, state, nonce, expires_at)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(row.0)
-                .bind(row.1)
-                .bind(row.2)
-                .bind(row.3)
-                .bind(row.4)
-                .bind(row.5)
-                .execute(pool)
-                .await?;
-            }
-        }
+        const START: &str = "INSERT INTO auth_flows (id_hash, code_verifier, redirect_uri, state, nonce, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6)";
+        let expires_at = (unix_now() + FLOW_TTL_SECONDS) as i64;
+        self.db
+            .write(
+                START,
+                args![
+                    hash_token(&flow.id),
+                    &flow.code_verifier,
+                    redirect_uri,
+                    &flow.state,
+                    &flow.nonce,
+                    expires_at
+                ],
+            )
+            .await?;
         Ok(flow)
     }
 
     async fn take(&self, id: &str) -> anyhow::Result<Option<Flow>> {
-        let id_hash = hash_token(id);
-        let row: Option<(String, String, String, String, i64)> = match &self.db {
-            Database::Sqlite { writer, .. } => {
-                writer
-                    .write(move |c| {
-                        c.query_row(
-                            "DELETE FROM auth_flows WHERE id_hash = ?1
-                             RETURNING code_verifier, redirect_uri, state, nonce, expires_at",
-                            [id_hash],
-                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-                        )
-                        .optional()
-                    })
-                    .await?
-            }
-            Database::Postgres(pool) => {
-                sqlx::query_as(
-                    "DELETE FROM auth_flows WHERE id_hash = $1
-                     RETURNING code_verifier, redirect_uri, state, nonce, expires_at",
-                )
-                .bind(id_hash)
-                .fetch_optional(pool)
-                .await?
-            }
-        };
+        const TAKE: &str = "DELETE FROM auth_flows WHERE id_hash = $1
+             RETURNING code_verifier, redirect_uri, state, nonce, expires_at";
+        let row: Option<(String, String, String, String, i64)> = self
+            .db
+            .write_returning_one(TAKE, args![hash_token(id)])
+            .await?;
         Ok(row
             .filter(|(.., expires_at)| *expires_at > unix_now() as i64)
             .map(|(code_verifier, redirect_uri, state, nonce, _)| Flow {

@@ -1,26 +1,42 @@
-//! State that must outlive a request, behind small traits so that one
-//! process can keep it in memory or in SQLite, and many replicas (PostgreSQL, Redis) can share
-//! it, without the HTTP layer noticing: rate-limit counters (here),
-//! revocations, sign-in flows.
+//! Everything that must outlive a request, and the only module with SQL.
+//! One repository per aggregate, with methods named for what they do; each
+//! statement is written once for both engines ([`sql`]) and runs on the
+//! embedded SQLite file or on PostgreSQL ([`database`]). Beside them, state
+//! behind small traits that one process keeps in memory and many replicas
+//! share through Redis: rate-limit counters (here), revocation news.
 
+/// Accounts and the identities that sign them in.
+pub mod accounts;
+/// One-time authorization codes of the embedded sign-in page.
+pub mod codes;
 /// The durable store: SQLite or PostgreSQL.
 pub mod database;
-/// Sign-in flows started by `/auth/google/login` (PKCE verifiers), in SQLite.
+/// Sign-in flows started by `/auth/google/login` (PKCE verifiers).
 pub mod flows;
 /// In-process rate-limit counters.
 pub mod memory;
+/// One-time values: form-token nonces, back-channel logout `jti`s.
+pub mod nonces;
 /// Why a database could not be opened (either engine).
 pub mod open;
 /// Calls to providers kept until they succeed (revocations, remote logouts).
 pub mod outbox;
 /// PostgreSQL: pool, migrations, start-up wait.
 pub mod postgres;
+/// What an OpenID provider told us about our sessions.
+pub mod provider_sessions;
 /// What replicas share through Redis: limiter counters, revocation news.
 pub mod redis;
-/// Revoked sessions: in memory for the hot path, persisted in SQLite.
+/// Revoked sessions: in memory for the hot path, followed in the database.
 pub mod revocations;
+/// Our own sessions and their refresh families.
+pub mod sessions;
+/// Statements written once for both engines; transactions as `Work`.
+pub mod sql;
 /// Opening the SQLite database and running migrations.
 pub mod sqlite;
+/// Sessions begun with Supabase Auth.
+pub mod supabase_sessions;
 /// The one writer of the SQLite database (group commit).
 pub mod writer;
 

@@ -17,10 +17,9 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use rusqlite::params;
 
-use super::database::{Database, on_pool};
-use crate::metrics::{Ended, Metrics};
+use super::database::Database;
+use super::sql::{Exec, StoreError, Work, args};
 use crate::unix_now;
 
 /// How long a missing sequence number is waited for before it is taken for
@@ -178,16 +177,58 @@ impl Follower {
     }
 }
 
+/// Records one session's revocation; its sequence number.
+const RECORD: &str = "INSERT INTO revocations (session_id, revoked_at, by_operator)
+     VALUES ($1, $2, $3) RETURNING seq";
+
+/// Records a revocation inside the caller's transaction (a refresh that
+/// detected reuse ends its session in the same transaction); its sequence
+/// number.
+pub(crate) async fn record_in<E: Exec>(
+    tx: &mut E,
+    session_id: &str,
+    now: i64,
+) -> Result<i64, StoreError> {
+    tx.fetch_one(RECORD, args![session_id, now, false]).await
+}
+
+/// Records several sessions' revocations, all or none.
+struct Record {
+    ids: Vec<String>,
+    now: i64,
+    by_operator: bool,
+}
+
+impl Work for Record {
+    type Output = Vec<RevocationRow>;
+
+    async fn run<E: Exec>(self, tx: &mut E) -> Result<Vec<RevocationRow>, StoreError> {
+        let mut rows = Vec::with_capacity(self.ids.len());
+        for id in self.ids {
+            let seq: i64 = tx
+                .fetch_one(RECORD, args![&id, self.now, self.by_operator])
+                .await?;
+            rows.push((seq, id, self.now));
+        }
+        Ok(rows)
+    }
+}
+
 /// Revocations in the database, mirrored in a [`Follower`].
 pub struct DatabaseRevocations {
     db: Database,
     /// The longest access-token lifetime, seconds.
     window: u64,
     follower: RwLock<Follower>,
-    metrics: Metrics,
+    /// Told how many sessions the operator's commands ended, as they are
+    /// read (the metrics' `sessions_ended{reason="operator"}`).
+    on_operator_ends: OperatorEnds,
     /// This process is an operator command: its revocations say so.
     by_operator: bool,
 }
+
+/// What is told of sessions ended by the operator's commands.
+pub type OperatorEnds = Box<dyn Fn(usize) + Send + Sync>;
 
 impl DatabaseRevocations {
     /// Loads the revocations that can still matter: those younger than the
@@ -196,22 +237,16 @@ impl DatabaseRevocations {
     pub async fn load(
         db: Database,
         window: u64,
-        metrics: Metrics,
         by_operator: bool,
+        on_operator_ends: OperatorEnds,
     ) -> anyhow::Result<Self> {
         let horizon = unix_now().saturating_sub(window);
         const RECENT: &str = "SELECT seq, session_id, revoked_at FROM revocations WHERE revoked_at >= $1 ORDER BY seq";
         const LAST: &str = "SELECT COALESCE(MAX(seq), 0) FROM revocations";
-        let rows: Vec<RevocationRow> = on_pool!(&db, |pool| sqlx::query_as(RECENT)
-            .bind(horizon as i64)
-            .fetch_all(pool)
-            .await?);
-        let start = match (rows.first(), &db) {
-            (Some((first, ..)), _) => first - 1,
-            (None, Database::Sqlite { pool, .. }) => {
-                sqlx::query_scalar(LAST).fetch_one(pool).await?
-            }
-            (None, Database::Postgres(pool)) => sqlx::query_scalar(LAST).fetch_one(pool).await?,
+        let rows: Vec<RevocationRow> = db.read(RECENT, args![horizon as i64]).await?;
+        let start = match rows.first() {
+            Some((first, ..)) => first - 1,
+            None => db.read_one(LAST, args![]).await?,
         };
         let mut follower = Follower::starting_at(start);
         follower.apply(rows, horizon, Instant::now());
@@ -219,7 +254,7 @@ impl DatabaseRevocations {
             db,
             window,
             follower: RwLock::new(follower),
-            metrics,
+            on_operator_ends,
             by_operator,
         })
     }
@@ -242,49 +277,27 @@ impl DatabaseRevocations {
 #[async_trait]
 impl RevocationStore for DatabaseRevocations {
     async fn revoke(&self, session_ids: &[String]) -> anyhow::Result<()> {
-        if session_ids.is_empty() {
-            return Ok(());
-        }
         let now = unix_now() as i64;
-        let ids = session_ids.to_vec();
-        let by_operator = self.by_operator;
-        let writer = match &self.db {
-            Database::Sqlite { writer, .. } => writer,
-            Database::Postgres(pool) => {
-                // One statement, so all or none are stored.
-                let seqs: Vec<i64> = sqlx::query_scalar(
-                    "INSERT INTO revocations (session_id, revoked_at, by_operator)
-                     SELECT id, $2, $3 FROM UNNEST($1::TEXT[]) AS id RETURNING seq",
-                )
-                .bind(&ids)
-                .bind(now)
-                .bind(by_operator)
-                .fetch_all(pool)
-                .await?;
-                self.apply(
-                    seqs.into_iter()
-                        .zip(ids)
-                        .map(|(seq, id)| (seq, id, now))
-                        .collect(),
-                );
-                return Ok(());
+        let rows: Vec<RevocationRow> = match session_ids {
+            [] => return Ok(()),
+            // One session (a logout): one statement, no transaction.
+            [id] => {
+                let seq: i64 = self
+                    .db
+                    .write_returning_one(RECORD, args![id, now, self.by_operator])
+                    .await?
+                    .ok_or_else(|| StoreError::Statement("no seq returned".into()))?;
+                vec![(seq, id.clone(), now)]
+            }
+            ids => {
+                let work = Record {
+                    ids: ids.to_vec(),
+                    now,
+                    by_operator: self.by_operator,
+                };
+                self.db.transaction(work).await?
             }
         };
-        let rows = writer
-            .write(move |c| {
-                let mut insert = c.prepare_cached(
-                    "INSERT INTO revocations (session_id, revoked_at, by_operator)
-                     VALUES (?1, ?2, ?3) RETURNING seq",
-                )?;
-                ids.into_iter()
-                    .map(|id| {
-                        let seq: i64 =
-                            insert.query_row(params![id, now, by_operator], |r| r.get(0))?;
-                        Ok((seq, id, now))
-                    })
-                    .collect::<rusqlite::Result<Vec<RevocationRow>>>()
-            })
-            .await?;
         self.apply(rows);
         Ok(())
     }
@@ -310,16 +323,15 @@ impl RevocationStore for DatabaseRevocations {
         let after = self.follower.read().map_or(0, |f| f.resume_after());
         const AFTER: &str = "SELECT seq, session_id, revoked_at, by_operator FROM revocations
              WHERE seq > $1 ORDER BY seq";
-        let rows: Vec<(i64, String, i64, bool)> = on_pool!(&self.db, |pool| sqlx::query_as(AFTER)
-            .bind(after)
-            .fetch_all(pool)
-            .await?);
+        let rows: Vec<(i64, String, i64, bool)> = self.db.read(AFTER, args![after]).await?;
         if let Ok(follower) = self.follower.read() {
             let operator = rows
                 .iter()
                 .filter(|(seq, .., by_operator)| *by_operator && follower.is_new(*seq))
                 .count();
-            self.metrics.sessions_ended(Ended::Operator, operator);
+            if operator > 0 {
+                (self.on_operator_ends)(operator);
+            }
         }
         self.apply(
             rows.into_iter()

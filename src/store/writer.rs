@@ -18,20 +18,12 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
+use super::sql::StoreError;
+
 /// Writes committed in one transaction at most.
 const MAX_BATCH: usize = 256;
 /// Writes waiting at most; beyond, callers wait for room (backpressure).
 const QUEUE: usize = 8192;
-
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    #[error("database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("the batch did not commit: {0}")]
-    Commit(String),
-    #[error("the database writer has stopped")]
-    Stopped,
-}
 
 /// A write waiting for the writer thread.
 trait Job: Send {
@@ -48,18 +40,18 @@ trait Answer: Send {
 
 struct Pending<T, F> {
     write: F,
-    reply: oneshot::Sender<Result<T, WriteError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
 }
 
 struct Ran<T> {
-    result: rusqlite::Result<T>,
-    reply: oneshot::Sender<Result<T, WriteError>>,
+    result: Result<T, StoreError>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
 }
 
 impl<T, F> Job for Pending<T, F>
 where
     T: Send + 'static,
-    F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
 {
     fn run(self: Box<Self>, conn: &Connection) -> (Box<dyn Answer>, bool) {
         let result = (self.write)(conn);
@@ -74,16 +66,16 @@ where
     }
 
     fn fail(self: Box<Self>, why: &str) {
-        let _ = self.reply.send(Err(WriteError::Commit(why.to_string())));
+        let _ = self.reply.send(Err(StoreError::Commit(why.to_string())));
     }
 }
 
 impl<T: Send> Answer for Ran<T> {
     fn answer(self: Box<Self>, committed: Result<(), String>) {
         let _ = self.reply.send(match (committed, self.result) {
-            (_, Err(e)) => Err(WriteError::Sqlite(e)),
+            (_, Err(e)) => Err(e),
             (Ok(()), Ok(value)) => Ok(value),
-            (Err(e), Ok(_)) => Err(WriteError::Commit(e)),
+            (Err(e), Ok(_)) => Err(StoreError::Commit(e)),
         });
     }
 }
@@ -123,36 +115,17 @@ impl Writer {
 
     /// Runs `write` on the writer thread, inside the batch's transaction;
     /// its result once that has committed.
-    pub async fn write<T, F>(&self, write: F) -> Result<T, WriteError>
+    pub async fn write<T, F>(&self, write: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Box::new(Pending { write, reply }))
             .await
-            .map_err(|_| WriteError::Stopped)?;
-        answer.await.map_err(|_| WriteError::Stopped)?
-    }
-}
-
-/// Runs `delete` (a `DELETE ... WHERE key IN (SELECT ... LIMIT 1000)` with
-/// one parameter, `?1`) until it deletes less than a batch: each batch a
-/// short write of its own, so the requests' writes get in between.
-pub async fn purge_in_batches(
-    writer: &Writer,
-    delete: &'static str,
-    bound: i64,
-) -> Result<u64, WriteError> {
-    let mut total = 0;
-    loop {
-        let deleted = writer.write(move |c| c.execute(delete, [bound])).await?;
-        total += deleted as u64;
-        if deleted < 1000 {
-            return Ok(total);
-        }
-        tokio::task::yield_now().await;
+            .map_err(|_| StoreError::Stopped)?;
+        answer.await.map_err(|_| StoreError::Stopped)?
     }
 }
 
@@ -231,7 +204,7 @@ mod tests {
     async fn concurrent_writes_all_land_and_a_failing_one_undoes_only_itself() {
         let (writer, _dir) = writer();
         writer
-            .write(|c| c.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)"))
+            .write(|c| Ok(c.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")?))
             .await
             .unwrap();
         let tasks: Vec<_> = (0..500)
@@ -259,7 +232,7 @@ mod tests {
         }
         assert_eq!(failed, 5);
         let count: i64 = writer
-            .write(|c| c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)))
+            .write(|c| Ok(c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))?))
             .await
             .unwrap();
         assert_eq!(count, 495);

@@ -41,10 +41,11 @@ use crate::config::SupabaseSettings;
 use crate::limits::coarse_ip;
 use crate::secrets::{Sealer, hash_token, pkce_challenge};
 use crate::signin::{Callback, SignInMethod};
-use crate::store::database::{Database, on_pool};
+use crate::store::database::Database;
 use crate::store::flows::{Flow, StartedFlow};
 use crate::store::outbox::{Outbox, Pending};
 use crate::store::revocations::RevocationStore;
+use crate::store::supabase_sessions::{SupabaseSession, SupabaseSessions};
 use crate::unix_now;
 use crate::upstream::{Upstream, UpstreamError};
 
@@ -95,11 +96,12 @@ pub struct Supabase {
     api: AuthApi,
     http: Upstream,
     verifier: jwt::Verifier,
-    db: Database,
+    sessions: SupabaseSessions,
     revocations: Arc<dyn RevocationStore>,
     sealer: Sealer,
     outbox: Outbox,
     wake: Notify,
+    metrics: crate::metrics::Metrics,
     verified: VerifiedCache,
     /// Account creation dates by user id (Supabase's JWT does not carry it).
     created: RwLock<HashMap<String, String>>,
@@ -144,8 +146,9 @@ impl Supabase {
             api: AuthApi::new(http.clone(), base, apikey),
             http,
             verifier,
-            outbox: Outbox::new(db.clone(), metrics),
-            db,
+            outbox: Outbox::new(db.clone()),
+            metrics,
+            sessions: SupabaseSessions::new(db),
             revocations,
             sealer,
             wake: Notify::new(),
@@ -178,12 +181,7 @@ impl Supabase {
         {
             return Ok(at);
         }
-        const CREATED: &str =
-            "SELECT user_created_at FROM supabase_sessions WHERE user_id = $1 LIMIT 1";
-        let recorded: Option<String> = on_pool!(&self.db, |pool| sqlx::query_scalar(CREATED)
-            .bind(user_id)
-            .fetch_optional(pool)
-            .await?);
+        let recorded = self.sessions.user_created_at(user_id).await?;
         let at = match recorded {
             Some(at) => at,
             None => match self.api.user(access_token).await {
@@ -240,54 +238,22 @@ impl Supabase {
             access: session.access_token.clone(),
             refresh: session.refresh_token.clone(),
         });
-        let row = (
-            session_id.clone(),
-            claims.sub.clone(),
-            user_created_at.clone(),
-            now as i64,
-            client.user_agent.as_deref().map(|ua| truncate(ua, 256)),
-            coarse_ip(client.ip),
-            hash_token(&session.refresh_token),
-            tokens,
-        );
         // Upserted unless the session ended here meanwhile.
-        const RECORD: &str = "INSERT INTO supabase_sessions
-               (session_id, user_id, user_created_at, created_at, last_used_at, user_agent, ip, refresh_hash, tokens)
-             VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8)
-             ON CONFLICT (session_id) DO UPDATE SET
-               last_used_at = excluded.last_used_at,
-               user_agent = COALESCE(excluded.user_agent, supabase_sessions.user_agent),
-               ip = excluded.ip,
-               refresh_hash = excluded.refresh_hash,
-               tokens = excluded.tokens
-             WHERE supabase_sessions.ended_at IS NULL";
-        let recorded = match &self.db {
-            Database::Sqlite { writer, .. } => writer
-                .write(move |c| {
-                    c.execute(
-                        RECORD,
-                        rusqlite::params![row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7],
-                    )
-                })
-                .await
-                .map(|n| n as u64)
-                .map_err(anyhow::Error::from),
-            Database::Postgres(pool) => sqlx::query(RECORD)
-                .bind(row.0)
-                .bind(row.1)
-                .bind(row.2)
-                .bind(row.3)
-                .bind(row.4)
-                .bind(row.5)
-                .bind(row.6)
-                .bind(row.7)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-                .map_err(anyhow::Error::from),
-        }
-        .map_err(|e| Failure::Unavailable(format!("recording the session: {e}")))?;
-        if recorded == 0 {
+        let recorded = self
+            .sessions
+            .record(SupabaseSession {
+                session_id: session_id.clone(),
+                user_id: claims.sub.clone(),
+                user_created_at: user_created_at.clone(),
+                now: now as i64,
+                user_agent: client.user_agent.as_deref().map(|ua| truncate(ua, 256)),
+                ip: coarse_ip(client.ip),
+                refresh_hash: hash_token(&session.refresh_token),
+                tokens,
+            })
+            .await
+            .map_err(|e| Failure::Unavailable(format!("recording the session: {e}")))?;
+        if !recorded {
             // The session ended here while Supabase still knew it.
             return Err(Failure::Rejected);
         }
@@ -344,6 +310,13 @@ impl Supabase {
             .clone()
     }
 
+    /// Tries a remote logout again later; a retried call is a failed one
+    /// (`chronos_provider_failures_total`).
+    async fn retry(&self, pending: &Pending) -> anyhow::Result<()> {
+        self.metrics.provider_failed("revoke");
+        Ok(self.outbox.retry(pending).await?)
+    }
+
     /// One pending remote logout: done, or to be retried.
     async fn deliver(&self, pending: &Pending) -> anyhow::Result<()> {
         let give_up = |why: &str| {
@@ -351,7 +324,7 @@ impl Supabase {
         };
         let Some(call) = self.open::<LogoutCall>(&pending.payload) else {
             give_up("the sealed call does not open (DATA_DIR key changed?)");
-            return self.outbox.done(pending.id).await;
+            return Ok(self.outbox.done(pending.id).await?);
         };
         let retry = |e: String| {
             tracing::warn!(error = %e, attempts = pending.attempts, "Supabase logout deferred");
@@ -368,32 +341,32 @@ impl Supabase {
             match self.api.refresh(&call.refresh, None).await {
                 Outcome::Ok(session) => session.access_token,
                 // The refresh token is gone: so is the session.
-                Outcome::Refused { .. } => return self.outbox.done(pending.id).await,
-                Outcome::Limited { .. } => return self.outbox.retry(pending).await,
+                Outcome::Refused { .. } => return Ok(self.outbox.done(pending.id).await?),
+                Outcome::Limited { .. } => return self.retry(pending).await,
                 Outcome::Unavailable(e) => {
                     retry(e);
-                    return self.outbox.retry(pending).await;
+                    return self.retry(pending).await;
                 }
             }
         };
         match self.api.logout(&access, &call.scope).await {
             Outcome::Ok(()) => {
                 tracing::info!(scope = %call.scope, "Supabase logout delivered");
-                self.outbox.done(pending.id).await
+                Ok(self.outbox.done(pending.id).await?)
             }
             // 401/403/404: already signed out there (what both SDKs assume).
             Outcome::Refused { status, code } => {
                 tracing::info!(status = status.as_u16(), code = %code, "Supabase says the session is already gone");
-                self.outbox.done(pending.id).await
+                Ok(self.outbox.done(pending.id).await?)
             }
-            Outcome::Limited { .. } => self.outbox.retry(pending).await,
+            Outcome::Limited { .. } => self.retry(pending).await,
             Outcome::Unavailable(e) if pending.attempts + 1 >= MAX_ATTEMPTS => {
                 give_up(&e);
-                self.outbox.done(pending.id).await
+                Ok(self.outbox.done(pending.id).await?)
             }
             Outcome::Unavailable(e) => {
                 retry(e);
-                self.outbox.retry(pending).await
+                self.retry(pending).await
             }
         }
     }
@@ -441,12 +414,7 @@ impl SessionAuthority for Supabase {
         let hash = hash_token(refresh_token);
         // A refresh token of a session that ended here is refused without
         // asking Supabase (and without bringing the session back).
-        const KNOWN: &str =
-            "SELECT session_id, ended_at FROM supabase_sessions WHERE refresh_hash = $1";
-        let known: Option<(String, Option<i64>)> = on_pool!(&self.db, |pool| sqlx::query_as(KNOWN)
-            .bind(&hash)
-            .fetch_optional(pool)
-            .await?);
+        let known = self.sessions.by_refresh(&hash).await?;
         if let Some((session_id, ended_at)) = known
             && (ended_at.is_some() || self.revocations.is_revoked(&session_id))
         {
@@ -519,72 +487,17 @@ impl SessionAuthority for Supabase {
         &self,
         refresh_token: &str,
     ) -> Result<Option<SessionRef>, AuthError> {
-        const OWNER: &str =
-            "SELECT user_id, session_id FROM supabase_sessions WHERE refresh_hash = $1";
-        let hash = hash_token(refresh_token);
-        let row: Option<(String, String)> = on_pool!(&self.db, |pool| sqlx::query_as(OWNER)
-            .bind(hash)
-            .fetch_optional(pool)
-            .await?);
-        Ok(row.map(|(user_id, session_id)| SessionRef {
-            user_id,
-            session_id,
-        }))
+        Ok(self.sessions.owner(&hash_token(refresh_token)).await?)
     }
 
     async fn end_sessions(&self, which: EndSessions) -> Result<Vec<String>, AuthError> {
-        let now = unix_now() as i64;
-        let (sql, args, global): (&str, Vec<String>, bool) = match which {
-            EndSessions::OwnedBy {
-                user_id,
-                session_id,
-            } => (
-                "UPDATE supabase_sessions SET ended_at = $1
-                 WHERE session_id = $2 AND user_id = $3 AND ended_at IS NULL
-                 RETURNING session_id, tokens, last_used_at",
-                vec![session_id, user_id],
-                false,
-            ),
-            EndSessions::Any { session_id } => (
-                "UPDATE supabase_sessions SET ended_at = $1
-                 WHERE session_id = $2 AND ended_at IS NULL
-                 RETURNING session_id, tokens, last_used_at",
-                vec![session_id],
-                false,
-            ),
-            EndSessions::AllOf { user_id } => (
-                "UPDATE supabase_sessions SET ended_at = $1
-                 WHERE user_id = $2 AND ended_at IS NULL
-                 RETURNING session_id, tokens, last_used_at",
-                vec![user_id],
-                true,
-            ),
-        };
-        let mut rows: Vec<(String, Option<String>, i64)> = match &self.db {
-            Database::Sqlite { writer, .. } => writer
-                .write(move |c| {
-                    let mut statement = c.prepare(sql)?;
-                    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&now];
-                    values.extend(args.iter().map(|a| a as &dyn rusqlite::ToSql));
-                    statement
-                        .query_map(values.as_slice(), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                })
-                .await
-                .map_err(|e| AuthError::Internal(e.into()))?,
-            Database::Postgres(pool) => {
-                let mut query = sqlx::query_as(sql).bind(now);
-                for arg in args {
-                    query = query.bind(arg);
-                }
-                query.fetch_all(pool).await?
-            }
-        };
+        let global = matches!(which, EndSessions::AllOf { .. });
+        let mut rows = self.sessions.end(&which, unix_now() as i64).await?;
         // The freshest tokens carry a global logout.
-        rows.sort_by_key(|(.., used)| std::cmp::Reverse(*used));
+        rows.sort_by_key(|row| std::cmp::Reverse(row.last_used_at));
         let ended: Vec<(String, Option<String>)> = rows
             .into_iter()
-            .map(|(id, tokens, _)| (id, tokens))
+            .map(|row| (row.session_id, row.tokens))
             .collect();
         let ids: Vec<String> = ended.iter().map(|(id, _)| id.clone()).collect();
         self.revocations.revoke(&ids).await?;
@@ -599,26 +512,10 @@ impl SessionAuthority for Supabase {
 
     async fn list_sessions(&self, user_id: &str) -> Result<Vec<SessionInfo>, AuthError> {
         let horizon = unix_now() as i64 - self.idle_ttl as i64;
-        const OF_USER: &str =
-            "SELECT session_id, created_at, last_used_at, user_agent, ip FROM supabase_sessions
-             WHERE user_id = $1 AND ended_at IS NULL AND last_used_at > $2
-             ORDER BY created_at DESC, session_id";
-        type Row = (String, i64, i64, Option<String>, Option<String>);
-        let rows: Vec<Row> = on_pool!(&self.db, |pool| sqlx::query_as(OF_USER)
-            .bind(user_id)
-            .bind(horizon)
-            .fetch_all(pool)
-            .await?);
+        let rows = self.sessions.list_of(user_id, horizon).await?;
         Ok(rows
             .into_iter()
-            .filter(|(id, ..)| !self.revocations.is_revoked(id))
-            .map(|(id, created, used, user_agent, ip)| SessionInfo {
-                id,
-                created_at: crate::accounts::rfc3339(created),
-                last_used_at: crate::accounts::rfc3339(used),
-                user_agent,
-                ip,
-            })
+            .filter(|row| !self.revocations.is_revoked(&row.id))
             .collect())
     }
 
@@ -710,12 +607,8 @@ impl SignInMethod for Supabase {
     }
 
     async fn prune(&self) -> anyhow::Result<()> {
-        self.db
-            .purge(
-                "DELETE FROM supabase_sessions WHERE session_id IN
-                   (SELECT session_id FROM supabase_sessions WHERE last_used_at < $1 LIMIT 1000)",
-                unix_now() as i64 - self.idle_ttl as i64 - 86_400,
-            )
+        self.sessions
+            .purge(unix_now() as i64 - self.idle_ttl as i64 - 86_400)
             .await?;
         Ok(())
     }

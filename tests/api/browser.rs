@@ -249,7 +249,7 @@ pub fn hidden_fields(html: &str, form: &str) -> Vec<(String, String)> {
 }
 
 /// Creates an account directly in the app's store.
-pub async fn create_user(app: &TestApp, email: &str) -> chronos::accounts::User {
+pub async fn create_user(app: &TestApp, email: &str) -> chronos::store::accounts::User {
     app.identity
         .passwords
         .register(email, PASSWORD, Some("Test User"))

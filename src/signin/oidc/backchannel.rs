@@ -19,7 +19,7 @@ use super::tokens::{LOGOUT_TOKEN_MAX_AGE, LogoutClaims};
 use crate::authority::{EndSessions, SessionAuthority};
 use crate::secrets::hash_token;
 use crate::security::guard::BACKCHANNEL_LOGOUT;
-use crate::store::database::on_pool;
+use crate::store::nonces::OneTime;
 use crate::unix_now;
 
 pub fn router(method: Arc<OidcSignIn>) -> Router {
@@ -87,12 +87,8 @@ async fn end_sessions(
     let expires_at = claims.exp.unwrap_or(now).max(now) + LOGOUT_TOKEN_MAX_AGE;
     let jti_hash = hash_token(&format!("{}\n{jti}", method.settings.issuer));
     let fresh = method
-        .db
-        .record_once(
-            "INSERT INTO seen_logout_tokens (jti_hash, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            jti_hash,
-            expires_at as i64,
-        )
+        .nonces
+        .first_use(OneTime::LogoutToken, jti_hash, expires_at as i64)
         .await?;
     if !fresh {
         return Ok(None);
@@ -101,14 +97,10 @@ async fn end_sessions(
     let mut ended = 0;
     match (&claims.sid, &claims.sub) {
         (Some(sid), sub) => {
-            const BY_SID: &str = "SELECT session_id FROM provider_sessions
-                 WHERE issuer = $1 AND provider_sid = $2 AND (CAST($3 AS TEXT) IS NULL OR subject = $3)";
-            let sessions: Vec<String> = on_pool!(&method.db, |pool| sqlx::query_scalar(BY_SID)
-                .bind(issuer)
-                .bind(sid)
-                .bind(sub)
-                .fetch_all(pool)
-                .await?);
+            let sessions = method
+                .provider_sessions
+                .by_provider_sid(issuer, sid, sub.as_deref())
+                .await?;
             for session_id in sessions {
                 ended += method
                     .authority
@@ -119,13 +111,7 @@ async fn end_sessions(
             }
         }
         (None, Some(sub)) => {
-            const BY_SUB: &str =
-                "SELECT user_id FROM identities WHERE issuer = $1 AND subject = $2";
-            let user: Option<String> = on_pool!(&method.db, |pool| sqlx::query_scalar(BY_SUB)
-                .bind(issuer)
-                .bind(sub)
-                .fetch_optional(pool)
-                .await?);
+            let user = method.accounts.linked(issuer, sub).await?;
             if let Some(user_id) = user {
                 ended += method
                     .authority

@@ -23,21 +23,22 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::Router;
 use jsonwebtoken::Algorithm;
-use rusqlite::OptionalExtension;
 use serde::Deserialize;
 use tokio::sync::Notify;
 
 use self::provider::{Keys, Metadata};
 use self::tokens::{IdClaims, Verifier};
 use super::{Callback, SignInMethod};
-use crate::accounts::{AccountError, Accounts, FederatedPerson};
 use crate::authority::local::LocalAuthority;
 use crate::authority::{AuthError, ClientInfo, IssuedSession};
 use crate::config::OidcSettings;
 use crate::secrets::{Sealer, pkce_challenge};
+use crate::store::accounts::{AccountError, Accounts, FederatedPerson};
 use crate::store::database::Database;
 use crate::store::flows::{Flow, StartedFlow};
+use crate::store::nonces::{Nonces, OneTime};
 use crate::store::outbox::{Outbox, Pending};
+use crate::store::provider_sessions::{ProviderSession, ProviderSessions};
 use crate::unix_now;
 use crate::upstream::{Upstream, UpstreamError};
 
@@ -60,13 +61,15 @@ pub struct OidcSignIn {
     http: Upstream,
     discovered: RwLock<Option<Arc<Discovered>>>,
     discovering: tokio::sync::Mutex<()>,
-    db: Database,
     accounts: Accounts,
+    provider_sessions: ProviderSessions,
+    nonces: Nonces,
     authority: Arc<LocalAuthority>,
     sealer: Sealer,
     outbox: Outbox,
     /// Wakes the delivery task when something was written to the outbox.
     wake: Notify,
+    metrics: crate::metrics::Metrics,
 }
 
 /// The token endpoint's answer.
@@ -109,8 +112,10 @@ impl OidcSignIn {
             discovered: RwLock::new(None),
             discovering: tokio::sync::Mutex::new(()),
             accounts: Accounts::new(db.clone()),
-            outbox: Outbox::new(db.clone(), metrics),
-            db,
+            outbox: Outbox::new(db.clone()),
+            metrics,
+            provider_sessions: ProviderSessions::new(db.clone()),
+            nonces: Nonces::new(db),
             authority,
             sealer,
             settings,
@@ -296,55 +301,18 @@ impl OidcSignIn {
     /// Revokes, off the request path, the provider refresh tokens held for
     /// these ended sessions.
     async fn queue_revocations(&self, session_ids: &[String]) -> anyhow::Result<()> {
-        let ids = session_ids.to_vec();
-        let writer = match &self.db {
-            Database::Sqlite { writer, .. } => writer,
-            Database::Postgres(pool) => {
-                // Taking the token and writing its revocation down in one
-                // transaction: a token is revoked once, by one replica.
-                let mut tx = pool.begin().await?;
-                for session_id in ids {
-                    let sealed: Option<String> = sqlx::query_scalar(
-                        "UPDATE provider_sessions SET refresh_token = NULL
-                         WHERE session_id = $1 AND refresh_token IS NOT NULL
-                         RETURNING (SELECT refresh_token FROM provider_sessions p WHERE p.session_id = $1)",
-                    )
-                    .bind(&session_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some(sealed) = sealed {
-                        Outbox::push_on_pg(&mut tx, REVOKE, &sealed).await?;
-                    }
-                }
-                tx.commit().await?;
-                self.wake.notify_one();
-                return Ok(());
-            }
-        };
-        writer
-            .write(move |c| {
-                for session_id in ids {
-                    let sealed: Option<String> = c
-                        .query_row(
-                            "SELECT refresh_token FROM provider_sessions
-                             WHERE session_id = ?1 AND refresh_token IS NOT NULL",
-                            [&session_id],
-                            |r| r.get(0),
-                        )
-                        .optional()?;
-                    if let Some(sealed) = sealed {
-                        c.execute(
-                            "UPDATE provider_sessions SET refresh_token = NULL WHERE session_id = ?1",
-                            [&session_id],
-                        )?;
-                        Outbox::push_on(c, REVOKE, &sealed)?;
-                    }
-                }
-                Ok(())
-            })
+        self.provider_sessions
+            .take_for_revocation(session_ids, REVOKE)
             .await?;
         self.wake.notify_one();
         Ok(())
+    }
+
+    /// Tries a revocation again later; a retried call is a failed one
+    /// (`chronos_provider_failures_total`).
+    async fn retry(&self, pending: &Pending) -> anyhow::Result<()> {
+        self.metrics.provider_failed("revoke");
+        Ok(self.outbox.retry(pending).await?)
     }
 
     /// One pending revocation: done, or to be retried.
@@ -358,14 +326,14 @@ impl OidcSignIn {
         };
         let Some(token) = self.sealer.open(&pending.payload) else {
             give_up("the sealed token does not open (DATA_DIR key changed?)");
-            return self.outbox.done(pending.id).await;
+            return Ok(self.outbox.done(pending.id).await?);
         };
         let provider = match self.provider().await {
             Ok(provider) => provider,
-            Err(_) => return self.outbox.retry(pending).await,
+            Err(_) => return self.retry(pending).await,
         };
         let Some(endpoint) = &provider.metadata.revocation_endpoint else {
-            return self.outbox.done(pending.id).await;
+            return Ok(self.outbox.done(pending.id).await?);
         };
         let mut form = vec![
             ("token", String::from_utf8_lossy(&token).to_string()),
@@ -375,19 +343,19 @@ impl OidcSignIn {
         match self.http.send(request.form(&form)).await {
             Ok(answer) if answer.status.is_success() => {
                 tracing::info!("provider refresh token revoked");
-                self.outbox.done(pending.id).await
+                Ok(self.outbox.done(pending.id).await?)
             }
             // RFC 7009 §2.2: an invalid token is answered 200; a 4xx means
             // trying again will not help (bad client credentials, say).
             Ok(answer) if answer.status.is_client_error() && answer.status.as_u16() != 429 => {
                 give_up(&format!("the provider answered {}", answer.status));
-                self.outbox.done(pending.id).await
+                Ok(self.outbox.done(pending.id).await?)
             }
             _ if pending.attempts + 1 >= MAX_ATTEMPTS => {
                 give_up("the provider stayed unreachable");
-                self.outbox.done(pending.id).await
+                Ok(self.outbox.done(pending.id).await?)
             }
-            _ => self.outbox.retry(pending).await,
+            _ => self.retry(pending).await,
         }
     }
 
@@ -477,44 +445,19 @@ impl SignInMethod for OidcSignIn {
                 }
             })?;
         let issued = self.authority.open(&user.id, client).await?;
-        let row = (
-            issued.session_id.clone(),
-            self.settings.issuer.clone(),
-            person.subject,
-            provider_sid,
-            tokens
-                .refresh_token
-                .filter(|_| self.settings.revoke_on_logout)
-                .map(|t| self.sealer.seal(t.as_bytes())),
-            unix_now() as i64,
-        );
-        match &self.db {
-            Database::Sqlite { writer, .. } => {
-                writer
-                    .write(move |c| {
-                        c.execute(
-                            "INSERT INTO provider_sessions (session_id, issuer, subject, provider_sid, refresh_token, created_at)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                            rusqlite::params![row.0, row.1, row.2, row.3, row.4, row.5],
-                        )
-                    })
-                    .await?;
-            }
-            Database::Postgres(pool) => {
-                sqlx::query(
-                    "INSERT INTO provider_sessions (session_id, issuer, subject, provider_sid, refresh_token, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(row.0)
-                .bind(row.1)
-                .bind(row.2)
-                .bind(row.3)
-                .bind(row.4)
-                .bind(row.5)
-                .execute(pool)
-                .await?;
-            }
-        }
+        self.provider_sessions
+            .record(ProviderSession {
+                session_id: issued.session_id.clone(),
+                issuer: self.settings.issuer.clone(),
+                subject: person.subject,
+                provider_sid,
+                refresh_token: tokens
+                    .refresh_token
+                    .filter(|_| self.settings.revoke_on_logout)
+                    .map(|t| self.sealer.seal(t.as_bytes())),
+                created_at: unix_now() as i64,
+            })
+            .await?;
         Ok(issued)
     }
 
@@ -546,12 +489,8 @@ impl SignInMethod for OidcSignIn {
     }
 
     async fn prune(&self) -> anyhow::Result<()> {
-        self.db
-            .purge(
-                "DELETE FROM seen_logout_tokens WHERE jti_hash IN
-                   (SELECT jti_hash FROM seen_logout_tokens WHERE expires_at < $1 LIMIT 1000)",
-                unix_now() as i64,
-            )
+        self.nonces
+            .purge(OneTime::LogoutToken, unix_now() as i64)
             .await?;
         Ok(())
     }

@@ -11,21 +11,20 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::Router;
-use rusqlite::OptionalExtension;
 use subtle::ConstantTimeEq;
 
 use super::{Callback, SignInMethod};
-use crate::accounts::{
-    AccountError, Accounts, User, UserRow, WithAccount, normalize_email, user_columns,
-};
 use crate::authority::local::LocalAuthority;
 use crate::authority::{AuthError, ClientInfo, EndSessions, IssuedSession, SessionAuthority};
 use crate::cookies::CookiePolicy;
 use crate::secrets::{hash_token, pkce_challenge, random_token};
 use crate::security::csrf::CsrfTokens;
 use crate::security::redirects::RedirectPolicy;
+use crate::store::accounts::{AccountError, Accounts, User, normalize_email};
+use crate::store::codes::{Codes, IssuedCode, Redeemed};
 use crate::store::database::Database;
 use crate::store::flows::{Flow, StartedFlow};
+use crate::store::nonces::{Nonces, OneTime};
 use crate::unix_now;
 pub use hashing::{Busy, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, Passwords};
 
@@ -52,13 +51,6 @@ pub enum CheckError {
     Internal(#[from] anyhow::Error),
 }
 
-#[derive(sqlx::FromRow)]
-struct Credentials {
-    #[sqlx(flatten)]
-    user: UserRow,
-    password_hash: String,
-}
-
 /// What the sign-in page needs from the rest of the server.
 pub struct PageConfig {
     /// `PUBLIC_URL`: the page lives at `PUBLIC_URL/auth/signin`.
@@ -73,15 +65,13 @@ pub struct PageConfig {
 /// their password (also what the operator commands use).
 #[derive(Clone)]
 pub struct PasswordAccounts {
-    db: Database,
     accounts: Accounts,
     passwords: Passwords,
 }
 
 impl PasswordAccounts {
-    pub fn new(db: Database, accounts: Accounts, passwords: Passwords) -> Self {
+    pub fn new(accounts: Accounts, passwords: Passwords) -> Self {
         Self {
-            db,
             accounts,
             passwords,
         }
@@ -108,14 +98,7 @@ impl PasswordAccounts {
             .map_err(AccountError::Internal)??;
         let user = self
             .accounts
-            .create_with(
-                email,
-                name,
-                Some(WithAccount {
-                    insert: "INSERT INTO password_credentials (user_id, password_hash) VALUES ($1, $2)",
-                    value: hash,
-                }),
-            )
+            .create_with_password(email, name, Some(hash))
             .await?;
         Ok(user)
     }
@@ -131,27 +114,13 @@ impl PasswordAccounts {
         if password.len() > MAX_PASSWORD_LEN * 4 {
             return Ok(None);
         }
-        const SELECT: &str = concat!(
-            "SELECT ",
-            user_columns!(),
-            ", p.password_hash FROM users
-             JOIN password_credentials p ON p.user_id = users.id WHERE email = $1"
-        );
-        let row: Option<Credentials> = match (normalize_email(email), &self.db) {
-            (None, _) => None,
-            (Some(email), Database::Sqlite { pool, .. }) => sqlx::query_as(SELECT)
-                .bind(email)
-                .fetch_optional(pool)
-                .await
-                .map_err(anyhow::Error::from)?,
-            (Some(email), Database::Postgres(pool)) => sqlx::query_as(SELECT)
-                .bind(email)
-                .fetch_optional(pool)
-                .await
-                .map_err(anyhow::Error::from)?,
-        };
-        let (user, hash) = match row {
-            Some(c) => (Some(User::from(c.user)), Some(c.password_hash)),
+        let (user, hash) = match self
+            .accounts
+            .password_credentials(email)
+            .await
+            .map_err(anyhow::Error::from)?
+        {
+            Some(c) => (Some(c.user), Some(c.password_hash)),
             None => (None, None),
         };
         let ok = self.passwords.verify(password.to_string(), hash).await?;
@@ -161,7 +130,8 @@ impl PasswordAccounts {
 
 /// The password sign-in method: its page, its one-time codes.
 pub struct PasswordSignIn {
-    db: Database,
+    codes: Codes,
+    nonces: Nonces,
     accounts: PasswordAccounts,
     authority: Arc<LocalAuthority>,
     page: PageConfig,
@@ -175,7 +145,8 @@ impl PasswordSignIn {
         page: PageConfig,
     ) -> Self {
         Self {
-            db,
+            codes: Codes::new(db.clone()),
+            nonces: Nonces::new(db),
             accounts,
             authority,
             page,
@@ -195,51 +166,22 @@ impl PasswordSignIn {
         redirect_uri: &str,
     ) -> anyhow::Result<String> {
         let code = random_token(32);
-        let row = (
-            hash_token(&code),
-            user_id.to_string(),
-            code_challenge.to_string(),
-            redirect_uri.to_string(),
-            (unix_now() + CODE_TTL_SECONDS) as i64,
-        );
-        match &self.db {
-            Database::Sqlite { writer, .. } => {
-                writer
-                    .write(move |c| {
-                        c.execute(
-                            "INSERT INTO auth_codes (code_hash, user_id, code_challenge, redirect_uri, expires_at)
-                             VALUES (?1, ?2, ?3, ?4, ?5)",
-                            rusqlite::params![row.0, row.1, row.2, row.3, row.4],
-                        )
-                    })
-                    .await?;
-            }
-            Database::Postgres(pool) => {
-                sqlx::query(
-                    "INSERT INTO auth_codes (code_hash, user_id, code_challenge, redirect_uri, expires_at)
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(row.0)
-                .bind(row.1)
-                .bind(row.2)
-                .bind(row.3)
-                .bind(row.4)
-                .execute(pool)
-                .await?;
-            }
-        }
+        let issued = IssuedCode {
+            user_id: user_id.to_string(),
+            code_challenge: code_challenge.to_string(),
+            redirect_uri: redirect_uri.to_string(),
+            expires_at: (unix_now() + CODE_TTL_SECONDS) as i64,
+        };
+        self.codes.issue(hash_token(&code), issued).await?;
         Ok(code)
     }
 
     /// Records a form token's nonce; `false` when it was posted before.
     async fn first_use_of_form_token(&self, nonce: &str, expires_at: u64) -> anyhow::Result<bool> {
-        self.db
-            .record_once(
-                "INSERT INTO used_form_tokens (nonce, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                hash_token(nonce),
-                expires_at as i64,
-            )
-            .await
+        Ok(self
+            .nonces
+            .first_use(OneTime::FormToken, hash_token(nonce), expires_at as i64)
+            .await?)
     }
 
     /// Burns the code and returns its user when it was issued for this
@@ -252,69 +194,8 @@ impl PasswordSignIn {
         redirect_uri: &str,
     ) -> Result<String, AuthError> {
         let now = unix_now() as i64;
-        let code_hash = hash_token(code);
-        enum Redeemed {
-            Fresh(String, String, String, i64),
-            Replayed(Option<String>),
-        }
-        let redeemed = match &self.db {
-            Database::Sqlite { writer, .. } => {
-                writer
-                    .write(move |c| {
-                        let row = c
-                            .query_row(
-                                "UPDATE auth_codes SET used_at = ?1 WHERE code_hash = ?2 AND used_at IS NULL
-                                 RETURNING user_id, code_challenge, redirect_uri, expires_at",
-                                rusqlite::params![now, code_hash],
-                                |r| Ok(Redeemed::Fresh(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                            )
-                            .optional()?;
-                        match row {
-                            Some(fresh) => Ok(fresh),
-                            None => Ok(Redeemed::Replayed(
-                                c.query_row(
-                                    "SELECT session_id FROM auth_codes WHERE code_hash = ?1",
-                                    [code_hash],
-                                    |r| r.get(0),
-                                )
-                                .optional()?
-                                .flatten(),
-                            )),
-                        }
-                    })
-                    .await?
-            }
-            Database::Postgres(pool) => {
-                // One conditional UPDATE: of two replicas redeeming one
-                // code at once, exactly one gets the row.
-                let fresh: Option<(String, String, String, i64)> = sqlx::query_as(
-                    "UPDATE auth_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL
-                     RETURNING user_id, code_challenge, redirect_uri, expires_at",
-                )
-                .bind(now)
-                .bind(&code_hash)
-                .fetch_optional(pool)
-                .await?;
-                match fresh {
-                    Some((user, challenge, redirect, expires)) => {
-                        Redeemed::Fresh(user, challenge, redirect, expires)
-                    }
-                    None => Redeemed::Replayed(
-                        sqlx::query_scalar::<_, Option<String>>(
-                            "SELECT session_id FROM auth_codes WHERE code_hash = $1",
-                        )
-                        .bind(&code_hash)
-                        .fetch_optional(pool)
-                        .await?
-                        .flatten(),
-                    ),
-                }
-            }
-        };
-        let (user_id, challenge, bound_redirect, expires_at) = match redeemed {
-            Redeemed::Fresh(user_id, challenge, redirect, expires_at) => {
-                (user_id, challenge, redirect, expires_at)
-            }
+        let code = match self.codes.redeem(hash_token(code), now).await? {
+            Redeemed::Fresh(code) => code,
             Redeemed::Replayed(session) => {
                 if let Some(session_id) = session {
                     self.authority
@@ -324,6 +205,12 @@ impl PasswordSignIn {
                 return Err(AuthError::Rejected);
             }
         };
+        let IssuedCode {
+            user_id,
+            code_challenge: challenge,
+            redirect_uri: bound_redirect,
+            expires_at,
+        } = code;
         let pkce_ok = bool::from(
             pkce_challenge(verifier)
                 .as_bytes()
@@ -362,26 +249,9 @@ impl SignInMethod for PasswordSignIn {
             .redeem(callback.code, &flow.code_verifier, &flow.redirect_uri)
             .await?;
         let issued = self.authority.open(&user_id, client).await?;
-        let (session_id, code_hash) = (issued.session_id.clone(), hash_token(callback.code));
-        match &self.db {
-            Database::Sqlite { writer, .. } => {
-                writer
-                    .write(move |c| {
-                        c.execute(
-                            "UPDATE auth_codes SET session_id = ?1 WHERE code_hash = ?2",
-                            rusqlite::params![session_id, code_hash],
-                        )
-                    })
-                    .await?;
-            }
-            Database::Postgres(pool) => {
-                sqlx::query("UPDATE auth_codes SET session_id = $1 WHERE code_hash = $2")
-                    .bind(session_id)
-                    .bind(code_hash)
-                    .execute(pool)
-                    .await?;
-            }
-        }
+        self.codes
+            .exchanged_for(hash_token(callback.code), &issued.session_id)
+            .await?;
         Ok(issued)
     }
 
@@ -391,20 +261,8 @@ impl SignInMethod for PasswordSignIn {
 
     async fn prune(&self) -> anyhow::Result<()> {
         let now = unix_now() as i64;
-        self.db
-            .purge(
-                "DELETE FROM auth_codes WHERE code_hash IN
-                   (SELECT code_hash FROM auth_codes WHERE expires_at < $1 LIMIT 1000)",
-                now - 3600,
-            )
-            .await?;
-        self.db
-            .purge(
-                "DELETE FROM used_form_tokens WHERE nonce IN
-               (SELECT nonce FROM used_form_tokens WHERE expires_at < $1 LIMIT 1000)",
-                now,
-            )
-            .await?;
+        self.codes.purge(now - 3600).await?;
+        self.nonces.purge(OneTime::FormToken, now).await?;
         Ok(())
     }
 }

@@ -18,12 +18,12 @@ use axum::routing::{get, post};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use super::{CheckError, PasswordSignIn, RegisterError};
-use crate::accounts::AccountError;
 use crate::cookies::CookieKind;
 use crate::error::ApiError;
 use crate::html::{Page, escape};
 use crate::query::{query_pairs, query_param};
 use crate::security::csrf::{Binding, Purpose, same_token};
+use crate::store::accounts::AccountError;
 use crate::unix_now;
 
 type PageState = State<Arc<PasswordSignIn>>;

@@ -2,25 +2,24 @@
 //! the database as one statement (one round trip, one commit), the way the
 //! SQLite writer groups its writes. On a small machine the database's cost
 //! per transaction, not per row, bounds refresh throughput; a batch pays it
-//! once.
+//! once. This is the one statement of the sessions written for PostgreSQL
+//! alone: it passes the batch as arrays, which SQLite does not have.
 //!
-//! The statement is [`super::local`]'s conditional `UPDATE`, applied to
+//! The statement is [`super::Rotate`]'s conditional `UPDATE`, applied to
 //! the batch's sessions (`id = ANY($1)`, each row's counter, user agent and
 //! address found by its position in the arrays), so each row follows
-//! exactly the one-process rules. It is not an `UPDATE ... FROM UNNEST(..)`
+//! exactly the one-process rules; the revocation of a reused token is
+//! written by the same statement. It is not an `UPDATE ... FROM UNNEST(..)`
 //! join on purpose: after five runs PostgreSQL keeps a generic plan that
-//! guesses ten array elements, and on a table of a few hundred sessions
-//! that plan was a nested loop comparing every session with every input
-//! (1.8 ms for 32 refreshes at 96 sessions, growing with the table, against
-//! 0.6 ms here; an index lookup either way once the table is large).
-//! A batch holds a session at most once: a second refresh of the same
-//! session waits for the next statement, which then sees the first one's
-//! counter, as a second replica would. One batch is in flight per process
-//! (measured on 2 cores at 32 connections: 1 worker ~9.7k refreshes/s; 2
-//! or 3 workers 8.0k/7.5k/s with higher p99: smaller batches cost the
-//! database more). Replicas' batches may still touch the same sessions
-//! in a different order and deadlock; PostgreSQL breaks that by failing
-//! one, retried here.
+//! guesses ten array elements, and for a table of a few hundred sessions
+//! that plan is a nested loop comparing every session with every input
+//! (BENCHMARKS.md, "Refresh on PostgreSQL"). A batch holds a session at
+//! most once: a second refresh of the same session waits for the next
+//! statement, which then sees the first one's counter, as a second replica
+//! would. One batch is in flight per process (more batches in flight were
+//! measured slower, BENCHMARKS.md). Replicas' batches may still touch the
+//! same sessions in a different order and deadlock; PostgreSQL breaks that
+//! by failing one, retried here.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -28,9 +27,9 @@ use std::sync::Arc;
 use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::refreshed::{Pair, Refreshed};
-use super::{AuthError, User};
-use crate::accounts::rfc3339;
+use super::{Pair, Refresh, Refreshed, Rules};
+use crate::store::accounts::{User, rfc3339};
+use crate::store::sql::StoreError;
 
 /// Refreshes in one statement at most.
 const MAX_BATCH: usize = 128;
@@ -39,24 +38,9 @@ const QUEUE: usize = 8192;
 /// How often a batch chosen as a deadlock victim is tried again.
 const DEADLOCK_RETRIES: usize = 3;
 
-/// One refresh, as the statement needs it.
-pub struct Refresh {
-    pub session_id: String,
-    pub counter: i64,
-    pub user_agent: Option<String>,
-    pub ip: String,
-}
-
 struct Job {
     refresh: Refresh,
-    reply: oneshot::Sender<Result<Refreshed, AuthError>>,
-}
-
-/// Times of the rules, the same for the whole process.
-#[derive(Clone, Copy)]
-pub struct Rules {
-    pub refresh_ttl: i64,
-    pub reuse_interval_ms: i64,
+    reply: oneshot::Sender<Result<Refreshed, StoreError>>,
 }
 
 #[derive(Clone)]
@@ -67,7 +51,7 @@ pub struct RefreshBatcher {
 impl RefreshBatcher {
     /// Starts `workers` tasks, each running one batch at a time (the
     /// server uses one).
-    pub fn start(pool: PgPool, rules: Rules, workers: usize) -> Self {
+    pub(super) fn start(pool: PgPool, rules: Rules, workers: usize) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..workers.max(1) {
@@ -77,14 +61,13 @@ impl RefreshBatcher {
         Self { jobs }
     }
 
-    pub(super) async fn refresh(&self, refresh: Refresh) -> Result<Refreshed, AuthError> {
+    pub(super) async fn refresh(&self, refresh: Refresh) -> Result<Refreshed, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || AuthError::Internal(anyhow::anyhow!("the refresh batcher has stopped"));
         self.jobs
             .send(Job { refresh, reply })
             .await
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+            .map_err(|_| StoreError::Stopped)?;
+        answer.await.map_err(|_| StoreError::Stopped)?
     }
 }
 
@@ -142,29 +125,9 @@ async fn run(pool: &PgPool, rules: Rules, round: Vec<Job>) {
         Err(e) => {
             let e = Arc::new(e);
             for job in round {
-                let _ = job
-                    .reply
-                    .send(Err(AuthError::Internal(anyhow::Error::new(SharedError(
-                        e.clone(),
-                    )))));
+                let _ = job.reply.send(Err(StoreError::Shared(e.clone())));
             }
         }
-    }
-}
-
-/// A database error answered to every refresh of a batch.
-#[derive(Debug)]
-struct SharedError(Arc<sqlx::Error>);
-
-impl std::fmt::Display for SharedError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for SharedError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(self.0.as_ref())
     }
 }
 

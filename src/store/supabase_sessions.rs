@@ -1,0 +1,153 @@
+//! Sessions begun through this server with Supabase Auth as the session
+//! authority (`supabase_sessions`): Supabase cannot list a person's
+//! sessions or end one by id, so we keep our own record, with the latest
+//! tokens sealed (a remote logout needs them).
+
+use super::database::Database;
+use super::sessions::{EndSessions, SessionInfo, SessionRef};
+use super::sql::{StoreError, args};
+
+/// A session Supabase just issued or refreshed.
+pub struct SupabaseSession {
+    pub session_id: String,
+    pub user_id: String,
+    /// RFC 3339, as Supabase gives it.
+    pub user_created_at: String,
+    pub now: i64,
+    pub user_agent: Option<String>,
+    pub ip: String,
+    pub refresh_hash: String,
+    /// Sealed `{"access", "refresh"}`.
+    pub tokens: String,
+}
+
+/// A session that just ended here.
+pub struct Ended {
+    pub session_id: String,
+    /// Sealed `{"access", "refresh"}`, if recorded.
+    pub tokens: Option<String>,
+    pub last_used_at: i64,
+}
+
+#[derive(Clone)]
+pub struct SupabaseSessions {
+    db: Database,
+}
+
+impl SupabaseSessions {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// When the user's account was created, as recorded with any session.
+    pub async fn user_created_at(&self, user_id: &str) -> Result<Option<String>, StoreError> {
+        const CREATED: &str =
+            "SELECT user_created_at FROM supabase_sessions WHERE user_id = $1 LIMIT 1";
+        self.db.read_optional(CREATED, args![user_id]).await
+    }
+
+    /// Records the session (an upsert), unless it ended here meanwhile:
+    /// `false` then.
+    pub async fn record(&self, session: SupabaseSession) -> Result<bool, StoreError> {
+        const RECORD: &str = "INSERT INTO supabase_sessions
+               (session_id, user_id, user_created_at, created_at, last_used_at, user_agent, ip, refresh_hash, tokens)
+             VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8)
+             ON CONFLICT (session_id) DO UPDATE SET
+               last_used_at = excluded.last_used_at,
+               user_agent = COALESCE(excluded.user_agent, supabase_sessions.user_agent),
+               ip = excluded.ip,
+               refresh_hash = excluded.refresh_hash,
+               tokens = excluded.tokens
+             WHERE supabase_sessions.ended_at IS NULL";
+        let recorded = self
+            .db
+            .write(
+                RECORD,
+                args![
+                    session.session_id,
+                    session.user_id,
+                    session.user_created_at,
+                    session.now,
+                    session.user_agent,
+                    session.ip,
+                    session.refresh_hash,
+                    session.tokens
+                ],
+            )
+            .await?;
+        Ok(recorded > 0)
+    }
+
+    /// The session a refresh token (its hash) was last issued for, and
+    /// when it ended here, if it did.
+    pub async fn by_refresh(
+        &self,
+        refresh_hash: &str,
+    ) -> Result<Option<(String, Option<i64>)>, StoreError> {
+        const KNOWN: &str =
+            "SELECT session_id, ended_at FROM supabase_sessions WHERE refresh_hash = $1";
+        self.db.read_optional(KNOWN, args![refresh_hash]).await
+    }
+
+    /// The session and user a refresh token (its hash) belongs to.
+    pub async fn owner(&self, refresh_hash: &str) -> Result<Option<SessionRef>, StoreError> {
+        const OWNER: &str =
+            "SELECT user_id, session_id FROM supabase_sessions WHERE refresh_hash = $1";
+        self.db.read_optional(OWNER, args![refresh_hash]).await
+    }
+
+    /// Ends the sessions `which` names that have not ended.
+    pub async fn end(&self, which: &EndSessions, now: i64) -> Result<Vec<Ended>, StoreError> {
+        const OWNED_BY: &str = "UPDATE supabase_sessions SET ended_at = $1
+             WHERE session_id = $2 AND user_id = $3 AND ended_at IS NULL
+             RETURNING session_id, tokens, last_used_at";
+        const ANY: &str = "UPDATE supabase_sessions SET ended_at = $1
+             WHERE session_id = $2 AND ended_at IS NULL
+             RETURNING session_id, tokens, last_used_at";
+        const ALL_OF: &str = "UPDATE supabase_sessions SET ended_at = $1
+             WHERE user_id = $2 AND ended_at IS NULL
+             RETURNING session_id, tokens, last_used_at";
+        let (sql, args) = match which {
+            EndSessions::OwnedBy {
+                user_id,
+                session_id,
+            } => (OWNED_BY, args![now, session_id, user_id]),
+            EndSessions::Any { session_id } => (ANY, args![now, session_id]),
+            EndSessions::AllOf { user_id } => (ALL_OF, args![now, user_id]),
+        };
+        let rows: Vec<(String, Option<String>, i64)> = self.db.write_returning(sql, args).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(session_id, tokens, last_used_at)| Ended {
+                session_id,
+                tokens,
+                last_used_at,
+            })
+            .collect())
+    }
+
+    /// The user's sessions that have not ended and were used since
+    /// `used_since`, newest first.
+    pub async fn list_of(
+        &self,
+        user_id: &str,
+        used_since: i64,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
+        const OF_USER: &str =
+            "SELECT session_id, created_at, last_used_at, user_agent, ip FROM supabase_sessions
+             WHERE user_id = $1 AND ended_at IS NULL AND last_used_at > $2
+             ORDER BY created_at DESC, session_id";
+        self.db.read(OF_USER, args![user_id, used_since]).await
+    }
+
+    /// Forgets sessions unused since `before`.
+    pub async fn purge(&self, before: i64) -> Result<u64, StoreError> {
+        self.db
+            .purge(
+                "DELETE FROM supabase_sessions WHERE session_id IN
+                   (SELECT session_id FROM supabase_sessions WHERE last_used_at < $1 LIMIT 1000)",
+                before,
+            )
+            .await
+    }
+}
