@@ -9,7 +9,7 @@ pub use super::open::OpenError;
 use super::sql::{Args, FromRow, PgConn, SqliteConn, StoreError, Work, args, bind_all, run_ready};
 use super::writer::Writer;
 use super::{postgres, sqlite};
-use crate::config::Settings;
+use crate::config::{Settings, StorageSettings};
 
 /// Runs the same sqlx code on whichever pool the database has (the reads
 /// of [`super::sql`]); writes on SQLite go through the writer instead.
@@ -33,15 +33,17 @@ impl Database {
     /// without it); migrates it, or with `DATABASE_MIGRATE=off` refuses one
     /// that is behind.
     pub async fn open(settings: &Settings) -> Result<Self, OpenError> {
-        let url = sqlite::database_url(settings);
-        let migrate = settings.storage.migrate_at_start;
-        if postgres::is_postgres(&url) {
-            return Ok(Self::Postgres(
-                postgres::open(&url, &settings.storage, migrate).await?,
-            ));
+        Self::open_url(&sqlite::database_url(settings), &settings.storage).await
+    }
+
+    /// Opens the database at `url` (`sqlite://PATH` or `postgres://...`).
+    pub async fn open_url(url: &str, storage: &StorageSettings) -> Result<Self, OpenError> {
+        let migrate = storage.migrate_at_start;
+        if postgres::is_postgres(url) {
+            return Ok(Self::Postgres(postgres::open(url, storage, migrate).await?));
         }
-        let pool = sqlite::open(&url, migrate).await?;
-        let writer = Writer::open(&sqlite::database_path(&url))?;
+        let pool = sqlite::open(url, migrate).await?;
+        let writer = Writer::open(&sqlite::database_path(url))?;
         Ok(Self::Sqlite { pool, writer })
     }
 

@@ -37,6 +37,9 @@ pub mod sql;
 pub mod sqlite;
 /// Sessions begun with Supabase Auth.
 pub mod supabase_sessions;
+/// Databases for the store's own tests.
+#[cfg(test)]
+mod testing;
 /// The one writer of the SQLite database (group commit).
 pub mod writer;
 

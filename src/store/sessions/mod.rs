@@ -8,6 +8,8 @@
 //! transaction.
 
 mod batch;
+#[cfg(test)]
+mod tests;
 
 use serde::Serialize;
 
@@ -422,26 +424,17 @@ impl Sessions {
     /// Deletes, a batch at a time, sessions unused since `idle_before` and
     /// sessions ended before `ended_before`; how many.
     pub async fn purge(&self, idle_before: i64, ended_before: i64) -> Result<u64, StoreError> {
-        // Parenthesised selects: PostgreSQL wants them around a LIMIT in a
-        // UNION; SQLite does not accept them, hence two texts.
-        const PURGE_SQLITE: &str = "DELETE FROM sessions WHERE id IN (
-               SELECT id FROM sessions WHERE last_used_at < $1 LIMIT $3
+        // Each LIMIT inside a derived table: SQLite refuses a LIMIT before
+        // UNION ALL, PostgreSQL one outside parentheses; both read this.
+        const PURGE: &str = "DELETE FROM sessions WHERE id IN (
+               SELECT id FROM (SELECT id FROM sessions WHERE last_used_at < $1 LIMIT $3) AS idle
                UNION ALL
-               SELECT id FROM sessions WHERE revoked_at < $2 LIMIT $3)";
-        const PURGE_POSTGRES: &str = "DELETE FROM sessions WHERE id IN (
-               (SELECT id FROM sessions WHERE last_used_at < $1 LIMIT $3)
-               UNION ALL
-               (SELECT id FROM sessions WHERE revoked_at < $2 LIMIT $3))";
-        let purge = if self.db.is_postgres() {
-            PURGE_POSTGRES
-        } else {
-            PURGE_SQLITE
-        };
+               SELECT id FROM (SELECT id FROM sessions WHERE revoked_at < $2 LIMIT $3) AS ended)";
         let mut total = 0;
         loop {
             let deleted = self
                 .db
-                .write(purge, args![idle_before, ended_before, PURGE_BATCH])
+                .write(PURGE, args![idle_before, ended_before, PURGE_BATCH])
                 .await?;
             total += deleted;
             if (deleted as i64) < PURGE_BATCH {
