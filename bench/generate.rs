@@ -42,10 +42,9 @@ async fn main() -> anyhow::Result<()> {
     chronos::secrets::ensure_dir(&dir)?;
     let db = dir.join("chronos.db");
     // The schema, exactly as the server makes it.
-    chronos::store::sqlite::open(&format!("sqlite://{}", db.display()), true)
-        .await?
-        .close()
-        .await;
+    let pool = chronos::store::sqlite::connect(&format!("sqlite://{}", db.display())).await?;
+    chronos::store::sqlite::MIGRATOR.run(&pool).await?;
+    pool.close().await;
     let started = Instant::now();
     let mut conn = rusqlite::Connection::open(&db)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;

@@ -38,23 +38,75 @@ impl Database {
 
     /// Opens the database at `url` (`sqlite://PATH` or `postgres://...`).
     pub async fn open_url(url: &str, storage: &StorageSettings) -> Result<Self, OpenError> {
-        let migrate = storage.migrate_at_start;
-        if postgres::is_postgres(url) {
-            return Ok(Self::Postgres(postgres::open(url, storage, migrate).await?));
+        let db = Self::connect(url, storage).await?;
+        if storage.migrate_at_start {
+            db.run_migrations().await?;
+        } else {
+            let pending = db.pending_migrations().await?;
+            if pending > 0 {
+                return Err(OpenError::Pending { pending });
+            }
         }
-        let pool = sqlite::open(url, migrate).await?;
+        Ok(db)
+    }
+
+    async fn connect(url: &str, storage: &StorageSettings) -> Result<Self, OpenError> {
+        if postgres::is_postgres(url) {
+            return Ok(Self::Postgres(postgres::connect(url, storage).await?));
+        }
+        let pool = sqlite::connect(url).await?;
         let writer = Writer::open(&sqlite::database_path(url))?;
         Ok(Self::Sqlite { pool, writer })
     }
 
     /// `chronos migrate`: applies what is pending; how many were applied.
     pub async fn migrate(settings: &Settings) -> Result<usize, OpenError> {
-        let url = sqlite::database_url(settings);
-        if postgres::is_postgres(&url) {
-            postgres::migrate(&url, &settings.storage).await
-        } else {
-            sqlite::migrate(&url).await
+        let db = Self::connect(&sqlite::database_url(settings), &settings.storage).await?;
+        let pending = db.pending_migrations().await?;
+        db.run_migrations().await?;
+        db.close().await;
+        Ok(pending)
+    }
+
+    /// Brings the schema up to date (PostgreSQL: under an advisory lock,
+    /// so replicas starting together migrate once).
+    async fn run_migrations(&self) -> Result<(), OpenError> {
+        match self {
+            Self::Sqlite { pool, .. } => sqlite::MIGRATOR.run(pool).await?,
+            Self::Postgres(pool) => postgres::MIGRATOR.run(pool).await?,
         }
+        Ok(())
+    }
+
+    /// How many of this binary's migrations the database has not applied.
+    async fn pending_migrations(&self) -> Result<usize, StoreError> {
+        // Whether the migrations table exists: each engine's catalogue.
+        const TABLE_SQLITE: &str =
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'";
+        const TABLE_POSTGRES: &str = "SELECT COUNT(*) FROM pg_catalog.pg_tables
+             WHERE tablename = '_sqlx_migrations' AND schemaname = current_schema()";
+        let (table, migrator) = match self {
+            Self::Sqlite { .. } => (TABLE_SQLITE, &sqlite::MIGRATOR),
+            Self::Postgres(_) => (TABLE_POSTGRES, &postgres::MIGRATOR),
+        };
+        let applied: Vec<i64> = if self.read_one::<i64>(table, args![]).await? > 0 {
+            self.read(
+                "SELECT version FROM _sqlx_migrations WHERE success",
+                args![],
+            )
+            .await?
+        } else {
+            Vec::new()
+        };
+        Ok(migrator
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .count())
+    }
+
+    /// Closes the pool (a command that is done with the database).
+    pub async fn close(&self) {
+        on_pool!(self, |pool| pool.close().await)
     }
 
     pub fn is_postgres(&self) -> bool {

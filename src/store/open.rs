@@ -9,6 +9,8 @@ pub enum OpenError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     Writer(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Store(#[from] super::sql::StoreError),
     /// `DATABASE_MIGRATE=off` and the database is behind the binary.
     #[error("the database is {pending} migration(s) behind this version; run `chronos migrate`")]
     Pending { pending: usize },

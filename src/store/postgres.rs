@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use super::open::OpenError;
 use crate::config::StorageSettings;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// How long a request waits for a connection before it is answered 503.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -23,35 +22,10 @@ pub fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
-pub async fn open(
-    url: &str,
-    storage: &StorageSettings,
-    migrate: bool,
-) -> Result<PgPool, OpenError> {
-    let pool = connect(url, storage).await?;
-    if migrate {
-        MIGRATOR.run(&pool).await?;
-    } else {
-        let pending = pending(&pool).await?;
-        if pending > 0 {
-            return Err(OpenError::Pending { pending });
-        }
-    }
-    Ok(pool)
-}
-
-pub async fn migrate(url: &str, storage: &StorageSettings) -> Result<usize, OpenError> {
-    let pool = connect(url, storage).await?;
-    let pending = pending(&pool).await?;
-    MIGRATOR.run(&pool).await?;
-    pool.close().await;
-    Ok(pending)
-}
-
 /// The pool, once one connection has succeeded: retried with backoff for
 /// up to `DATABASE_CONNECT_TIMEOUT` (a database starting beside us), then
 /// the last error.
-async fn connect(url: &str, storage: &StorageSettings) -> Result<PgPool, sqlx::Error> {
+pub async fn connect(url: &str, storage: &StorageSettings) -> Result<PgPool, sqlx::Error> {
     let options = PgConnectOptions::from_str(url)?.application_name("chronos");
     let pool = PgPoolOptions::new()
         .max_connections(storage.max_connections)
@@ -75,22 +49,4 @@ async fn connect(url: &str, storage: &StorageSettings) -> Result<PgPool, sqlx::E
             Err(e) => return Err(e),
         }
     }
-}
-
-async fn pending(pool: &PgPool) -> Result<usize, sqlx::Error> {
-    let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
-        .fetch_one(pool)
-        .await?;
-    let applied: Vec<i64> = match table {
-        Some(_) => {
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                .fetch_all(pool)
-                .await?
-        }
-        None => Vec::new(),
-    };
-    Ok(MIGRATOR
-        .iter()
-        .filter(|m| !applied.contains(&m.version))
-        .count())
 }

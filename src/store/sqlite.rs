@@ -10,7 +10,6 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::open::OpenError;
 use crate::config::Settings;
 
 /// `DATABASE_URL`, or the default file in `DATA_DIR`.
@@ -32,33 +31,10 @@ pub fn database_path(url: &str) -> std::path::PathBuf {
     std::path::PathBuf::from(rest.split('?').next().unwrap_or(rest))
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// Opens the pool; with `migrate`, brings the schema up to date first,
-/// otherwise refuses a database with pending migrations.
-pub async fn open(url: &str, migrate: bool) -> Result<SqlitePool, OpenError> {
-    let pool = connect(url).await?;
-    if migrate {
-        MIGRATOR.run(&pool).await?;
-    } else {
-        let pending = pending(&pool).await?;
-        if pending > 0 {
-            return Err(OpenError::Pending { pending });
-        }
-    }
-    Ok(pool)
-}
-
-/// `chronos migrate`: applies what is pending; how many were applied.
-pub async fn migrate(url: &str) -> Result<usize, OpenError> {
-    let pool = connect(url).await?;
-    let pending = pending(&pool).await?;
-    MIGRATOR.run(&pool).await?;
-    pool.close().await;
-    Ok(pending)
-}
-
-async fn connect(url: &str) -> Result<SqlitePool, sqlx::Error> {
+/// The read pool (WAL, so readers never wait for the writer).
+pub async fn connect(url: &str) -> Result<SqlitePool, sqlx::Error> {
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -70,25 +46,4 @@ async fn connect(url: &str) -> Result<SqlitePool, sqlx::Error> {
         .min_connections(1)
         .connect_with(options)
         .await
-}
-
-/// How many of this binary's migrations the database has not applied.
-async fn pending(pool: &SqlitePool) -> Result<usize, sqlx::Error> {
-    let table: Option<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
-    )
-    .fetch_optional(pool)
-    .await?;
-    let applied: Vec<i64> = match table {
-        Some(_) => {
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                .fetch_all(pool)
-                .await?
-        }
-        None => Vec::new(),
-    };
-    Ok(MIGRATOR
-        .iter()
-        .filter(|m| !applied.contains(&m.version))
-        .count())
 }

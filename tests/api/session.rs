@@ -975,13 +975,10 @@ async fn a_session_from_before_self_describing_tokens_moves_over_at_its_next_ref
     let now = chronos::unix_now() as i64;
     let legacy = "legacy-chain-token-0123456789abcdefghijklmnop";
     let session_id = uuid::Uuid::new_v4().to_string();
-    let db = chronos::store::sqlite::open(
-        &format!(
-            "sqlite://{}",
-            app.data_dir.path().join("chronos.db").display()
-        ),
-        true,
-    )
+    let db = chronos::store::sqlite::connect(&format!(
+        "sqlite://{}",
+        app.data_dir.path().join("chronos.db").display()
+    ))
     .await
     .unwrap();
     sqlx::query("INSERT INTO sessions (id, user_id, created_at, last_used_at) VALUES (?, ?, ?, ?)")

@@ -179,16 +179,28 @@ impl Work for Rotate {
             let seq = record_in(tx, &session_id, now).await?;
             return Ok(Refreshed::Reused { session_id, seq });
         }
-        let Some(user) = user_in(tx, &user_id).await? else {
-            return Ok(Refreshed::Rejected);
-        };
-        Ok(Refreshed::Pair(Pair {
-            session_id,
-            counter: current as u64,
-            issued_at: issued_at as u64,
-            user,
-        }))
+        handed_out(tx, session_id, current, issued_at, &user_id).await
     }
+}
+
+/// The pair a refresh hands out, with its user read in the same
+/// transaction (rejected when the account is gone).
+async fn handed_out<E: Exec>(
+    tx: &mut E,
+    session_id: String,
+    counter: i64,
+    issued_at: i64,
+    user_id: &str,
+) -> Result<Refreshed, StoreError> {
+    let Some(user) = user_in(tx, user_id).await? else {
+        return Ok(Refreshed::Rejected);
+    };
+    Ok(Refreshed::Pair(Pair {
+        session_id,
+        counter: counter as u64,
+        issued_at: issued_at as u64,
+        user,
+    }))
 }
 
 /// A chain token from before self-describing tokens (SQLite only): its
@@ -264,15 +276,7 @@ impl Work for RotateLegacy {
                 return Ok(Refreshed::Reused { session_id, seq });
             }
         };
-        let Some(user) = user_in(tx, &user_id).await? else {
-            return Ok(Refreshed::Rejected);
-        };
-        Ok(Refreshed::Pair(Pair {
-            session_id,
-            counter: counter as u64,
-            issued_at: issued_at as u64,
-            user,
-        }))
+        handed_out(tx, session_id, counter, issued_at, &user_id).await
     }
 }
 
