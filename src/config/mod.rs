@@ -26,7 +26,7 @@ pub use cookies::{CookieSettings, SameSite};
 pub use identity::{IdentitySettings, OidcSettings, Provider, SupabaseSettings};
 pub use limits::{FailMode, LimitSettings};
 pub use security::SecuritySettings;
-pub use server::{Environment, ServerSettings};
+pub use server::{Environment, ServerSettings, public_path};
 pub use sessions::{LogoutScope, SessionSettings};
 pub use storage::StorageSettings;
 pub use telemetry::{DEFAULT_FILTER as DEFAULT_LOG_FILTER, LogFormat, TelemetrySettings};

@@ -19,7 +19,7 @@ pub const VARS: &[VarDoc] = &[
     VarDoc {
         name: "PUBLIC_URL",
         default: "http:// + BIND",
-        help: "the server's external base URL (sign-in page links, the access-token issuer)",
+        help: "the server's external base URL as browsers reach it, a path allowed behind a proxy that strips it (sign-in page links, the access-token issuer)",
     },
     VarDoc {
         name: "DATA_DIR",
@@ -63,6 +63,29 @@ impl ServerSettings {
     }
 }
 
+/// PUBLIC_URL: an absolute http(s) URL, a path allowed (without the
+/// trailing slash), no query or fragment (the server appends its paths).
+fn parse_public_url(value: &str) -> Result<String, ConfigError> {
+    let url = parse::base_url("PUBLIC_URL", value)?;
+    match url::Url::parse(&url) {
+        Ok(parsed) if parsed.query().is_none() && parsed.fragment().is_none() => Ok(url),
+        _ => Err(ConfigError::new(
+            "PUBLIC_URL",
+            format!("expected a base URL without ?query or #fragment, got {value:?}"),
+        )),
+    }
+}
+
+/// The path of a public URL, without its trailing slash: `""` at the root,
+/// `"/api"` for `http://localhost:5174/api`. A proxy in front strips it
+/// before a request reaches the server's routes, so every URL the server
+/// writes for the browser starts with it.
+pub fn public_path(public_url: &str) -> String {
+    url::Url::parse(public_url)
+        .map(|url| url.path().trim_end_matches('/').to_string())
+        .unwrap_or_default()
+}
+
 pub fn parse(env: &Env) -> Result<ServerSettings, ConfigError> {
     let environment = match env.get("ENVIRONMENT") {
         None => Environment::Development,
@@ -88,7 +111,7 @@ pub fn parse(env: &Env) -> Result<ServerSettings, ConfigError> {
     };
     let public_url = env
         .get("PUBLIC_URL")
-        .map(|v| parse::base_url("PUBLIC_URL", &v))
+        .map(|v| parse_public_url(&v))
         .transpose()?;
     let data_dir = PathBuf::from(env.get("DATA_DIR").unwrap_or_else(|| "./data".into()));
     let shutdown_timeout = std::time::Duration::from_secs(parse::seconds_or(
@@ -123,4 +146,42 @@ pub fn parse(env: &Env) -> Result<ServerSettings, ConfigError> {
         data_dir,
         shutdown_timeout,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::public_path;
+    use crate::config::tests::load;
+
+    #[test]
+    fn public_url_may_have_a_path_but_no_query_or_fragment() {
+        let public = |value: &str| {
+            load(&[("PUBLIC_URL", value)]).map(|s| s.server.public_url.unwrap_or_default())
+        };
+        assert_eq!(
+            public("http://localhost:5174/api/").unwrap(),
+            "http://localhost:5174/api"
+        );
+        assert_eq!(
+            public("https://example.com/").unwrap(),
+            "https://example.com"
+        );
+        for bad in [
+            "http://localhost/api?x=1",
+            "http://localhost/#top",
+            "/api",
+            "ftp://x",
+        ] {
+            let error = public(bad).unwrap_err().to_string();
+            assert!(error.contains("PUBLIC_URL"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_path_is_what_written_urls_start_with() {
+        assert_eq!(public_path("http://localhost:5174/api"), "/api");
+        assert_eq!(public_path("http://localhost:5174/a/b/"), "/a/b");
+        assert_eq!(public_path("https://auth.example.com"), "");
+        assert_eq!(public_path("http://localhost:5174/my api"), "/my%20api");
+    }
 }

@@ -136,6 +136,7 @@ fn router(state: Arc<AppState>) -> Router {
             },
         };
     }
+    let document = openapi::document(state.settings.server.public_url.as_deref());
     let router = router
         .route("/health", get(health::health))
         .route("/health/ready", get(health::ready))
@@ -146,7 +147,10 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/auth/sessions", get(sessions::list))
         .route("/auth/sessions/{id}", delete(sessions::end))
         .route("/.well-known/jwks.json", get(jwks::jwks))
-        .route("/openapi.json", get(openapi::document))
+        .route(
+            "/openapi.json",
+            get(move || openapi::serve(document.clone())),
+        )
         .with_state(state.clone());
     // The sign-in method's own pages, when it has any.
     let router = match state.sign_in.clone().routes() {

@@ -17,6 +17,7 @@ mod oidc;
 mod oidc_provider;
 mod openapi;
 mod postgres;
+mod prefix;
 mod rate_limit;
 mod replicas;
 mod revocation;

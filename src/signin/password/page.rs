@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use super::{CheckError, PasswordSignIn, RegisterError};
+use crate::config::public_path;
 use crate::cookies::CookieKind;
 use crate::error::ApiError;
 use crate::html::{Page, escape};
@@ -120,10 +121,12 @@ fn form_page(
     let error = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
         .unwrap_or_default();
+    // Under PUBLIC_URL's path: a proxy in front may serve the page there.
+    let base = escape(&public_path(&state.page.public_url));
     let signup = if state.page.signup_enabled {
         format!(
             "<details><summary>Create an account</summary>\
-             <form method=\"post\" action=\"/auth/signup\" id=\"signup\">{hidden}\
+             <form method=\"post\" action=\"{base}/auth/signup\" id=\"signup\">{hidden}\
              <label for=\"signup-name\">Name (optional)</label>\
              <input id=\"signup-name\" name=\"name\" autocomplete=\"name\" maxlength=\"200\">\
              <label for=\"signup-email\">Email</label>\
@@ -137,7 +140,7 @@ fn form_page(
     };
     let body = format!(
         "<h1>Sign in to Chronos</h1><p class=\"lead\">Use your Chronos account.</p>{error}\
-         <form method=\"post\" action=\"/auth/signin\" id=\"signin\">{hidden}\
+         <form method=\"post\" action=\"{base}/auth/signin\" id=\"signin\">{hidden}\
          <label for=\"email\">Email</label>\
          <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" value=\"{email}\" required autofocus>\
          <label for=\"password\">Password</label>\
