@@ -22,7 +22,7 @@ fn main() {
     let n: usize = std::env::args()
         .nth(1)
         .and_then(|n| n.parse().ok())
-        .unwrap_or(chronos::authority::cache::DEFAULT_CAPACITY);
+        .unwrap_or(chronos::config::DEFAULT_TOKEN_CACHE_SIZE);
     let cache = VerifiedCache::new(n);
     // A header.payload of a real token's length (~510 characters) and an
     // 86-character signature; the cache keeps digests, not the token.

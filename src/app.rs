@@ -17,6 +17,7 @@ use crate::config::{ConfigError, Settings};
 use crate::cookies::CookiePolicy;
 use crate::metrics::{self as prometheus, Ended, Metrics};
 use crate::routes::Routes;
+use crate::routes::state::{AppState, Phase};
 use crate::secrets::{self, Sealer};
 use crate::security::Security;
 use crate::security::client_ip::ClientIpResolver;
@@ -30,7 +31,6 @@ use crate::server;
 use crate::signin::SignInMethod;
 use crate::signin::oidc::OidcSignIn;
 use crate::signin::password::{PageConfig, PasswordAccounts, PasswordSignIn, Passwords};
-use crate::state::{AppState, Phase};
 use crate::store::RateLimitStore;
 use crate::store::accounts::Accounts;
 use crate::store::database::{Database, OpenError};
@@ -380,7 +380,7 @@ impl Application {
                 .logout_clear_site_data
                 .as_deref()
                 .and_then(|v| http::HeaderValue::from_str(v).ok()),
-            phase: crate::state::Phase::default(),
+            phase: crate::routes::state::Phase::default(),
             database: stores.database.clone(),
             settings,
         });

@@ -1,48 +1,63 @@
 //! Chronos auth: a backend-for-frontend session server.
 //!
-//! Reading the modules in this order is a tour of a request's life, then of
-//! what it is served from.
+//! The modules in the order a request meets them, then what serves it and
+//! what builds it all.
+
+/// 1. The HTTP/1 accept loop: header timeouts, keep-alive, graceful shutdown.
+pub mod server;
+
+/// 2. The security layer every request passes: the envelope (request id,
+/// bounds, CORS, the guard's Origin, Fetch Metadata, rate limit and CSRF
+/// checks, headers, the access log), client IP, redirects.
+pub mod security;
+
+/// 3. The routes, one module per endpoint family, and the state they read.
+pub mod routes;
+
+/// 4. What the pages and routes share: HTML pages, query strings.
+pub mod web;
+
+/// 5. The cookie policy: one place sets and clears every cookie.
+pub mod cookies;
+
+/// 6. The error type that maps to HTTP status and `{"detail"}` bodies.
+pub mod error;
+
+/// 7. The session authority: sessions, access and refresh tokens, revocation.
+pub mod authority;
+
+/// 8. Sign-in methods in front of the authority: the password page, OpenID
+/// Connect, and the identity providers' HTTP client.
+pub mod signin;
+
+/// 9. Supabase Auth as session authority and sign-in method.
+pub mod supabase;
+
+/// 10. Everything that outlives a request, and the only module with SQL:
+/// repositories on SQLite or PostgreSQL, counters and news through Redis.
+pub mod store;
+
+/// Rate-limit grammar, client keys, coarse addresses (the vocabulary the
+/// security layer and the stores share).
+pub mod limits;
+
+/// Secrets generated into DATA_DIR; random tokens and their hashes; PKCE.
+pub mod secrets;
+
+/// Prometheus counters, and the exporter on METRICS_BIND.
+pub mod metrics;
+
+/// Logging: logfmt or JSON lines with the request id, queued to a writer thread.
+pub mod telemetry;
+
+/// Settings from the environment, one section per concern, validated.
+pub mod config;
 
 /// Building stores, identity, state and the service; binding; background tasks.
 pub mod app;
-/// The session authority: sessions, access and refresh tokens, revocation.
-pub mod authority;
-/// Operator commands: users and sessions.
+
+/// Operator commands: users, sessions, migrations.
 pub mod cli;
-/// Settings from the environment, one section per concern, validated.
-pub mod config;
-/// The cookie policy: one place sets and clears every cookie.
-pub mod cookies;
-/// The error type that maps to HTTP status and `{"detail"}` bodies.
-pub mod error;
-/// The HTML shell of the few pages we render, escaping, CSP nonces.
-pub mod html;
-/// Rate-limit grammar, client keys, coarse addresses (shared vocabulary).
-pub mod limits;
-/// Prometheus counters, and the exporter on METRICS_BIND.
-pub mod metrics;
-/// Query strings, read leniently.
-pub mod query;
-/// The routes, one module per endpoint family, as the service the envelope wraps.
-pub mod routes;
-/// Secrets generated into DATA_DIR; random tokens and their hashes; PKCE.
-pub mod secrets;
-/// The security layer: client IP, CORS, Origin/Fetch-Metadata/CSRF, rate limits, headers.
-pub mod security;
-/// The HTTP/1 accept loop with header timeouts and graceful shutdown.
-pub mod server;
-/// Sign-in methods in front of the authority: the password page, OpenID Connect.
-pub mod signin;
-/// What every route reads: settings, security parts, authority, sign-in method, flows.
-pub mod state;
-/// State behind traits: rate-limit counters, revocations, sign-in flows.
-pub mod store;
-/// Supabase Auth as session authority and sign-in method.
-pub mod supabase;
-/// Logging: logfmt or JSON lines with the request id, queued to a writer thread.
-pub mod telemetry;
-/// Calls to identity providers, with timeouts and bounded answers.
-pub mod upstream;
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {

@@ -11,10 +11,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use chronos::authority::tokens::{AccessClaims, AccessTokens};
 use chronos::cookies::read_cookie;
 use chronos::limits::parse_limits;
-use chronos::query::{query_pairs, query_param};
 use chronos::security::client_ip::ClientIpResolver;
 use chronos::security::csrf::{Binding, CsrfTokens, Purpose};
 use chronos::security::redirects::RedirectPolicy;
+use chronos::web::query::{query_pairs, query_param};
 use http::{HeaderMap, HeaderValue};
 use proptest::prelude::*;
 

@@ -20,9 +20,6 @@ use quick_cache::sync::Cache;
 
 use super::AccessClaims;
 
-/// The default capacity, in tokens.
-pub const DEFAULT_CAPACITY: usize = 1 << 20;
-
 #[derive(Clone)]
 struct Entry {
     /// A keyed digest of `header.payload`.

@@ -27,7 +27,7 @@ pub use identity::{IdentitySettings, OidcSettings, Provider, SupabaseSettings};
 pub use limits::{FailMode, LimitSettings};
 pub use security::SecuritySettings;
 pub use server::{Environment, ServerSettings, public_path};
-pub use sessions::{LogoutScope, SessionSettings};
+pub use sessions::{DEFAULT_TOKEN_CACHE_SIZE, LogoutScope, SessionSettings};
 pub use storage::StorageSettings;
 pub use telemetry::{DEFAULT_FILTER as DEFAULT_LOG_FILTER, LogFormat, TelemetrySettings};
 

@@ -63,6 +63,9 @@ pub struct SessionSettings {
     pub logout_clear_site_data: Option<String>,
 }
 
+/// `TOKEN_CACHE_SIZE` unset: verified access tokens remembered.
+pub const DEFAULT_TOKEN_CACHE_SIZE: usize = 1 << 20;
+
 pub fn parse(env: &Env) -> Result<SessionSettings, ConfigError> {
     let access_token_ttl = parse::seconds_or(
         "ACCESS_TOKEN_TTL_SECONDS",
@@ -77,7 +80,7 @@ pub fn parse(env: &Env) -> Result<SessionSettings, ConfigError> {
         0,
     )?;
     let token_cache_size = match env.get("TOKEN_CACHE_SIZE") {
-        None => crate::authority::cache::DEFAULT_CAPACITY,
+        None => DEFAULT_TOKEN_CACHE_SIZE,
         Some(v) => match v.trim().parse::<usize>() {
             Ok(n) if n <= 100_000_000 => n,
             _ => {

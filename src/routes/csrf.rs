@@ -10,8 +10,8 @@ use axum::response::Response;
 use http::{HeaderValue, header};
 
 use crate::cookies::CookieKind;
+use crate::routes::state::AppState;
 use crate::security::csrf::{Binding, Purpose};
-use crate::state::AppState;
 use crate::unix_now;
 
 pub async fn issue(state: Arc<AppState>, req: Request) -> Response {

@@ -10,9 +10,9 @@ use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use http::StatusCode;
 
-use crate::html::{Page, escape};
-use crate::query::{query_pairs, query_param};
-use crate::state::AppState;
+use crate::routes::state::AppState;
+use crate::web::html::{Page, escape};
+use crate::web::query::{query_pairs, query_param};
 
 fn clip(value: Option<String>, max: usize) -> Option<String> {
     value

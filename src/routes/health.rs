@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::state::{AppState, Phase};
+use crate::routes::state::{AppState, Phase};
 
 /// The longest the readiness probe waits for the database.
 const DATABASE_CHECK: Duration = Duration::from_secs(1);

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, header};
 
-use crate::state::AppState;
+use crate::routes::state::AppState;
 
 pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
     let mut response = state.authority.jwks().to_string().into_response();

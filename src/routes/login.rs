@@ -13,8 +13,8 @@ use serde_json::json;
 
 use crate::cookies::CookieKind;
 use crate::error::{ApiError, Result};
-use crate::query::{query_pairs, query_param};
-use crate::state::AppState;
+use crate::routes::state::AppState;
+use crate::web::query::{query_pairs, query_param};
 
 pub async fn start(
     State(state): State<Arc<AppState>>,

@@ -20,8 +20,8 @@ use crate::authority::{EndSessions, SessionRef};
 use crate::config::LogoutScope;
 use crate::cookies::CookieKind;
 use crate::metrics::Ended;
-use crate::query::{query_pairs, query_param};
-use crate::state::AppState;
+use crate::routes::state::AppState;
+use crate::web::query::{query_pairs, query_param};
 
 const BODY: &[u8] = br#"{"message":"Logged out"}"#;
 

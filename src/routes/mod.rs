@@ -17,6 +17,8 @@ pub mod logout;
 mod openapi;
 pub mod session;
 mod sessions;
+/// What every route reads: settings, security parts, authority, sign-in method, flows.
+pub mod state;
 mod verify;
 
 use std::convert::Infallible;
@@ -33,7 +35,7 @@ use http::Method;
 use tower::{Service, ServiceExt};
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::routes::state::AppState;
 
 type BoxResponse = Pin<Box<dyn Future<Output = Response> + Send>>;
 

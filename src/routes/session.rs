@@ -13,9 +13,9 @@ use super::extract::{ApiJson, Client};
 use crate::authority::{AccessClaims, AuthError, IssuedSession, User};
 use crate::cookies::CookieKind;
 use crate::error::{ApiError, Result};
+use crate::routes::state::AppState;
 use crate::security::csrf::{Binding, Purpose};
 use crate::signin::Callback;
-use crate::state::AppState;
 use crate::unix_now;
 
 /// `{"user": ..., "expires_at": ...}`, fields in the API's order.

@@ -15,7 +15,7 @@ use super::session::authenticate;
 use crate::authority::{AuthError, EndSessions, SessionInfo};
 use crate::error::{ApiError, Result};
 use crate::metrics::Ended;
-use crate::state::AppState;
+use crate::routes::state::AppState;
 
 #[derive(Serialize)]
 pub struct SessionEntry {

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderName, HeaderValue, StatusCode};
 
 use super::session::authenticate;
-use crate::state::AppState;
+use crate::routes::state::AppState;
 
 static USER_ID: HeaderName = HeaderName::from_static("x-auth-user-id");
 static USER_EMAIL: HeaderName = HeaderName::from_static("x-auth-user-email");

@@ -15,6 +15,8 @@
 
 pub mod oidc;
 pub mod password;
+/// The identity providers' HTTP client: timeouts, bounded answers.
+pub mod provider_client;
 
 use std::sync::Arc;
 

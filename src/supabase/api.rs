@@ -10,7 +10,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::upstream::{Answer, Upstream, UpstreamError};
+use crate::signin::provider_client::{Answer, ProviderCallError, ProviderClient};
 
 pub const API_VERSION: &str = "2024-01-01";
 
@@ -86,14 +86,14 @@ pub fn error_code(answer: &Answer) -> String {
 /// The Auth API of one project.
 #[derive(Clone)]
 pub struct AuthApi {
-    http: Upstream,
+    http: ProviderClient,
     /// `SUPABASE_URL/auth/v1`.
     base: String,
     apikey: String,
 }
 
 impl AuthApi {
-    pub fn new(http: Upstream, base: String, apikey: String) -> Self {
+    pub fn new(http: ProviderClient, base: String, apikey: String) -> Self {
         Self { http, base, apikey }
     }
 
@@ -127,7 +127,7 @@ impl AuthApi {
     ) -> Outcome<Option<T>> {
         let answer = match self.http.send(builder).await {
             Ok(answer) => answer,
-            Err(UpstreamError::Unreachable(e)) => return Outcome::Unavailable(e),
+            Err(ProviderCallError::Unreachable(e)) => return Outcome::Unavailable(e),
             Err(e) => return Outcome::Unavailable(e.to_string()),
         };
         let status = answer.status;

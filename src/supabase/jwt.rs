@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::authority::AccessClaims;
 use crate::signin::oidc::provider::Keys;
-use crate::upstream::Upstream;
+use crate::signin::provider_client::ProviderClient;
 
 pub const AUDIENCE: &str = "authenticated";
 /// How far clocks may disagree (seconds).
@@ -124,7 +124,7 @@ impl Verifier {
     /// Signature, issuer, audience; expiry unless `ignore_expiry`.
     pub async fn verify(
         &self,
-        http: &Upstream,
+        http: &ProviderClient,
         token: &str,
         now: u64,
         ignore_expiry: bool,

@@ -40,6 +40,7 @@ use crate::authority::{
 use crate::config::SupabaseSettings;
 use crate::limits::coarse_ip;
 use crate::secrets::{Sealer, hash_token, pkce_challenge};
+use crate::signin::provider_client::{ProviderCallError, ProviderClient};
 use crate::signin::{Callback, SignInMethod};
 use crate::store::database::Database;
 use crate::store::flows::{Flow, StartedFlow};
@@ -47,7 +48,6 @@ use crate::store::outbox::{Outbox, Pending};
 use crate::store::revocations::RevocationStore;
 use crate::store::supabase_sessions::{SupabaseSession, SupabaseSessions};
 use crate::unix_now;
-use crate::upstream::{Upstream, UpstreamError};
 
 /// The outbox kind of a remote logout.
 const LOGOUT: &str = "supabase.logout";
@@ -94,7 +94,7 @@ struct LogoutCall {
 pub struct Supabase {
     settings: SupabaseSettings,
     api: AuthApi,
-    http: Upstream,
+    http: ProviderClient,
     verifier: jwt::Verifier,
     sessions: SupabaseSessions,
     revocations: Arc<dyn RevocationStore>,
@@ -130,12 +130,12 @@ impl Supabase {
         sealer: Sealer,
         sessions: SessionLimits,
         metrics: crate::metrics::Metrics,
-    ) -> Result<Self, UpstreamError> {
+    ) -> Result<Self, ProviderCallError> {
         let SessionLimits {
             idle_ttl,
             cache_capacity,
         } = sessions;
-        let http = Upstream::new()?;
+        let http = ProviderClient::new()?;
         let base = settings.auth_url();
         let apikey = String::from_utf8_lossy(settings.publishable_key.expose()).to_string();
         let verifier = jwt::Verifier::new(

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chronos::app::{Application, Identity};
 use chronos::config::Settings;
-use chronos::state::AppState;
+use chronos::routes::state::AppState;
 use reqwest::header::HeaderMap;
 use tempfile::TempDir;
 use tokio::sync::oneshot;

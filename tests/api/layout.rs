@@ -1,6 +1,8 @@
 //! The module graph has no cycles: every module can be read knowing only
 //! the ones below it. Checked from the source (paths after `crate::` and
-//! `super::` in code, not comments or tests), at the level of files.
+//! `super::` in code, not comments or tests), at the level of files and at
+//! the level of the top folders (`store`, `authority`, ...): a folder that
+//! imports another may not be imported by it, through any of their files.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -109,15 +111,14 @@ fn paths(code: &str) -> Vec<Vec<String>> {
     out
 }
 
-#[test]
-fn the_module_graph_has_no_cycles() {
-    let modules = modules();
-    let mut edges: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-    for (name, code) in &modules {
-        let targets = edges.entry(name).or_default();
+/// File-level edges: module → the modules its code names.
+fn edges(modules: &BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<String>> {
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (name, code) in modules {
+        let targets = edges.entry(name.clone()).or_default();
         for path in paths(code) {
             let path: Vec<&str> = path.iter().map(String::as_str).collect();
-            if let Some(target) = resolve(&path, name, &modules)
+            if let Some(target) = resolve(&path, name, modules)
                 && target != *name
                 && !name.starts_with(&format!("{target}::"))
             {
@@ -125,32 +126,64 @@ fn the_module_graph_has_no_cycles() {
             }
         }
     }
-    assert!(
-        edges["security::guard"].contains("security::csrf"),
-        "the parser sees edges"
-    );
-    // Depth-first search for a back edge.
+    edges
+}
+
+/// Panics naming the first cycle found by a depth-first search.
+fn assert_acyclic(edges: &BTreeMap<String, BTreeSet<String>>, level: &str) {
     fn visit<'a>(
         node: &'a str,
-        edges: &'a BTreeMap<&str, BTreeSet<String>>,
+        edges: &'a BTreeMap<String, BTreeSet<String>>,
         stack: &mut Vec<&'a str>,
         done: &mut BTreeSet<&'a str>,
+        level: &str,
     ) {
         if done.contains(node) {
             return;
         }
         if let Some(at) = stack.iter().position(|n| *n == node) {
-            panic!("module cycle: {} -> {node}", stack[at..].join(" -> "));
+            panic!("{level} cycle: {} -> {node}", stack[at..].join(" -> "));
         }
         stack.push(node);
         for next in edges.get(node).into_iter().flatten() {
-            visit(next, edges, stack, done);
+            visit(next, edges, stack, done, level);
         }
         stack.pop();
         done.insert(node);
     }
     let mut done = BTreeSet::new();
     for node in edges.keys() {
-        visit(node, &edges, &mut Vec::new(), &mut done);
+        visit(node, edges, &mut Vec::new(), &mut done, level);
     }
+}
+
+/// The top folder (or file) a module lives in: `store::sessions::batch` → `store`.
+fn top(module: &str) -> String {
+    module.split("::").next().unwrap_or(module).to_string()
+}
+
+#[test]
+fn the_module_graph_has_no_cycles() {
+    let modules = modules();
+    let edges = edges(&modules);
+    assert!(
+        edges["security::guard"].contains("security::csrf"),
+        "the parser sees edges"
+    );
+    assert_acyclic(&edges, "module");
+}
+
+#[test]
+fn the_top_folders_import_each_other_in_one_direction_only() {
+    let modules = modules();
+    let mut folders: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (from, targets) in edges(&modules) {
+        let entry = folders.entry(top(&from)).or_default();
+        entry.extend(targets.iter().map(|t| top(t)).filter(|t| *t != top(&from)));
+    }
+    assert!(
+        folders["routes"].contains("authority") && folders["authority"].contains("store"),
+        "the folder graph sees edges: {folders:?}"
+    );
+    assert_acyclic(&folders, "folder");
 }

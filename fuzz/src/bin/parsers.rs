@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use chronos::authority::tokens::AccessTokens;
 use chronos::cookies::read_cookie;
 use chronos::limits::parse_limits;
-use chronos::query::query_pairs;
+use chronos::web::query::query_pairs;
 use chronos::security::client_ip::ClientIpResolver;
 use chronos::security::csrf::{Binding, CsrfTokens, Purpose};
 use chronos::security::redirects::RedirectPolicy;

@@ -33,6 +33,7 @@ use crate::authority::local::LocalAuthority;
 use crate::authority::{AuthError, ClientInfo, IssuedSession};
 use crate::config::OidcSettings;
 use crate::secrets::{Sealer, pkce_challenge};
+use crate::signin::provider_client::{ProviderCallError, ProviderClient};
 use crate::store::accounts::{AccountError, Accounts, FederatedPerson};
 use crate::store::database::Database;
 use crate::store::flows::{Flow, StartedFlow};
@@ -40,7 +41,6 @@ use crate::store::nonces::{Nonces, OneTime};
 use crate::store::outbox::{Outbox, Pending};
 use crate::store::provider_sessions::{ProviderSession, ProviderSessions};
 use crate::unix_now;
-use crate::upstream::{Upstream, UpstreamError};
 
 /// The outbox kind of a refresh-token revocation.
 const REVOKE: &str = "oidc.revoke";
@@ -58,7 +58,7 @@ pub struct OidcSignIn {
     settings: OidcSettings,
     /// The issuer's accepted spellings (Google's has two).
     issuers: Vec<String>,
-    http: Upstream,
+    http: ProviderClient,
     discovered: RwLock<Option<Arc<Discovered>>>,
     discovering: tokio::sync::Mutex<()>,
     accounts: Accounts,
@@ -100,7 +100,7 @@ impl OidcSignIn {
         authority: Arc<LocalAuthority>,
         sealer: Sealer,
         metrics: crate::metrics::Metrics,
-    ) -> Result<Self, UpstreamError> {
+    ) -> Result<Self, ProviderCallError> {
         let mut issuers = vec![settings.issuer.clone()];
         // Google's ID tokens carry either spelling of its issuer.
         if settings.issuer == "https://accounts.google.com" {
@@ -108,7 +108,7 @@ impl OidcSignIn {
         }
         Ok(Self {
             issuers,
-            http: Upstream::new()?,
+            http: ProviderClient::new()?,
             discovered: RwLock::new(None),
             discovering: tokio::sync::Mutex::new(()),
             accounts: Accounts::new(db.clone()),

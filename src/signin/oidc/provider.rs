@@ -9,7 +9,7 @@ use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 
-use crate::upstream::{Upstream, UpstreamError};
+use crate::signin::provider_client::{ProviderCallError, ProviderClient};
 
 /// How often the keys may be refetched for an unknown `kid`.
 pub const KEY_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
@@ -36,7 +36,7 @@ pub struct Metadata {
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
     #[error(transparent)]
-    Upstream(#[from] UpstreamError),
+    ProviderClient(#[from] ProviderCallError),
     #[error("the discovery document names issuer {found:?}, not {expected:?}")]
     WrongIssuer { expected: String, found: String },
     #[error("{0} is not an https URL")]
@@ -59,7 +59,7 @@ const ASYMMETRIC: &[Algorithm] = &[
 
 impl Metadata {
     /// Fetches `issuer/.well-known/openid-configuration` and checks it.
-    pub async fn discover(http: &Upstream, issuer: &str) -> Result<Self, DiscoveryError> {
+    pub async fn discover(http: &ProviderClient, issuer: &str) -> Result<Self, DiscoveryError> {
         let url = format!(
             "{}/.well-known/openid-configuration",
             issuer.trim_end_matches('/')
@@ -144,7 +144,7 @@ pub enum KeyError {
     #[error("no usable key {kid:?} for {alg:?}, even after refetching")]
     Unknown { kid: Option<String>, alg: Algorithm },
     #[error("the keys could not be fetched: {0}")]
-    Fetch(#[from] UpstreamError),
+    Fetch(#[from] ProviderCallError),
 }
 
 impl Keys {
@@ -156,7 +156,7 @@ impl Keys {
         }
     }
 
-    async fn fetch(&self, http: &Upstream) -> Result<(), UpstreamError> {
+    async fn fetch(&self, http: &ProviderClient) -> Result<(), ProviderCallError> {
         let set: JwkSet = http.send(http.get(&self.jwks_uri)).await?.ok_json()?;
         if let Ok(mut current) = self.set.write() {
             *current = Arc::new(set);
@@ -173,7 +173,7 @@ impl Keys {
     }
 
     /// Fetches the keys now (at discovery).
-    pub async fn load(&self, http: &Upstream) -> Result<(), UpstreamError> {
+    pub async fn load(&self, http: &ProviderClient) -> Result<(), ProviderCallError> {
         self.fetch(http).await
     }
 
@@ -181,7 +181,7 @@ impl Keys {
     /// the set, at most once per [`KEY_REFETCH_INTERVAL`].
     pub async fn key(
         &self,
-        http: &Upstream,
+        http: &ProviderClient,
         kid: Option<&str>,
         alg: Algorithm,
     ) -> Result<DecodingKey, KeyError> {

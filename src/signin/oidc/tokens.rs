@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
 use super::provider::{KeyError, Keys};
-use crate::upstream::Upstream;
+use crate::signin::provider_client::ProviderClient;
 
 /// How far clocks may disagree (seconds).
 pub const CLOCK_SKEW_SECONDS: u64 = 60;
@@ -127,7 +127,7 @@ pub struct LogoutClaims {
 
 /// Who may have issued the tokens, and for whom.
 pub struct Verifier<'a> {
-    pub http: &'a Upstream,
+    pub http: &'a ProviderClient,
     pub keys: &'a Keys,
     pub algorithms: &'a [Algorithm],
     /// The configured issuer, and its accepted spellings.

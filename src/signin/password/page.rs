@@ -21,11 +21,11 @@ use super::{CheckError, PasswordSignIn, RegisterError};
 use crate::config::public_path;
 use crate::cookies::CookieKind;
 use crate::error::ApiError;
-use crate::html::{Page, escape};
-use crate::query::{query_pairs, query_param};
 use crate::security::csrf::{Binding, Purpose, same_token};
 use crate::store::accounts::AccountError;
 use crate::unix_now;
+use crate::web::html::{Page, escape};
+use crate::web::query::{query_pairs, query_param};
 
 type PageState = State<Arc<PasswordSignIn>>;
 

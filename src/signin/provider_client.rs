@@ -1,4 +1,5 @@
-//! Calls to other services (identity providers): every call has a timeout,
+//! The HTTP client of the identity providers (OpenID discovery, keys and
+//! tokens; Supabase Auth): every call has a timeout,
 //! and every answer a size bound, so a slow or hostile provider can neither
 //! hold a request nor fill our memory.
 
@@ -13,7 +14,7 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
+pub enum ProviderCallError {
     /// Not reachable, timed out, or cut off.
     #[error("unreachable: {0}")]
     Unreachable(String),
@@ -34,17 +35,17 @@ pub struct Answer {
 
 impl Answer {
     /// The body as `T`, whatever the status.
-    pub fn json<T: DeserializeOwned>(&self) -> Result<T, UpstreamError> {
-        serde_json::from_slice(&self.body).map_err(|e| UpstreamError::Unexpected {
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ProviderCallError> {
+        serde_json::from_slice(&self.body).map_err(|e| ProviderCallError::Unexpected {
             status: self.status,
             reason: format!("not the JSON expected: {e}"),
         })
     }
 
     /// The body as `T` when the status is 2xx.
-    pub fn ok_json<T: DeserializeOwned>(&self) -> Result<T, UpstreamError> {
+    pub fn ok_json<T: DeserializeOwned>(&self) -> Result<T, ProviderCallError> {
         if !self.status.is_success() {
-            return Err(UpstreamError::Unexpected {
+            return Err(ProviderCallError::Unexpected {
                 status: self.status,
                 reason: "not a success".into(),
             });
@@ -55,12 +56,12 @@ impl Answer {
 
 /// The outbound HTTP client (rustls, no redirects followed).
 #[derive(Clone)]
-pub struct Upstream {
+pub struct ProviderClient {
     client: reqwest::Client,
 }
 
-impl Upstream {
-    pub fn new() -> Result<Self, UpstreamError> {
+impl ProviderClient {
+    pub fn new() -> Result<Self, ProviderCallError> {
         let client = reqwest::Client::builder()
             .timeout(CALL_TIMEOUT)
             .connect_timeout(CALL_TIMEOUT)
@@ -68,7 +69,7 @@ impl Upstream {
             .user_agent(concat!("chronos-auth/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| {
-                UpstreamError::Unreachable(format!("cannot build the HTTP client: {e}"))
+                ProviderCallError::Unreachable(format!("cannot build the HTTP client: {e}"))
             })?;
         Ok(Self { client })
     }
@@ -82,27 +83,30 @@ impl Upstream {
     }
 
     /// Sends and reads the answer, within the time and size bounds.
-    pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<Answer, UpstreamError> {
+    pub async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Answer, ProviderCallError> {
         let mut response = request
             .send()
             .await
-            .map_err(|e| UpstreamError::Unreachable(without_url(&e)))?;
+            .map_err(|e| ProviderCallError::Unreachable(without_url(&e)))?;
         let status = response.status();
         let headers = response.headers().clone();
         if response
             .content_length()
             .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
         {
-            return Err(UpstreamError::TooLarge);
+            return Err(ProviderCallError::TooLarge);
         }
         let mut body = Vec::new();
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| UpstreamError::Unreachable(without_url(&e)))?
+            .map_err(|e| ProviderCallError::Unreachable(without_url(&e)))?
         {
             if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-                return Err(UpstreamError::TooLarge);
+                return Err(ProviderCallError::TooLarge);
             }
             body.extend_from_slice(&chunk);
         }
