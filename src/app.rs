@@ -342,6 +342,9 @@ impl Application {
                             crate::supabase::SessionLimits {
                                 idle_ttl: settings.cookies.max_age,
                                 cache_capacity: settings.sessions.token_cache_size,
+                                reuse_interval: Duration::from_secs(
+                                    settings.sessions.refresh_reuse_interval,
+                                ),
                             },
                             stores.metrics.clone(),
                         )

@@ -11,7 +11,10 @@
 //!   our revocation set by its `session_id`: a logout is effective at once,
 //!   though Supabase's JWT stays valid until it expires.
 //! - Refresh: concurrent refreshes of one token in this process share one
-//!   call to Supabase (two tabs, one request), and the real client address
+//!   call to Supabase (two tabs, one request), and a finished one is shared
+//!   with late duplicates for `REFRESH_REUSE_INTERVAL_SECONDS` (after it a
+//!   replay goes to Supabase, whose reuse detection ends the family); the
+//!   real client address
 //!   goes along so Supabase rate-limits the person, not this server.
 //! - Logout: revoked here first (the 200 never waits), then Supabase's
 //!   `/logout` (refreshing first when the access token has expired) through
@@ -51,8 +54,6 @@ use crate::unix_now;
 
 /// The outbox kind of a remote logout.
 const LOGOUT: &str = "supabase.logout";
-/// How long a finished refresh is shared with late duplicates (two tabs).
-const SHARED_REFRESH_WINDOW: Duration = Duration::from_secs(10);
 /// Remote logouts are given up after this many attempts (about a day).
 const MAX_ATTEMPTS: i64 = 150;
 
@@ -105,8 +106,12 @@ pub struct Supabase {
     verified: VerifiedCache,
     /// Account creation dates by user id (Supabase's JWT does not carry it).
     created: RwLock<HashMap<String, String>>,
-    /// Refreshes in flight or just finished, by refresh-token hash.
-    refreshes: Mutex<HashMap<String, (Instant, Shared)>>,
+    /// Refreshes in flight (no end yet) or finished within the reuse
+    /// interval (their end), by refresh-token hash.
+    refreshes: Mutex<HashMap<String, (Option<Instant>, Shared)>>,
+    /// `REFRESH_REUSE_INTERVAL_SECONDS`: how long a finished refresh is
+    /// shared with late duplicates of its token (0: only those in flight).
+    reuse_interval: Duration,
     /// How long a session lives without use (the refresh cookie's life).
     idle_ttl: u64,
 }
@@ -120,6 +125,8 @@ fn truncate(s: &str, max: usize) -> String {
 pub struct SessionLimits {
     pub idle_ttl: u64,
     pub cache_capacity: usize,
+    /// `REFRESH_REUSE_INTERVAL_SECONDS`.
+    pub reuse_interval: Duration,
 }
 
 impl Supabase {
@@ -134,6 +141,7 @@ impl Supabase {
         let SessionLimits {
             idle_ttl,
             cache_capacity,
+            reuse_interval,
         } = sessions;
         let http = ProviderClient::new()?;
         let base = settings.auth_url();
@@ -155,6 +163,7 @@ impl Supabase {
             verified: VerifiedCache::new(cache_capacity),
             created: RwLock::new(HashMap::new()),
             refreshes: Mutex::new(HashMap::new()),
+            reuse_interval,
             idle_ttl,
             settings,
         })
@@ -303,9 +312,10 @@ impl Supabase {
         let Ok(mut map) = self.refreshes.lock() else {
             return Arc::new(OnceCell::new());
         };
-        map.retain(|_, (started, _)| started.elapsed() < SHARED_REFRESH_WINDOW);
+        let window = self.reuse_interval;
+        map.retain(|_, (ended, _)| ended.is_none_or(|at| at.elapsed() < window));
         map.entry(hash.to_string())
-            .or_insert_with(|| (Instant::now(), Arc::new(OnceCell::new())))
+            .or_insert_with(|| (None, Arc::new(OnceCell::new())))
             .1
             .clone()
     }
@@ -425,15 +435,17 @@ impl SessionAuthority for Supabase {
             .get_or_init(|| self.refresh_upstream(refresh_token, client))
             .await
             .clone();
-        if result.is_err() {
-            // Only a success is shared with late duplicates; after a failure
-            // the next attempt asks again.
-            if let Ok(mut map) = self.refreshes.lock()
-                && map
-                    .get(&hash)
-                    .is_some_and(|(_, cell)| Arc::ptr_eq(cell, &shared))
-            {
+        if let Ok(mut map) = self.refreshes.lock()
+            && let Some((ended, cell)) = map.get_mut(&hash)
+            && Arc::ptr_eq(cell, &shared)
+        {
+            if result.is_err() {
+                // Only a success is shared with late duplicates; after a
+                // failure the next attempt asks again.
                 map.remove(&hash);
+            } else {
+                // The reuse interval runs from the first to finish.
+                ended.get_or_insert_with(Instant::now);
             }
         }
         result.map_err(AuthError::from)

@@ -434,3 +434,40 @@ async fn legacy_hs256_projects_work_with_their_jwt_secret() {
     let code = obtain_code(&mut browser, "ann").await;
     assert_eq!(browser.exchange(&code).await.status(), 502);
 }
+
+#[tokio::test]
+async fn a_replayed_refresh_token_after_the_reuse_interval_reaches_supabase_and_ends_the_family() {
+    require_node!();
+    // Supabase's reuse interval and ours, both 1 s.
+    let gotrue = GoTrue::start(&[("REUSE_INTERVAL", "1")]);
+    let app = supabase_app(&gotrue, &[("REFRESH_REUSE_INTERVAL_SECONDS", "1")]).await;
+    let mut browser = Browser::new(&app);
+    sign_in(&mut browser, "ann").await;
+    // What a thief copied right after the sign-in.
+    let mut thief = browser.clone_jar();
+    assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
+    assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let calls = gotrue.calls_of("token").await.len();
+    // The thief's CSRF token is bound to the session its cookies name.
+    assert_eq!(thief.get("/auth/csrf").await.status(), 200);
+    let replay = thief.post_api("/auth/refresh").await;
+    assert_eq!(
+        replay.status(),
+        401,
+        "no live tokens for a replay after the interval"
+    );
+    let cookies = set_cookies(replay.headers());
+    for name in ["chronos_session", "chronos_refresh", "chronos_csrf"] {
+        assert_cleared(&cookies[name]);
+    }
+    let body: Value = replay.json().await.unwrap();
+    assert_eq!(body["detail"], "Refresh failed");
+    assert_eq!(
+        gotrue.calls_of("token").await.len(),
+        calls + 1,
+        "the replay reached Supabase"
+    );
+    // Supabase's reuse detection ended the family: the newest token too.
+    assert_eq!(browser.post_api("/auth/refresh").await.status(), 401);
+}
