@@ -137,14 +137,17 @@ def write(kind, script, text, data=None, ext="md", command=None):
 
 
 def main():
+    argv = sys.argv[1:]
+    if "--" not in argv:
+        sys.exit("usage: bench/record.py KIND [--script NAME] -- COMMAND [ARGS...]")
+    cut = argv.index("--")
     ap = argparse.ArgumentParser(description="Run a command and record what it prints as a run file.")
     ap.add_argument("kind", help="the run's kind, e.g. micro, fuzz, cache-memory")
     ap.add_argument("--script", help="what produced it, as the docs name it (default: the command)")
-    ap.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
-    args = ap.parse_args()
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    args = ap.parse_args(argv[:cut])
+    command = argv[cut + 1:]
     if not command:
-        ap.error("no command given")
+        ap.error("no command given after --")
     proc = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     sys.stdout.write(proc.stdout)
     if proc.returncode != 0:
