@@ -10,7 +10,10 @@ two configurations:
     python3 bench/instructions.py --baseline target/release/chronos \
         --env METRICS_BIND=127.0.0.1:0 --paths /auth/logout --out instructions-metrics.md
 
-Writes bench/results/instructions.md. The earlier binary's envelope
+Writes a new run file, bench/results/runs/<date>-<kind>-<time>.md, where the
+kind is --out without its extension (default `instructions`; e.g.
+`instructions-metrics`), and points bench/results/LATEST at it
+(bench/record.py). The earlier binary's envelope
 function was `Secured::serve` before issue 8 and `Envelope::serve` after;
 both names are tried.
 """
@@ -24,6 +27,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import record  # noqa: E402
 import run  # noqa: E402
 
 TOGGLE = "*Envelope*serve*"
@@ -71,7 +75,8 @@ def main():
     ap.add_argument("--baseline-env", action="append", default=[], metavar="K=V",
                     help="a variable for the baseline's server only")
     ap.add_argument("--paths", nargs="+", default=["/auth/logout", "/auth/session", "/auth/verify"])
-    ap.add_argument("--out", default="instructions.md")
+    ap.add_argument("--out", default="instructions.md",
+                    help="names the run's kind: instructions-metrics.md -> runs/<date>-instructions-metrics-<time>.md")
     args = ap.parse_args()
     env = [tuple(kv.split("=", 1)) for kv in args.env]
     baseline_env = [tuple(kv.split("=", 1)) for kv in args.baseline_env]
@@ -83,11 +88,11 @@ def main():
             theirs = per_request(args.baseline, path, OLD_TOGGLE, baseline_env)
         lines.append(f"| {path} | {ours:,.0f} | {theirs:,.0f} | {ours / theirs:.3f} |")
         print(lines[-1], flush=True)
-    out = os.path.join(run.ROOT, "bench", "results", args.out)
-    with open(out, "w") as f:
-        f.write("Instructions per request inside the envelope (callgrind), "
-                f"baseline {os.path.basename(args.baseline)} {' '.join(args.baseline_env)}, "
-                f"this build {' '.join(args.env)}\n\n" + "\n".join(lines) + "\n")
+    kind = os.path.splitext(os.path.basename(args.out))[0]
+    record.write(kind, "bench/instructions.py",
+                 "Instructions per request inside the envelope (callgrind), "
+                 f"baseline {os.path.basename(args.baseline)} {' '.join(args.baseline_env)}, "
+                 f"this build {' '.join(args.env)}\n\n" + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -9,11 +9,11 @@ the machine hits each alike; the median per configuration is reported.
     cargo build --release --bin chronos --example ceiling
     python3 bench/observability.py [--rounds 3] [--duration 10]
 
-Results: bench/results/observability.{md,json}.
+Results: a new run file, bench/results/runs/<date>-observability-<time>.{md,json}
+(bench/record.py; bench/results/LATEST points at it).
 """
 import argparse
 import http.client
-import json
 import os
 import shutil
 import statistics
@@ -22,6 +22,7 @@ import tempfile
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import record  # noqa: E402
 import run  # noqa: E402
 
 
@@ -88,11 +89,9 @@ def main():
     for name, value in median.items():
         runs = ", ".join(f"{r:,.0f}" for r in results[name])
         lines.append(f"| {name} | {value:,.0f} | {runs} | {value / ceiling:.2f} | {value / default:.3f} |")
-    with open(os.path.join(run.ROOT, "bench", "results", "observability.json"), "w") as f:
-        json.dump({"config": vars(args), "runs": results, "median": median}, f, indent=1)
-    with open(os.path.join(run.ROOT, "bench", "results", "observability.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
+    record.write("observability", "bench/observability.py", "\n".join(lines) + "\n",
+                 data={"config": vars(args), "runs": results, "median": median})
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ embedded provider. The providers are the ones the tests use: the npm
 oidc-provider (a certified OpenID provider) and the GoTrue test server
 (Supabase Auth's wire contract), both from tests/browser (npm ci there).
 
-Used by bench/run.py; `python3 bench/providers.py` runs it alone (quick).
+Used by bench/run.py; `python3 bench/providers.py` runs it alone (quick) and
+writes its own run file (bench/results/runs/<date>-providers-<time>.md).
 """
 import http.client
 import json
@@ -181,9 +182,22 @@ def measure(args, work):
     return rows
 
 
+def table(rows):
+    lines = ["| provider: measured | req/s | p99 ms | × embedded | sign-in ms (median) |",
+             "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['label']} | {r['rps']:,.0f} | {r['p99_ms']:.3f} | {r['vs_embedded']:.2f} "
+                     f"| {r['signin_ms']:.1f} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     import argparse
+    import record
     a = argparse.Namespace(connections=32, duration=3, runs=1)
     with tempfile.TemporaryDirectory() as work:
-        for r in measure(a, work):
-            print(f"{r['label']}: {r['rps']:,.0f} req/s ({r['vs_embedded']:.2f}x embedded), sign-in {r['signin_ms']:.1f} ms")
+        rows = measure(a, work)
+    for r in rows:
+        print(f"{r['label']}: {r['rps']:,.0f} req/s ({r['vs_embedded']:.2f}x embedded), sign-in {r['signin_ms']:.1f} ms")
+    text = f"machine: {run.machine()}\n\nconfig: {vars(a)}\n\n{table(rows)}\n"
+    record.write("providers", "bench/providers.py", text, data={"config": vars(a), "rows": rows})

@@ -21,10 +21,10 @@ Needs REDIS_URL (default redis://127.0.0.1:6379) and POSTGRES_URL (default
 postgres://postgres@127.0.0.1:5432/test; a schema of its own, dropped at the
 end, through psql). Redis and PostgreSQL are not pinned: they share the
 machine's two cores with the server (CPU 0) and the load (CPU 1), as
-sidecars would. Writes bench/results/replicas.{md,json}.
+sidecars would. Writes a new run file, bench/results/runs/<date>-replicas-<time>.{md,json}
+(bench/record.py; bench/results/LATEST points at it).
 """
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -33,6 +33,7 @@ import tempfile
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import record  # noqa: E402
 import run  # noqa: E402
 import scale  # noqa: E402
 
@@ -186,16 +187,13 @@ def main():
                      f"| {m['p99_ms']:.3f} ms | {r['p99_ms']:.3f} ms | {p['p99_ms']:.3f} ms |")
     table = "\n".join(lines)
     print("\n" + table)
-    os.makedirs(os.path.join(run.ROOT, "bench", "results"), exist_ok=True)
-    with open(os.path.join(run.ROOT, "bench", "results", "replicas.json"), "w") as f:
-        json.dump(results, f, indent=2)
-    with open(os.path.join(run.ROOT, "bench", "results", "replicas.md"), "w") as f:
-        f.write(f"machine: {results['machine']}\n\nconfig: {results['config']}\n\n{table}\n\n"
+    record.write("replicas", "bench/replicas.py", (
+                f"machine: {results['machine']}\n\nconfig: {results['config']}\n\n{table}\n\n"
                 "Request-path ratios (first three rows): the median over the rounds of each "
                 "round's ratio to SQLite alone, measured seconds apart, with the middle half of "
                 "the rounds' ratios in brackets; the throughput columns are each "
                 "configuration's median round. Refresh and 429 rows: one configuration at a "
-                "time, refresh the best of the runs, 429s the median of three.\n")
+                "time, refresh the best of the runs, 429s the median of three.\n"), data=results)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ sends logout's exact bytes) and the original Python stack, in one run.
     bench/run.sh --quick      # smoke: 2 s, one run
 
 Servers are pinned to CPU 0 and wrk to CPU 1 (when there are two CPUs).
-Results are printed and written to bench/results/latest.{md,json}.
+Results are printed and written to a new run file, bench/results/runs/<date>-load-<time>.{md,json}
+(bench/record.py: a machine header, never overwritten; bench/results/LATEST points at it).
 """
 import argparse
 import http.client
@@ -518,10 +519,8 @@ def main():
 
 
 def write_results(results):
-    out_dir = os.path.join(ROOT, "bench", "results")
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "latest.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    import providers
+    import record
     lines = ["| measured | req/s | p50 ms | p99 ms | × ceiling | × python | peak RSS MiB |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for r in results["rows"]:
@@ -529,17 +528,13 @@ def write_results(results):
         lines.append(f"| {r['label']} | {r['rps']:,.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | "
                      f"{r['vs_ceiling']:.2f} | {vs_py} | {r['rss_mib']:.1f} |")
     table = "\n".join(lines)
-    with open(os.path.join(out_dir, "latest.md"), "w") as f:
-        f.write(f"machine: {results['machine']}\n\nconfig: {results['config']}\n\n")
-        f.write(f"start-up: {results.get('startup_ms')}\n\nflows: {results.get('flows')}\n\n{table}\n\n")
-        f.write(f"limiter: {results.get('limiter')}\n\n")
-        f.write(f"sign-in pressure: {json.dumps(results.get('signin_pressure'), indent=1)}\n\n")
-        lines = ["| provider: measured | req/s | p99 ms | × embedded | sign-in ms (median) |",
-                 "|---|---:|---:|---:|---:|"]
-        for r in results.get("providers") or []:
-            lines.append(f"| {r['label']} | {r['rps']:,.0f} | {r['p99_ms']:.3f} | {r['vs_embedded']:.2f} | {r['signin_ms']:.1f} |")
-        f.write("\n".join(lines) + "\n")
+    text = (f"machine: {results['machine']}\n\nconfig: {results['config']}\n\n"
+            f"start-up: {results.get('startup_ms')}\n\nflows: {results.get('flows')}\n\n{table}\n\n"
+            f"limiter: {results.get('limiter')}\n\n"
+            f"sign-in pressure: {json.dumps(results.get('signin_pressure'), indent=1)}\n\n"
+            + providers.table(results.get("providers") or []) + "\n")
     print("\n" + table)
+    record.write("load", "bench/run.py (run by bench/run.sh)", text, data=results)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ load — session checks, /auth/verify with one token and cycling through
 100k distinct ones, refresh with bench/refresh_load (it follows the
 rotating cookies; wrk cannot) at 32 and at 2 connections on freshly
 signed-in sessions — and the memory after each round. Results are printed
-and written to bench/results/scale.{md,json}.
+and written to a new run file, bench/results/runs/<date>-scale-<time>.{md,json}
+(bench/record.py; bench/results/LATEST points at it).
 """
 import argparse
 import json
@@ -25,6 +26,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import record  # noqa: E402
 import run  # noqa: E402
 
 GENERATE = os.path.join(run.RELEASE, "examples", "generate")
@@ -207,9 +209,6 @@ def dataset(name, args, work, generated):
 
 
 def write_results(results):
-    out_dir = os.path.join(run.ROOT, "bench", "results")
-    with open(os.path.join(out_dir, "scale.json"), "w") as f:
-        json.dump(results, f, indent=2)
     lines = [f"machine: {results['machine']}", "", f"config: {results['config']}", "",
              "| database | start-up ms | idle RSS MiB | size MiB | bytes/session |",
              "|---|---:|---:|---:|---:|"]
@@ -240,9 +239,8 @@ def write_results(results):
             lines.append(f"| {tag} | database growth | {r['db_growth_bytes']:,} bytes over "
                          f"{r['refreshes']:,} refreshes | | | |")
     text = "\n".join(lines) + "\n"
-    with open(os.path.join(out_dir, "scale.md"), "w") as f:
-        f.write(text)
     print("\n" + text)
+    record.write("scale", "bench/scale.py (run by bench/scale.sh)", text, data=results)
 
 
 def main():

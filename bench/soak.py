@@ -16,7 +16,8 @@ sampled every 10 s, RSS also every second. Pass: zero 5xx, zero protocol
 errors (a dropped connection, a malformed answer), zero unexpected
 statuses, RSS after the warm-up flat (per-minute medians within 10% of
 their median), revoked set and limiter keys bounded.
-Results: bench/results/soak.{md,json}.
+Results: a new run file, bench/results/runs/<date>-soak-<time>.{md,json}
+(bench/record.py; bench/results/LATEST points at it).
 """
 import argparse
 import http.client
@@ -33,6 +34,7 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import record  # noqa: E402
 import run  # noqa: E402
 import scale  # noqa: E402
 
@@ -336,9 +338,6 @@ def verdict(args, tally, samples, final, rss_seconds):
               "rss_median_mib": median, "rss_spread": spread, "samples": samples,
               "final_metrics": {k: v for k, v in final.items() if k.startswith("chronos_")},
               "checks": checks, "passed": all(checks.values())}
-    out = os.path.join(run.ROOT, "bench", "results")
-    with open(os.path.join(out, "soak.json"), "w") as f:
-        json.dump(result, f, indent=1)
     lines = [f"# Soak: {args.minutes:g} minutes of mixed traffic\n",
              f"{tally.requests:,} requests; RSS after the {args.warmup:g}-minute warm-up, per-minute "
              f"medians: {', '.join(f'{m:.1f}' for m in minute_medians)} MiB (largest deviation from "
@@ -355,9 +354,8 @@ def verdict(args, tally, samples, final, rss_seconds):
               for s in samples]
     if tally.unexpected or tally.protocol_errors:
         lines += ["", "First unexpected answers:", ""] + [f"- {u}" for u in tally.unexpected + tally.protocol_errors]
-    with open(os.path.join(out, "soak.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
+    record.write("soak", "bench/soak.py (run by bench/soak.sh)", "\n".join(lines) + "\n", data=result)
     sys.exit(0 if result["passed"] else 1)
 
 
