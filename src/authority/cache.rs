@@ -1,4 +1,5 @@
-//! Verified access tokens, remembered: a signature check costs ~40 µs, and
+//! Verified access tokens, remembered: a signature check costs far more
+//! than the lookup that replaces it (BENCHMARKS.md, micro-benchmarks), and
 //! the same token comes back on every request of its session. An entry is
 //! found by a keyed digest of the token's signature and holds a keyed
 //! digest of the signed part (128 secret-keyed bits in all, and no copy of

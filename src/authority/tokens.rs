@@ -81,7 +81,7 @@ pub struct AccessTokens {
     /// The signing key pair, expanded once (jsonwebtoken's own encoder
     /// derives it again on every call), in AWS-LC (already in the build
     /// through rustls): its Ed25519 signs in about half the time of
-    /// ed25519-dalek's (bench/results/micro.txt), the largest cost of a
+    /// ed25519-dalek's (BENCHMARKS.md, micro-benchmarks), the largest cost of a
     /// refresh.
     signing: Ed25519KeyPair,
     /// `base64url({"typ":"JWT","alg":"EdDSA","kid":...})`, encoded once.
@@ -184,7 +184,7 @@ impl AccessTokens {
 
     /// Signs and remembers the token as verified: the client presents it
     /// next (a refresh's CSRF binding, every session check), and checking
-    /// our own fresh signature again would cost ~40 µs for nothing.
+    /// our own fresh signature again would cost a signature check for nothing.
     pub fn issue(&self, claims: AccessClaims) -> Result<String, jsonwebtoken::errors::Error> {
         let token = self.sign(&claims)?;
         self.verified.insert(&token, claims);
