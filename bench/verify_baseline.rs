@@ -25,7 +25,11 @@ impl RevocationStore for NoRevocations {
     }
     fn recorded(&self, _: i64, _: &str) {}
     fn heard(&self, _: &str, _: u64) {}
+    fn heard_user(&self, _: &str, _: u64) {}
     fn is_revoked(&self, _: &str) -> bool {
+        false
+    }
+    fn refuses(&self, _: &str, _: &str, _: u64) -> bool {
         false
     }
     async fn sync(&self) -> anyhow::Result<()> {

@@ -82,6 +82,9 @@ pub struct Stores {
     pub revocation_feed: Option<Arc<RevocationFeed>>,
     /// The counters everything built on these stores moves.
     pub metrics: Metrics,
+    /// An operator's command: what it ends is recorded as the operator's,
+    /// and nothing is held for later (the command fails instead).
+    pub by_operator: bool,
 }
 
 impl Stores {
@@ -134,6 +137,7 @@ impl Stores {
             revocation_feed: None,
             metrics,
             database,
+            by_operator,
         };
         if let Some(url) = &settings.storage.redis_url {
             let redis = Redis::new(url, &settings.storage.redis_prefix)
@@ -208,6 +212,7 @@ impl Identity {
                     reuse_interval: settings.sessions.refresh_reuse_interval,
                     metrics: stores.metrics.clone(),
                     data_dir: data_dir.clone(),
+                    hold_ends: !stores.by_operator,
                 },
             )
             .map_err(|e| data_dir_error(settings, "the session authority", e))?,

@@ -49,8 +49,9 @@ pub struct LocalAuthority {
     /// Ends the database could not store (it was unreachable), retried
     /// until stored; their sessions are refused meanwhile.
     unstored: Mutex<Vec<EndSessions>>,
-    /// `unstored`, on disk.
-    held: HeldEnds,
+    /// `unstored`, on disk; `None` in an operator's command, which holds
+    /// nothing (it fails and says so) and leaves the server's files alone.
+    held: Option<HeldEnds>,
     tokens: Arc<AccessTokens>,
     refresh_mac: Hmac<Sha256>,
     revocations: Arc<dyn RevocationStore>,
@@ -67,6 +68,9 @@ pub struct LocalConfig {
     pub metrics: Metrics,
     /// Where session ends the database could not take are kept until stored.
     pub data_dir: std::path::PathBuf,
+    /// Whether ends the database could not take are held until stored (a
+    /// server), or the call fails (an operator's command).
+    pub hold_ends: bool,
 }
 
 /// The sessions `ends` name (a user's every session is unknown without
@@ -77,9 +81,20 @@ fn known_sessions(ends: &[EndSessions]) -> Vec<String> {
             EndSessions::Any { session_id } | EndSessions::OwnedBy { session_id, .. } => {
                 Some(session_id.clone())
             }
-            EndSessions::AllOf { .. } => None,
+            EndSessions::AllOf { .. } | EndSessions::AllOfUntil { .. } => None,
         })
         .collect()
+}
+
+/// Refuses at once what held ends name: their sessions, and for a user's
+/// every session, the tokens issued until the end.
+fn refuse_held(revocations: &dyn RevocationStore, ends: &[EndSessions]) {
+    revocations.refuse_now(&known_sessions(ends));
+    for which in ends {
+        if let EndSessions::AllOfUntil { user_id, until } = which {
+            revocations.refuse_user_now(user_id, *until as u64);
+        }
+    }
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -102,8 +117,13 @@ impl LocalAuthority {
                 reuse_interval_ms: config.reuse_interval as i64 * 1000,
             },
         );
-        let (held, unstored) = HeldEnds::open(&config.data_dir)?;
-        revocations.refuse_now(&known_sessions(&unstored));
+        let (held, unstored) = if config.hold_ends {
+            let (held, unstored) = HeldEnds::open(&config.data_dir)?;
+            (Some(held), unstored)
+        } else {
+            (None, Vec::new())
+        };
+        refuse_held(revocations.as_ref(), &unstored);
         Ok(Self {
             sessions,
             unstored: Mutex::new(unstored),
@@ -200,6 +220,7 @@ impl LocalAuthority {
             session_id,
             counter: 0,
             issued_at: now as u64,
+            begun_at: now as u64,
             user,
         })
     }
@@ -259,7 +280,8 @@ impl LocalAuthority {
     /// Writes the held ends to disk; a failure is logged (they are still
     /// held in memory and stored when the database answers).
     fn keep(&self, unstored: &[EndSessions]) {
-        if let Err(e) = self.held.write(unstored) {
+        let Some(held) = &self.held else { return };
+        if let Err(e) = held.write(unstored) {
             tracing::error!(error = %e, "cannot write held session ends to DATA_DIR");
         }
     }
@@ -311,6 +333,15 @@ impl SessionAuthority for LocalAuthority {
             }
         };
         match found {
+            // A global logout the database has not taken yet covers the
+            // sessions begun until then.
+            Refreshed::Pair(pair)
+                if self
+                    .revocations
+                    .refuses(&pair.session_id, &pair.user.id, pair.begun_at) =>
+            {
+                Err(AuthError::Rejected)
+            }
             Refreshed::Pair(pair) => self.issue(pair),
             Refreshed::Reused { session_id, seq } => {
                 self.revocations.recorded(seq, &session_id);
@@ -330,6 +361,11 @@ impl SessionAuthority for LocalAuthority {
 
     fn is_revoked(&self, session_id: &str) -> bool {
         self.revocations.is_revoked(session_id)
+    }
+
+    fn refuses(&self, claims: &AccessClaims) -> bool {
+        self.revocations
+            .refuses(&claims.sid, &claims.sub, claims.iat)
     }
 
     async fn session_of_access_token(&self, token: &str) -> Option<SessionRef> {
@@ -360,15 +396,23 @@ impl SessionAuthority for LocalAuthority {
 
     async fn end_sessions(&self, which: EndSessions) -> Result<Vec<String>, AuthError> {
         match self.end_now(which.clone()).await {
-            Err(AuthError::Internal(e)) if is_unavailable(e.as_ref()) => {
-                // The database cannot be reached: the session is refused
+            Err(AuthError::Internal(e)) if is_unavailable(e.as_ref()) && self.held.is_some() => {
+                // The database cannot be reached: the sessions are refused
                 // here and on every replica now, and stored once it can be.
+                // A user's every session is every session begun until now
+                // (those begun after the database is back are not ended).
                 tracing::error!(
                     error = format!("{e:#}"),
                     "cannot store a session end; retrying until stored"
                 );
-                self.revocations
-                    .refuse_now(&known_sessions(std::slice::from_ref(&which)));
+                let which = match which {
+                    EndSessions::AllOf { user_id } => EndSessions::AllOfUntil {
+                        user_id,
+                        until: unix_now() as i64,
+                    },
+                    other => other,
+                };
+                refuse_held(self.revocations.as_ref(), std::slice::from_ref(&which));
                 if let Ok(mut unstored) = self.unstored.lock() {
                     unstored.push(which);
                     self.keep(&unstored);

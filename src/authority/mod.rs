@@ -94,10 +94,15 @@ pub trait SessionAuthority: Send + Sync {
     /// Whether the session has been ended. No I/O.
     fn is_revoked(&self, session_id: &str) -> bool;
 
+    /// Whether a verified access token must be refused: its session ended,
+    /// or its user's sessions of its time (a global logout the database
+    /// could not take yet). No I/O.
+    fn refuses(&self, claims: &AccessClaims) -> bool;
+
     /// A valid access token of a session that has not ended.
     async fn authenticate(&self, token: &str) -> Result<Arc<AccessClaims>, AuthError> {
         let claims = self.verify_access_token(token).await?;
-        if self.is_revoked(&claims.sid) {
+        if self.refuses(&claims) {
             return Err(AuthError::Rejected);
         }
         Ok(claims)

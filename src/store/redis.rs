@@ -496,7 +496,10 @@ impl RevocationFeed {
                             if let Some((ids, at)) = parse_announcement(message.get_payload_bytes())
                             {
                                 for id in ids {
-                                    store.heard(id, at);
+                                    match id.strip_prefix(USER_PREFIX) {
+                                        Some(user_id) => store.heard_user(user_id, at),
+                                        None => store.heard(id, at),
+                                    }
                                 }
                             }
                         }
@@ -553,8 +556,23 @@ impl RevocationStore for AnnouncedRevocations {
         tokio::spawn(async move { feed.announce(&ids, crate::unix_now()).await });
     }
 
+    fn refuse_user_now(&self, user_id: &str, at: u64) {
+        self.inner.refuse_user_now(user_id, at);
+        let feed = self.feed.clone();
+        let word = [format!("{USER_PREFIX}{user_id}")];
+        tokio::spawn(async move { feed.announce(&word, at).await });
+    }
+
+    fn heard_user(&self, user_id: &str, at: u64) {
+        self.inner.heard_user(user_id, at);
+    }
+
     fn is_revoked(&self, session_id: &str) -> bool {
         self.inner.is_revoked(session_id)
+    }
+
+    fn refuses(&self, session_id: &str, user_id: &str, issued_at: u64) -> bool {
+        self.inner.refuses(session_id, user_id, issued_at)
     }
 
     async fn sync(&self) -> anyhow::Result<()> {
@@ -575,6 +593,10 @@ impl RevocationStore for AnnouncedRevocations {
 }
 
 /// `revoked_at session_id session_id ...`
+/// Marks a word of an announcement as a user whose tokens until then are
+/// refused (the others are session ids).
+const USER_PREFIX: &str = "u:";
+
 fn announcement(session_ids: &[String], revoked_at: u64) -> String {
     let mut message = revoked_at.to_string();
     for id in session_ids {

@@ -44,8 +44,20 @@ pub trait RevocationStore: Send + Sync {
             self.heard(id, unix_now());
         }
     }
-    /// Whether an access token of this session must be refused. No I/O.
+    /// Refuses, here and on other replicas where they can be told (Redis),
+    /// every access token of the user issued at or before `at` and every
+    /// refresh of a session of theirs begun by then, while the database
+    /// cannot end their sessions yet (a global logout during an outage).
+    fn refuse_user_now(&self, user_id: &str, at: u64) {
+        self.heard_user(user_id, at);
+    }
+    /// Applies such a refusal of a user's sessions another replica announced.
+    fn heard_user(&self, user_id: &str, at: u64);
+    /// Whether the session has been ended (its tokens are refused). No I/O.
     fn is_revoked(&self, session_id: &str) -> bool;
+    /// Whether a token of this session and user, issued (or a session begun)
+    /// at `issued_at`, must be refused. No I/O: every request asks.
+    fn refuses(&self, session_id: &str, user_id: &str, issued_at: u64) -> bool;
     /// Picks up revocations recorded by other processes.
     async fn sync(&self) -> anyhow::Result<()>;
     /// Forgets revocations older than the longest access-token lifetime
@@ -70,6 +82,9 @@ pub type RevocationRow = (i64, String, i64);
 pub struct Follower {
     /// session id -> revoked_at (Unix seconds)
     sessions: HashMap<String, u64>,
+    /// user id -> until when (Unix seconds) their tokens are refused: a
+    /// global logout the database could not take yet.
+    users: HashMap<String, u64>,
     /// Every sequence number up to here has been applied.
     watermark: i64,
     /// Numbers above the watermark already applied (out of order).
@@ -94,6 +109,23 @@ impl Follower {
 
     pub fn is_revoked(&self, session_id: &str) -> bool {
         self.sessions.contains_key(session_id)
+    }
+
+    /// Whether a token of this session and user issued at `issued_at` is
+    /// refused: its session ended, or its user's sessions of that time.
+    pub fn refuses(&self, session_id: &str, user_id: &str, issued_at: u64) -> bool {
+        self.sessions.contains_key(session_id)
+            || (!self.users.is_empty()
+                && self.users.get(user_id).is_some_and(|at| issued_at <= *at))
+    }
+
+    /// Refuses the user's tokens issued at or before `at` (kept like a
+    /// revocation: until every such token has expired).
+    pub fn mark_user(&mut self, user_id: &str, at: u64, horizon: u64) {
+        if at >= horizon {
+            let until = self.users.entry(user_id.to_string()).or_insert(at);
+            *until = (*until).max(at);
+        }
     }
 
     /// Whether row `seq` has not been applied yet.
@@ -174,6 +206,7 @@ impl Follower {
     pub fn prune(&mut self, horizon: u64) {
         self.sessions.retain(|_, at| *at >= horizon);
         self.sessions.shrink_to_fit();
+        self.users.retain(|_, at| *at >= horizon);
     }
 }
 
@@ -313,10 +346,23 @@ impl RevocationStore for DatabaseRevocations {
         }
     }
 
+    fn heard_user(&self, user_id: &str, at: u64) {
+        let horizon = self.horizon();
+        if let Ok(mut follower) = self.follower.write() {
+            follower.mark_user(user_id, at, horizon);
+        }
+    }
+
     fn is_revoked(&self, session_id: &str) -> bool {
         self.follower
             .read()
             .map_or(true, |f| f.is_revoked(session_id))
+    }
+
+    fn refuses(&self, session_id: &str, user_id: &str, issued_at: u64) -> bool {
+        self.follower
+            .read()
+            .map_or(true, |f| f.refuses(session_id, user_id, issued_at))
     }
 
     async fn sync(&self) -> anyhow::Result<()> {
@@ -415,6 +461,23 @@ mod tests {
         // And a late row 2 is still applied.
         f.apply([row(2, "late")], 0, t0 + GAP_GRACE * 2);
         assert!(f.is_revoked("late"));
+    }
+
+    #[test]
+    fn a_refused_user_loses_the_tokens_issued_until_then_and_keeps_later_ones() {
+        let mut f = Follower::default();
+        f.mark_user("ann", 100, 50);
+        assert!(f.refuses("s1", "ann", 99) && f.refuses("s1", "ann", 100));
+        assert!(
+            !f.refuses("s2", "ann", 101),
+            "a token issued after is not refused"
+        );
+        assert!(!f.refuses("s1", "bob", 99), "nor another user's");
+        f.prune(101);
+        assert!(
+            !f.refuses("s1", "ann", 99),
+            "forgotten once its tokens expired"
+        );
     }
 
     #[test]

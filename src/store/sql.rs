@@ -203,7 +203,8 @@ tuple_rows!(
     (A 0, B 1, C 2, D 3),
     (A 0, B 1, C 2, D 3, E 4),
     (A 0, B 1, C 2, D 3, E 4, F 5),
-    (A 0, B 1, C 2, D 3, E 4, F 5, G 6)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6),
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7)
 );
 
 /// `row.get(n)` for records' `FromRow`.

@@ -107,6 +107,9 @@ impl SupabaseSessions {
         const ALL_OF: &str = "UPDATE supabase_sessions SET ended_at = $1
              WHERE user_id = $2 AND ended_at IS NULL
              RETURNING session_id, tokens, last_used_at";
+        const ALL_OF_UNTIL: &str = "UPDATE supabase_sessions SET ended_at = $1
+             WHERE user_id = $2 AND created_at <= $3 AND ended_at IS NULL
+             RETURNING session_id, tokens, last_used_at";
         let (sql, args) = match which {
             EndSessions::OwnedBy {
                 user_id,
@@ -114,6 +117,9 @@ impl SupabaseSessions {
             } => (OWNED_BY, args![now, session_id, user_id]),
             EndSessions::Any { session_id } => (ANY, args![now, session_id]),
             EndSessions::AllOf { user_id } => (ALL_OF, args![now, user_id]),
+            EndSessions::AllOfUntil { user_id, until } => {
+                (ALL_OF_UNTIL, args![now, user_id, *until])
+            }
         };
         let rows: Vec<(String, Option<String>, i64)> = self.db.write_returning(sql, args).await?;
         Ok(rows

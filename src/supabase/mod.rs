@@ -477,6 +477,11 @@ impl SessionAuthority for Supabase {
         self.revocations.is_revoked(session_id)
     }
 
+    fn refuses(&self, claims: &AccessClaims) -> bool {
+        self.revocations
+            .refuses(&claims.sid, &claims.sub, claims.iat)
+    }
+
     async fn session_of_access_token(&self, token: &str) -> Option<SessionRef> {
         if let Some(claims) = self.verified.get(token) {
             return Some(SessionRef {
@@ -503,7 +508,10 @@ impl SessionAuthority for Supabase {
     }
 
     async fn end_sessions(&self, which: EndSessions) -> Result<Vec<String>, AuthError> {
-        let global = matches!(which, EndSessions::AllOf { .. });
+        let global = matches!(
+            which,
+            EndSessions::AllOf { .. } | EndSessions::AllOfUntil { .. }
+        );
         let mut rows = self.sessions.end(&which, unix_now() as i64).await?;
         // The freshest tokens carry a global logout.
         rows.sort_by_key(|row| std::cmp::Reverse(row.last_used_at));

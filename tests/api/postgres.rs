@@ -442,3 +442,171 @@ async fn a_logout_held_during_an_outage_is_stored_after_a_restart() {
         "still held in {held:?}"
     );
 }
+
+/// The files in DATA_DIR/held-session-ends (none when it does not exist).
+fn held_files(app: &TestApp) -> Vec<String> {
+    let dir = app.data_dir.path().join("held-session-ends");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn an_operator_command_leaves_the_servers_held_session_ends_to_the_server() {
+    let test = "an_operator_command_leaves_the_servers_held_session_ends_to_the_server";
+    let Some(base) = postgres_url(test) else {
+        return;
+    };
+    let schema = PgSchema::create(&base).await;
+    let proxy = Proxy::to(&base).await;
+    // The server reaches the database through the proxy; the operator's
+    // command directly (the server's link is the one that broke).
+    let app = spawn_app_with(&[("DATABASE_URL", &proxy.through(&schema.url()))]).await;
+    create_user(&app, EMAIL).await;
+    let mut ann = Browser::new(&app);
+    ann.sign_in(EMAIL, PASSWORD).await;
+    let copied = on(&app, &ann);
+    proxy.sever();
+    assert_eq!(ann.post_api("/auth/logout").await.status(), 200);
+    let held = held_files(&app);
+    assert_eq!(
+        held.len(),
+        1,
+        "the server holds the end in a file of its own"
+    );
+
+    let dir = app.data_dir.path().to_string_lossy().to_string();
+    let listed = chronos_command(&[("DATA_DIR", dir.as_str()), ("DATABASE_URL", &schema.url())])
+        .args(["session", "list"])
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{listed:?}");
+    assert_eq!(
+        held_files(&app),
+        held,
+        "the server's file is still the server's"
+    );
+
+    proxy.restore();
+    eventually(
+        &schema,
+        "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NOT NULL",
+        Duration::from_secs(10),
+    )
+    .await;
+    let mut late = on(&app, &copied);
+    assert_eq!(late.get("/auth/session").await.status(), 401);
+    let started = Instant::now();
+    while !held_files(&app).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "left held: {:?}",
+            held_files(&app)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_global_logout_during_an_outage_refuses_the_users_other_sessions_at_once() {
+    let test = "a_global_logout_during_an_outage_refuses_the_users_other_sessions_at_once";
+    let Some(base) = postgres_url(test) else {
+        return;
+    };
+    let schema = PgSchema::create(&base).await;
+    let proxy = Proxy::to(&base).await;
+    let app = spawn_app_with(&[
+        ("DATABASE_URL", &proxy.through(&schema.url())),
+        ("LOGOUT_SCOPE", "global"),
+    ])
+    .await;
+    create_user(&app, EMAIL).await;
+    let mut laptop = Browser::new(&app);
+    laptop.sign_in(EMAIL, PASSWORD).await;
+    let mut phone = Browser::new(&app);
+    phone.sign_in(EMAIL, PASSWORD).await;
+    let mut phone_copy = on(&app, &phone);
+
+    proxy.sever();
+    assert_eq!(laptop.post_api("/auth/logout").await.status(), 200);
+    // The phone's session is the user's too: refused now, from memory.
+    assert_eq!(phone_copy.get("/auth/session").await.status(), 401);
+    assert_eq!(phone_copy.get("/auth/verify").await.status(), 401);
+
+    // Sessions begun after the logout are not its business, even when it
+    // is stored late.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    proxy.restore();
+    let mut later = Browser::new(&app);
+    later.sign_in(EMAIL, PASSWORD).await;
+    eventually(
+        &schema,
+        "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NOT NULL",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        count(
+            &schema,
+            "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NOT NULL"
+        )
+        .await,
+        2
+    );
+    assert_eq!(phone_copy.post_api("/auth/refresh").await.status(), 401);
+    assert_eq!(later.get("/auth/session").await.status(), 200);
+    assert_eq!(later.post_api("/auth/refresh").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_global_logout_during_an_outage_is_announced_to_the_other_replicas() {
+    let test = "a_global_logout_during_an_outage_is_announced_to_the_other_replicas";
+    let (Some(base), Some(redis)) = (postgres_url(test), redis_url(test)) else {
+        return;
+    };
+    let schema = PgSchema::create(&base).await;
+    let prefix = Prefix::new(&redis);
+    let proxy = Proxy::to(&base).await;
+    let direct = schema.url();
+    let shared = [
+        ("REDIS_URL", redis.as_str()),
+        ("REDIS_KEY_PREFIX", prefix.prefix.as_str()),
+        ("LOGOUT_SCOPE", "global"),
+    ];
+    // `a` loses the database; `b` keeps it, but nothing is stored there
+    // while `a` is cut off: only the announcement can tell `b`.
+    let cut = proxy.through(&direct);
+    let mut a_vars = vec![("DATABASE_URL", cut.as_str())];
+    a_vars.extend_from_slice(&shared);
+    let a = spawn_app_with(&a_vars).await;
+    let data_dir = a.data_dir.path().to_string_lossy().to_string();
+    let public_url = a.url("");
+    let mut b_vars = vec![
+        ("DATABASE_URL", direct.as_str()),
+        ("DATA_DIR", data_dir.as_str()),
+        ("PUBLIC_URL", public_url.as_str()),
+    ];
+    b_vars.extend_from_slice(&shared);
+    let b = spawn_app_with(&b_vars).await;
+    create_user(&a, EMAIL).await;
+    let mut laptop = Browser::new(&a);
+    laptop.sign_in(EMAIL, PASSWORD).await;
+    let mut phone = Browser::new(&a);
+    phone.sign_in(EMAIL, PASSWORD).await;
+    let mut phone_on_b = on(&b, &phone);
+    assert_eq!(phone_on_b.get("/auth/session").await.status(), 200);
+
+    proxy.sever();
+    assert_eq!(laptop.post_api("/auth/logout").await.status(), 200);
+    refused_after(&mut phone_on_b, Duration::from_millis(500)).await;
+    assert_eq!(
+        count(&schema, "SELECT COUNT(*) FROM revocations").await,
+        0,
+        "nothing stored yet: b heard it"
+    );
+}

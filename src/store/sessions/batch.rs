@@ -142,6 +142,7 @@ type Row = (
     Option<String>,
     Option<String>,
     Option<i64>,
+    i64,
 );
 
 async fn statement(pool: &PgPool, rules: Rules, round: &[Job]) -> Result<Vec<Row>, sqlx::Error> {
@@ -177,13 +178,13 @@ async fn statement(pool: &PgPool, rules: Rules, round: &[Job]) -> Result<Vec<Row
              user_agent = COALESCE(($3)[array_position($1, id)], user_agent),
              ip = ($4)[array_position($1, id)]
            WHERE id = ANY($1) AND revoked_at IS NULL AND refresh_issued_at > $8
-           RETURNING id, refresh_counter, refresh_issued_at, revoked_at, user_id),
+           RETURNING id, refresh_counter, refresh_issued_at, revoked_at, user_id, created_at),
          v AS (
            INSERT INTO revocations (session_id, revoked_at)
            SELECT id, $5 FROM s WHERE s.revoked_at IS NOT NULL
            RETURNING session_id, seq)
          SELECT s.id, s.refresh_counter, s.refresh_issued_at, s.revoked_at, v.seq,
-                u.id, u.email, u.name, u.avatar_url, u.created_at
+                u.id, u.email, u.name, u.avatar_url, u.created_at, s.created_at
          FROM s LEFT JOIN v ON v.session_id = s.id LEFT JOIN users u ON u.id = s.user_id",
     )
     .bind(&ids)
@@ -199,8 +200,19 @@ async fn statement(pool: &PgPool, rules: Rules, round: &[Job]) -> Result<Vec<Row
 }
 
 fn outcome(session_id: String, row: Option<Row>) -> Refreshed {
-    let Some((_, current, issued_at, revoked_at, seq, id, email, name, avatar_url, created_at)) =
-        row
+    let Some((
+        _,
+        current,
+        issued_at,
+        revoked_at,
+        seq,
+        id,
+        email,
+        name,
+        avatar_url,
+        created_at,
+        begun_at,
+    )) = row
     else {
         return Refreshed::Rejected;
     };
@@ -217,6 +229,7 @@ fn outcome(session_id: String, row: Option<Row>) -> Refreshed {
         session_id,
         counter: current as u64,
         issued_at: issued_at as u64,
+        begun_at: begun_at as u64,
         user: User {
             id,
             email,

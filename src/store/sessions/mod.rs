@@ -64,6 +64,10 @@ pub enum EndSessions {
     OwnedBy { user_id: String, session_id: String },
     /// Every session of the user.
     AllOf { user_id: String },
+    /// Every session of the user begun at or before `until` (Unix seconds):
+    /// a global logout stored later than it happened (the database was
+    /// unreachable), which must not end the sessions begun since.
+    AllOfUntil { user_id: String, until: i64 },
     /// One session, whoever owns it: the server's own decision (a replayed
     /// sign-in code, a provider's logout signal), never a client's request.
     Any { session_id: String },
@@ -101,6 +105,9 @@ pub struct Pair {
     pub session_id: String,
     pub counter: u64,
     pub issued_at: u64,
+    /// When the session began (a refusal of the user's sessions until a
+    /// time covers it when it began by then).
+    pub begun_at: u64,
     pub user: User,
 }
 
@@ -149,14 +156,14 @@ impl Work for Rotate {
                ip = $6
              WHERE id = $7 AND revoked_at IS NULL AND refresh_issued_at > $8
                AND refresh_counter IS NOT NULL
-             RETURNING refresh_counter, refresh_issued_at, revoked_at, user_id";
+             RETURNING refresh_counter, refresh_issued_at, revoked_at, user_id, created_at";
         let Self {
             refresh,
             rules,
             now,
             now_ms,
         } = self;
-        let row: Option<(i64, i64, Option<i64>, String)> = tx
+        let row: Option<(i64, i64, Option<i64>, String, i64)> = tx
             .fetch_optional(
                 ROTATE,
                 args![
@@ -171,7 +178,7 @@ impl Work for Rotate {
                 ],
             )
             .await?;
-        let Some((current, issued_at, revoked_at, user_id)) = row else {
+        let Some((current, issued_at, revoked_at, user_id, begun_at)) = row else {
             return Ok(Refreshed::Rejected);
         };
         let session_id = refresh.session_id;
@@ -179,17 +186,17 @@ impl Work for Rotate {
             let seq = record_in(tx, &session_id, now).await?;
             return Ok(Refreshed::Reused { session_id, seq });
         }
-        handed_out(tx, session_id, current, issued_at, &user_id).await
+        handed_out(tx, session_id, (current, issued_at, begun_at), &user_id).await
     }
 }
 
 /// The pair a refresh hands out, with its user read in the same
 /// transaction (rejected when the account is gone).
+/// `times`: the counter, when it was issued, when the session began.
 async fn handed_out<E: Exec>(
     tx: &mut E,
     session_id: String,
-    counter: i64,
-    issued_at: i64,
+    (counter, issued_at, begun_at): (i64, i64, i64),
     user_id: &str,
 ) -> Result<Refreshed, StoreError> {
     let Some(user) = user_in(tx, user_id).await? else {
@@ -199,6 +206,7 @@ async fn handed_out<E: Exec>(
         session_id,
         counter: counter as u64,
         issued_at: issued_at as u64,
+        begun_at: begun_at as u64,
         user,
     }))
 }
@@ -218,7 +226,7 @@ impl Work for RotateLegacy {
     async fn run<E: Exec>(self, tx: &mut E) -> Result<Refreshed, StoreError> {
         const FIND: &str =
             "SELECT rt.session_id, rt.created_at, COALESCE(rt.rotated_at_ms, rt.rotated_at * 1000),
-                    s.user_id, s.revoked_at, s.refresh_counter, s.refresh_issued_at
+                    s.user_id, s.revoked_at, s.refresh_counter, s.refresh_issued_at, s.created_at
              FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
              WHERE rt.token_hash = $1";
         const ROTATED: &str =
@@ -239,10 +247,19 @@ impl Work for RotateLegacy {
             Option<i64>,
             Option<i64>,
             Option<i64>,
+            i64,
         );
         let row: Option<Found> = tx.fetch_optional(FIND, args![&token_hash]).await?;
-        let Some((session_id, created_at, rotated_ms, user_id, revoked_at, counter, issued_at)) =
-            row
+        let Some((
+            session_id,
+            created_at,
+            rotated_ms,
+            user_id,
+            revoked_at,
+            counter,
+            issued_at,
+            begun_at,
+        )) = row
         else {
             return Ok(Refreshed::Rejected);
         };
@@ -276,7 +293,7 @@ impl Work for RotateLegacy {
                 return Ok(Refreshed::Reused { session_id, seq });
             }
         };
-        handed_out(tx, session_id, counter, issued_at, &user_id).await
+        handed_out(tx, session_id, (counter, issued_at, begun_at), &user_id).await
     }
 }
 
@@ -361,6 +378,7 @@ impl Sessions {
             "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL RETURNING id";
         const OWNED_BY: &str = "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL RETURNING id";
         const ALL_OF: &str = "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL RETURNING id";
+        const ALL_OF_UNTIL: &str = "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND created_at <= $3 AND revoked_at IS NULL RETURNING id";
         let (sql, args) = match which {
             EndSessions::Any { session_id } => (ANY, args![now, session_id]),
             EndSessions::OwnedBy {
@@ -368,6 +386,9 @@ impl Sessions {
                 session_id,
             } => (OWNED_BY, args![now, session_id, user_id]),
             EndSessions::AllOf { user_id } => (ALL_OF, args![now, user_id]),
+            EndSessions::AllOfUntil { user_id, until } => {
+                (ALL_OF_UNTIL, args![now, user_id, *until])
+            }
         };
         self.db.write_returning(sql, args).await
     }
