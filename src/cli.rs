@@ -145,6 +145,62 @@ pub async fn migrate(settings: &Settings) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `chronos migrate-data --from sqlite://PATH --to postgres://...`: moves a
+/// deployment to PostgreSQL without signing anyone out (the servers
+/// stopped meanwhile).
+pub async fn migrate_data(settings: &Settings, from: &str, to: &str) -> Result<(), CliError> {
+    use crate::store::database::Database;
+    use crate::store::migrate_data::move_to_postgres;
+    let open = |url: &str, flag: &str| {
+        let url = url.to_string();
+        let flag = flag.to_string();
+        async move {
+            Database::open_url(&url, &settings.storage)
+                .await
+                .map_err(|e| CliError::Usage(format!("{flag}: cannot open the database: {e}")))
+        }
+    };
+    if !from.starts_with("sqlite:") {
+        return Err(CliError::Usage(
+            "--from must be a SQLite database (sqlite://PATH)".into(),
+        ));
+    }
+    if !crate::store::postgres::is_postgres(to) {
+        return Err(CliError::Usage(
+            "--to must be a PostgreSQL database (postgres://...)".into(),
+        ));
+    }
+    let source = open(from, "--from").await?;
+    let target = open(to, "--to").await?;
+    let moved = move_to_postgres(&source, &target, settings.sessions.access_token_ttl)
+        .await
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    println!(
+        "moved {} users ({} with a password, {} linked identities), {} sessions, \
+         {} live revocations, {} pending provider calls, {} provider sessions, \
+         {} Supabase sessions, {} one-time values",
+        moved.users,
+        moved.passwords,
+        moved.identities,
+        moved.sessions,
+        moved.revocations,
+        moved.outbox,
+        moved.provider_sessions,
+        moved.supabase_sessions,
+        moved.one_time_values
+    );
+    if moved.legacy_sessions > 0 {
+        println!(
+            "left behind {} sessions still on chain refresh tokens (from before self-describing \
+             tokens): those people sign in again",
+            moved.legacy_sessions
+        );
+    }
+    source.close().await;
+    target.close().await;
+    Ok(())
+}
+
 pub async fn session_list(settings: &Settings, email: Option<&str>) -> Result<(), CliError> {
     let identity = open(settings).await?;
     let sessions = match email {

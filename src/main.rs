@@ -41,6 +41,16 @@ enum Command {
     /// Bring the database's schema up to date, then exit (for deployments
     /// that start servers with DATABASE_MIGRATE=off).
     Migrate,
+    /// Move a deployment from its SQLite file to an empty PostgreSQL
+    /// database without signing anyone out (stop the servers first).
+    MigrateData {
+        /// The SQLite database: sqlite://PATH (DATA_DIR/chronos.db by default).
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL database: postgres://user[:password]@host[:port]/database.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -92,6 +102,9 @@ fn main() -> ExitCode {
             }
         }),
         Command::Migrate => admin(|settings| async move { cli::migrate(&settings).await }),
+        Command::MigrateData { from, to } => {
+            admin(|settings| async move { cli::migrate_data(&settings, &from, &to).await })
+        }
         Command::Session(SessionCommand::List { email }) => {
             admin(|settings| async move { cli::session_list(&settings, email.as_deref()).await })
         }

@@ -15,6 +15,8 @@ pub mod database;
 pub mod flows;
 /// In-process rate-limit counters.
 pub mod memory;
+/// Moving a deployment from SQLite to PostgreSQL (`chronos migrate-data`).
+pub mod migrate_data;
 /// One-time values: form-token nonces, back-channel logout `jti`s.
 pub mod nonces;
 /// Why a database could not be opened (either engine).

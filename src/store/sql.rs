@@ -204,7 +204,33 @@ tuple_rows!(
     (A 0, B 1, C 2, D 3, E 4),
     (A 0, B 1, C 2, D 3, E 4, F 5),
     (A 0, B 1, C 2, D 3, E 4, F 5, G 6),
-    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7),
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8),
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9)
+);
+
+/// A row as the arguments of a statement that writes it back (copying).
+pub trait IntoArgs {
+    fn into_args(self) -> Args;
+}
+
+macro_rules! tuple_args {
+    ($(($($t:ident $v:ident),+)),*) => {$(
+        impl<$($t: Into<Value>),+> IntoArgs for ($($t,)+) {
+            fn into_args(self) -> Args {
+                let ($($v,)+) = self;
+                vec![$($v.into()),+]
+            }
+        }
+    )*};
+}
+tuple_args!(
+    (A a, B b),
+    (A a, B b, C c),
+    (A a, B b, C c, D d),
+    (A a, B b, C c, D d, E e),
+    (A a, B b, C c, D d, E e, F f),
+    (A a, B b, C c, D d, E e, F f, G g, H h, I i, J j)
 );
 
 /// `row.get(n)` for records' `FromRow`.

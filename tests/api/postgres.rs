@@ -610,3 +610,76 @@ async fn a_global_logout_during_an_outage_is_announced_to_the_other_replicas() {
         "nothing stored yet: b heard it"
     );
 }
+
+#[tokio::test]
+async fn sessions_made_on_sqlite_refresh_and_log_out_on_postgres_after_migrate_data() {
+    let test = "sessions_made_on_sqlite_refresh_and_log_out_on_postgres_after_migrate_data";
+    let Some(base) = postgres_url(test) else {
+        return;
+    };
+    let schema = PgSchema::create(&base).await;
+    let data = tempfile::TempDir::new().unwrap();
+    let dir = data.path().to_string_lossy().to_string();
+    let sqlite = format!("sqlite://{dir}/chronos.db");
+    let mut before = spawn_app_with(&[("DATA_DIR", &dir), ("DATABASE_URL", &sqlite)]).await;
+    create_user(&before, EMAIL).await;
+    let mut ann = Browser::new(&before);
+    ann.sign_in(EMAIL, PASSWORD).await;
+    assert_eq!(ann.post_api("/auth/refresh").await.status(), 200);
+    // A session that ended on SQLite stays ended on PostgreSQL.
+    let mut ended = Browser::new(&before);
+    ended.sign_in(EMAIL, PASSWORD).await;
+    let ended_copy = on(&before, &ended);
+    assert_eq!(ended.post_api("/auth/logout").await.status(), 200);
+    let public_url = before.url("");
+    before.stop().await;
+
+    let migrate = || {
+        chronos_command(&[("DATA_DIR", dir.as_str())])
+            .args(["migrate-data", "--from", &sqlite, "--to", &schema.url()])
+            .output()
+            .unwrap()
+    };
+    let moved = migrate();
+    assert!(moved.status.success(), "{moved:?}");
+    let said = String::from_utf8_lossy(&moved.stdout);
+    assert!(
+        said.contains("moved 1 users") && said.contains("2 sessions"),
+        "{said}"
+    );
+    // A target that is not empty is refused, with one line saying why.
+    let again = migrate();
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("not empty"), "{stderr}");
+
+    let after = spawn_app_with(&[
+        ("DATA_DIR", &dir),
+        ("DATABASE_URL", &schema.url()),
+        ("PUBLIC_URL", &public_url),
+    ])
+    .await;
+    let mut ann = on(&after, &ann);
+    assert_eq!(ann.get("/auth/session").await.status(), 200);
+    assert_eq!(
+        ann.post_api("/auth/refresh").await.status(),
+        200,
+        "refreshes on PostgreSQL"
+    );
+    let copied = on(&after, &ann);
+    assert_eq!(ann.post_api("/auth/logout").await.status(), 200);
+    let mut copied = copied;
+    assert_eq!(
+        copied.get("/auth/session").await.status(),
+        401,
+        "logs out on PostgreSQL"
+    );
+    assert_eq!(copied.post_api("/auth/refresh").await.status(), 401);
+    let mut ended_copy = on(&after, &ended_copy);
+    assert_eq!(ended_copy.get("/auth/session").await.status(), 401);
+    assert_eq!(ended_copy.post_api("/auth/refresh").await.status(), 401);
+    // The account moved with its password.
+    let signed_in = after.identity.passwords.authenticate(EMAIL, PASSWORD).await;
+    assert!(signed_in.unwrap().is_some());
+}
