@@ -3,7 +3,8 @@
 included, hyper's parsing and the kernel not), counted by callgrind: exact
 and repeatable where wall-clock throughput on a shared VM is not. Compares
 this build with an earlier binary, endpoint by endpoint, or one binary in
-two configurations:
+two configurations (logout, session, verify and refresh by default; a
+refresh carries the browser's rotated cookies from one to the next):
 
     python3 bench/instructions.py --baseline /path/to/earlier/chronos
     # what metrics cost per logout (same binary, metrics on vs off):
@@ -48,13 +49,29 @@ def count(binpath, path, n, toggle, env=()):
                                 env=run.chronos_env(d, port, **dict(env)), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         run.wait_http(port, timeout=60)
-        cookie = run.sign_in(port)
+        jar = {}
+        cookie = run.sign_in(port, jar)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        method = "POST" if path == "/auth/logout" else "GET"
         for _ in range(n):
-            # Logout without cookies, as the load benchmark sends it.
-            conn.request(method, path, headers={} if path == "/auth/logout" else {"Cookie": cookie})
-            conn.getresponse().read()
+            if path == "/auth/refresh":
+                # A browser's refresh: its cookies and CSRF header, then the
+                # rotated cookies for the next one.
+                conn.request("POST", path, headers={
+                    "Cookie": "; ".join(f"{k}={v}" for k, v in jar.items()),
+                    "X-CSRF-Token": jar["chronos_csrf"]})
+                r = conn.getresponse()
+                r.read()
+                assert r.status == 200, r.status
+                for line in r.headers.get_all("Set-Cookie") or []:
+                    name, value = line.split(";", 1)[0].split("=", 1)
+                    jar[name] = value
+            elif path == "/auth/logout":
+                # Logout without cookies, as the load benchmark sends it.
+                conn.request("POST", path)
+                conn.getresponse().read()
+            else:
+                conn.request("GET", path, headers={"Cookie": cookie})
+                conn.getresponse().read()
         conn.close()
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
@@ -74,7 +91,8 @@ def main():
                     help="a variable for this build's server only")
     ap.add_argument("--baseline-env", action="append", default=[], metavar="K=V",
                     help="a variable for the baseline's server only")
-    ap.add_argument("--paths", nargs="+", default=["/auth/logout", "/auth/session", "/auth/verify"])
+    ap.add_argument("--paths", nargs="+",
+                    default=["/auth/logout", "/auth/session", "/auth/verify", "/auth/refresh"])
     ap.add_argument("--out", default="instructions.md",
                     help="names the run's kind: instructions-metrics.md -> runs/<date>-instructions-metrics-<time>.md")
     args = ap.parse_args()
