@@ -186,15 +186,27 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
     app
 }
 
+/// Not a server variable: milliseconds between this app's reads of the
+/// revocation table (`Settings::storage.revocation_poll`, 250 ms unless set
+/// here). A long one takes the database path out of the way, so only
+/// Redis's announcement can bring another replica's revocation.
+pub const TEST_REVOCATION_POLL_MS: &str = "TEST_REVOCATION_POLL_MS";
+
+/// [`TEST_REVOCATION_POLL_MS`]'s value for "never, during a test": an hour.
+pub const NO_REVOCATION_POLL: (&str, &str) = (TEST_REVOCATION_POLL_MS, "3600000");
+
 async fn start(env: HashMap<String, String>, data_dir: TempDir) -> TestApp {
     let dir = data_dir.path().to_string_lossy().to_string();
-    let settings = Settings::from_source(|k| {
+    let mut settings = Settings::from_source(|k| {
         if k == "DATA_DIR" {
             return env.get(k).cloned().or_else(|| Some(dir.clone()));
         }
         env.get(k).cloned()
     })
     .expect("test settings are valid");
+    if let Some(ms) = env.get(TEST_REVOCATION_POLL_MS) {
+        settings.storage.revocation_poll = Duration::from_millis(ms.parse().unwrap());
+    }
     let app = Application::build(settings).await.expect("app starts");
     let addr = app.local_addr();
     let metrics_addr = app.metrics_addr();
