@@ -233,6 +233,17 @@ async fn start(env: HashMap<String, String>, data_dir: TempDir) -> TestApp {
     }
 }
 
+/// Sleeps until the access token of a session response (`expires_at`,
+/// whole seconds) has expired: `exp <= now` is refused.
+pub async fn wait_until_expired(session: &serde_json::Value) {
+    let exp = session["expires_at"].as_u64().expect("expires_at");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let left = Duration::from_secs(exp).saturating_sub(now);
+    tokio::time::sleep(left + Duration::from_millis(50)).await;
+}
+
 /// All `Set-Cookie` headers of a response, by cookie name.
 pub fn set_cookies(headers: &HeaderMap) -> HashMap<String, String> {
     headers

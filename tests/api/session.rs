@@ -341,12 +341,15 @@ async fn a_third_party_cookie_with_odd_bytes_does_not_sign_anyone_out() {
 
 #[tokio::test]
 async fn an_expired_access_token_is_refused() {
-    let app = spawn_app_with(&[("ACCESS_TOKEN_TTL_SECONDS", "1")]).await;
+    // 3 s, not 1: `iat` and `exp` are whole seconds and `exp <= now` is
+    // refused, so a 1 s token minted late in a second is dead at once; a
+    // 3 s one lives at least 2 s, ample for the checks made right after.
+    let app = spawn_app_with(&[("ACCESS_TOKEN_TTL_SECONDS", "3")]).await;
     create_user(&app, EMAIL).await;
     let mut browser = Browser::new(&app);
-    browser.sign_in(EMAIL, PASSWORD).await;
+    let signed_in = browser.sign_in(EMAIL, PASSWORD).await;
     assert_eq!(browser.get("/auth/session").await.status(), 200);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    wait_until_expired(&signed_in).await;
     assert_eq!(browser.get("/auth/session").await.status(), 401);
     // The refresh token still works and brings a fresh access token.
     assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
