@@ -233,6 +233,16 @@ async fn start(env: HashMap<String, String>, data_dir: TempDir) -> TestApp {
     }
 }
 
+/// A number one SQL statement reads from the app's own database (SQLite,
+/// or PostgreSQL under `TEST_ALL_ON_POSTGRES`), e.g. `SELECT COUNT(*) FROM outbox`.
+pub async fn db_count(app: &TestApp, sql: &'static str) -> i64 {
+    use chronos::store::database::Database;
+    match &app.state.database {
+        Database::Sqlite { pool, .. } => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+        Database::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+    }
+}
+
 /// Sleeps until the access token of a session response (`expires_at`,
 /// whole seconds) has expired: `exp <= now` is refused.
 pub async fn wait_until_expired(session: &serde_json::Value) {
