@@ -273,6 +273,47 @@ async fn logout_is_effective_here_at_once_and_reaches_supabase() {
 }
 
 #[tokio::test]
+async fn supabases_401_403_and_404_at_logout_mean_already_signed_out_so_the_call_is_settled_not_retried()
+ {
+    require_node!();
+    let gotrue = GoTrue::start(&[]);
+    let app = supabase_app(&gotrue, &[]).await;
+    let answers = [
+        (401, "no_authorization"),
+        (403, "session_not_found"),
+        (404, "user_not_found"),
+    ];
+    for (done, (answer, code)) in answers.into_iter().enumerate() {
+        let mut browser = Browser::new(&app);
+        sign_in(&mut browser, "ann").await;
+        let mut copy = browser.clone_jar();
+        gotrue.answer_logouts(answer, code, 1).await;
+        assert_eq!(status(&mut browser, "POST", "/auth/logout").await, 200);
+        assert_eq!(status(&mut copy, "GET", "/auth/session").await, 401);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while gotrue.calls_of("logout").await.len() == done {
+            assert!(Instant::now() < deadline, "no logout reached Supabase");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // A retried call would be due again within 2 s (1 s backoff, a
+        // delivery every second), and would find a live session there.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let logouts = gotrue.calls_of("logout").await;
+        assert_eq!(
+            logouts.len(),
+            done + 1,
+            "{answer}: tried again: {logouts:?}"
+        );
+        assert_eq!(logouts[done]["status"], answer);
+        assert_eq!(
+            db_count(&app, "SELECT COUNT(*) FROM outbox").await,
+            0,
+            "{answer}: the call is still waiting to be retried"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_global_logout_maps_to_supabases_global_scope() {
     require_node!();
     let gotrue = GoTrue::start(&[]);
