@@ -438,6 +438,7 @@ impl Application {
             tokio::spawn(follow_revocations(
                 self.stores.clone(),
                 self.identity.authority.clone(),
+                self.state.settings.storage.revocation_poll,
             )),
             tokio::spawn(hear_revocations(self.stores.clone())),
             tokio::spawn(sweep_memory(
@@ -519,14 +520,15 @@ async fn sweep_memory(stores: Arc<Stores>, authority: Arc<dyn SessionAuthority>)
 }
 
 /// How often revocations recorded by other processes (the CLI, replicas)
-/// are picked up: the bound on how long a revoked session lingers here.
+/// are picked up: the bound on how long a revoked session lingers here
+/// (the default of `StorageSettings::revocation_poll`).
 pub const REVOCATION_POLL: Duration = Duration::from_millis(250);
 
 /// Also stores, once the database answers again, the session ends it
 /// could not take while it was unreachable. A database that stays down is
 /// logged when it goes and when it comes back, not at every poll.
-async fn follow_revocations(stores: Arc<Stores>, authority: Arc<LocalAuthority>) {
-    let mut tick = tokio::time::interval(REVOCATION_POLL);
+async fn follow_revocations(stores: Arc<Stores>, authority: Arc<LocalAuthority>, poll: Duration) {
+    let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     loop {

@@ -48,6 +48,11 @@ pub struct StorageSettings {
     /// `None`: counters and revocations stay in this process.
     pub redis_url: Option<String>,
     pub redis_prefix: String,
+    /// How often the revocation table is read for other processes'
+    /// revocations ([`crate::app::REVOCATION_POLL`]). Not read from the
+    /// environment: tests lengthen it to take the database path out of the
+    /// way, so only Redis's announcement can deliver a revocation.
+    pub revocation_poll: std::time::Duration,
 }
 
 pub fn parse(env: &Env) -> Result<StorageSettings, ConfigError> {
@@ -129,5 +134,6 @@ pub fn parse(env: &Env) -> Result<StorageSettings, ConfigError> {
         migrate_at_start,
         redis_url,
         redis_prefix,
+        revocation_poll: crate::app::REVOCATION_POLL,
     })
 }

@@ -12,6 +12,11 @@ use tempfile::TempDir;
 
 pub const APIKEY: &str = "sb_publishable_test";
 
+/// The refresh-token reuse interval, seconds, of every test server unless a
+/// test says otherwise: Supabase's default, which the Chronos tests run
+/// against and gotrue-contract.mjs proves with the official client.
+pub const REUSE_INTERVAL: &str = "10";
+
 pub struct GoTrue {
     pub port: u16,
     child: Option<Child>,
@@ -44,16 +49,16 @@ pub fn missing_tooling() -> Option<String> {
 }
 
 impl GoTrue {
-    /// Starts a fresh server; `env` adds JWT_SECRET, ACCESS_TTL, REUSE_INTERVAL.
+    /// Starts a fresh server; `env` adds JWT_SECRET, ACCESS_TTL, or another
+    /// REUSE_INTERVAL than [`REUSE_INTERVAL`].
     pub fn start(env: &[(&str, &str)]) -> Self {
+        let mut vars = vec![("REUSE_INTERVAL".to_string(), REUSE_INTERVAL.to_string())];
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut server = Self {
             port: free_port(),
             child: None,
             state: TempDir::new().unwrap(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            env: vars,
         };
         server.spawn();
         server
@@ -154,10 +159,18 @@ impl GoTrue {
             .await;
     }
 
-    /// The next `count` token calls get 429.
-    pub async fn rate_limit(&self, count: u32) {
-        self.control(&format!("/__test/rate-limit?count={count}"))
+    /// The next `count` token calls made for `ip` (Sb-Forwarded-For) get 429.
+    pub async fn rate_limit_for(&self, ip: &str, count: u32) {
+        self.control(&format!("/__test/rate-limit?count={count}&ip={ip}"))
             .await;
+    }
+
+    /// The next `count` logouts are answered `status` with error `code`.
+    pub async fn answer_logouts(&self, status: u16, code: &str, count: u32) {
+        self.control(&format!(
+            "/__test/logout-answer?status={status}&code={code}&count={count}"
+        ))
+        .await;
     }
 }
 

@@ -186,15 +186,27 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
     app
 }
 
+/// Not a server variable: milliseconds between this app's reads of the
+/// revocation table (`Settings::storage.revocation_poll`, 250 ms unless set
+/// here). A long one takes the database path out of the way, so only
+/// Redis's announcement can bring another replica's revocation.
+pub const TEST_REVOCATION_POLL_MS: &str = "TEST_REVOCATION_POLL_MS";
+
+/// [`TEST_REVOCATION_POLL_MS`]'s value for "never, during a test": an hour.
+pub const NO_REVOCATION_POLL: (&str, &str) = (TEST_REVOCATION_POLL_MS, "3600000");
+
 async fn start(env: HashMap<String, String>, data_dir: TempDir) -> TestApp {
     let dir = data_dir.path().to_string_lossy().to_string();
-    let settings = Settings::from_source(|k| {
+    let mut settings = Settings::from_source(|k| {
         if k == "DATA_DIR" {
             return env.get(k).cloned().or_else(|| Some(dir.clone()));
         }
         env.get(k).cloned()
     })
     .expect("test settings are valid");
+    if let Some(ms) = env.get(TEST_REVOCATION_POLL_MS) {
+        settings.storage.revocation_poll = Duration::from_millis(ms.parse().unwrap());
+    }
     let app = Application::build(settings).await.expect("app starts");
     let addr = app.local_addr();
     let metrics_addr = app.metrics_addr();
@@ -219,6 +231,27 @@ async fn start(env: HashMap<String, String>, data_dir: TempDir) -> TestApp {
         task: Some(task),
         schema: None,
     }
+}
+
+/// A number one SQL statement reads from the app's own database (SQLite,
+/// or PostgreSQL under `TEST_ALL_ON_POSTGRES`), e.g. `SELECT COUNT(*) FROM outbox`.
+pub async fn db_count(app: &TestApp, sql: &'static str) -> i64 {
+    use chronos::store::database::Database;
+    match &app.state.database {
+        Database::Sqlite { pool, .. } => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+        Database::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+    }
+}
+
+/// Sleeps until the access token of a session response (`expires_at`,
+/// whole seconds) has expired: `exp <= now` is refused.
+pub async fn wait_until_expired(session: &serde_json::Value) {
+    let exp = session["expires_at"].as_u64().expect("expires_at");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let left = Duration::from_secs(exp).saturating_sub(now);
+    tokio::time::sleep(left + Duration::from_millis(50)).await;
 }
 
 /// All `Set-Cookie` headers of a response, by cookie name.

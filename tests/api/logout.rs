@@ -190,3 +190,42 @@ async fn health_reports_healthy() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body, serde_json::json!({"status": "healthy"}));
 }
+
+#[tokio::test]
+async fn cookie_domain_is_on_the_session_and_refresh_cookies_set_at_sign_in_and_on_their_clearing()
+{
+    use crate::browser::*;
+    let app = spawn_app_with(&[("COOKIE_DOMAIN", "example.test")]).await;
+    create_user(&app, "ann@example.com").await;
+    let mut browser = Browser::new(&app);
+    let code = browser.obtain_code("ann@example.com", PASSWORD).await;
+    let signed_in = browser.exchange(&code).await;
+    assert_eq!(signed_in.status(), 200);
+    let set = set_cookies(signed_in.headers());
+    let refreshed = browser.post_api("/auth/refresh").await;
+    assert_eq!(refreshed.status(), 200);
+    let rewritten = set_cookies(refreshed.headers());
+    let cleared = set_cookies(browser.post_api("/auth/logout").await.headers());
+    for name in DEFAULT_NAMES {
+        let line = &set[name];
+        assert!(!cookie_value(line).is_empty(), "{line}");
+        let mut expected = vec!["domain=example.test", "path=/", "samesite=lax"];
+        if name != "chronos_csrf" {
+            expected.push("httponly");
+        }
+        expected.sort_unstable();
+        assert_eq!(scope_attributes(line), expected, "set at sign-in: {line}");
+        assert_eq!(
+            scope_attributes(&rewritten[name]),
+            expected,
+            "rewritten by refresh"
+        );
+        assert_cleared(&cleared[name]);
+        assert_eq!(
+            scope_attributes(&cleared[name]),
+            expected,
+            "cleared with the same Domain: {}",
+            cleared[name]
+        );
+    }
+}

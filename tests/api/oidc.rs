@@ -158,6 +158,99 @@ async fn logout_revokes_the_providers_refresh_token_off_the_response_path_with_r
     assert_eq!(fake.script().revoke_failures, 0, "it was retried");
 }
 
+/// Signs in through the fake provider with these ID-token claims (their
+/// nonce set to the flow's); the callback's status.
+async fn sign_in_with(fake: &FakeProvider, browser: &mut Browser, mut claims: Value) -> u16 {
+    let params = start(browser).await;
+    claims["nonce"] = json!(params["nonce"]);
+    fake.answer(&claims, Some("op-refresh"));
+    browser.exchange("code").await.status().as_u16()
+}
+
+#[tokio::test]
+async fn with_oidc_require_verified_email_false_emails_the_provider_does_not_verify_sign_in_as_entra_id_needs()
+ {
+    let fake = FakeProvider::start().await;
+    // Entra ID says nothing of email_verified; some providers say false.
+    let unsaid = |sub: &str, email: &str| {
+        let mut claims = fake.claims("");
+        let o = claims.as_object_mut().unwrap();
+        o.remove("email_verified");
+        o.insert("sub".into(), json!(sub));
+        o.insert("email".into(), json!(email));
+        claims
+    };
+    let mut said_false = fake.claims("");
+    said_false["sub"] = json!("user-2");
+    said_false["email"] = json!("bob@example.com");
+    said_false["email_verified"] = json!(false);
+
+    // By default both are refused.
+    let strict = oidc_app(&fake, &[("OIDC_ALLOWED_EMAIL_DOMAINS", "example.com")]).await;
+    for claims in [unsaid("user-1", "ann@example.com"), said_false.clone()] {
+        let mut browser = Browser::new(&strict);
+        assert_eq!(sign_in_with(&fake, &mut browser, claims).await, 400);
+        no_account_and_no_session(&strict, &mut browser).await;
+    }
+
+    // README's Entra ID example: both sign in, the allow-list still holds.
+    let app = oidc_app(
+        &fake,
+        &[
+            ("OIDC_REQUIRE_VERIFIED_EMAIL", "false"),
+            ("OIDC_ALLOWED_EMAIL_DOMAINS", "example.com"),
+        ],
+    )
+    .await;
+    for (claims, email) in [
+        (unsaid("user-1", "ann@example.com"), "ann@example.com"),
+        (said_false, "bob@example.com"),
+    ] {
+        let mut browser = Browser::new(&app);
+        assert_eq!(sign_in_with(&fake, &mut browser, claims).await, 200);
+        let session: Value = browser.get("/auth/session").await.json().await.unwrap();
+        assert_eq!(session["user"]["email"], email);
+        assert_eq!(browser.get("/auth/verify").await.status(), 200);
+    }
+    let mut outsider = Browser::new(&app);
+    let claims = unsaid("user-3", "eve@elsewhere.example");
+    assert_eq!(sign_in_with(&fake, &mut outsider, claims).await, 400);
+    assert_eq!(app.identity.accounts.list().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn with_oidc_revoke_on_logout_false_logout_ends_our_session_and_keeps_the_providers_refresh_token()
+ {
+    let fake = FakeProvider::start().await;
+    // Logs a person in and out of `app`; the copy of their cookies must be
+    // refused at once either way.
+    let sign_in_and_out = async |app: &TestApp, refresh: &str| {
+        let mut browser = Browser::new(app);
+        let params = start(&mut browser).await;
+        fake.answer(&fake.claims(&params["nonce"]), Some(refresh));
+        assert_eq!(browser.exchange("code").await.status(), 200);
+        let mut copy = browser.clone_jar();
+        assert_eq!(browser.post_api("/auth/logout").await.status(), 200);
+        assert_eq!(copy.get("/auth/session").await.status(), 401);
+        assert_eq!(copy.post_api("/auth/refresh").await.status(), 401);
+    };
+    // The default revokes at the provider within moments (the delivery
+    // runs every second): the wait below is long enough to see it.
+    let revoking = oidc_app(&fake, &[]).await;
+    sign_in_and_out(&revoking, "op-refresh-revoked").await;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while fake.script().revoked.is_empty() {
+        assert!(Instant::now() < deadline, "the default did not revoke");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let keeping = oidc_app(&fake, &[("OIDC_REVOKE_ON_LOGOUT", "false")]).await;
+    sign_in_and_out(&keeping, "op-refresh-kept").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(fake.script().revoked, ["op-refresh-revoked"]);
+    assert_eq!(db_count(&keeping, "SELECT COUNT(*) FROM outbox").await, 0);
+}
+
 #[tokio::test]
 async fn a_bad_id_token_never_creates_a_session_or_an_account() {
     let fake = FakeProvider::start().await;

@@ -683,3 +683,80 @@ async fn sessions_made_on_sqlite_refresh_and_log_out_on_postgres_after_migrate_d
     let signed_in = after.identity.passwords.authenticate(EMAIL, PASSWORD).await;
     assert!(signed_in.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn with_database_max_connections_busy_a_request_waits_2_s_for_one_then_gets_503() {
+    let test = "with_database_max_connections_busy_a_request_waits_2_s_for_one_then_gets_503";
+    let Some(base) = postgres_url(test) else {
+        return;
+    };
+    let schema = PgSchema::create(&base).await;
+    let app = spawn_app_with(&[
+        ("DATABASE_URL", &schema.url()),
+        ("DATABASE_MAX_CONNECTIONS", "2"),
+        ("RATE_LIMIT_AUTH", "100000/minute"),
+    ])
+    .await;
+    create_user(&app, EMAIL).await;
+    let mut ann = Browser::new(&app);
+    ann.sign_in(EMAIL, PASSWORD).await;
+
+    // The test holds the sessions table locked, so two session listings
+    // each hold one of the server's connections while they wait for it.
+    // Nothing below panics while the lock is held (a panic would leave it
+    // held, and the schema's DROP would wait for it forever).
+    let locker = schema.pool().await;
+    let mut lock = locker.begin().await.unwrap();
+    sqlx::query("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let mut listings = JoinSet::new();
+    for _ in 0..2 {
+        let request = ann.request(reqwest::Method::GET, "/auth/sessions");
+        listings.spawn(async move { request.send().await.map(|r| r.status().as_u16()) });
+    }
+    // Both inside PostgreSQL, waiting for the lock: two connections in use
+    // at once (with a pool of one, the second would wait in the pool).
+    const WAITING: &str =
+        "SELECT COUNT(*) FROM pg_locks WHERE relation = 'sessions'::regclass AND NOT granted";
+    let started = Instant::now();
+    let mut waiting = 0;
+    while waiting < 2 && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waiting = count(&schema, WAITING).await;
+    }
+    // A third request that needs the database (it writes a sign-in flow,
+    // another table) waits for a connection for 2 s, then gets 503.
+    let started = Instant::now();
+    let refused = Browser::new(&app)
+        .client
+        .get(app.url("/auth/google/login"))
+        .send()
+        .await;
+    let waited = started.elapsed();
+    lock.rollback().await.unwrap();
+
+    assert_eq!(
+        waiting, 2,
+        "two requests did not reach the database at once"
+    );
+    let refused = refused.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(
+        body["detail"],
+        "The session store is unavailable; try again shortly"
+    );
+    assert!(
+        waited >= Duration::from_millis(1900) && waited < Duration::from_millis(3500),
+        "answered after {waited:?}"
+    );
+    // Released: the waiting listings finish, and the pool serves again.
+    while let Some(listed) = listings.join_next().await {
+        assert_eq!(listed.unwrap().unwrap(), 200);
+    }
+    assert_eq!(Browser::new(&app).start_login(None).await.status(), 200);
+    locker.close().await;
+}

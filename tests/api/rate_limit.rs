@@ -177,6 +177,64 @@ async fn ipv6_clients_behind_a_proxy_are_keyed_by_their_64() {
 }
 
 #[tokio::test]
+async fn trusted_proxies_take_ipv6_cidrs_for_the_peer_and_for_inner_hops() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        return crate::browser_e2e::skip_or_fail(
+            "trusted_proxies_take_ipv6_cidrs_for_the_peer_and_for_inner_hops",
+            "no IPv6 loopback",
+        );
+    }
+    // The server listens on ::1, so its peer (the proxy) is ::1.
+    let app = spawn_app_with(&[
+        ("BIND", "[::1]:0"),
+        ("RATE_LIMIT_AUTH", "2/minute"),
+        ("TRUSTED_PROXIES", "::1/128, fd00:0:0:7::/64"),
+    ])
+    .await;
+    assert!(app.addr.is_ipv6());
+    let proxy = app.client();
+    let url = app.url("/auth/logout");
+    // Two clients behind the trusted ::1 are limited separately.
+    for expected in [200, 200, 429] {
+        assert_eq!(
+            logout_status(&proxy, &url, Some("2001:db8:a::1")).await,
+            expected
+        );
+    }
+    assert_eq!(
+        logout_status(&proxy, &url, Some("2001:db8:b::1")).await,
+        200
+    );
+    // An inner hop inside fd00:0:0:7::/64 is skipped: still 2001:db8:b::1.
+    let via_inner = Some("2001:db8:b::1, fd00:0:0:7::42");
+    assert_eq!(logout_status(&proxy, &url, via_inner).await, 200);
+    assert_eq!(logout_status(&proxy, &url, via_inner).await, 429);
+    // A hop just outside that /64 is not trusted: it is the client.
+    assert_eq!(
+        logout_status(&proxy, &url, Some("2001:db8:a::1, fd00:0:0:8::1")).await,
+        200
+    );
+
+    // With an IPv6 CIDR that does not hold ::1, the header is not believed:
+    // rotating it buys no fresh budget.
+    let app = spawn_app_with(&[
+        ("BIND", "[::1]:0"),
+        ("RATE_LIMIT_AUTH", "2/minute"),
+        ("TRUSTED_PROXIES", "fd00::/8"),
+    ])
+    .await;
+    let url = app.url("/auth/logout");
+    let client = app.client();
+    for (xff, expected) in [
+        ("2001:db8:c::1", 200),
+        ("2001:db8:d::1", 200),
+        ("2001:db8:e::1", 429),
+    ] {
+        assert_eq!(logout_status(&client, &url, Some(xff)).await, expected);
+    }
+}
+
+#[tokio::test]
 async fn several_limits_must_all_hold() {
     let app = spawn_app_with(&[("RATE_LIMIT_AUTH", "100 per second; 2 per hour")]).await;
     let client = app.client();

@@ -52,6 +52,89 @@ async fn after_logout_the_copied_cookies_are_refused_everywhere_and_the_other_de
     assert_eq!(status(&mut phone, "POST", "/auth/refresh").await, 200);
 }
 
+/// The seed page's logout, with no `X-CSRF-Token` (nor a body): as its
+/// usage pattern sends it (`fetch` from the frontend with `credentials:
+/// 'include'`: every cookie, and the browser's own headers), or as its curl
+/// example does (`Accept: application/json`, the session and refresh
+/// cookies only).
+async fn seed_logout(app: &TestApp, browser: &Browser, as_curl: bool) {
+    let request = app.client().post(app.url("/auth/logout"));
+    let request = if as_curl {
+        let cookies = format!(
+            "chronos_session={}; chronos_refresh={}",
+            browser.cookie("chronos_session").unwrap(),
+            browser.cookie("chronos_refresh").unwrap()
+        );
+        request
+            .header("Accept", "application/json")
+            .header("Cookie", cookies)
+    } else {
+        request
+            .header("Cookie", browser.cookie_header())
+            .header("Accept", "*/*")
+            .header("Origin", "http://localhost:5173")
+            .header("Sec-Fetch-Site", "same-site")
+            .header("Sec-Fetch-Mode", "cors")
+            .header("Sec-Fetch-Dest", "empty")
+    };
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let cookies = set_cookies(response.headers());
+    for name in ["chronos_session", "chronos_refresh", "chronos_csrf"] {
+        assert_cleared(&cookies[name]);
+    }
+    assert_eq!(
+        response.text().await.unwrap(),
+        r#"{"message":"Logged out"}"#
+    );
+}
+
+/// `/auth/session`, `/auth/verify` and `/auth/refresh` (with the CSRF
+/// header the browser holds) for a browser.
+async fn everywhere(browser: &mut Browser) -> [u16; 3] {
+    [
+        status(browser, "GET", "/auth/session").await,
+        status(browser, "GET", "/auth/verify").await,
+        status(browser, "POST", "/auth/refresh").await,
+    ]
+}
+
+#[tokio::test]
+async fn a_seed_style_logout_without_the_csrf_header_refuses_the_copied_cookies_for_each_logout_scope()
+ {
+    for scope in ["local", "global", "none"] {
+        for as_curl in [false, true] {
+            let app = spawn_app_with(&[("LOGOUT_SCOPE", scope)]).await;
+            let (laptop, mut phone) = two_devices(&app).await;
+            // Another client holding copies of the session, refresh and CSRF
+            // cookies (its refresh sends the CSRF header from its copy).
+            let mut copy = copy_of(&app, &laptop);
+
+            seed_logout(&app, &laptop, as_curl).await;
+
+            let (copied, other_session) = match scope {
+                // This session is refused everywhere; the phone's is not.
+                "local" => ([401, 401, 401], [200, 200, 200]),
+                // Every session of the user.
+                "global" => ([401, 401, 401], [401, 401, 401]),
+                // The seed's cookie-only logout: nothing ends on the server.
+                _ => ([200, 200, 200], [200, 200, 200]),
+            };
+            let how = if as_curl { "curl" } else { "fetch" };
+            assert_eq!(
+                everywhere(&mut copy).await,
+                copied,
+                "LOGOUT_SCOPE={scope}, as {how}: the copied cookies"
+            );
+            assert_eq!(
+                everywhere(&mut phone).await,
+                other_session,
+                "LOGOUT_SCOPE={scope}, as {how}: the user's other session"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn scope_global_logs_out_everywhere() {
     let app = spawn_app().await;

@@ -487,9 +487,12 @@ async fn a_csrf_token_from_before_a_logout_is_worthless_afterwards() {
 
 #[tokio::test]
 async fn the_web_clients_refresh_works_with_an_expired_access_token_or_none() {
-    let app = spawn_app_with(&[("ACCESS_TOKEN_TTL_SECONDS", "1")]).await;
+    // 3 s, not 1 (whole-second `iat`/`exp`): each token refreshed below is
+    // still alive for the session check that follows it.
+    let app = spawn_app_with(&[("ACCESS_TOKEN_TTL_SECONDS", "3")]).await;
     let mut browser = signed_in(&app, "ann@example.com").await;
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let session: serde_json::Value = browser.get("/auth/session").await.json().await.unwrap();
+    wait_until_expired(&session).await;
     assert_eq!(browser.get("/auth/session").await.status(), 401);
     // What the upstream client does on a 401: GET /auth/csrf, then refresh
     // with the token it read from the cookie.

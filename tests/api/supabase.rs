@@ -96,25 +96,52 @@ async fn status(browser: &mut Browser, method: &str, path: &str) -> u16 {
     }
 }
 
+/// The secret of the legacy HS256 project in these tests.
+const LEGACY_SECRET: &str = "a legacy project secret of at least 32 characters";
+
 #[test]
 fn the_gotrue_test_server_is_faithful_to_the_official_client() {
     require_node!();
-    let gotrue = GoTrue::start(&[("REUSE_INTERVAL", "0")]);
-    let root = env!("CARGO_MANIFEST_DIR");
-    let output = Command::new("node")
-        .arg(format!("{root}/tests/browser/gotrue-contract.mjs"))
-        .env("GOTRUE_URL", gotrue.auth_url())
-        .env("APIKEY", APIKEY)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(stdout.contains("gotrue double: faithful"));
+    // As the Chronos tests run it: ES256 (JWKS) and the legacy HS256 secret,
+    // each with the reuse interval every other test here uses. The two runs
+    // go side by side (each waits out the reuse interval once).
+    let runs: Vec<_> = [None, Some(LEGACY_SECRET)]
+        .into_iter()
+        .map(|secret| {
+            std::thread::spawn(move || {
+                let env: Vec<(&str, &str)> =
+                    secret.map(|s| ("JWT_SECRET", s)).into_iter().collect();
+                let gotrue = GoTrue::start(&env);
+                let root = env!("CARGO_MANIFEST_DIR");
+                let mut command = Command::new("node");
+                command
+                    .arg(format!("{root}/tests/browser/gotrue-contract.mjs"))
+                    .env("GOTRUE_URL", gotrue.auth_url())
+                    .env("APIKEY", APIKEY)
+                    .env("REUSE_INTERVAL", REUSE_INTERVAL);
+                if let Some(secret) = secret {
+                    command.env("JWT_SECRET", secret);
+                }
+                command.output().unwrap()
+            })
+        })
+        .collect();
+    for (run, mode) in runs.into_iter().zip(["es256", "hs256"]) {
+        let output = run.join().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        println!("{stdout}");
+        assert!(
+            output.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout.contains(&format!(
+                "gotrue double: faithful ({mode}, reuse interval {REUSE_INTERVAL} s)"
+            )),
+            "{stdout}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -243,6 +270,47 @@ async fn logout_is_effective_here_at_once_and_reaches_supabase() {
     assert_eq!(status(&mut copy, "GET", "/auth/verify").await, 401);
     assert_eq!(status(&mut copy, "POST", "/auth/refresh").await, 401);
     logout_arrives(&gotrue, "local", Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn supabases_401_403_and_404_at_logout_mean_already_signed_out_so_the_call_is_settled_not_retried()
+ {
+    require_node!();
+    let gotrue = GoTrue::start(&[]);
+    let app = supabase_app(&gotrue, &[]).await;
+    let answers = [
+        (401, "no_authorization"),
+        (403, "session_not_found"),
+        (404, "user_not_found"),
+    ];
+    for (done, (answer, code)) in answers.into_iter().enumerate() {
+        let mut browser = Browser::new(&app);
+        sign_in(&mut browser, "ann").await;
+        let mut copy = browser.clone_jar();
+        gotrue.answer_logouts(answer, code, 1).await;
+        assert_eq!(status(&mut browser, "POST", "/auth/logout").await, 200);
+        assert_eq!(status(&mut copy, "GET", "/auth/session").await, 401);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while gotrue.calls_of("logout").await.len() == done {
+            assert!(Instant::now() < deadline, "no logout reached Supabase");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // A retried call would be due again within 2 s (1 s backoff, a
+        // delivery every second), and would find a live session there.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let logouts = gotrue.calls_of("logout").await;
+        assert_eq!(
+            logouts.len(),
+            done + 1,
+            "{answer}: tried again: {logouts:?}"
+        );
+        assert_eq!(logouts[done]["status"], answer);
+        assert_eq!(
+            db_count(&app, "SELECT COUNT(*) FROM outbox").await,
+            0,
+            "{answer}: the call is still waiting to be retried"
+        );
+    }
 }
 
 #[tokio::test]
@@ -378,9 +446,13 @@ async fn supabases_rate_limit_is_503_with_retry_after() {
     require_node!();
     let gotrue = GoTrue::start(&[]);
     let app = supabase_app(&gotrue, &[]).await;
+    // The person comes from 127.0.0.7; Chronos reaches Supabase from
+    // 127.0.0.1, so Supabase counts the person only through the address
+    // Chronos forwards (Sb-Forwarded-For).
     let mut browser = Browser::new(&app);
+    browser.client = client_from(Some("127.0.0.7".parse().unwrap()));
     sign_in(&mut browser, "ann").await;
-    gotrue.rate_limit(1).await;
+    gotrue.rate_limit_for("127.0.0.7", 1).await;
     let response = browser.post_api("/auth/refresh").await;
     assert_eq!(response.status(), 503);
     assert!(response.headers().contains_key("retry-after"));
@@ -421,7 +493,7 @@ async fn sessions_come_from_our_record_and_ending_one_reaches_supabase() {
 #[tokio::test]
 async fn legacy_hs256_projects_work_with_their_jwt_secret() {
     require_node!();
-    let secret = "a legacy project secret of at least 32 characters";
+    let secret = LEGACY_SECRET;
     let gotrue = GoTrue::start(&[("JWT_SECRET", secret)]);
     let app = supabase_app(&gotrue, &[("SUPABASE_JWT_SECRET", secret)]).await;
     let mut browser = Browser::new(&app);

@@ -4,19 +4,28 @@
 // (gotrue-contract.mjs). What it follows (read from supabase/auth's
 // internal/api around release 2.196): PKCE /authorize and /token?grant_type=pkce
 // (single-use flow state, 300 s, S256), /token?grant_type=refresh_token with
-// the v1 reuse rules (the parent of the current token returns it; other
-// revoked tokens within the reuse interval return the current one; after it
-// refresh_token_already_used and the family revoked), /logout?scope= (204;
-// 401 no_authorization; 403 bad_jwt; 403 session_not_found), /user, the
-// JWKS with an ES256 key (or HS256 with JWT_SECRET, keys unpublished), the
-// 2024-01-01 error shape when X-Supabase-Api-Version asks for it, 429
-// over_request_rate_limit. Environment:
+// the v1 reuse rules of internal/tokens/service.go (a revoked token that is
+// the parent of the active one returns the active one; another revoked
+// token within the reuse interval of its revocation is swapped for a new
+// child; after it refresh_token_already_used, and the family's tokens are
+// revoked, the session kept), /logout?scope= (204; 401 no_authorization;
+// 403 bad_jwt; 403 session_not_found), /user, the JWKS with an ES256 key
+// (or HS256 with JWT_SECRET, keys unpublished), the 2024-01-01 error shape
+// when X-Supabase-Api-Version asks for it, 429 over_request_rate_limit, and
+// the caller's address taken from Sb-Forwarded-For (its first entry, when
+// it is an IP address; else the socket's), as rate limits count it.
+// Environment:
 //   PORT, APIKEY, STATE_FILE (kept across restarts), JWT_SECRET (HS256 mode),
 //   ACCESS_TTL (seconds, default 3600), REUSE_INTERVAL (seconds, default 10)
 // Test-only endpoints, outside the contract: GET /__test/state,
-// POST /__test/outage?on=1|0, POST /__test/rate-limit?count=N.
+// POST /__test/outage?on=1|0, POST /__test/rate-limit?count=N[&ip=ADDR]
+// (the next N token calls, or those from ADDR, get 429),
+// POST /__test/logout-answer?status=S&code=C[&count=N] (the next N logouts
+// are answered S with error code C, whatever the token: the answers older
+// Auth versions and gateways give, 401 and 404, and errors).
 import http from "node:http";
 import crypto from "node:crypto";
+import net from "node:net";
 import fs from "node:fs";
 import * as jose from "jose";
 
@@ -57,6 +66,16 @@ if (!secret) {
 }
 let outage = false;
 let rateLimited = 0;
+let rateLimitedIp = null;
+let logoutAnswers = { count: 0, status: 0, code: "" };
+
+// The caller's address as GoTrue's sbff package reads it: the first entry of
+// Sb-Forwarded-For when it parses as an IP address, else the socket's.
+function callerIp(req) {
+  const first = (req.headers["sb-forwarded-for"] || "").split(",")[0].trim();
+  if (first && net.isIP(first)) return first;
+  return req.socket.remoteAddress.replace(/^::ffff:/, "");
+}
 
 function userFor(login) {
   const id = crypto.createHash("sha256").update(login).digest("hex").slice(0, 32)
@@ -133,24 +152,47 @@ function readBody(req) {
   });
 }
 
-function revokeFamily(sessionId) {
+// A logout: the session and its refresh tokens are deleted.
+function endSession(sessionId) {
   delete state.sessions[sessionId];
   for (const [t, r] of Object.entries(state.refreshTokens)) if (r.sessionId === sessionId) delete state.refreshTokens[t];
 }
 
-function currentToken(sessionId) {
-  return Object.entries(state.refreshTokens).find(([, r]) => r.sessionId === sessionId && !r.revokedAt)?.[0];
+// Reuse detected: every token of the session still active is revoked now
+// (RevokeTokenFamily); the session itself stays.
+function revokeFamily(sessionId) {
+  for (const r of Object.values(state.refreshTokens)) {
+    if (r.sessionId === sessionId && !r.revokedAt) r.revokedAt = Date.now() / 1000;
+  }
+}
+
+// The session's most recently issued token that is not revoked.
+function activeToken(sessionId) {
+  let active;
+  for (const [t, r] of Object.entries(state.refreshTokens)) {
+    if (r.sessionId === sessionId && !r.revokedAt && (!active || r.seq > active[1].seq)) active = [t, r];
+  }
+  return active?.[0];
+}
+
+let issued = Object.values(state.refreshTokens).reduce((n, r) => Math.max(n, r.seq || 0), 0);
+function newRefreshToken(sessionId, parent) {
+  const token = random(16);
+  state.refreshTokens[token] = { sessionId, parent, revokedAt: null, createdAt: now(), seq: ++issued };
+  return token;
 }
 
 async function token(req, res, url) {
   const grant = url.searchParams.get("grant_type");
-  if (rateLimited > 0) {
+  const ip = callerIp(req);
+  if (rateLimited > 0 && (rateLimitedIp === null || rateLimitedIp === ip)) {
     rateLimited--;
+    state.calls.push({ call: "token", grant, forwardedFor: req.headers["sb-forwarded-for"] || null, ip, limited: true, at: Date.now() });
     return fail(req, res, 429, "over_request_rate_limit", "Request rate limit reached");
   }
   let body;
   try { body = JSON.parse(await readBody(req)); } catch { return fail(req, res, 400, "bad_json", "Could not parse request body as JSON"); }
-  state.calls.push({ call: "token", grant, forwardedFor: req.headers["sb-forwarded-for"] || null, at: Date.now() });
+  state.calls.push({ call: "token", grant, forwardedFor: req.headers["sb-forwarded-for"] || null, ip, at: Date.now() });
   if (grant === "pkce") {
     if (!body.auth_code || !body.code_verifier) return fail(req, res, 400, "validation_failed", "invalid request: both auth code and code verifier should be non-empty");
     const flow = state.flows[body.auth_code];
@@ -161,8 +203,7 @@ async function token(req, res, url) {
     delete state.flows[body.auth_code];
     const sessionId = crypto.randomUUID();
     state.sessions[sessionId] = { userId: flow.userId, createdAt: now() };
-    const refresh = random(16);
-    state.refreshTokens[refresh] = { sessionId, parent: null, revokedAt: null, createdAt: now() };
+    const refresh = newRefreshToken(sessionId, null);
     save();
     return send(res, 200, await sessionAnswer(sessionId, refresh, true));
   }
@@ -173,17 +214,18 @@ async function token(req, res, url) {
     if (!record) return fail(req, res, 400, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found");
     if (!state.sessions[record.sessionId]) return fail(req, res, 400, "session_not_found", "Invalid Refresh Token: Session Not Found");
     if (record.revokedAt) {
-      const current = currentToken(record.sessionId);
-      const child = Object.entries(state.refreshTokens).find(([, r]) => r.parent === presented)?.[0];
-      if (current && child === current) return send(res, 200, await sessionAnswer(record.sessionId, current, false));
-      if (current && Date.now() / 1000 - record.revokedAt < reuseInterval) return send(res, 200, await sessionAnswer(record.sessionId, current, false));
-      revokeFamily(record.sessionId);
-      save();
-      return fail(req, res, 400, "refresh_token_already_used", "Invalid Refresh Token: Already Used");
+      const active = activeToken(record.sessionId);
+      if (active && state.refreshTokens[active].parent === presented) return send(res, 200, await sessionAnswer(record.sessionId, active, false));
+      if (Date.now() / 1000 > record.revokedAt + reuseInterval) {
+        revokeFamily(record.sessionId);
+        save();
+        return fail(req, res, 400, "refresh_token_already_used", "Invalid Refresh Token: Already Used");
+      }
+      // Within the reuse interval: swapped for a new child, like a live one.
+    } else {
+      record.revokedAt = Date.now() / 1000;
     }
-    record.revokedAt = Date.now() / 1000;
-    const next = random(16);
-    state.refreshTokens[next] = { sessionId: record.sessionId, parent: presented, revokedAt: null, createdAt: now() };
+    const next = newRefreshToken(record.sessionId, presented);
     save();
     return send(res, 200, await sessionAnswer(record.sessionId, next, false));
   }
@@ -211,7 +253,15 @@ const server = http.createServer(async (req, res) => {
   try {
     if (path === "/__test/state") return send(res, 200, { calls: state.calls, sessions: Object.keys(state.sessions).length });
     if (path === "/__test/outage") { outage = url.searchParams.get("on") === "1"; return send(res, 200, { outage }); }
-    if (path === "/__test/rate-limit") { rateLimited = Number(url.searchParams.get("count") || 1); return send(res, 200, { rateLimited }); }
+    if (path === "/__test/rate-limit") {
+      rateLimited = Number(url.searchParams.get("count") || 1);
+      rateLimitedIp = url.searchParams.get("ip");
+      return send(res, 200, { rateLimited, ip: rateLimitedIp });
+    }
+    if (path === "/__test/logout-answer") {
+      logoutAnswers = { count: Number(url.searchParams.get("count") || 1), status: Number(url.searchParams.get("status")), code: url.searchParams.get("code") || "unexpected_failure" };
+      return send(res, 200, logoutAnswers);
+    }
     if (outage) return send(res, 503, { message: "Service Unavailable" });
     if (path === "/auth/v1/.well-known/jwks.json") {
       return send(res, 200, { keys: secret ? [] : [publicJwk] }, { "Cache-Control": "public, max-age=600" });
@@ -252,13 +302,19 @@ const server = http.createServer(async (req, res) => {
     if (path === "/auth/v1/logout" && req.method === "POST") {
       const scope = url.searchParams.get("scope") || "global";
       if (!["global", "local", "others"].includes(scope)) return fail(req, res, 400, "validation_failed", "Unsupported logout scope");
+      if (logoutAnswers.count > 0) {
+        logoutAnswers.count--;
+        state.calls.push({ call: "logout", scope, ok: false, status: logoutAnswers.status, at: Date.now() });
+        save();
+        return fail(req, res, logoutAnswers.status, logoutAnswers.code, "Answered as the test asked");
+      }
       const claims = await authenticated(req, res);
-      state.calls.push({ call: "logout", scope, ok: Boolean(claims), at: Date.now() });
+      state.calls.push({ call: "logout", scope, ok: Boolean(claims), status: claims ? 204 : res.statusCode, at: Date.now() });
       if (!claims) { save(); return; }
       const userId = state.sessions[claims.session_id].userId;
       for (const [id, s] of Object.entries(state.sessions)) {
         const mine = id === claims.session_id;
-        if ((scope === "local" && mine) || (scope === "global" && s.userId === userId) || (scope === "others" && !mine && s.userId === userId)) revokeFamily(id);
+        if ((scope === "local" && mine) || (scope === "global" && s.userId === userId) || (scope === "others" && !mine && s.userId === userId)) endSession(id);
       }
       save();
       res.writeHead(204);
