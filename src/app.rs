@@ -519,11 +519,6 @@ async fn sweep_memory(stores: Arc<Stores>, authority: Arc<dyn SessionAuthority>)
     }
 }
 
-/// How often revocations recorded by other processes (the CLI, replicas)
-/// are picked up: the bound on how long a revoked session lingers here
-/// (the default of `StorageSettings::revocation_poll`).
-pub const REVOCATION_POLL: Duration = Duration::from_millis(250);
-
 /// Also stores, once the database answers again, the session ends it
 /// could not take while it was unreachable. A database that stays down is
 /// logged when it goes and when it comes back, not at every poll.

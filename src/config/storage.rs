@@ -49,11 +49,15 @@ pub struct StorageSettings {
     pub redis_url: Option<String>,
     pub redis_prefix: String,
     /// How often the revocation table is read for other processes'
-    /// revocations ([`crate::app::REVOCATION_POLL`]). Not read from the
+    /// revocations ([`DEFAULT_REVOCATION_POLL`]). Not read from the
     /// environment: tests lengthen it to take the database path out of the
     /// way, so only Redis's announcement can deliver a revocation.
     pub revocation_poll: std::time::Duration,
 }
+
+/// How often revocations recorded by other processes (the CLI, replicas)
+/// are picked up: the bound on how long a revoked session lingers here.
+pub const DEFAULT_REVOCATION_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 pub fn parse(env: &Env) -> Result<StorageSettings, ConfigError> {
     let database_url = env.get("DATABASE_URL");
@@ -134,6 +138,6 @@ pub fn parse(env: &Env) -> Result<StorageSettings, ConfigError> {
         migrate_at_start,
         redis_url,
         redis_prefix,
-        revocation_poll: crate::app::REVOCATION_POLL,
+        revocation_poll: DEFAULT_REVOCATION_POLL,
     })
 }

@@ -41,6 +41,8 @@ pub struct Moved {
     pub outbox: u64,
     pub provider_sessions: u64,
     pub supabase_sessions: u64,
+    /// The refresh tokens Supabase issued for them (their hashes).
+    pub supabase_sessions_tokens: u64,
     pub one_time_values: u64,
 }
 
@@ -206,6 +208,15 @@ pub async fn move_to_postgres(
         "INSERT INTO supabase_sessions (session_id, user_id, user_created_at, created_at,
                 last_used_at, user_agent, ip, refresh_hash, tokens, ended_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .await?;
+    moved.supabase_sessions_tokens = copy::<(String, String, i64)>(
+        from,
+        to,
+        "SELECT refresh_hash, session_id, issued_at FROM supabase_refresh_tokens
+         ORDER BY rowid LIMIT $1 OFFSET $2",
+        &[],
+        "INSERT INTO supabase_refresh_tokens (refresh_hash, session_id, issued_at) VALUES ($1, $2, $3)",
     )
     .await?;
     moved.one_time_values = copy::<(String, i64)>(

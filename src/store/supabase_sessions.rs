@@ -1,11 +1,13 @@
 //! Sessions begun through this server with Supabase Auth as the session
 //! authority (`supabase_sessions`): Supabase cannot list a person's
 //! sessions or end one by id, so we keep our own record, with the latest
-//! tokens sealed (a remote logout needs them).
+//! tokens sealed (a remote logout needs them), and the hash of every
+//! refresh token issued for each (`supabase_refresh_tokens`), so an old one
+//! presented again is traced to its session.
 
 use super::database::Database;
 use super::sessions::{EndSessions, SessionInfo, SessionRef};
-use super::sql::{StoreError, args};
+use super::sql::{Exec, StoreError, Work, args};
 
 /// A session Supabase just issued or refreshed.
 pub struct SupabaseSession {
@@ -29,6 +31,54 @@ pub struct Ended {
     pub last_used_at: i64,
 }
 
+/// Upserts a session and records its refresh token.
+struct Record(SupabaseSession);
+
+impl Work for Record {
+    type Output = bool;
+
+    async fn run<E: Exec>(self, tx: &mut E) -> Result<bool, StoreError> {
+        const RECORD: &str = "INSERT INTO supabase_sessions
+               (session_id, user_id, user_created_at, created_at, last_used_at, user_agent, ip, refresh_hash, tokens)
+             VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8)
+             ON CONFLICT (session_id) DO UPDATE SET
+               last_used_at = excluded.last_used_at,
+               user_agent = COALESCE(excluded.user_agent, supabase_sessions.user_agent),
+               ip = excluded.ip,
+               refresh_hash = excluded.refresh_hash,
+               tokens = excluded.tokens
+             WHERE supabase_sessions.ended_at IS NULL";
+        const TOKEN: &str =
+            "INSERT INTO supabase_refresh_tokens (refresh_hash, session_id, issued_at)
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+        let Record(session) = self;
+        let recorded = tx
+            .execute(
+                RECORD,
+                args![
+                    &session.session_id,
+                    session.user_id,
+                    session.user_created_at,
+                    session.now,
+                    session.user_agent,
+                    session.ip,
+                    &session.refresh_hash,
+                    session.tokens
+                ],
+            )
+            .await?;
+        if recorded == 0 {
+            return Ok(false);
+        }
+        tx.execute(
+            TOKEN,
+            args![session.refresh_hash, session.session_id, session.now],
+        )
+        .await?;
+        Ok(true)
+    }
+}
+
 #[derive(Clone)]
 pub struct SupabaseSessions {
     db: Database,
@@ -46,53 +96,27 @@ impl SupabaseSessions {
         self.db.read_optional(CREATED, args![user_id]).await
     }
 
-    /// Records the session (an upsert), unless it ended here meanwhile:
-    /// `false` then.
+    /// Records the session (an upsert) and its new refresh token, unless
+    /// the session ended here meanwhile: `false` then.
     pub async fn record(&self, session: SupabaseSession) -> Result<bool, StoreError> {
-        const RECORD: &str = "INSERT INTO supabase_sessions
-               (session_id, user_id, user_created_at, created_at, last_used_at, user_agent, ip, refresh_hash, tokens)
-             VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8)
-             ON CONFLICT (session_id) DO UPDATE SET
-               last_used_at = excluded.last_used_at,
-               user_agent = COALESCE(excluded.user_agent, supabase_sessions.user_agent),
-               ip = excluded.ip,
-               refresh_hash = excluded.refresh_hash,
-               tokens = excluded.tokens
-             WHERE supabase_sessions.ended_at IS NULL";
-        let recorded = self
-            .db
-            .write(
-                RECORD,
-                args![
-                    session.session_id,
-                    session.user_id,
-                    session.user_created_at,
-                    session.now,
-                    session.user_agent,
-                    session.ip,
-                    session.refresh_hash,
-                    session.tokens
-                ],
-            )
-            .await?;
-        Ok(recorded > 0)
+        self.db.transaction(Record(session)).await
     }
 
-    /// The session a refresh token (its hash) was last issued for, and
-    /// when it ended here, if it did.
+    /// The session a refresh token (its hash, the newest or an older one)
+    /// was issued for, and when it ended here, if it did.
     pub async fn by_refresh(
         &self,
         refresh_hash: &str,
     ) -> Result<Option<(String, Option<i64>)>, StoreError> {
-        const KNOWN: &str =
-            "SELECT session_id, ended_at FROM supabase_sessions WHERE refresh_hash = $1";
+        const KNOWN: &str = "SELECT s.session_id, s.ended_at FROM supabase_refresh_tokens t
+             JOIN supabase_sessions s ON s.session_id = t.session_id WHERE t.refresh_hash = $1";
         self.db.read_optional(KNOWN, args![refresh_hash]).await
     }
 
     /// The session and user a refresh token (its hash) belongs to.
     pub async fn owner(&self, refresh_hash: &str) -> Result<Option<SessionRef>, StoreError> {
-        const OWNER: &str =
-            "SELECT user_id, session_id FROM supabase_sessions WHERE refresh_hash = $1";
+        const OWNER: &str = "SELECT s.user_id, s.session_id FROM supabase_refresh_tokens t
+             JOIN supabase_sessions s ON s.session_id = t.session_id WHERE t.refresh_hash = $1";
         self.db.read_optional(OWNER, args![refresh_hash]).await
     }
 

@@ -16,6 +16,7 @@ fn storage() -> StorageSettings {
         migrate_at_start: true,
         redis_url: None,
         redis_prefix: "chronos:".into(),
+        revocation_poll: Duration::from_millis(250),
     }
 }
 

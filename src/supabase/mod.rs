@@ -425,8 +425,8 @@ impl SessionAuthority for Supabase {
         // A refresh token of a session that ended here is refused without
         // asking Supabase (and without bringing the session back).
         let known = self.sessions.by_refresh(&hash).await?;
-        if let Some((session_id, ended_at)) = known
-            && (ended_at.is_some() || self.revocations.is_revoked(&session_id))
+        if let Some((session_id, ended_at)) = &known
+            && (ended_at.is_some() || self.revocations.is_revoked(session_id))
         {
             return Err(AuthError::Rejected);
         }
@@ -446,6 +446,16 @@ impl SessionAuthority for Supabase {
             } else {
                 // The reuse interval runs from the first to finish.
                 ended.get_or_insert_with(Instant::now);
+            }
+        }
+        if let (Err(Failure::Rejected), Some((session_id, _))) = (&result, known) {
+            // Supabase refused a token of a session begun here (a replay
+            // after the reuse interval, a session gone there): it ends here
+            // too, so its access tokens and its newest refresh token are
+            // refused from now on, whatever Supabase still accepts.
+            tracing::info!(session_id = %session_id, "Supabase refused a refresh; the session ends here");
+            if let Err(error) = self.end_sessions(EndSessions::Any { session_id }).await {
+                tracing::error!(error = %error, "could not end the session Supabase refused");
             }
         }
         result.map_err(AuthError::from)

@@ -540,6 +540,8 @@ async fn a_replayed_refresh_token_after_the_reuse_interval_reaches_supabase_and_
         calls + 1,
         "the replay reached Supabase"
     );
-    // Supabase's reuse detection ended the family: the newest token too.
+    // The session ended here too: its newest access and refresh tokens are
+    // refused, whatever Supabase would still accept.
+    assert_eq!(browser.get("/auth/session").await.status(), 401);
     assert_eq!(browser.post_api("/auth/refresh").await.status(), 401);
 }
