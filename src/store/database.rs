@@ -145,11 +145,17 @@ impl Database {
                     .write(move |c| run_ready(work.run(&mut SqliteConn(c)))?)
                     .await
             }
+            // Boxed: sqlx's futures are several KiB, and unboxed they would
+            // make every caller's future (a refresh's, copied into its box on
+            // every request) that large on SQLite too.
             Self::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let output = work.run(&mut PgConn(&mut tx)).await?;
-                tx.commit().await?;
-                Ok(output)
+                Box::pin(async move {
+                    let mut tx = pool.begin().await?;
+                    let output = work.run(&mut PgConn(&mut tx)).await?;
+                    tx.commit().await?;
+                    Ok(output)
+                })
+                .await
             }
         }
     }
