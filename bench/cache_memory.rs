@@ -37,9 +37,9 @@ fn main() {
             AccessClaims {
                 iss: "https://auth.example.com".into(),
                 aud: AUDIENCE.into(),
-                sub: uuid::Uuid::new_v4().to_string(),
+                sub: uuid::Uuid::new_v4().to_string().into(),
                 email: format!("person{i}@example.com"),
-                sid,
+                sid: sid.into(),
                 jti: "HV4Z9r2ItuvW1YWP2h4Ym2".into(),
                 iat: 1,
                 exp: 1 + (i % 2) as u64 * 3600,

@@ -86,9 +86,9 @@ async fn main() -> anyhow::Result<()> {
                     let claims = AccessClaims {
                         iss: keys.issuer().to_string(),
                         aud: AUDIENCE.to_string(),
-                        sub: user_id.clone(),
+                        sub: user_id.clone().into(),
                         email: email.clone(),
-                        sid: session_id,
+                        sid: session_id.into(),
                         jti: format!("bench{n}"),
                         iat: now as u64,
                         exp: now as u64 + 3600,

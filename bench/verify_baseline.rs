@@ -13,6 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chronos::app::Application;
 use chronos::config::Settings;
+use chronos::store::ids::SessionId;
 use chronos::store::revocations::RevocationStore;
 
 /// Revokes nothing and is never asked anything twice.
@@ -20,10 +21,10 @@ struct NoRevocations;
 
 #[async_trait]
 impl RevocationStore for NoRevocations {
-    async fn revoke(&self, _: &[String]) -> anyhow::Result<()> {
+    async fn revoke(&self, _: &[SessionId]) -> anyhow::Result<()> {
         Ok(())
     }
-    fn recorded(&self, _: i64, _: &str) {}
+    fn recorded(&self, _: i64, _: &SessionId) {}
     fn heard(&self, _: &str, _: u64) {}
     fn heard_user(&self, _: &str, _: u64) {}
     fn is_revoked(&self, _: &str) -> bool {
@@ -65,9 +66,7 @@ async fn main() -> anyhow::Result<()> {
             .and_then(|n| n.parse().ok())
             .ok_or_else(|| anyhow::anyhow!("usage: verify_baseline normal|none|revoked:N"))?;
         let app = Application::build(settings).await?;
-        let ids: Vec<String> = (0..count)
-            .map(|_| uuid::Uuid::new_v4().to_string())
-            .collect();
+        let ids: Vec<SessionId> = (0..count).map(|_| SessionId::random()).collect();
         app.stores().revocations.revoke(&ids).await?;
         app
     };

@@ -20,7 +20,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 fn csrf(c: &mut Criterion) {
     let tokens = CsrfTokens::new(b"0123456789abcdef0123456789abcdef", 3600);
     let now = unix_now();
-    let session = Binding::Session(uuid::Uuid::new_v4().to_string());
+    let session = Binding::Session(uuid::Uuid::new_v4().to_string().into());
     let token = tokens.issue(Purpose::Api, &session, now);
     c.bench_function("csrf_issue", |b| {
         b.iter(|| black_box(tokens.issue(Purpose::Api, &session, black_box(now))))
@@ -37,9 +37,9 @@ fn jwt(c: &mut Criterion) {
     let claims = AccessClaims {
         iss: "http://127.0.0.1:8000".into(),
         aud: AUDIENCE.into(),
-        sub: uuid::Uuid::new_v4().to_string(),
+        sub: uuid::Uuid::new_v4().to_string().into(),
         email: "bench@example.com".into(),
-        sid: uuid::Uuid::new_v4().to_string(),
+        sid: uuid::Uuid::new_v4().to_string().into(),
         jti: "abcdefghijklmnopqrstuv".into(),
         iat: now,
         exp: now + 3600,

@@ -142,13 +142,13 @@ proptest! {
         flip in any::<prop::sample::Index>(),
     ) {
         let tokens = CsrfTokens::new(b"a key of thirty-two bytes, yes!!", 3600);
-        let binding = Binding::Session(session.clone());
+        let binding = Binding::Session(session.clone().into());
         prop_assert!(tokens.verify(Purpose::Api, &binding, &garbage, NOW).is_err());
         let token = tokens.issue(Purpose::Api, &binding, NOW);
         prop_assert!(tokens.verify(Purpose::Api, &binding, &token, NOW).is_ok());
         prop_assert!(tokens.verify(Purpose::Form, &binding, &token, NOW).is_err());
         if other != session {
-            prop_assert!(tokens.verify(Purpose::Api, &Binding::Session(other), &token, NOW).is_err());
+            prop_assert!(tokens.verify(Purpose::Api, &Binding::Session(other.into()), &token, NOW).is_err());
         }
         prop_assert!(tokens.verify(Purpose::Api, &Binding::Anonymous, &token, NOW).is_err());
         prop_assert!(tokens.verify(Purpose::Api, &binding, &token, NOW + 3600).is_err());

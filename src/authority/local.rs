@@ -28,7 +28,8 @@ use sha2::Sha256;
 use super::held::HeldEnds;
 use super::tokens::{AUDIENCE, AccessClaims, AccessTokens};
 use super::{
-    AuthError, ClientInfo, EndSessions, IssuedSession, SessionAuthority, SessionInfo, SessionRef,
+    AuthError, ClientInfo, EndSessions, IssuedSession, SessionAuthority, SessionId, SessionInfo,
+    SessionRef, UserId,
 };
 use crate::limits::coarse_ip;
 use crate::metrics::Metrics;
@@ -75,7 +76,7 @@ pub struct LocalConfig {
 
 /// The sessions `ends` name (a user's every session is unknown without
 /// the database).
-fn known_sessions(ends: &[EndSessions]) -> Vec<String> {
+fn known_sessions(ends: &[EndSessions]) -> Vec<SessionId> {
     ends.iter()
         .filter_map(|which| match which {
             EndSessions::Any { session_id } | EndSessions::OwnedBy { session_id, .. } => {
@@ -151,7 +152,7 @@ impl LocalAuthority {
 
     /// The session and counter a self-describing token names, if its MAC
     /// is ours (checked in constant time).
-    fn parse_refresh_token(&self, token: &str) -> Option<(String, u64)> {
+    fn parse_refresh_token(&self, token: &str) -> Option<(SessionId, u64)> {
         let bytes = B64.decode(token).ok()?;
         if bytes.len() != V2_LEN || bytes[0] != V2 {
             return None;
@@ -161,7 +162,7 @@ impl LocalAuthority {
         mac.verify_truncated_left(&bytes[25..]).ok()?;
         let id = uuid::Uuid::from_slice(&bytes[1..17]).ok()?;
         let counter = u64::from_be_bytes(bytes[17..25].try_into().ok()?);
-        Some((id.hyphenated().to_string(), counter))
+        Some((SessionId::from(id.hyphenated().to_string()), counter))
     }
 
     /// The access token that goes with the pair (a function of it, so a
@@ -200,16 +201,16 @@ impl LocalAuthority {
     /// proven who the person is).
     pub async fn open(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         client: &ClientInfo,
     ) -> Result<IssuedSession, AuthError> {
         let now = unix_now() as i64;
-        let session_id = uuid::Uuid::new_v4().to_string();
+        let session_id = SessionId::random();
         let user = self
             .sessions
             .open(NewSession {
                 id: session_id.clone(),
-                user_id: user_id.to_string(),
+                user_id: user_id.clone(),
                 now,
                 user_agent: client.user_agent.as_deref().map(|ua| truncate(ua, 256)),
                 ip: coarse_ip(client.ip),
@@ -237,7 +238,7 @@ impl LocalAuthority {
     }
 
     /// Ends sessions in the database, then records their revocations.
-    async fn end_now(&self, which: EndSessions) -> Result<Vec<String>, AuthError> {
+    async fn end_now(&self, which: EndSessions) -> Result<Vec<SessionId>, AuthError> {
         let ended = self.sessions.end(&which, unix_now() as i64).await?;
         self.revocations.revoke(&ended).await?;
         Ok(ended)
@@ -394,7 +395,7 @@ impl SessionAuthority for LocalAuthority {
         })
     }
 
-    async fn end_sessions(&self, which: EndSessions) -> Result<Vec<String>, AuthError> {
+    async fn end_sessions(&self, which: EndSessions) -> Result<Vec<SessionId>, AuthError> {
         match self.end_now(which.clone()).await {
             Err(AuthError::Internal(e)) if is_unavailable(e.as_ref()) && self.held.is_some() => {
                 // The database cannot be reached: the sessions are refused
@@ -423,7 +424,7 @@ impl SessionAuthority for LocalAuthority {
         }
     }
 
-    async fn list_sessions(&self, user_id: &str) -> Result<Vec<SessionInfo>, AuthError> {
+    async fn list_sessions(&self, user_id: &UserId) -> Result<Vec<SessionInfo>, AuthError> {
         let horizon = unix_now() as i64 - self.refresh_ttl as i64;
         let rows = self.sessions.list_of(user_id, horizon).await?;
         Ok(rows

@@ -21,6 +21,7 @@ use async_trait::async_trait;
 use crate::store::sql::StoreError;
 
 pub use crate::store::accounts::User;
+pub use crate::store::ids::{SessionId, UserId};
 pub use crate::store::sessions::{EndSessions, SessionInfo, SessionRef};
 pub use tokens::AccessClaims;
 
@@ -40,7 +41,7 @@ impl User {
 #[derive(Debug, Clone)]
 pub struct IssuedSession {
     pub user: User,
-    pub session_id: String,
+    pub session_id: SessionId,
     pub access_token: String,
     pub refresh_token: String,
     /// The access token's `exp`, Unix seconds.
@@ -122,10 +123,10 @@ pub trait SessionAuthority: Send + Sync {
     /// Ends sessions: they can no longer refresh, and their access tokens
     /// are refused from now on. Returns the ids ended (empty when nothing
     /// matched, e.g. someone else's session id).
-    async fn end_sessions(&self, which: EndSessions) -> Result<Vec<String>, AuthError>;
+    async fn end_sessions(&self, which: EndSessions) -> Result<Vec<SessionId>, AuthError>;
 
     /// The user's active sessions, newest first.
-    async fn list_sessions(&self, user_id: &str) -> Result<Vec<SessionInfo>, AuthError>;
+    async fn list_sessions(&self, user_id: &UserId) -> Result<Vec<SessionInfo>, AuthError>;
 
     /// The JWKS that verifies this authority's access tokens.
     fn jwks(&self) -> Arc<str>;

@@ -6,6 +6,7 @@
 //! a bounded cache keyed by the whole token. Expiry is still checked on
 //! every use, and revocation is the caller's next step.
 
+use crate::store::ids::{SessionId, UserId};
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
@@ -35,10 +36,10 @@ pub struct AccessClaims {
     pub iss: String,
     pub aud: String,
     /// User id.
-    pub sub: String,
+    pub sub: UserId,
     pub email: String,
     /// Session id: what logout and revocation act on.
-    pub sid: String,
+    pub sid: SessionId,
     pub jti: String,
     pub iat: u64,
     pub exp: u64,

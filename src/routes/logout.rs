@@ -16,7 +16,7 @@ use axum::extract::Request;
 use axum::response::Response;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 
-use crate::authority::{EndSessions, SessionRef};
+use crate::authority::{EndSessions, SessionId, SessionRef};
 use crate::config::LogoutScope;
 use crate::cookies::CookieKind;
 use crate::metrics::Ended;
@@ -119,7 +119,7 @@ async fn end_owned_sessions(state: &AppState, headers: &HeaderMap, scope: Logout
 }
 
 /// Lets the sign-in method tell its provider, off the response path.
-pub fn tell_sign_in(state: &AppState, ended: Vec<String>) {
+pub fn tell_sign_in(state: &AppState, ended: Vec<SessionId>) {
     if ended.is_empty() {
         return;
     }

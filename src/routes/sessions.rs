@@ -62,7 +62,7 @@ pub async fn end(
         .authority
         .end_sessions(EndSessions::OwnedBy {
             user_id: claims.sub.clone(),
-            session_id,
+            session_id: session_id.into(),
         })
         .await
         .map_err(authority_error)?;

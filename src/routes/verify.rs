@@ -26,9 +26,9 @@ pub async fn verify(state: Arc<AppState>, req: Request) -> Response {
     let mut response = StatusCode::OK.into_response();
     let out = response.headers_mut();
     for (name, value) in [
-        (&USER_ID, &claims.sub),
-        (&USER_EMAIL, &claims.email),
-        (&SESSION_ID, &claims.sid),
+        (&USER_ID, claims.sub.as_str()),
+        (&USER_EMAIL, claims.email.as_str()),
+        (&SESSION_ID, claims.sid.as_str()),
     ] {
         if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
             out.insert(name.clone(), value);

@@ -13,6 +13,7 @@
 //! session it was minted in: not for another client, not after a logout
 //! (the next session is another), not on the form if minted for the API.
 
+use crate::store::ids::SessionId;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use hmac::{Hmac, KeyInit, Mac};
@@ -68,7 +69,7 @@ impl Purpose {
 /// sign-in flow the browser is in, else nowhere in particular.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Binding {
-    Session(String),
+    Session(SessionId),
     /// The hash of the flow cookie (or, for the form, the flow's challenge).
     Flow(String),
     Anonymous,

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::Router;
 
-use crate::authority::{AuthError, ClientInfo, IssuedSession};
+use crate::authority::{AuthError, ClientInfo, IssuedSession, SessionId};
 use crate::store::flows::{Flow, StartedFlow};
 
 /// What the frontend brings back from the provider.
@@ -60,7 +60,7 @@ pub trait SignInMethod: Send + Sync {
 
     /// Sessions ended through the API (logout, `DELETE /auth/sessions`):
     /// the method tells its provider, if it has one. Never fails the caller.
-    async fn sessions_ended(&self, _session_ids: &[String]) {}
+    async fn sessions_ended(&self, _session_ids: &[SessionId]) {}
 
     /// Work the method does while the server runs (discovery, deliveries).
     async fn run(&self) {}

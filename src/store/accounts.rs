@@ -3,13 +3,14 @@
 //! (an external provider's `(issuer, subject)` linked to an account).
 
 use super::database::Database;
+pub use super::ids::UserId;
 use super::sql::{Exec, FromRow, Row, RowExt, StoreError, Work, args};
 use crate::unix_now;
 
 /// The user object of the API (`{"id", "email", "name", "avatar_url", "created_at"}`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct User {
-    pub id: String,
+    pub id: UserId,
     pub email: String,
     pub name: Option<String>,
     pub avatar_url: Option<String>,
@@ -114,7 +115,7 @@ pub struct FederatedPerson {
 /// A checked new account, ready to insert.
 #[derive(Clone)]
 struct NewAccount {
-    id: String,
+    id: UserId,
     email: String,
     name: Option<String>,
     created_at: i64,
@@ -125,7 +126,7 @@ impl NewAccount {
         let email =
             normalize_email(email).ok_or_else(|| AccountError::InvalidEmail(email.to_string()))?;
         Ok(Self {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: UserId::random(),
             email,
             name: clean_name(name)?.map(String::from),
             created_at: unix_now() as i64,
@@ -196,12 +197,12 @@ impl Work for Federate {
             person,
             avatar,
         } = self;
-        let linked: Option<String> = linked_in(tx, &person.issuer, &person.subject).await?;
+        let linked: Option<UserId> = linked_in(tx, &person.issuer, &person.subject).await?;
         let user_id = match linked {
             Some(id) => id,
             None => {
                 const BY_EMAIL: &str = "SELECT id FROM users WHERE email = $1";
-                let existing: Option<String> =
+                let existing: Option<UserId> =
                     tx.fetch_optional(BY_EMAIL, args![&account.email]).await?;
                 let id = match existing {
                     // Linking would hand that account to whoever claims its address.
@@ -244,7 +245,7 @@ async fn linked_in<E: Exec>(
     tx: &mut E,
     issuer: &str,
     subject: &str,
-) -> Result<Option<String>, StoreError> {
+) -> Result<Option<UserId>, StoreError> {
     tx.fetch_optional(LINKED, args![issuer, subject]).await
 }
 
@@ -353,12 +354,12 @@ impl Accounts {
     }
 
     /// The account linked to the provider's `(issuer, subject)`, if any.
-    pub async fn linked(&self, issuer: &str, subject: &str) -> Result<Option<String>, StoreError> {
+    pub async fn linked(&self, issuer: &str, subject: &str) -> Result<Option<UserId>, StoreError> {
         self.db.read_optional(LINKED, args![issuer, subject]).await
     }
 
     /// Deletes the user (its sessions, tokens and codes go with it).
-    pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {
+    pub async fn delete(&self, id: &UserId) -> Result<bool, StoreError> {
         const DELETE: &str = "DELETE FROM users WHERE id = $1";
         Ok(self.db.write(DELETE, args![id]).await? > 0)
     }

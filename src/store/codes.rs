@@ -4,12 +4,13 @@
 //! exchanged for (a replayed code ends that session).
 
 use super::database::Database;
+use super::ids::{SessionId, UserId};
 use super::sql::{StoreError, args};
 
 /// A code just taken for its first (and only) use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuedCode {
-    pub user_id: String,
+    pub user_id: UserId,
     pub code_challenge: String,
     pub redirect_uri: String,
     pub expires_at: i64,
@@ -22,7 +23,7 @@ pub enum Redeemed {
     Fresh(IssuedCode),
     /// Used before (or never issued); the session it was exchanged for,
     /// if any.
-    Replayed(Option<String>),
+    Replayed(Option<SessionId>),
 }
 
 #[derive(Clone)]
@@ -63,7 +64,7 @@ impl Codes {
             "UPDATE auth_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL
              RETURNING user_id, code_challenge, redirect_uri, expires_at";
         const SESSION: &str = "SELECT session_id FROM auth_codes WHERE code_hash = $1";
-        let fresh: Option<(String, String, String, i64)> = self
+        let fresh: Option<(UserId, String, String, i64)> = self
             .db
             .write_returning_one(TAKE, args![now, &code_hash])
             .await?;
@@ -80,7 +81,8 @@ impl Codes {
                 self.db
                     .read_optional::<Option<String>>(SESSION, args![code_hash])
                     .await?
-                    .flatten(),
+                    .flatten()
+                    .map(SessionId::from),
             ),
         })
     }

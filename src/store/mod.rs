@@ -13,6 +13,8 @@ pub mod codes;
 pub mod database;
 /// Sign-in flows started by `/auth/google/login` (PKCE verifiers).
 pub mod flows;
+/// The ids of people and sessions, typed.
+pub mod ids;
 /// In-process rate-limit counters.
 pub mod memory;
 /// Moving a deployment from SQLite to PostgreSQL (`chronos migrate-data`).

@@ -4,12 +4,13 @@
 //! revoked at the provider when our session ends.
 
 use super::database::Database;
+use super::ids::SessionId;
 use super::outbox::push_in;
 use super::sql::{Exec, StoreError, Work, args};
 
 /// A session begun with a provider.
 pub struct ProviderSession {
-    pub session_id: String,
+    pub session_id: SessionId,
     pub issuer: String,
     pub subject: String,
     pub provider_sid: Option<String>,
@@ -23,7 +24,7 @@ pub struct ProviderSession {
 /// replica (the conditional `UPDATE` lets one of two concurrent takers
 /// through).
 struct TakeForRevocation {
-    session_ids: Vec<String>,
+    session_ids: Vec<SessionId>,
     kind: &'static str,
 }
 
@@ -82,7 +83,7 @@ impl ProviderSessions {
     /// of `kind`; how many.
     pub async fn take_for_revocation(
         &self,
-        session_ids: &[String],
+        session_ids: &[SessionId],
         kind: &'static str,
     ) -> Result<usize, StoreError> {
         let work = TakeForRevocation {
@@ -99,7 +100,7 @@ impl ProviderSessions {
         issuer: &str,
         provider_sid: &str,
         subject: Option<&str>,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<SessionId>, StoreError> {
         const BY_SID: &str = "SELECT session_id FROM provider_sessions
              WHERE issuer = $1 AND provider_sid = $2 AND (CAST($3 AS TEXT) IS NULL OR subject = $3)";
         self.db

@@ -19,6 +19,7 @@ use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::RateLimitStore;
+use super::ids::{SessionId, UserId};
 use super::revocations::RevocationStore;
 use crate::config::FailMode;
 use crate::limits::{ClientKey, Exceeded, Limit};
@@ -460,7 +461,8 @@ impl RevocationFeed {
 
     /// Tells every replica (best effort: a replica that misses this reads
     /// the revocation from the database within a second).
-    pub async fn announce(&self, session_ids: &[String], revoked_at: u64) {
+    /// Announces revoked sessions (their ids), or users (`u:` + id).
+    pub async fn announce<W: AsRef<str>>(&self, session_ids: &[W], revoked_at: u64) {
         if session_ids.is_empty() {
             return;
         }
@@ -529,16 +531,16 @@ impl AnnouncedRevocations {
 
 #[async_trait]
 impl RevocationStore for AnnouncedRevocations {
-    async fn revoke(&self, session_ids: &[String]) -> anyhow::Result<()> {
+    async fn revoke(&self, session_ids: &[SessionId]) -> anyhow::Result<()> {
         self.inner.revoke(session_ids).await?;
         self.feed.announce(session_ids, crate::unix_now()).await;
         Ok(())
     }
 
-    fn recorded(&self, seq: i64, session_id: &str) {
+    fn recorded(&self, seq: i64, session_id: &SessionId) {
         self.inner.recorded(seq, session_id);
         let feed = self.feed.clone();
-        let ids = [session_id.to_string()];
+        let ids = [session_id.clone()];
         tokio::spawn(async move { feed.announce(&ids, crate::unix_now()).await });
     }
 
@@ -546,7 +548,7 @@ impl RevocationStore for AnnouncedRevocations {
         self.inner.heard(session_id, revoked_at);
     }
 
-    fn refuse_now(&self, session_ids: &[String]) {
+    fn refuse_now(&self, session_ids: &[SessionId]) {
         if session_ids.is_empty() {
             return;
         }
@@ -556,7 +558,7 @@ impl RevocationStore for AnnouncedRevocations {
         tokio::spawn(async move { feed.announce(&ids, crate::unix_now()).await });
     }
 
-    fn refuse_user_now(&self, user_id: &str, at: u64) {
+    fn refuse_user_now(&self, user_id: &UserId, at: u64) {
         self.inner.refuse_user_now(user_id, at);
         let feed = self.feed.clone();
         let word = [format!("{USER_PREFIX}{user_id}")];
@@ -597,11 +599,11 @@ impl RevocationStore for AnnouncedRevocations {
 /// refused (the others are session ids).
 const USER_PREFIX: &str = "u:";
 
-fn announcement(session_ids: &[String], revoked_at: u64) -> String {
+fn announcement<W: AsRef<str>>(session_ids: &[W], revoked_at: u64) -> String {
     let mut message = revoked_at.to_string();
     for id in session_ids {
         message.push(' ');
-        message.push_str(id);
+        message.push_str(id.as_ref());
     }
     message
 }

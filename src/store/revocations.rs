@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::database::Database;
+use super::ids::{SessionId, UserId};
 use super::sql::{Exec, StoreError, Work, args};
 use crate::unix_now;
 
@@ -30,16 +31,16 @@ pub const GAP_GRACE: Duration = Duration::from_secs(30);
 #[async_trait]
 pub trait RevocationStore: Send + Sync {
     /// Records the sessions as revoked, here and for every other process.
-    async fn revoke(&self, session_ids: &[String]) -> anyhow::Result<()>;
+    async fn revoke(&self, session_ids: &[SessionId]) -> anyhow::Result<()>;
     /// Applies a revocation row that another write of ours just committed
     /// (a refresh that detected reuse records its own row).
-    fn recorded(&self, seq: i64, session_id: &str);
+    fn recorded(&self, seq: i64, session_id: &SessionId);
     /// Applies a revocation another replica announced (Redis): the session
     /// is refused at once; the row itself is still read from the database.
     fn heard(&self, session_id: &str, revoked_at: u64);
     /// Refuses the sessions here, and on other replicas where they can be
     /// told (Redis), while the database cannot store their revocation yet.
-    fn refuse_now(&self, session_ids: &[String]) {
+    fn refuse_now(&self, session_ids: &[SessionId]) {
         for id in session_ids {
             self.heard(id, unix_now());
         }
@@ -48,7 +49,7 @@ pub trait RevocationStore: Send + Sync {
     /// every access token of the user issued at or before `at` and every
     /// refresh of a session of theirs begun by then, while the database
     /// cannot end their sessions yet (a global logout during an outage).
-    fn refuse_user_now(&self, user_id: &str, at: u64) {
+    fn refuse_user_now(&self, user_id: &UserId, at: u64) {
         self.heard_user(user_id, at);
     }
     /// Applies such a refusal of a user's sessions another replica announced.
@@ -227,7 +228,7 @@ pub(crate) async fn record_in<E: Exec>(
 
 /// Records several sessions' revocations, all or none.
 struct Record {
-    ids: Vec<String>,
+    ids: Vec<SessionId>,
     now: i64,
     by_operator: bool,
 }
@@ -241,7 +242,7 @@ impl Work for Record {
             let seq: i64 = tx
                 .fetch_one(RECORD, args![&id, self.now, self.by_operator])
                 .await?;
-            rows.push((seq, id, self.now));
+            rows.push((seq, id.into_string(), self.now));
         }
         Ok(rows)
     }
@@ -309,7 +310,7 @@ impl DatabaseRevocations {
 
 #[async_trait]
 impl RevocationStore for DatabaseRevocations {
-    async fn revoke(&self, session_ids: &[String]) -> anyhow::Result<()> {
+    async fn revoke(&self, session_ids: &[SessionId]) -> anyhow::Result<()> {
         let now = unix_now() as i64;
         let rows: Vec<RevocationRow> = match session_ids {
             [] => return Ok(()),
@@ -320,7 +321,7 @@ impl RevocationStore for DatabaseRevocations {
                     .write_returning_one(RECORD, args![id, now, self.by_operator])
                     .await?
                     .ok_or_else(|| StoreError::Statement("no seq returned".into()))?;
-                vec![(seq, id.clone(), now)]
+                vec![(seq, id.to_string(), now)]
             }
             ids => {
                 let work = Record {
@@ -335,7 +336,7 @@ impl RevocationStore for DatabaseRevocations {
         Ok(())
     }
 
-    fn recorded(&self, seq: i64, session_id: &str) {
+    fn recorded(&self, seq: i64, session_id: &SessionId) {
         self.apply(vec![(seq, session_id.to_string(), unix_now() as i64)]);
     }
 

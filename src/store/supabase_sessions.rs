@@ -6,13 +6,14 @@
 //! presented again is traced to its session.
 
 use super::database::Database;
+use super::ids::{SessionId, UserId};
 use super::sessions::{EndSessions, SessionInfo, SessionRef};
 use super::sql::{Exec, StoreError, Work, args};
 
 /// A session Supabase just issued or refreshed.
 pub struct SupabaseSession {
-    pub session_id: String,
-    pub user_id: String,
+    pub session_id: SessionId,
+    pub user_id: UserId,
     /// RFC 3339, as Supabase gives it.
     pub user_created_at: String,
     pub now: i64,
@@ -25,7 +26,7 @@ pub struct SupabaseSession {
 
 /// A session that just ended here.
 pub struct Ended {
-    pub session_id: String,
+    pub session_id: SessionId,
     /// Sealed `{"access", "refresh"}`, if recorded.
     pub tokens: Option<String>,
     pub last_used_at: i64,
@@ -107,7 +108,7 @@ impl SupabaseSessions {
     pub async fn by_refresh(
         &self,
         refresh_hash: &str,
-    ) -> Result<Option<(String, Option<i64>)>, StoreError> {
+    ) -> Result<Option<(SessionId, Option<i64>)>, StoreError> {
         const KNOWN: &str = "SELECT s.session_id, s.ended_at FROM supabase_refresh_tokens t
              JOIN supabase_sessions s ON s.session_id = t.session_id WHERE t.refresh_hash = $1";
         self.db.read_optional(KNOWN, args![refresh_hash]).await
@@ -145,7 +146,8 @@ impl SupabaseSessions {
                 (ALL_OF_UNTIL, args![now, user_id, *until])
             }
         };
-        let rows: Vec<(String, Option<String>, i64)> = self.db.write_returning(sql, args).await?;
+        let rows: Vec<(SessionId, Option<String>, i64)> =
+            self.db.write_returning(sql, args).await?;
         Ok(rows
             .into_iter()
             .map(|(session_id, tokens, last_used_at)| Ended {

@@ -4,6 +4,7 @@
 //! (`SUPABASE_URL/auth/v1`), `aud` (`authenticated`), `exp`, and an `iat`
 //! that is not in the future. No round trip to Supabase.
 
+use crate::store::ids::{SessionId, UserId};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::Value;
@@ -21,11 +22,11 @@ const MAX_TOKEN_LEN: usize = 16 * 1024;
 /// The claims of a Supabase access token that we read.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Claims {
-    pub sub: String,
+    pub sub: UserId,
     #[serde(default)]
     pub email: Option<String>,
     #[serde(default)]
-    pub session_id: Option<String>,
+    pub session_id: Option<SessionId>,
     pub exp: u64,
     #[serde(default)]
     pub iat: Option<u64>,

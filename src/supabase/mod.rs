@@ -37,8 +37,8 @@ use tokio::sync::{Notify, OnceCell};
 use self::api::{AuthApi, Outcome, UserObject};
 use crate::authority::cache::VerifiedCache;
 use crate::authority::{
-    AccessClaims, AuthError, ClientInfo, EndSessions, IssuedSession, SessionAuthority, SessionInfo,
-    SessionRef, User,
+    AccessClaims, AuthError, ClientInfo, EndSessions, IssuedSession, SessionAuthority, SessionId,
+    SessionInfo, SessionRef, User, UserId,
 };
 use crate::config::SupabaseSettings;
 use crate::limits::coarse_ip;
@@ -385,7 +385,7 @@ impl Supabase {
     /// transaction), and wakes the delivery.
     async fn queue_logouts(
         &self,
-        ended: &[(String, Option<String>)],
+        ended: &[(SessionId, Option<String>)],
         global: bool,
     ) -> anyhow::Result<()> {
         let mut calls = Vec::new();
@@ -517,7 +517,7 @@ impl SessionAuthority for Supabase {
         Ok(self.sessions.owner(&hash_token(refresh_token)).await?)
     }
 
-    async fn end_sessions(&self, which: EndSessions) -> Result<Vec<String>, AuthError> {
+    async fn end_sessions(&self, which: EndSessions) -> Result<Vec<SessionId>, AuthError> {
         let global = matches!(
             which,
             EndSessions::AllOf { .. } | EndSessions::AllOfUntil { .. }
@@ -525,11 +525,11 @@ impl SessionAuthority for Supabase {
         let mut rows = self.sessions.end(&which, unix_now() as i64).await?;
         // The freshest tokens carry a global logout.
         rows.sort_by_key(|row| std::cmp::Reverse(row.last_used_at));
-        let ended: Vec<(String, Option<String>)> = rows
+        let ended: Vec<(SessionId, Option<String>)> = rows
             .into_iter()
             .map(|row| (row.session_id, row.tokens))
             .collect();
-        let ids: Vec<String> = ended.iter().map(|(id, _)| id.clone()).collect();
+        let ids: Vec<SessionId> = ended.iter().map(|(id, _)| id.clone()).collect();
         self.revocations.revoke(&ids).await?;
         if let Err(error) = self.queue_logouts(&ended, global).await {
             tracing::error!(
@@ -540,7 +540,7 @@ impl SessionAuthority for Supabase {
         Ok(ids)
     }
 
-    async fn list_sessions(&self, user_id: &str) -> Result<Vec<SessionInfo>, AuthError> {
+    async fn list_sessions(&self, user_id: &UserId) -> Result<Vec<SessionInfo>, AuthError> {
         let horizon = unix_now() as i64 - self.idle_ttl as i64;
         let rows = self.sessions.list_of(user_id, horizon).await?;
         Ok(rows

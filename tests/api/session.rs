@@ -1002,7 +1002,7 @@ async fn a_session_from_before_self_describing_tokens_moves_over_at_its_next_ref
     .unwrap();
     sqlx::query("INSERT INTO sessions (id, user_id, created_at, last_used_at) VALUES (?, ?, ?, ?)")
         .bind(&session_id)
-        .bind(&user.id)
+        .bind(user.id.as_str())
         .bind(now)
         .bind(now)
         .execute(&db)

@@ -30,7 +30,7 @@ use self::provider::{Keys, Metadata};
 use self::tokens::{IdClaims, Verifier};
 use super::{Callback, SignInMethod};
 use crate::authority::local::LocalAuthority;
-use crate::authority::{AuthError, ClientInfo, IssuedSession};
+use crate::authority::{AuthError, ClientInfo, IssuedSession, SessionId};
 use crate::config::OidcSettings;
 use crate::secrets::{Sealer, pkce_challenge};
 use crate::signin::provider_client::{ProviderCallError, ProviderClient};
@@ -300,7 +300,7 @@ impl OidcSignIn {
 
     /// Revokes, off the request path, the provider refresh tokens held for
     /// these ended sessions.
-    async fn queue_revocations(&self, session_ids: &[String]) -> anyhow::Result<()> {
+    async fn queue_revocations(&self, session_ids: &[SessionId]) -> anyhow::Result<()> {
         self.provider_sessions
             .take_for_revocation(session_ids, REVOKE)
             .await?;
@@ -465,7 +465,7 @@ impl SignInMethod for OidcSignIn {
         Some(backchannel::router(self))
     }
 
-    async fn sessions_ended(&self, session_ids: &[String]) {
+    async fn sessions_ended(&self, session_ids: &[SessionId]) {
         if !self.settings.revoke_on_logout || session_ids.is_empty() {
             return;
         }

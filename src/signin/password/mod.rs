@@ -15,7 +15,9 @@ use subtle::ConstantTimeEq;
 
 use super::{Callback, SignInMethod};
 use crate::authority::local::LocalAuthority;
-use crate::authority::{AuthError, ClientInfo, EndSessions, IssuedSession, SessionAuthority};
+use crate::authority::{
+    AuthError, ClientInfo, EndSessions, IssuedSession, SessionAuthority, UserId,
+};
 use crate::cookies::CookiePolicy;
 use crate::secrets::{hash_token, pkce_challenge, random_token};
 use crate::security::csrf::CsrfTokens;
@@ -161,13 +163,13 @@ impl PasswordSignIn {
     /// `redirect_uri`, bound to the flow's challenge.
     async fn issue_code(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         code_challenge: &str,
         redirect_uri: &str,
     ) -> anyhow::Result<String> {
         let code = random_token(32);
         let issued = IssuedCode {
-            user_id: user_id.to_string(),
+            user_id: user_id.clone(),
             code_challenge: code_challenge.to_string(),
             redirect_uri: redirect_uri.to_string(),
             expires_at: (unix_now() + CODE_TTL_SECONDS) as i64,
@@ -192,7 +194,7 @@ impl PasswordSignIn {
         code: &str,
         verifier: &str,
         redirect_uri: &str,
-    ) -> Result<String, AuthError> {
+    ) -> Result<UserId, AuthError> {
         let now = unix_now() as i64;
         let code = match self.codes.redeem(hash_token(code), now).await? {
             Redeemed::Fresh(code) => code,

@@ -22,7 +22,7 @@ use crate::config::public_path;
 use crate::cookies::CookieKind;
 use crate::error::ApiError;
 use crate::security::csrf::{Binding, Purpose, same_token};
-use crate::store::accounts::AccountError;
+use crate::store::accounts::{AccountError, UserId};
 use crate::unix_now;
 use crate::web::html::{Page, escape};
 use crate::web::query::{query_pairs, query_param};
@@ -225,7 +225,7 @@ async fn check_submission(
 }
 
 /// 303 to the redirect target with the code.
-async fn issue_code(state: &PasswordSignIn, user_id: &str, flow: &FlowParams) -> Response {
+async fn issue_code(state: &PasswordSignIn, user_id: &UserId, flow: &FlowParams) -> Response {
     let code = match state
         .issue_code(user_id, &flow.code_challenge, &flow.redirect_uri)
         .await

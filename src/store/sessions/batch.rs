@@ -27,7 +27,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::{Pair, Refresh, Refreshed, Rules};
+use super::{Pair, Refresh, Refreshed, Rules, SessionId};
 use crate::store::accounts::{User, rfc3339};
 use crate::store::sql::StoreError;
 
@@ -118,7 +118,7 @@ async fn run(pool: &PgPool, rules: Rules, round: Vec<Job>) {
             let mut rows: std::collections::HashMap<String, Row> =
                 rows.into_iter().map(|row| (row.0.clone(), row)).collect();
             for job in round {
-                let found = rows.remove(&job.refresh.session_id);
+                let found = rows.remove(job.refresh.session_id.as_str());
                 let _ = job.reply.send(Ok(outcome(job.refresh.session_id, found)));
             }
         }
@@ -199,7 +199,7 @@ async fn statement(pool: &PgPool, rules: Rules, round: &[Job]) -> Result<Vec<Row
     .await
 }
 
-fn outcome(session_id: String, row: Option<Row>) -> Refreshed {
+fn outcome(session_id: SessionId, row: Option<Row>) -> Refreshed {
     let Some((
         _,
         current,
@@ -231,7 +231,7 @@ fn outcome(session_id: String, row: Option<Row>) -> Refreshed {
         issued_at: issued_at as u64,
         begun_at: begun_at as u64,
         user: User {
-            id,
+            id: id.into(),
             email,
             name,
             avatar_url,

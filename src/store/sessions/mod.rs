@@ -16,13 +16,15 @@ use serde::Serialize;
 use self::batch::RefreshBatcher;
 use super::accounts::{User, rfc3339, user_columns, user_in};
 use super::database::Database;
+pub use super::ids::SessionId;
+use super::ids::UserId;
 use super::revocations::record_in;
 use super::sql::{Exec, FromRow, Row, RowExt, StoreError, Work, args};
 
 /// One active session, as `GET /auth/sessions` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SessionInfo {
-    pub id: String,
+    pub id: SessionId,
     pub created_at: String,
     pub last_used_at: String,
     pub user_agent: Option<String>,
@@ -44,8 +46,8 @@ impl FromRow for SessionInfo {
 /// A session and the user it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRef {
-    pub user_id: String,
-    pub session_id: String,
+    pub user_id: UserId,
+    pub session_id: SessionId,
 }
 
 impl FromRow for SessionRef {
@@ -61,16 +63,19 @@ impl FromRow for SessionRef {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum EndSessions {
     /// One session, only if it belongs to this user (a person ending their own).
-    OwnedBy { user_id: String, session_id: String },
+    OwnedBy {
+        user_id: UserId,
+        session_id: SessionId,
+    },
     /// Every session of the user.
-    AllOf { user_id: String },
+    AllOf { user_id: UserId },
     /// Every session of the user begun at or before `until` (Unix seconds):
     /// a global logout stored later than it happened (the database was
     /// unreachable), which must not end the sessions begun since.
-    AllOfUntil { user_id: String, until: i64 },
+    AllOfUntil { user_id: UserId, until: i64 },
     /// One session, whoever owns it: the server's own decision (a replayed
     /// sign-in code, a provider's logout signal), never a client's request.
-    Any { session_id: String },
+    Any { session_id: SessionId },
 }
 
 /// The rules of a refresh, the same for the whole process.
@@ -84,8 +89,8 @@ pub struct Rules {
 
 /// A session to open.
 pub struct NewSession {
-    pub id: String,
-    pub user_id: String,
+    pub id: SessionId,
+    pub user_id: UserId,
     pub now: i64,
     pub user_agent: Option<String>,
     pub ip: String,
@@ -93,7 +98,7 @@ pub struct NewSession {
 
 /// One refresh: the session and counter its token names, and who asks.
 pub struct Refresh {
-    pub session_id: String,
+    pub session_id: SessionId,
     pub counter: i64,
     pub user_agent: Option<String>,
     pub ip: String,
@@ -102,7 +107,7 @@ pub struct Refresh {
 /// The pair a refresh hands out: the session's counter and when it was issued.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pair {
-    pub session_id: String,
+    pub session_id: SessionId,
     pub counter: u64,
     pub issued_at: u64,
     /// When the session began (a refusal of the user's sessions until a
@@ -117,7 +122,7 @@ pub enum Refreshed {
     Pair(Pair),
     /// An old token came back: the session just ended (revocation seq).
     Reused {
-        session_id: String,
+        session_id: SessionId,
         seq: i64,
     },
     Rejected,
@@ -163,7 +168,7 @@ impl Work for Rotate {
             now,
             now_ms,
         } = self;
-        let row: Option<(i64, i64, Option<i64>, String, i64)> = tx
+        let row: Option<(i64, i64, Option<i64>, UserId, i64)> = tx
             .fetch_optional(
                 ROTATE,
                 args![
@@ -195,9 +200,9 @@ impl Work for Rotate {
 /// `times`: the counter, when it was issued, when the session began.
 async fn handed_out<E: Exec>(
     tx: &mut E,
-    session_id: String,
+    session_id: SessionId,
     (counter, issued_at, begun_at): (i64, i64, i64),
-    user_id: &str,
+    user_id: &UserId,
 ) -> Result<Refreshed, StoreError> {
     let Some(user) = user_in(tx, user_id).await? else {
         return Ok(Refreshed::Rejected);
@@ -240,10 +245,10 @@ impl Work for RotateLegacy {
             now_ms,
         } = self;
         type Found = (
-            String,
+            SessionId,
             i64,
             Option<i64>,
-            String,
+            UserId,
             Option<i64>,
             Option<i64>,
             Option<i64>,
@@ -373,7 +378,7 @@ impl Sessions {
     }
 
     /// Ends the sessions `which` names that have not ended: their ids.
-    pub async fn end(&self, which: &EndSessions, now: i64) -> Result<Vec<String>, StoreError> {
+    pub async fn end(&self, which: &EndSessions, now: i64) -> Result<Vec<SessionId>, StoreError> {
         const ANY: &str =
             "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL RETURNING id";
         const OWNED_BY: &str = "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL RETURNING id";

@@ -10,11 +10,11 @@ const RULES: Rules = Rules {
     reuse_interval_ms: 10_000,
 };
 
-async fn opened(db: &TestDb, sessions: &Sessions) -> String {
+async fn opened(db: &TestDb, sessions: &Sessions) -> SessionId {
     let user = db
         .user(&format!("{}@example.com", uuid::Uuid::new_v4().simple()))
         .await;
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = SessionId::random();
     let opened = sessions
         .open(NewSession {
             id: id.clone(),
@@ -31,7 +31,7 @@ async fn opened(db: &TestDb, sessions: &Sessions) -> String {
 
 fn refresh(session_id: &str, counter: i64) -> Refresh {
     Refresh {
-        session_id: session_id.to_string(),
+        session_id: session_id.into(),
         counter,
         user_agent: None,
         ip: "127.0.0.0/24".into(),
@@ -130,7 +130,10 @@ async fn ended_idle_unknown_and_orphaned_sessions_are_rejected() {
             session_id: ended.clone(),
         };
         assert_eq!(sessions.end(&which, 1).await.unwrap(), vec![ended.clone()]);
-        assert_eq!(sessions.end(&which, 2).await.unwrap(), Vec::<String>::new());
+        assert_eq!(
+            sessions.end(&which, 2).await.unwrap(),
+            Vec::<SessionId>::new()
+        );
         assert_eq!(
             sessions.rotate(refresh(&ended, 0)).await.unwrap(),
             Refreshed::Rejected,
@@ -151,7 +154,7 @@ async fn ended_idle_unknown_and_orphaned_sessions_are_rejected() {
             "{engine}"
         );
         // Never existed.
-        let unknown = uuid::Uuid::new_v4().to_string();
+        let unknown = SessionId::random();
         assert_eq!(
             sessions.rotate(refresh(&unknown, 0)).await.unwrap(),
             Refreshed::Rejected,
