@@ -360,13 +360,8 @@ impl SessionAuthority for LocalAuthority {
             .map_err(|_| AuthError::Rejected)
     }
 
-    fn is_revoked(&self, session_id: &str) -> bool {
-        self.revocations.is_revoked(session_id)
-    }
-
-    fn refuses(&self, claims: &AccessClaims) -> bool {
-        self.revocations
-            .refuses(&claims.sid, &claims.sub, claims.iat)
+    fn revocations(&self) -> &dyn RevocationStore {
+        self.revocations.as_ref()
     }
 
     async fn session_of_access_token(&self, token: &str) -> Option<SessionRef> {

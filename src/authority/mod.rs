@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::store::revocations::RevocationStore;
 use crate::store::sql::StoreError;
 
 pub use crate::store::accounts::User;
@@ -92,13 +93,21 @@ pub trait SessionAuthority: Send + Sync {
     /// token has been seen.
     async fn verify_access_token(&self, token: &str) -> Result<Arc<AccessClaims>, AuthError>;
 
+    /// The revocations this authority's sessions are checked against.
+    fn revocations(&self) -> &dyn RevocationStore;
+
     /// Whether the session has been ended. No I/O.
-    fn is_revoked(&self, session_id: &str) -> bool;
+    fn is_revoked(&self, session_id: &str) -> bool {
+        self.revocations().is_revoked(session_id)
+    }
 
     /// Whether a verified access token must be refused: its session ended,
     /// or its user's sessions of its time (a global logout the database
     /// could not take yet). No I/O.
-    fn refuses(&self, claims: &AccessClaims) -> bool;
+    fn refuses(&self, claims: &AccessClaims) -> bool {
+        self.revocations()
+            .refuses(&claims.sid, &claims.sub, claims.iat)
+    }
 
     /// A valid access token of a session that has not ended.
     async fn authenticate(&self, token: &str) -> Result<Arc<AccessClaims>, AuthError> {

@@ -483,13 +483,8 @@ impl SessionAuthority for Supabase {
         Ok(self.verified.insert(token, access))
     }
 
-    fn is_revoked(&self, session_id: &str) -> bool {
-        self.revocations.is_revoked(session_id)
-    }
-
-    fn refuses(&self, claims: &AccessClaims) -> bool {
-        self.revocations
-            .refuses(&claims.sid, &claims.sub, claims.iat)
+    fn revocations(&self) -> &dyn RevocationStore {
+        self.revocations.as_ref()
     }
 
     async fn session_of_access_token(&self, token: &str) -> Option<SessionRef> {
