@@ -13,7 +13,7 @@ use crate::authority::SessionAuthority;
 use crate::authority::local::{LocalAuthority, LocalConfig};
 use crate::authority::tokens::AccessTokens;
 use crate::config::Provider;
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, ProviderClientSettings, Settings};
 use crate::cookies::CookiePolicy;
 use crate::metrics::{self as prometheus, Ended, Metrics};
 use crate::routes::Routes;
@@ -30,6 +30,7 @@ use crate::security::redirects::RedirectPolicy;
 use crate::server;
 use crate::signin::SignInMethod;
 use crate::signin::oidc::OidcSignIn;
+use crate::signin::oidc::client::OidcClient;
 use crate::signin::password::{PageConfig, PasswordAccounts, PasswordSignIn, Passwords};
 use crate::store::RateLimitStore;
 use crate::store::accounts::Accounts;
@@ -39,6 +40,8 @@ use crate::store::memory::MemoryRateLimitStore;
 use crate::store::redis::{AnnouncedRevocations, Redis, RedisRateLimitStore, RevocationFeed};
 use crate::store::revocations::{DatabaseRevocations, RevocationStore};
 use crate::supabase::Supabase;
+use crate::vault::Vault;
+use crate::vault::risc::Risc;
 
 /// Why the server could not start; displayed as one line.
 #[derive(Debug, thiserror::Error)]
@@ -307,9 +310,30 @@ impl Application {
             settings.security.oauth_redirect_urls.clone(),
         );
         let identity = Identity::build(&settings, &stores, &public_url)?;
+        let sealer = provider_sealer(&settings)?;
+        // The provider as an OpenID client: the sign-in's (oidc), or the
+        // one Supabase signs in with (supabase, for the vault).
+        let provider_client = match (&settings.identity.provider, &settings.vault.client) {
+            (Provider::Oidc(oidc), _) => Some((
+                ProviderClientSettings {
+                    issuer: oidc.issuer.clone(),
+                    client_id: oidc.client_id.clone(),
+                    client_secret: oidc.client_secret.clone(),
+                },
+                "OIDC_ISSUER",
+            )),
+            (_, Some(client)) => Some((client.clone(), "PROVIDER_ISSUER")),
+            _ => None,
+        }
+        .map(|(client, var)| {
+            OidcClient::new(&client)
+                .map(Arc::new)
+                .map_err(|e| ConfigError::new(var, e.to_string()))
+        })
+        .transpose()?;
         let (authority, sign_in): (Arc<dyn SessionAuthority>, Arc<dyn SignInMethod>) =
-            match &settings.identity.provider {
-                Provider::Embedded => (
+            match (&settings.identity.provider, &provider_client) {
+                (Provider::Embedded, _) | (Provider::Oidc(_), None) => (
                     identity.authority.clone(),
                     Arc::new(PasswordSignIn::new(
                         stores.database.clone(),
@@ -324,26 +348,25 @@ impl Application {
                         },
                     )),
                 ),
-                Provider::Oidc(oidc) => (
+                (Provider::Oidc(oidc), Some(client)) => (
                     identity.authority.clone(),
-                    Arc::new(
-                        OidcSignIn::new(
-                            oidc.clone(),
-                            stores.database.clone(),
-                            identity.authority.clone(),
-                            provider_sealer(&settings)?,
-                            stores.metrics.clone(),
-                        )
-                        .map_err(|e| ConfigError::new("OIDC_ISSUER", e.to_string()))?,
-                    ),
+                    Arc::new(OidcSignIn::new(
+                        oidc.clone(),
+                        client.clone(),
+                        stores.database.clone(),
+                        identity.authority.clone(),
+                        sealer.clone(),
+                        stores.metrics.clone(),
+                        settings.vault.keep,
+                    )),
                 ),
-                Provider::Supabase(supabase) => {
+                (Provider::Supabase(supabase), _) => {
                     let supabase = Arc::new(
                         Supabase::new(
                             supabase.clone(),
                             stores.database.clone(),
                             stores.revocations.clone(),
-                            provider_sealer(&settings)?,
+                            sealer.clone(),
                             crate::supabase::SessionLimits {
                                 idle_ttl: settings.cookies.max_age,
                                 cache_capacity: settings.sessions.token_cache_size,
@@ -358,6 +381,29 @@ impl Application {
                     (supabase.clone(), supabase)
                 }
             };
+        let vault = match (settings.vault.keep, &provider_client) {
+            (true, Some(client)) => Some(Arc::new(Vault::new(
+                settings.vault.clone(),
+                client.clone(),
+                stores.database.clone(),
+                sealer.clone(),
+                stores.metrics.clone(),
+            ))),
+            _ => None,
+        };
+        let risc = match (&vault, &provider_client) {
+            (Some(_), Some(client)) => Some(Arc::new(
+                Risc::new(
+                    settings.vault.risc_issuer.clone(),
+                    client.client_id().to_string(),
+                    client.issuer().to_string(),
+                    stores.database.clone(),
+                    authority.clone(),
+                )
+                .map_err(|e| ConfigError::new("RISC_ISSUER", e.to_string()))?,
+            )),
+            _ => None,
+        };
         let security = Arc::new(Security {
             cookies,
             csrf,
@@ -390,6 +436,9 @@ impl Application {
                 .and_then(|v| http::HeaderValue::from_str(v).ok()),
             phase: crate::routes::state::Phase::default(),
             database: stores.database.clone(),
+            vault,
+            risc,
+            provider_client,
             settings,
         });
         Ok(Self {
@@ -432,8 +481,14 @@ impl Application {
     /// Serves until `shutdown` resolves, then drains open connections.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         let sign_in = self.state.sign_in.clone();
+        let vault = self.state.vault.clone();
         let tasks = [
             tokio::spawn(async move { sign_in.run().await }),
+            tokio::spawn(async move {
+                if let Some(vault) = vault {
+                    vault.run().await;
+                }
+            }),
             tokio::spawn(prune_rate_limits(self.stores.clone())),
             tokio::spawn(follow_revocations(
                 self.stores.clone(),

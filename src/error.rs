@@ -40,6 +40,12 @@ pub enum ApiError {
     /// 404 for a session id that is not one of the caller's.
     #[error("Session not found")]
     SessionNotFound,
+    /// 404 for an id that is not one of the caller's (a connected account).
+    #[error("{0}")]
+    NotTheirs(&'static str),
+    /// 409: the request conflicts with what another person holds.
+    #[error("{0}")]
+    Conflict(&'static str),
     /// 405 `Method Not Allowed`.
     #[error("Method Not Allowed")]
     MethodNotAllowed,
@@ -101,7 +107,8 @@ impl ApiError {
             Self::BadRequest(_) | Self::AuthenticationFailed => StatusCode::BAD_REQUEST,
             Self::NotAuthenticated | Self::RefreshFailed => StatusCode::UNAUTHORIZED,
             Self::InvalidOrigin | Self::FetchMetadata | Self::InvalidCsrf => StatusCode::FORBIDDEN,
-            Self::NotFound | Self::SessionNotFound => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::SessionNotFound | Self::NotTheirs(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

@@ -33,6 +33,10 @@ pub mod signin;
 /// 9. Supabase Auth as session authority and sign-in method.
 pub mod supabase;
 
+/// 9b. The token vault: connected accounts, provider tokens for the app's
+/// services (RFC 8693), the provider's security events.
+pub mod vault;
+
 /// 10. Everything that outlives a request, and the only module with SQL:
 /// repositories on SQLite or PostgreSQL, counters and news through Redis.
 pub mod store;

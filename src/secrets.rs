@@ -96,6 +96,7 @@ pub fn load_or_generate(dir: &Path, name: &str, len: usize) -> io::Result<Vec<u8
 
 /// Seals small secrets kept at rest (a provider's refresh tokens):
 /// AES-256-GCM with a random nonce, under a key generated into DATA_DIR.
+#[derive(Clone)]
 pub struct Sealer {
     cipher: aes_gcm::Aes256Gcm,
 }

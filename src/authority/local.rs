@@ -194,6 +194,7 @@ impl LocalAuthority {
             access_token,
             refresh_token,
             expires_at: exp,
+            provider_grant: None,
         })
     }
 

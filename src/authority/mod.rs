@@ -47,6 +47,34 @@ pub struct IssuedSession {
     pub refresh_token: String,
     /// The access token's `exp`, Unix seconds.
     pub expires_at: u64,
+    /// The provider's tokens for the account the person signed in with,
+    /// when they are kept (`PROVIDER_TOKENS=keep`): the vault stores them.
+    pub provider_grant: Option<ProviderGrant>,
+}
+
+/// What a provider granted for one of its accounts: who it is and its
+/// tokens, in clear until the vault seals them.
+#[derive(Clone)]
+pub struct ProviderGrant {
+    pub issuer: String,
+    pub subject: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub access_token: String,
+    /// Seconds; `None`: the provider did not say.
+    pub expires_in: Option<u64>,
+    pub refresh_token: Option<String>,
+    /// Granted, space-separated.
+    pub scope: Option<String>,
+}
+
+impl std::fmt::Debug for ProviderGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderGrant")
+            .field("issuer", &self.issuer)
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Who is asking, recorded with a session.

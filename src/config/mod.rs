@@ -16,6 +16,7 @@ mod server;
 mod sessions;
 mod storage;
 mod telemetry;
+mod vault;
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -30,6 +31,7 @@ pub use server::{Environment, ServerSettings, public_path};
 pub use sessions::{DEFAULT_TOKEN_CACHE_SIZE, LogoutScope, SessionSettings};
 pub use storage::StorageSettings;
 pub use telemetry::{DEFAULT_FILTER as DEFAULT_LOG_FILTER, LogFormat, TelemetrySettings};
+pub use vault::{ProviderClientSettings, ServiceClient, VaultSettings};
 
 /// A configuration error: which variable, and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +67,7 @@ const SECTIONS: &[&[VarDoc]] = &[
     limits::VARS,
     sessions::VARS,
     identity::VARS,
+    vault::VARS,
     telemetry::VARS,
 ];
 
@@ -127,6 +130,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub sessions: SessionSettings,
     pub identity: IdentitySettings,
+    pub vault: VaultSettings,
     pub telemetry: TelemetrySettings,
 }
 
@@ -146,12 +150,14 @@ impl Settings {
         let server = server::parse(env)?;
         let production = server.is_production();
         let cookies = cookies::parse(env, production)?;
+        let identity = identity::parse(env, production)?;
         Ok(Settings {
             storage: storage::parse(env)?,
             security: security::parse(env, production)?,
             limits: limits::parse(env)?,
             sessions: sessions::parse(env)?,
-            identity: identity::parse(env, production)?,
+            vault: vault::parse(env, &identity, production)?,
+            identity,
             telemetry: telemetry::parse(env)?,
             cookies,
             server,

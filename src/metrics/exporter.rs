@@ -227,6 +227,26 @@ pub fn registry(metrics: &Metrics, live: Live) -> Registry {
         "Failed calls to the identity provider, by operation (login, sign_in, refresh, session, revoke)",
         m.provider_failures,
     );
+    registry.register(
+        "chronos_token_exchanges",
+        "Token exchanges at /oauth/token, by result (issued, or the OAuth error)",
+        m.token_exchanges,
+    );
+    registry.register(
+        "chronos_provider_refreshes",
+        "Provider access tokens refreshed for connected accounts, by result (refreshed, refused, failed)",
+        m.provider_refreshes,
+    );
+    registry.register(
+        "chronos_security_events",
+        "Security Event Tokens received at /auth/risc, by event type",
+        m.security_events,
+    );
+    registry.register(
+        "chronos_accounts_needing_reauth",
+        "Connected accounts the provider refused, waiting to be connected again",
+        m.accounts_needing_reauth,
+    );
     registry.register_collector(Box::new(live));
     registry.register_collector(Box::new(Process));
     registry

@@ -17,6 +17,7 @@ use http::Method;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
 use crate::config::LogoutScope;
@@ -51,6 +52,16 @@ pub(crate) struct LimitLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProviderLabels {
     operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    event: &'static str,
 }
 
 /// Why a session ended.
@@ -115,6 +126,10 @@ pub struct Metrics {
     rate_limited: Family<LimitLabels, Counter>,
     revocation_failures: Counter,
     provider_failures: Family<ProviderLabels, Counter>,
+    token_exchanges: Family<ResultLabels, Counter>,
+    provider_refreshes: Family<ResultLabels, Counter>,
+    security_events: Family<EventLabels, Counter>,
+    accounts_needing_reauth: Gauge,
 }
 
 impl Default for Metrics {
@@ -147,6 +162,10 @@ impl Metrics {
             rate_limited: Family::default(),
             revocation_failures: Counter::default(),
             provider_failures: Family::default(),
+            token_exchanges: Family::default(),
+            provider_refreshes: Family::default(),
+            security_events: Family::default(),
+            accounts_needing_reauth: Gauge::default(),
         }
     }
 
@@ -222,6 +241,37 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// A token exchange at `/oauth/token` answered, by result (`issued`
+    /// or the OAuth error code).
+    pub fn token_exchange(&self, result: &'static str) {
+        self.token_exchanges
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// A provider access token refreshed for a connected account, by result
+    /// (`refreshed`, `refused`, `failed`).
+    pub fn provider_refresh(&self, result: &'static str) {
+        self.provider_refreshes
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// A Security Event Token received at `/auth/risc`, by event type (the
+    /// last part of its URI, or `invalid`).
+    pub fn security_event(&self, event: &'static str) {
+        self.security_events
+            .get_or_create(&EventLabels { event })
+            .inc();
+    }
+
+    /// How many connected accounts need to be connected again.
+    pub fn set_accounts_needing_reauth(&self, n: i64) {
+        self.accounts_needing_reauth.set(n);
+    }
+}
+
 /// Methods outside the standard set share one label value.
 fn method_index(method: &Method) -> usize {
     match *method {
@@ -241,21 +291,26 @@ fn route_name(index: usize) -> &'static str {
 }
 
 /// The route template a path is counted under, as an index into
-/// [`ROUTES`]: the routes' paths as they are, `/auth/sessions/{id}` for any
-/// session id, [`ROUTES`]`.len()` (`unmatched`) for the rest.
+/// [`ROUTES`]: the routes' paths as they are, `.../{id}` for any id under a
+/// templated route, [`ROUTES`]`.len()` (`unmatched`) for the rest.
 pub fn route_index(path: &str) -> usize {
     if let Some(i) = ROUTES.iter().position(|r| *r == path) {
         return i;
     }
-    match path.strip_prefix("/auth/sessions/") {
-        Some(id) if !id.is_empty() && !id.contains('/') => ROUTES.len() - 1,
-        _ => UNMATCHED,
-    }
+    ROUTES
+        .iter()
+        .position(|template| {
+            template.strip_suffix("{id}").is_some_and(|prefix| {
+                path.strip_prefix(prefix)
+                    .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+            })
+        })
+        .unwrap_or(UNMATCHED)
 }
 
 /// Every route the server can serve (the sign-in method's pages included),
 /// as templates; a test checks each against the OpenAPI document.
-pub const ROUTES: [&str; 17] = [
+pub const ROUTES: [&str; 23] = [
     "/auth/logout",
     "/auth/csrf",
     "/auth/session",
@@ -272,7 +327,13 @@ pub const ROUTES: [&str; 17] = [
     "/openapi.json",
     "/health",
     "/health/ready",
+    "/auth/google/connect",
+    "/auth/accounts",
+    "/oauth/token",
+    "/auth/risc",
     "/auth/sessions/{id}",
+    "/auth/accounts/{id}",
+    "/auth/google/accounts/{id}",
 ];
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! logout. The router serves the same table (HEAD, wrong methods and
 //! everything else included), and a test keeps the two answers identical.
 
+mod accounts;
 mod csrf;
 mod desktop;
 pub mod extract;
@@ -14,7 +15,9 @@ mod health;
 mod jwks;
 mod login;
 pub mod logout;
+mod oauth;
 mod openapi;
+mod risc;
 pub mod session;
 mod sessions;
 /// What every route reads: settings, security parts, authority, sign-in method, flows.
@@ -148,6 +151,15 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/auth/desktop/callback", get(desktop::callback))
         .route("/auth/sessions", get(sessions::list))
         .route("/auth/sessions/{id}", delete(sessions::end))
+        .route("/auth/google/connect", get(accounts::connect))
+        .route("/auth/accounts", get(accounts::list))
+        .route("/auth/accounts/{id}", delete(accounts::remove))
+        .route(
+            "/auth/google/accounts/{id}",
+            delete(accounts::remove_google),
+        )
+        .route("/oauth/token", post(oauth::token))
+        .route("/auth/risc", post(risc::receive))
         .route("/.well-known/jwks.json", get(jwks::jwks))
         .route(
             "/openapi.json",

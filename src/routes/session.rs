@@ -10,13 +10,15 @@ use http::{HeaderMap, header};
 use serde::{Deserialize, Serialize};
 
 use super::extract::{ApiJson, Client};
-use crate::authority::{AccessClaims, AuthError, IssuedSession, User};
+use crate::authority::{AccessClaims, AuthError, IssuedSession, SessionId, User, UserId};
 use crate::cookies::CookieKind;
 use crate::error::{ApiError, Result};
 use crate::routes::state::AppState;
 use crate::security::csrf::{Binding, Purpose};
 use crate::signin::Callback;
+use crate::store::flows::Flow;
 use crate::unix_now;
+use crate::vault::Connected;
 
 /// `{"user": ..., "expires_at": ...}`, fields in the API's order.
 #[derive(Serialize)]
@@ -111,11 +113,14 @@ pub async fn exchange(
         .await
         .map_err(ApiError::internal)?
         .ok_or(ApiError::AuthenticationFailed)?;
+    if let Some((user_id, session_id)) = &flow.connect {
+        return connect_account(&state, &headers, &body, &flow, (user_id, session_id)).await;
+    }
     let callback = Callback {
         code: &body.code,
         state: body.state.as_deref(),
     };
-    let issued = state
+    let mut issued = state
         .sign_in
         .complete(callback, &flow, &client)
         .await
@@ -123,9 +128,57 @@ pub async fn exchange(
             provider_failure(&state, "sign_in", &e);
             ApiError::from_auth(e, ApiError::AuthenticationFailed)
         })?;
+    // The provider's tokens go to the person's connected account.
+    if let (Some(vault), Some(grant)) = (&state.vault, issued.provider_grant.take()) {
+        let kept = vault
+            .keep(&issued.user.id, grant, true)
+            .await
+            .map_err(ApiError::internal)?;
+        if let Connected::OtherUser = kept {
+            tracing::warn!(
+                "the account signed in with is connected to another person; its tokens were not kept"
+            );
+        }
+    }
     let mut extra = HeaderMap::new();
     extra.append(header::SET_COOKIE, state.cookies().clear(CookieKind::Flow));
     Ok(session_response(&state, &issued, extra))
+}
+
+/// The callback of a connect flow: the account joins the signed-in
+/// person's, whose session goes on as it is (same cookies, same `sid`).
+async fn connect_account(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &CodeExchange,
+    flow: &Flow,
+    (user_id, session_id): (&UserId, &SessionId),
+) -> Result<Response> {
+    let vault = state.vault.as_ref().ok_or(ApiError::AuthenticationFailed)?;
+    // The browser that started the connect is still that person's session.
+    let claims = authenticate(state, headers).await?;
+    if claims.sub != *user_id || claims.sid != *session_id {
+        return Err(ApiError::NotAuthenticated);
+    }
+    let connected = vault
+        .complete_connect(&body.code, body.state.as_deref(), flow, user_id)
+        .await
+        .map_err(|e| {
+            provider_failure(state, "sign_in", &e);
+            ApiError::from_auth(e, ApiError::AuthenticationFailed)
+        })?;
+    if let Connected::OtherUser = connected {
+        return Err(ApiError::Conflict(
+            "This account is connected to another user",
+        ));
+    }
+    let mut headers = HeaderMap::new();
+    headers.append(header::SET_COOKIE, state.cookies().clear(CookieKind::Flow));
+    Ok((
+        headers,
+        session_body(&User::from_claims(&claims), claims.exp),
+    )
+        .into_response())
 }
 
 pub async fn refresh(

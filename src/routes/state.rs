@@ -13,7 +13,10 @@ use crate::security::Security;
 use crate::security::csrf::CsrfTokens;
 use crate::security::redirects::RedirectPolicy;
 use crate::signin::SignInMethod;
+use crate::signin::oidc::client::OidcClient;
 use crate::store::flows::FlowStore;
+use crate::vault::Vault;
+use crate::vault::risc::Risc;
 
 pub struct AppState {
     pub settings: Settings,
@@ -34,6 +37,12 @@ pub struct AppState {
     pub phase: Phase,
     /// The database, for the readiness probe's check.
     pub database: crate::store::database::Database,
+    /// Connected accounts and their tokens (`PROVIDER_TOKENS=keep`).
+    pub vault: Option<Arc<Vault>>,
+    /// The provider's security events (with the vault).
+    pub risc: Option<Arc<Risc>>,
+    /// The identity provider as an OpenID client (oidc; supabase with the vault).
+    pub provider_client: Option<Arc<OidcClient>>,
 }
 
 /// Where the process is in its life; only `Serving` is ready for traffic.

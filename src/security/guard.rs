@@ -22,6 +22,9 @@ pub const SIGNIN_FORM_PATHS: &[&str] = &["/auth/signin", "/auth/signup"];
 /// Where an OpenID provider posts back-channel logout tokens.
 pub const BACKCHANNEL_LOGOUT: &str = "/auth/backchannel-logout";
 
+/// Where the provider pushes Security Event Tokens (RISC).
+pub const SECURITY_EVENTS: &str = "/auth/risc";
+
 fn is_state_changing(method: &Method) -> bool {
     matches!(
         *method,
@@ -107,7 +110,7 @@ pub async fn check(
 
     let limiter = if path == "/auth/verify" {
         security.verify_limiter.as_ref()
-    } else if path == BACKCHANNEL_LOGOUT {
+    } else if path == BACKCHANNEL_LOGOUT || path == SECURITY_EVENTS {
         // The identity provider's signed calls, possibly many at once (an
         // administrator ending a team's sessions): each must land.
         None

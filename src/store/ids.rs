@@ -97,6 +97,24 @@ macro_rules! id {
             }
         }
 
+        impl Column for Option<$name> {
+            fn read(row: &dyn Row, column: usize) -> Result<Self, StoreError> {
+                Ok(Option::<String>::read(row, column)?.map($name))
+            }
+        }
+
+        impl From<Option<&$name>> for Value {
+            fn from(id: Option<&$name>) -> Self {
+                Value::Text(id.map(|id| id.0.clone()))
+            }
+        }
+
+        impl From<Option<$name>> for Value {
+            fn from(id: Option<$name>) -> Self {
+                Value::Text(id.map(|id| id.0))
+            }
+        }
+
         impl FromRow for $name {
             fn from_row(row: &dyn Row) -> Result<Self, StoreError> {
                 Self::read(row, 0)

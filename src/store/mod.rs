@@ -9,6 +9,8 @@
 pub mod accounts;
 /// One-time authorization codes of the embedded sign-in page.
 pub mod codes;
+/// Connected accounts at the provider and their sealed tokens.
+pub mod connected_accounts;
 /// The durable store: SQLite or PostgreSQL.
 pub mod database;
 /// Sign-in flows started by `/auth/google/login` (PKCE verifiers).

@@ -13,6 +13,8 @@ pub enum OneTime {
     FormToken,
     /// A back-channel logout token's `jti`.
     LogoutToken,
+    /// A Security Event Token's `jti` (RISC).
+    SecurityEvent,
 }
 
 impl OneTime {
@@ -23,6 +25,9 @@ impl OneTime {
             }
             Self::LogoutToken => {
                 "INSERT INTO seen_logout_tokens (jti_hash, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+            }
+            Self::SecurityEvent => {
+                "INSERT INTO seen_security_events (jti_hash, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING"
             }
         }
     }
@@ -36,6 +41,10 @@ impl OneTime {
             Self::LogoutToken => {
                 "DELETE FROM seen_logout_tokens WHERE jti_hash IN
                    (SELECT jti_hash FROM seen_logout_tokens WHERE expires_at < $1 LIMIT 1000)"
+            }
+            Self::SecurityEvent => {
+                "DELETE FROM seen_security_events WHERE jti_hash IN
+                   (SELECT jti_hash FROM seen_security_events WHERE expires_at < $1 LIMIT 1000)"
             }
         }
     }

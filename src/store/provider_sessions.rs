@@ -93,6 +93,17 @@ impl ProviderSessions {
         self.db.transaction(work).await
     }
 
+    /// Our sessions begun by signing in as the provider's `subject`.
+    pub async fn of_subject(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        const OF_SUBJECT: &str =
+            "SELECT session_id FROM provider_sessions WHERE issuer = $1 AND subject = $2";
+        self.db.read(OF_SUBJECT, args![issuer, subject]).await
+    }
+
     /// Our sessions begun under the provider's session `provider_sid`
     /// (of `subject`, when the provider names one).
     pub async fn by_provider_sid(

@@ -288,6 +288,7 @@ impl Supabase {
             access_token: session.access_token,
             refresh_token: session.refresh_token,
             expires_at: claims.exp,
+            provider_grant: None,
         })
     }
 

@@ -348,6 +348,65 @@ async fn every_answer_of_a_real_run_matches_the_document() {
         );
     }
 
+    // Connected accounts and the token exchange (PROVIDER_TOKENS=keep).
+    let vault = spawn_app_with(&[
+        ("IDENTITY_PROVIDER", "oidc"),
+        ("OIDC_ISSUER", fake.issuer.as_str()),
+        ("OIDC_CLIENT_ID", crate::fake_oidc::CLIENT_ID),
+        ("OIDC_CLIENT_SECRET", crate::fake_oidc::CLIENT_SECRET),
+        ("PROVIDER_TOKENS", "keep"),
+        (
+            "SERVICE_CLIENTS",
+            "calendar:a-service-secret-of-thirty-two-chars",
+        ),
+    ])
+    .await;
+    let anonymous = vault.client();
+    for (method, path, url) in [
+        ("GET", "/auth/accounts", "/auth/accounts"),
+        ("GET", "/auth/google/connect", "/auth/google/connect"),
+        ("DELETE", "/auth/accounts/{id}", "/auth/accounts/some-id"),
+        (
+            "DELETE",
+            "/auth/google/accounts/{id}",
+            "/auth/google/accounts/some-id",
+        ),
+    ] {
+        let request = match method {
+            "GET" => anonymous.get(vault.url(url)),
+            _ => anonymous.delete(vault.url(url)),
+        };
+        assert_eq!(
+            c.check(method, path, request.send().await.unwrap()).await,
+            401
+        );
+    }
+    let exchange = |secret: &'static str, body: &'static str| {
+        anonymous
+            .post(vault.url("/oauth/token"))
+            .basic_auth("calendar", Some(secret))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let wrong = exchange("not the secret", "grant_type=x").await.unwrap();
+    assert_eq!(c.check("POST", "/oauth/token", wrong).await, 401);
+    let bad = exchange(
+        "a-service-secret-of-thirty-two-chars",
+        "grant_type=password",
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.check("POST", "/oauth/token", bad).await, 400);
+    let event = anonymous
+        .post(vault.url("/auth/risc"))
+        .header("Content-Type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(c.check("POST", "/auth/risc", event).await, 400);
+
     // Every documented operation was exercised.
     let mut missing = Vec::new();
     for (path, item) in c.doc["paths"].as_object().unwrap() {

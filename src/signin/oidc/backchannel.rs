@@ -48,14 +48,19 @@ async fn receive(State(method): State<Arc<OidcSignIn>>, body: Bytes) -> Response
     let Some(token) = token.filter(|t| !t.is_empty()) else {
         return refuse("invalid_request", "logout_token is required");
     };
-    let Ok(provider) = method.provider().await else {
+    let Ok(provider) = method.client.provider().await else {
         return refuse(
             "temporarily_unavailable",
             "the identity provider's keys are not known yet",
         );
     };
     let now = unix_now();
-    let claims = match method.verifier(&provider).logout_token(&token, now).await {
+    let claims = match method
+        .client
+        .verifier(&provider)
+        .logout_token(&token, now)
+        .await
+    {
         Ok(claims) => claims,
         Err(error) => {
             tracing::warn!(error = %error, "back-channel logout token refused");

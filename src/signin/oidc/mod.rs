@@ -14,26 +14,23 @@
 //! sign-in meanwhile answers 502.
 
 mod backchannel;
+pub mod client;
 pub mod provider;
 pub mod tokens;
 
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::Router;
-use jsonwebtoken::Algorithm;
-use serde::Deserialize;
 use tokio::sync::Notify;
 
-use self::provider::{Keys, Metadata};
-use self::tokens::{IdClaims, Verifier};
+use self::client::{OidcClient, Revoked};
+use self::tokens::IdClaims;
 use super::{Callback, SignInMethod};
 use crate::authority::local::LocalAuthority;
-use crate::authority::{AuthError, ClientInfo, IssuedSession, SessionId};
+use crate::authority::{AuthError, ClientInfo, IssuedSession, ProviderGrant, SessionId};
 use crate::config::OidcSettings;
-use crate::secrets::{Sealer, pkce_challenge};
-use crate::signin::provider_client::{ProviderCallError, ProviderClient};
+use crate::secrets::Sealer;
 use crate::store::accounts::{AccountError, Accounts, FederatedPerson};
 use crate::store::database::Database;
 use crate::store::flows::{Flow, StartedFlow};
@@ -47,20 +44,10 @@ const REVOKE: &str = "oidc.revoke";
 /// Revocations are given up after this many attempts (about a day).
 const MAX_ATTEMPTS: i64 = 150;
 
-/// What discovery found: endpoints, keys, accepted algorithms.
-struct Discovered {
-    metadata: Metadata,
-    keys: Keys,
-    algorithms: Vec<Algorithm>,
-}
-
 pub struct OidcSignIn {
     settings: OidcSettings,
-    /// The issuer's accepted spellings (Google's has two).
-    issuers: Vec<String>,
-    http: ProviderClient,
-    discovered: RwLock<Option<Arc<Discovered>>>,
-    discovering: tokio::sync::Mutex<()>,
+    /// The provider, as an OpenID client.
+    client: Arc<OidcClient>,
     accounts: Accounts,
     provider_sessions: ProviderSessions,
     nonces: Nonces,
@@ -70,47 +57,26 @@ pub struct OidcSignIn {
     /// Wakes the delivery task when something was written to the outbox.
     wake: Notify,
     metrics: crate::metrics::Metrics,
-}
-
-/// The token endpoint's answer.
-#[derive(Deserialize)]
-struct TokenAnswer {
-    #[serde(default)]
-    access_token: Option<String>,
-    id_token: String,
-    #[serde(default)]
-    refresh_token: Option<String>,
-}
-
-/// An OAuth error answer (`{"error": "invalid_grant", ...}`).
-#[derive(Deserialize)]
-struct OAuthError {
-    #[serde(default)]
-    error: String,
-}
-
-fn unavailable(what: &str, e: impl std::fmt::Display) -> AuthError {
-    AuthError::Unavailable(anyhow::anyhow!("{what}: {e}"))
+    /// `PROVIDER_TOKENS=keep`: the provider's tokens go to the person's
+    /// connected account (the vault), not to the session.
+    keep_tokens: bool,
 }
 
 impl OidcSignIn {
+    /// `client` is the provider's (shared with the vault); `keep_tokens`
+    /// is `PROVIDER_TOKENS=keep`.
     pub fn new(
         settings: OidcSettings,
+        client: Arc<OidcClient>,
         db: Database,
         authority: Arc<LocalAuthority>,
         sealer: Sealer,
         metrics: crate::metrics::Metrics,
-    ) -> Result<Self, ProviderCallError> {
-        let mut issuers = vec![settings.issuer.clone()];
-        // Google's ID tokens carry either spelling of its issuer.
-        if settings.issuer == "https://accounts.google.com" {
-            issuers.push("accounts.google.com".into());
-        }
-        Ok(Self {
-            issuers,
-            http: ProviderClient::new()?,
-            discovered: RwLock::new(None),
-            discovering: tokio::sync::Mutex::new(()),
+        keep_tokens: bool,
+    ) -> Self {
+        Self {
+            client,
+            keep_tokens,
             accounts: Accounts::new(db.clone()),
             outbox: Outbox::new(db.clone()),
             metrics,
@@ -120,152 +86,17 @@ impl OidcSignIn {
             sealer,
             settings,
             wake: Notify::new(),
-        })
-    }
-
-    /// The provider's metadata and keys, discovering them now if the
-    /// background task has not yet managed to.
-    async fn provider(&self) -> Result<Arc<Discovered>, AuthError> {
-        if let Some(found) = self.current() {
-            return Ok(found);
-        }
-        let _one_at_a_time = self.discovering.lock().await;
-        if let Some(found) = self.current() {
-            return Ok(found);
-        }
-        let metadata = Metadata::discover(&self.http, &self.settings.issuer)
-            .await
-            .map_err(|e| unavailable("discovery", e))?;
-        let keys = Keys::new(metadata.jwks_uri.clone());
-        keys.load(&self.http)
-            .await
-            .map_err(|e| unavailable("keys", e))?;
-        let found = Arc::new(Discovered {
-            algorithms: metadata.accepted_algorithms(),
-            metadata,
-            keys,
-        });
-        if let Ok(mut slot) = self.discovered.write() {
-            *slot = Some(found.clone());
-        }
-        tracing::info!(issuer = %self.settings.issuer, "identity provider discovered");
-        Ok(found)
-    }
-
-    fn current(&self) -> Option<Arc<Discovered>> {
-        self.discovered.read().ok().and_then(|d| d.clone())
-    }
-
-    fn verifier<'a>(&'a self, provider: &'a Discovered) -> Verifier<'a> {
-        Verifier {
-            http: &self.http,
-            keys: &provider.keys,
-            algorithms: &provider.algorithms,
-            issuers: &self.issuers,
-            client_id: &self.settings.client_id,
         }
     }
 
-    /// Client authentication on a token-endpoint-style request: HTTP Basic
-    /// (RFC 6749 §2.3.1) unless discovery offers only `client_secret_post`;
-    /// a public client just names itself.
-    fn client_auth(
-        &self,
-        metadata: &Metadata,
-        request: reqwest::RequestBuilder,
-        form: &mut Vec<(&'static str, String)>,
-    ) -> reqwest::RequestBuilder {
-        let Some(secret) = &self.settings.client_secret else {
-            form.push(("client_id", self.settings.client_id.clone()));
-            return request;
-        };
-        let secret = String::from_utf8_lossy(secret.expose()).to_string();
-        let methods = metadata.token_endpoint_auth_methods_supported.as_deref();
-        let basic = methods.is_none_or(|m| {
-            m.iter().any(|x| x == "client_secret_basic")
-                || !m.iter().any(|x| x == "client_secret_post")
-        });
-        if basic {
-            let encode =
-                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-            request.basic_auth(encode(&self.settings.client_id), Some(encode(&secret)))
-        } else {
-            form.push(("client_id", self.settings.client_id.clone()));
-            form.push(("client_secret", secret));
-            request
-        }
-    }
-
-    /// The code (with our verifier) for the provider's tokens.
-    async fn exchange(
-        &self,
-        provider: &Discovered,
-        code: &str,
-        flow: &Flow,
-    ) -> Result<TokenAnswer, AuthError> {
-        let mut form = vec![
-            ("grant_type", "authorization_code".to_string()),
-            ("code", code.to_string()),
-            ("redirect_uri", flow.redirect_uri.clone()),
-            ("code_verifier", flow.code_verifier.clone()),
-        ];
-        let request = self.client_auth(
-            &provider.metadata,
-            self.http.post(&provider.metadata.token_endpoint),
-            &mut form,
-        );
-        let answer = self
-            .http
-            .send(request.form(&form))
-            .await
-            .map_err(|e| unavailable("token endpoint", e))?;
-        if answer.status.is_success() {
-            return answer.json().map_err(|e| {
-                tracing::warn!(error = %e, "token endpoint answer refused");
-                AuthError::Rejected
-            });
-        }
-        if answer.status.is_client_error() {
-            let error = answer
-                .json::<OAuthError>()
-                .map(|e| e.error)
-                .unwrap_or_default();
-            tracing::info!(status = answer.status.as_u16(), error = %error, "token endpoint refused the code");
-            return Err(AuthError::Rejected);
-        }
-        Err(unavailable("token endpoint", answer.status))
-    }
-
-    /// The person behind a checked ID token, with the userinfo endpoint's
-    /// claims when the ID token lacks the email (providers may keep scope
-    /// claims there).
+    /// The person behind a checked ID token (the userinfo endpoint's
+    /// claims when it lacks the email), if the sign-in policy admits them.
     async fn person(
         &self,
-        provider: &Discovered,
         id: IdClaims,
         access_token: Option<&str>,
     ) -> Result<FederatedPerson, AuthError> {
-        let mut claims = id.clone();
-        if claims.email.is_none()
-            && let (Some(endpoint), Some(token)) =
-                (&provider.metadata.userinfo_endpoint, access_token)
-        {
-            let answer = self
-                .http
-                .send(self.http.get(endpoint).bearer_auth(token))
-                .await
-                .map_err(|e| unavailable("userinfo", e))?;
-            let info: IdClaims = answer.ok_json().map_err(|e| unavailable("userinfo", e))?;
-            // OpenID Connect Core §5.3.2: the same person, or nothing.
-            if info.sub != id.sub {
-                tracing::warn!("userinfo sub differs from the ID token's; sign-in refused");
-                return Err(AuthError::Rejected);
-            }
-            claims = IdClaims {
-                sid: id.sid,
-                ..info
-            };
-        }
+        let claims = self.client.with_userinfo(id, access_token).await?;
         let email = claims.email.clone().ok_or_else(|| {
             tracing::info!("the provider gave no email; sign-in refused");
             AuthError::Rejected
@@ -328,52 +159,22 @@ impl OidcSignIn {
             give_up("the sealed token does not open (DATA_DIR key changed?)");
             return Ok(self.outbox.done(pending.id).await?);
         };
-        let provider = match self.provider().await {
-            Ok(provider) => provider,
-            Err(_) => return self.retry(pending).await,
-        };
-        let Some(endpoint) = &provider.metadata.revocation_endpoint else {
-            return Ok(self.outbox.done(pending.id).await?);
-        };
-        let mut form = vec![
-            ("token", String::from_utf8_lossy(&token).to_string()),
-            ("token_type_hint", "refresh_token".to_string()),
-        ];
-        let request = self.client_auth(&provider.metadata, self.http.post(endpoint), &mut form);
-        match self.http.send(request.form(&form)).await {
-            Ok(answer) if answer.status.is_success() => {
+        let token = String::from_utf8_lossy(&token).to_string();
+        match self.client.revoke(&token, "refresh_token").await {
+            Revoked::Done => {
                 tracing::info!("provider refresh token revoked");
                 Ok(self.outbox.done(pending.id).await?)
             }
-            // RFC 7009 §2.2: an invalid token is answered 200; a 4xx means
-            // trying again will not help (bad client credentials, say).
-            Ok(answer) if answer.status.is_client_error() && answer.status.as_u16() != 429 => {
-                give_up(&format!("the provider answered {}", answer.status));
+            Revoked::Refused(why) => {
+                give_up(&why);
                 Ok(self.outbox.done(pending.id).await?)
             }
-            _ if pending.attempts + 1 >= MAX_ATTEMPTS => {
+            Revoked::Retry if pending.attempts + 1 >= MAX_ATTEMPTS => {
                 give_up("the provider stayed unreachable");
                 Ok(self.outbox.done(pending.id).await?)
             }
-            _ => self.retry(pending).await,
+            Revoked::Retry => self.retry(pending).await,
         }
-    }
-
-    /// Discovers the provider, retrying with backoff until it answers.
-    async fn discover_until_found(&self) {
-        let mut wait = Duration::from_secs(1);
-        while let Err(error) = self.provider().await {
-            tracing::warn!(error = %error_text(&error), retry_in_s = wait.as_secs(), "identity provider discovery failed");
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(30));
-        }
-    }
-}
-
-fn error_text(error: &AuthError) -> String {
-    match error {
-        AuthError::Unavailable(e) | AuthError::Internal(e) => format!("{e:#}"),
-        other => other.to_string(),
     }
 }
 
@@ -384,25 +185,14 @@ impl SignInMethod for OidcSignIn {
         flow: &StartedFlow,
         redirect_uri: &str,
     ) -> Result<String, AuthError> {
-        let provider = self.provider().await?;
-        let mut url = url::Url::parse(&provider.metadata.authorization_endpoint)
-            .map_err(|e| unavailable("authorization endpoint", e))?;
-        {
-            let mut query = url.query_pairs_mut();
-            query
-                .append_pair("response_type", "code")
-                .append_pair("client_id", &self.settings.client_id)
-                .append_pair("redirect_uri", redirect_uri)
-                .append_pair("scope", &self.settings.scopes.join(" "))
-                .append_pair("state", &flow.state)
-                .append_pair("nonce", &flow.nonce)
-                .append_pair("code_challenge", &pkce_challenge(&flow.code_verifier))
-                .append_pair("code_challenge_method", "S256");
-            for (name, value) in &self.settings.auth_params {
-                query.append_pair(name, value);
-            }
-        }
-        Ok(url.into())
+        self.client
+            .authorize_url(
+                flow,
+                redirect_uri,
+                &self.settings.scopes.join(" "),
+                &self.settings.auth_params,
+            )
+            .await
     }
 
     async fn complete(
@@ -416,23 +206,9 @@ impl SignInMethod for OidcSignIn {
         {
             return Err(AuthError::Rejected);
         }
-        let provider = self.provider().await?;
-        let tokens = self.exchange(&provider, callback.code, flow).await?;
-        let claims = self
-            .verifier(&provider)
-            .id_token(&tokens.id_token, &flow.nonce, unix_now())
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "ID token refused");
-                match e {
-                    tokens::TokenError::Key(provider::KeyError::Fetch(e)) => unavailable("keys", e),
-                    _ => AuthError::Rejected,
-                }
-            })?;
+        let (tokens, claims) = self.client.exchange_code(callback.code, flow).await?;
         let provider_sid = claims.sid.clone();
-        let person = self
-            .person(&provider, claims, tokens.access_token.as_deref())
-            .await?;
+        let person = self.person(claims, tokens.access_token.as_deref()).await?;
         let user = self
             .accounts
             .federated(&person)
@@ -444,20 +220,40 @@ impl SignInMethod for OidcSignIn {
                     AuthError::Rejected
                 }
             })?;
-        let issued = self.authority.open(&user.id, client).await?;
+        let mut issued = self.authority.open(&user.id, client).await?;
+        // Kept tokens belong to the connected account (the vault stores
+        // them), not to this session: nothing to revoke at its logout.
+        let revoke_at_logout = self.settings.revoke_on_logout && !self.keep_tokens;
         self.provider_sessions
             .record(ProviderSession {
                 session_id: issued.session_id.clone(),
                 issuer: self.settings.issuer.clone(),
-                subject: person.subject,
+                subject: person.subject.clone(),
                 provider_sid,
                 refresh_token: tokens
                     .refresh_token
-                    .filter(|_| self.settings.revoke_on_logout)
+                    .as_ref()
+                    .filter(|_| revoke_at_logout)
                     .map(|t| self.sealer.seal(t.as_bytes())),
                 created_at: unix_now() as i64,
             })
             .await?;
+        if self.keep_tokens
+            && let Some(access_token) = tokens.access_token
+        {
+            issued.provider_grant = Some(ProviderGrant {
+                issuer: person.issuer,
+                subject: person.subject,
+                email: Some(person.email),
+                name: person.name,
+                access_token,
+                expires_in: tokens.expires_in,
+                refresh_token: tokens.refresh_token,
+                scope: tokens
+                    .scope
+                    .or_else(|| Some(self.settings.scopes.join(" "))),
+            });
+        }
         Ok(issued)
     }
 
@@ -479,7 +275,7 @@ impl SignInMethod for OidcSignIn {
 
     async fn run(&self) {
         tokio::join!(
-            self.discover_until_found(),
+            self.client.discover_until_found(),
             self.outbox.deliver_forever(
                 REVOKE,
                 &self.wake,

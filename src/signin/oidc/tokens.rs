@@ -66,6 +66,18 @@ impl Flag {
     }
 }
 
+/// The claims of a Security Event Token that we read.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SecurityEventClaims {
+    #[serde(default)]
+    pub jti: Option<String>,
+    #[serde(default)]
+    pub iat: Option<u64>,
+    /// Event type URI → the event (its `subject`, `reason`, `state`...).
+    #[serde(default)]
+    pub events: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
 /// The claims of an ID token (and of a userinfo answer) that we read.
 #[derive(Debug, Clone, Deserialize)]
 pub struct IdClaims {
@@ -244,6 +256,32 @@ impl Verifier<'_> {
         }
         if claims.jti.as_deref().is_none_or(str::is_empty) {
             return Err(TokenError::Claim("no jti"));
+        }
+        Ok(claims)
+    }
+
+    /// A Security Event Token (RFC 8417) for this client: signature,
+    /// issuer, audience, `iat`, a `jti` and `events`.
+    pub async fn security_event_token(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<SecurityEventClaims, TokenError> {
+        let (header, claims) = self.verify::<SecurityEventClaims>(token, false).await?;
+        if let Some(typ) = &header.typ {
+            let typ = typ.to_ascii_lowercase();
+            if typ != "secevent+jwt" && typ != "application/secevent+jwt" {
+                return Err(TokenError::Claim("typ is not secevent+jwt"));
+            }
+        }
+        if claims.iat.is_none_or(|iat| iat > now + CLOCK_SKEW_SECONDS) {
+            return Err(TokenError::Claim("iat is missing or in the future"));
+        }
+        if claims.jti.as_deref().is_none_or(str::is_empty) {
+            return Err(TokenError::Claim("no jti"));
+        }
+        if claims.events.as_ref().is_none_or(serde_json::Map::is_empty) {
+            return Err(TokenError::Claim("no events"));
         }
         Ok(claims)
     }
