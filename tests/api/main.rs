@@ -28,3 +28,4 @@ mod shutdown;
 mod supabase;
 mod supabase_browser;
 mod transport;
+mod vault;
