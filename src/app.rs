@@ -34,6 +34,7 @@ use crate::signin::oidc::client::OidcClient;
 use crate::signin::password::{PageConfig, PasswordAccounts, PasswordSignIn, Passwords};
 use crate::store::RateLimitStore;
 use crate::store::accounts::Accounts;
+use crate::store::connected_accounts::ConnectedAccounts;
 use crate::store::database::{Database, OpenError};
 use crate::store::flows::{DatabaseFlows, FlowStore};
 use crate::store::memory::MemoryRateLimitStore;
@@ -184,6 +185,8 @@ pub struct Identity {
     pub authority: Arc<LocalAuthority>,
     pub accounts: Accounts,
     pub passwords: PasswordAccounts,
+    /// Connected provider accounts (the operator's `chronos account`).
+    pub connected: ConnectedAccounts,
 }
 
 impl Identity {
@@ -223,6 +226,7 @@ impl Identity {
         Ok(Self {
             authority,
             accounts: Accounts::new(stores.database.clone()),
+            connected: ConnectedAccounts::new(stores.database.clone()),
             passwords: PasswordAccounts::new(
                 Accounts::new(stores.database.clone()),
                 Passwords::new(),

@@ -109,6 +109,14 @@ async fn find_user(identity: &Identity, email: &str) -> Result<User, CliError> {
 pub async fn user_remove(settings: &Settings, email: &str) -> Result<(), CliError> {
     let identity = open(settings).await?;
     let user = find_user(&identity, email).await?;
+    // Their provider accounts' tokens are revoked at the provider (a
+    // running server delivers the revocations).
+    for account in identity.connected.all(Some(&user.id)).await? {
+        identity
+            .connected
+            .disconnect(&account.id, Some(&user.id), crate::vault::REVOKE)
+            .await?;
+    }
     identity
         .authority
         .end_sessions(EndSessions::AllOf {
@@ -143,6 +151,54 @@ pub async fn migrate(settings: &Settings) -> Result<(), CliError> {
         .map_err(|e| CliError::Internal(anyhow::anyhow!("cannot migrate the database: {e}")))?;
     println!("database up to date ({applied} migration(s) applied)");
     Ok(())
+}
+
+/// `chronos account list [EMAIL]`: connected provider accounts.
+pub async fn account_list(settings: &Settings, email: Option<&str>) -> Result<(), CliError> {
+    let identity = open(settings).await?;
+    let user = match email {
+        Some(email) => Some(find_user(&identity, email).await?.id),
+        None => None,
+    };
+    let accounts = identity.connected.all(user.as_ref()).await?;
+    println!(
+        "{:<36}  {:<36}  {:<8}  {:<32}  {:<6}  {:<8}  connected",
+        "account", "user", "provider", "email", "signs", "reauth"
+    );
+    for a in accounts {
+        println!(
+            "{:<36}  {:<36}  {:<8}  {:<32}  {:<6}  {:<8}  {}",
+            a.id,
+            a.user_id,
+            a.provider,
+            a.email.as_deref().unwrap_or("-"),
+            if a.signs_in { "yes" } else { "no" },
+            if a.needs_reauth { "needed" } else { "no" },
+            crate::store::accounts::rfc3339(a.connected_at)
+        );
+    }
+    Ok(())
+}
+
+/// `chronos account remove ID`: disconnects the account; its token is
+/// revoked at the provider by a running server.
+pub async fn account_remove(settings: &Settings, id: &str) -> Result<(), CliError> {
+    let identity = open(settings).await?;
+    match identity
+        .connected
+        .disconnect(id, None, crate::vault::REVOKE)
+        .await?
+    {
+        Some(account) => {
+            println!(
+                "disconnected {} ({}); its token will be revoked at the provider",
+                account.id,
+                account.email.as_deref().unwrap_or("no email")
+            );
+            Ok(())
+        }
+        None => Err(CliError::Usage(format!("no connected account {id:?}"))),
+    }
 }
 
 /// `chronos migrate-data --from sqlite://PATH --to postgres://...`: moves a

@@ -38,6 +38,9 @@ enum Command {
     /// Inspect sessions.
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Connected provider accounts (PROVIDER_TOKENS=keep).
+    #[command(subcommand)]
+    Account(AccountCommand),
     /// Bring the database's schema up to date, then exit (for deployments
     /// that start servers with DATABASE_MIGRATE=off).
     Migrate,
@@ -68,6 +71,15 @@ enum UserCommand {
     /// End every session of a user at once (incident response); a running
     /// server refuses their tokens within a second.
     Logout { email: String },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// List connected accounts, of one user or of everyone.
+    List { email: Option<String> },
+    /// Disconnect an account; a running server revokes its token at the
+    /// provider.
+    Remove { id: String },
 }
 
 #[derive(Subcommand)]
@@ -105,6 +117,14 @@ fn main() -> ExitCode {
         Command::MigrateData { from, to } => {
             admin(|settings| async move { cli::migrate_data(&settings, &from, &to).await })
         }
+        Command::Account(command) => admin(|settings| async move {
+            match command {
+                AccountCommand::List { email } => {
+                    cli::account_list(&settings, email.as_deref()).await
+                }
+                AccountCommand::Remove { id } => cli::account_remove(&settings, &id).await,
+            }
+        }),
         Command::Session(SessionCommand::List { email }) => {
             admin(|settings| async move { cli::session_list(&settings, email.as_deref()).await })
         }

@@ -38,8 +38,9 @@ use crate::store::outbox::{Outbox, Pending};
 use crate::store::sql::StoreError;
 use crate::unix_now;
 
-/// The outbox kind of a connected account's token revocation.
-const REVOKE: &str = "vault.revoke";
+/// The outbox kind of a connected account's token revocation (the
+/// operator's commands write it too; the server delivers it).
+pub const REVOKE: &str = "vault.revoke";
 /// Revocations are given up after this many attempts (about a day).
 const MAX_ATTEMPTS: i64 = 150;
 /// How long a refresh may hold an account's lease.

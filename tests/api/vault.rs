@@ -463,14 +463,7 @@ async fn disconnecting_revokes_at_the_provider_and_a_grant_revoked_there_needs_r
         body,
         serde_json::json!({"success": true, "message": "Google account disconnected"})
     );
-    let started = Instant::now();
-    while google.refresh_active("cat-work").await {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "not revoked at the provider"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    revoked(&google, "cat-work").await;
     assert_eq!(accounts(&mut browser).await.len(), 1);
     let subject = browser.cookie("chronos_session").unwrap();
     let (status, body) = exchange_for(&app, &subject, Some(&work)).await;
@@ -786,4 +779,56 @@ async fn the_providers_security_events_are_verified_and_acted_on_once() {
     assert_eq!(post(token).await.unwrap().status(), 202);
     assert_eq!(copy.get("/auth/session").await.status(), 401);
     assert_eq!(copy.post_api("/auth/refresh").await.status(), 401);
+}
+
+#[tokio::test]
+async fn operators_list_and_remove_accounts_and_removing_a_user_revokes_theirs() {
+    require_provider!();
+    let google = Google::start();
+    let app = vault_app(&google, &[]).await;
+    let mut browser = Browser::new(&app);
+    sign_in(&google, &mut browser, "jo").await;
+    assert_eq!(
+        connect(&google, &mut browser, "jo-work").await.status(),
+        200
+    );
+    let listed = accounts(&mut browser).await;
+    let work = account_of(&listed, "jo-work@example.com")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = crate::revocation::cli(&app, &["account", "list", "jo@example.com"], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.contains("jo@example.com") && text.contains("jo-work@example.com"),
+        "{text}"
+    );
+
+    let out = crate::revocation::cli(&app, &["account", "remove", &work], None);
+    assert!(out.status.success(), "{out:?}");
+    revoked(&google, "jo-work").await;
+    assert_eq!(accounts(&mut browser).await.len(), 1);
+    let out = crate::revocation::cli(&app, &["account", "remove", &work], None);
+    assert!(
+        !out.status.success(),
+        "an account removed twice is an error"
+    );
+
+    assert!(google.refresh_active("jo").await);
+    let out = crate::revocation::cli(&app, &["user", "remove", "jo@example.com"], None);
+    assert!(out.status.success(), "{out:?}");
+    revoked(&google, "jo").await;
+}
+
+/// Waits until the provider says `sub`'s refresh tokens are revoked.
+async fn revoked(google: &Google, sub: &str) {
+    let started = Instant::now();
+    while google.refresh_active(sub).await {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{sub} not revoked"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
