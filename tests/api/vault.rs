@@ -832,3 +832,54 @@ async fn revoked(google: &Google, sub: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn two_hundred_exchanges_over_two_replicas_on_postgres_refresh_once() {
+    require_provider!();
+    let test = "two_hundred_exchanges_over_two_replicas_on_postgres_refresh_once";
+    let Some(base) = postgres_url(test) else {
+        return;
+    };
+    let schema = PgSchema::create(&base).await;
+    let google = Google::start();
+    let url = schema.url();
+    let a = vault_app(&google, &[("DATABASE_URL", url.as_str())]).await;
+    let data_dir = a.data_dir.path().to_string_lossy().to_string();
+    let public_url = a.url("");
+    let b = vault_app(
+        &google,
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("DATA_DIR", data_dir.as_str()),
+            ("PUBLIC_URL", public_url.as_str()),
+        ],
+    )
+    .await;
+    let mut browser = Browser::new(&a);
+    sign_in(&google, &mut browser, "kim").await;
+    let account = accounts(&mut browser).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let subject = browser.cookie("chronos_session").unwrap();
+    let before = google.refreshes().await;
+    expire_in(&a, &account, 5).await;
+    let exchanges: Vec<_> = (0..200)
+        .map(|i| {
+            let (app, subject) = (if i % 2 == 0 { &a } else { &b }, subject.clone());
+            async move { exchange_for(app, &subject, None).await }
+        })
+        .collect();
+    let answers = futures_util::future::join_all(exchanges).await;
+    assert_eq!(
+        google.refreshes().await,
+        before + 1,
+        "one refresh at the provider for both replicas"
+    );
+    let token = &answers[0].1["access_token"];
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+        assert_eq!(&body["access_token"], token);
+    }
+    assert_eq!(google.calendar(token.as_str().unwrap()).await.0, 200);
+}
