@@ -377,6 +377,9 @@ impl Application {
                                 reuse_interval: Duration::from_secs(
                                     settings.sessions.refresh_reuse_interval,
                                 ),
+                                keep_provider_tokens: settings.vault.client.as_ref().map(
+                                    |client| (client.issuer.clone(), settings.vault.scopes.clone()),
+                                ),
                             },
                             stores.metrics.clone(),
                         )

@@ -21,6 +21,12 @@ pub struct Session {
     pub refresh_token: String,
     #[serde(default)]
     pub user: Option<UserObject>,
+    /// The identity provider's tokens (a PKCE exchange after an OAuth
+    /// sign-in; GoTrue neither stores nor refreshes them).
+    #[serde(default)]
+    pub provider_token: Option<String>,
+    #[serde(default)]
+    pub provider_refresh_token: Option<String>,
 }
 
 /// The parts of GoTrue's user object we show.
@@ -33,6 +39,42 @@ pub struct UserObject {
     pub user_metadata: Option<serde_json::Map<String, Value>>,
     #[serde(default)]
     pub created_at: Option<String>,
+    /// The provider accounts linked to the user.
+    #[serde(default)]
+    pub identities: Option<Vec<IdentityObject>>,
+}
+
+/// One provider account linked to a GoTrue user.
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdentityObject {
+    #[serde(default)]
+    pub provider: String,
+    /// The provider's id of the person (GoTrue's `identities[].id` is the
+    /// provider's subject; `identity_data.sub` says it too).
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub identity_data: Option<serde_json::Map<String, Value>>,
+}
+
+impl IdentityObject {
+    /// The provider's subject of this identity.
+    pub fn subject(&self) -> Option<String> {
+        self.identity_data
+            .as_ref()
+            .and_then(|d| d.get("sub"))
+            .and_then(Value::as_str)
+            .map(String::from)
+            .or_else(|| self.id.clone())
+    }
+
+    pub fn email(&self) -> Option<String> {
+        self.identity_data
+            .as_ref()
+            .and_then(|d| d.get("email"))
+            .and_then(Value::as_str)
+            .map(String::from)
+    }
 }
 
 /// How a call went.

@@ -37,8 +37,8 @@ use tokio::sync::{Notify, OnceCell};
 use self::api::{AuthApi, Outcome, UserObject};
 use crate::authority::cache::VerifiedCache;
 use crate::authority::{
-    AccessClaims, AuthError, ClientInfo, EndSessions, IssuedSession, SessionAuthority, SessionId,
-    SessionInfo, SessionRef, User, UserId,
+    AccessClaims, AuthError, ClientInfo, EndSessions, IssuedSession, ProviderGrant,
+    SessionAuthority, SessionId, SessionInfo, SessionRef, User, UserId,
 };
 use crate::config::SupabaseSettings;
 use crate::limits::coarse_ip;
@@ -112,6 +112,8 @@ pub struct Supabase {
     /// `REFRESH_REUSE_INTERVAL_SECONDS`: how long a finished refresh is
     /// shared with late duplicates of its token (0: only those in flight).
     reuse_interval: Duration,
+    /// `PROVIDER_TOKENS=keep`: the provider's issuer and scopes.
+    keep_provider_tokens: Option<(String, String)>,
     /// How long a session lives without use (the refresh cookie's life).
     idle_ttl: u64,
 }
@@ -127,6 +129,10 @@ pub struct SessionLimits {
     pub cache_capacity: usize,
     /// `REFRESH_REUSE_INTERVAL_SECONDS`.
     pub reuse_interval: Duration,
+    /// With `PROVIDER_TOKENS=keep`: the issuer of the provider Supabase
+    /// signs in with and the scopes asked of it; the provider's tokens of
+    /// a sign-in go to the person's connected account.
+    pub keep_provider_tokens: Option<(String, String)>,
 }
 
 impl Supabase {
@@ -142,6 +148,7 @@ impl Supabase {
             idle_ttl,
             cache_capacity,
             reuse_interval,
+            keep_provider_tokens,
         } = sessions;
         let http = ProviderClient::new()?;
         let base = settings.auth_url();
@@ -164,6 +171,7 @@ impl Supabase {
             created: RwLock::new(HashMap::new()),
             refreshes: Mutex::new(HashMap::new()),
             reuse_interval,
+            keep_provider_tokens,
             idle_ttl,
             settings,
         })
@@ -326,6 +334,29 @@ impl Supabase {
     async fn retry(&self, pending: &Pending) -> anyhow::Result<()> {
         self.metrics.provider_failed("revoke");
         Ok(self.outbox.retry(pending).await?)
+    }
+
+    /// The provider's tokens a PKCE exchange carried, for the person's
+    /// connected account (when they are kept).
+    fn provider_grant(&self, session: &api::Session) -> Option<ProviderGrant> {
+        let (issuer, scopes) = self.keep_provider_tokens.as_ref()?;
+        let access_token = session.provider_token.clone()?;
+        let user = session.user.as_ref()?;
+        let identity = user
+            .identities
+            .iter()
+            .flatten()
+            .find(|i| i.provider == self.settings.oauth_provider)?;
+        Some(ProviderGrant {
+            issuer: issuer.clone(),
+            subject: identity.subject()?,
+            email: identity.email().or_else(|| user.email.clone()),
+            name: jwt::profile(user.user_metadata.as_ref()).0,
+            access_token,
+            expires_in: None,
+            refresh_token: session.provider_refresh_token.clone(),
+            scope: Some(scopes.clone()),
+        })
     }
 
     /// One pending remote logout: done, or to be retried.
@@ -597,7 +628,15 @@ impl SignInMethod for Supabase {
             .exchange(callback.code, &flow.code_verifier, client.ip)
             .await
         {
-            Outcome::Ok(session) => self.accept(session, client).await.map_err(AuthError::from),
+            Outcome::Ok(session) => {
+                let grant = self.provider_grant(&session);
+                let mut issued = self
+                    .accept(session, client)
+                    .await
+                    .map_err(AuthError::from)?;
+                issued.provider_grant = grant;
+                Ok(issued)
+            }
             Outcome::Refused { status, code } => {
                 tracing::info!(status = status.as_u16(), code = %code, "Supabase refused the code");
                 Err(AuthError::Rejected)

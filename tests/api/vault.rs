@@ -883,3 +883,92 @@ async fn two_hundred_exchanges_over_two_replicas_on_postgres_refresh_once() {
     }
     assert_eq!(google.calendar(token.as_str().unwrap()).await.0, 200);
 }
+
+#[tokio::test]
+async fn with_supabase_the_provider_tokens_of_the_pkce_exchange_are_kept_and_exchanged_alike() {
+    require_provider!();
+    if let Some(reason) = crate::gotrue::missing_tooling() {
+        return skip_or_fail("token vault test (Supabase)", &reason);
+    }
+    let google = Google::start();
+    let scopes = "openid email profile offline_access calendar";
+    let gotrue = crate::gotrue::GoTrue::start(&[
+        ("PROVIDER_URL", google.url.as_str()),
+        (
+            "PROVIDER_REDIRECT_URI",
+            &format!("{FRONTEND}/auth/web/callback"),
+        ),
+        ("PROVIDER_SCOPES", scopes),
+    ]);
+    let supabase_url = gotrue.url();
+    let clients = service_clients();
+    let app = spawn_app_with(&[
+        ("IDENTITY_PROVIDER", "supabase"),
+        ("SUPABASE_URL", supabase_url.as_str()),
+        ("SUPABASE_PUBLISHABLE_KEY", crate::gotrue::APIKEY),
+        ("PROVIDER_TOKENS", "keep"),
+        ("PROVIDER_ISSUER", google.url.as_str()),
+        ("PROVIDER_CLIENT_ID", "chronos"),
+        ("PROVIDER_CLIENT_SECRET", OP_SECRET),
+        ("PROVIDER_SCOPES", scopes),
+        ("PROVIDER_TOKEN_REFRESH_MARGIN", "10"),
+        ("SERVICE_CLIENTS", clients.as_str()),
+        ("RATE_LIMIT_AUTH", "100000/minute"),
+    ])
+    .await;
+    // Sign in through Supabase, which signs in at "Google".
+    let mut browser = Browser::new(&app);
+    let start = browser.start_login(None).await;
+    let body: Value = start.json().await.unwrap();
+    let authorize = body["redirectUrl"].as_str().unwrap().to_string();
+    let client = browser.client.clone();
+    let consent = client.get(&authorize).send().await.unwrap();
+    let location = consent.headers()["location"].to_str().unwrap().to_string();
+    let consent_url = reqwest::Url::parse(&authorize)
+        .unwrap()
+        .join(&location)
+        .unwrap();
+    let flow = consent_url
+        .query_pairs()
+        .find(|(k, _)| k == "flow")
+        .unwrap()
+        .1
+        .to_string();
+    let back = client
+        .post(consent_url.join("/__google/consent").unwrap())
+        .form(&[("flow", flow.as_str()), ("login", "lee")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), 302);
+    let code = code_from_location(&back);
+    assert_eq!(browser.exchange(&code).await.status(), 200);
+
+    let listed = accounts(&mut browser).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["email"], "lee@example.com");
+    assert_eq!(listed[0]["signs_in"], true);
+    let account = listed[0]["id"].as_str().unwrap().to_string();
+    let subject = browser.cookie("chronos_session").unwrap();
+    let (status, body) = exchange_for(&app, &subject, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        google
+            .calendar(body["access_token"].as_str().unwrap())
+            .await,
+        (200, serde_json::json!({"sub": "lee"}))
+    );
+    // Refreshed at the provider with the PROVIDER_CLIENT_* client.
+    let before = google.refreshes().await;
+    expire_in(&app, &account, -1).await;
+    let (status, body) = exchange_for(&app, &subject, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(google.refreshes().await, before + 1);
+    assert_eq!(
+        google
+            .calendar(body["access_token"].as_str().unwrap())
+            .await
+            .0,
+        200
+    );
+}

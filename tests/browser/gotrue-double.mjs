@@ -16,7 +16,11 @@
 // it is an IP address; else the socket's), as rate limits count it.
 // Environment:
 //   PORT, APIKEY, STATE_FILE (kept across restarts), JWT_SECRET (HS256 mode),
-//   ACCESS_TTL (seconds, default 3600), REUSE_INTERVAL (seconds, default 10)
+//   ACCESS_TTL (seconds, default 3600), REUSE_INTERVAL (seconds, default 10),
+//   PROVIDER_URL, PROVIDER_REDIRECT_URI, PROVIDER_SCOPES (optional: "Google"
+//   is then a real OpenID provider, tests/browser/vault-provider.mjs; the
+//   consent signs in there, and the PKCE exchange returns its tokens as
+//   provider_token / provider_refresh_token, as GoTrue does)
 // Test-only endpoints, outside the contract: GET /__test/state,
 // POST /__test/outage?on=1|0, POST /__test/rate-limit?count=N[&ip=ADDR]
 // (the next N token calls, or those from ADDR, get 429),
@@ -36,6 +40,35 @@ const stateFile = process.env.STATE_FILE;
 const secret = process.env.JWT_SECRET;
 const accessTtl = Number(process.env.ACCESS_TTL || 3600);
 const reuseInterval = Number(process.env.REUSE_INTERVAL || 10);
+const providerUrl = process.env.PROVIDER_URL;
+
+// Signs `login` in at the real provider (its consent, then the code
+// exchange GoTrue's callback does): its tokens.
+async function providerTokens(login) {
+  const discovery = await (await fetch(`${providerUrl}/.well-known/openid-configuration`)).json();
+  const verifier = crypto.randomBytes(32).toString("base64url");
+  const challenge = crypto.createHash("sha256").update(verifier).digest("base64url");
+  const redirectUri = process.env.PROVIDER_REDIRECT_URI;
+  const authorize = new URL(discovery.authorization_endpoint);
+  for (const [k, v] of Object.entries({
+    response_type: "code", client_id: "chronos", redirect_uri: redirectUri,
+    scope: process.env.PROVIDER_SCOPES || "openid email profile offline_access",
+    state: crypto.randomUUID(), nonce: crypto.randomUUID(), prompt: "consent",
+    code_challenge: challenge, code_challenge_method: "S256",
+  })) authorize.searchParams.set(k, v);
+  const consent = await (await fetch(`${providerUrl}/__test/consent?login=${encodeURIComponent(login)}&url=${encodeURIComponent(authorize.href)}`)).json();
+  const code = new URL(consent.location).searchParams.get("code");
+  const answer = await fetch(discovery.token_endpoint, {
+    method: "POST",
+    headers: {
+      authorization: "Basic " + Buffer.from("chronos:chronos vault test secret").toString("base64"),
+      "content-type": "application/x-www-form-urlencoded",
+    },
+    body: new URLSearchParams({ grant_type: "authorization_code", code, redirect_uri: redirectUri, code_verifier: verifier }),
+  });
+  if (!answer.ok) throw new Error(`the provider refused the code: ${answer.status} ${await answer.text()}`);
+  return answer.json();
+}
 
 const now = () => Math.floor(Date.now() / 1000);
 const random = (n = 16) => crypto.randomBytes(n).toString("base64url");
@@ -120,14 +153,19 @@ async function verifyAccess(token) {
   }
 }
 
-async function sessionAnswer(sessionId, refreshToken, withProviderTokens) {
+async function sessionAnswer(sessionId, refreshToken, withProviderTokens, provider) {
   const session = state.sessions[sessionId];
   const access = await accessToken(sessionId, session.userId);
   const body = {
     access_token: access, token_type: "bearer", expires_in: accessTtl, expires_at: now() + accessTtl,
     refresh_token: refreshToken, user: state.users[session.userId],
   };
-  if (withProviderTokens) body.provider_token = "google-access-" + random(8);
+  if (withProviderTokens && provider) {
+    body.provider_token = provider.access_token;
+    if (provider.refresh_token) body.provider_refresh_token = provider.refresh_token;
+  } else if (withProviderTokens) {
+    body.provider_token = "google-access-" + random(8);
+  }
   return body;
 }
 
@@ -205,7 +243,7 @@ async function token(req, res, url) {
     state.sessions[sessionId] = { userId: flow.userId, createdAt: now() };
     const refresh = newRefreshToken(sessionId, null);
     save();
-    return send(res, 200, await sessionAnswer(sessionId, refresh, true));
+    return send(res, 200, await sessionAnswer(sessionId, refresh, true, flow.provider));
   }
   if (grant === "refresh_token") {
     const presented = body.refresh_token;
@@ -286,9 +324,13 @@ const server = http.createServer(async (req, res) => {
       const flow = pending[form.get("flow")];
       if (!flow) return send(res, 400, { message: "unknown flow" });
       delete pending[form.get("flow")];
-      const user = userFor(form.get("login") || "ann");
+      const login = form.get("login") || "ann";
+      const user = userFor(login);
+      user.identities = [{ provider: "google", id: login, identity_id: crypto.randomUUID(), user_id: user.id,
+                           identity_data: { sub: login, email: user.email, email_verified: true } }];
       const code = crypto.randomUUID();
-      state.flows[code] = { challenge: flow.challenge, method: flow.method, userId: user.id, redirectTo: flow.redirectTo, createdAt: now() };
+      const provider = providerUrl ? await providerTokens(login) : undefined;
+      state.flows[code] = { challenge: flow.challenge, method: flow.method, userId: user.id, redirectTo: flow.redirectTo, createdAt: now(), provider };
       save();
       const target = new URL(flow.redirectTo);
       target.searchParams.set("code", code);
