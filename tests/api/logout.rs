@@ -1,6 +1,6 @@
 //! `POST /auth/logout`, as the seed page says.
 
-use crate::helpers::*;
+use crate::support::*;
 
 const SEED_BODY: &str = r#"{"message":"Logged out"}"#;
 
@@ -194,7 +194,6 @@ async fn health_reports_healthy() {
 #[tokio::test]
 async fn cookie_domain_is_on_the_session_and_refresh_cookies_set_at_sign_in_and_on_their_clearing()
 {
-    use crate::browser::*;
     let app = spawn_app_with(&[("COOKIE_DOMAIN", "example.test")]).await;
     create_user(&app, "ann@example.com").await;
     let mut browser = Browser::new(&app);

@@ -2,13 +2,10 @@
 //! HTTP. One binary, one module per area.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod browser;
-mod browser_e2e;
-mod helpers;
+mod support;
 
+mod browser_e2e;
 mod config;
-mod fake_oidc;
-mod gotrue;
 mod layout;
 mod logout;
 mod metrics;

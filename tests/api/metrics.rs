@@ -5,35 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::browser::*;
-use crate::helpers::*;
-use crate::revocation::cli;
+use crate::support::*;
 
 const EMAIL: &str = "ann@example.com";
-
-/// One scrape: `name{labels}` → value, plus the response's content type.
-pub async fn scrape(app: &TestApp) -> (BTreeMap<String, f64>, String) {
-    let addr = app.metrics_addr.expect("METRICS_BIND is set");
-    let response = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let text = response.text().await.unwrap();
-    assert!(
-        text.ends_with("# EOF\n"),
-        "OpenMetrics text ends with # EOF"
-    );
-    let mut series = BTreeMap::new();
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let (name, value) = line.rsplit_once(' ').unwrap();
-        series.insert(name.to_string(), value.parse().unwrap());
-    }
-    (series, content_type)
-}
 
 fn value(series: &BTreeMap<String, f64>, key: &str) -> f64 {
     series.get(key).copied().unwrap_or(0.0)
@@ -47,7 +21,7 @@ async fn the_counters_move_exactly_with_what_clients_did() {
         ("REFRESH_REUSE_INTERVAL_SECONDS", "0"),
     ])
     .await;
-    let (before, content_type) = scrape(&app).await;
+    let (before, content_type) = app.scrape().await;
     assert!(content_type.starts_with("application/openmetrics-text"));
     assert_eq!(
         value(&before, r#"chronos_logouts_total{scope="local"}"#),
@@ -104,7 +78,7 @@ async fn the_counters_move_exactly_with_what_clients_did() {
         assert_eq!(response.status(), 404);
     }
 
-    let (after, _) = scrape(&app).await;
+    let (after, _) = app.scrape().await;
     let moved = |key: &str| value(&after, key) - value(&before, key);
     assert_eq!(moved(r#"chronos_logouts_total{scope="local"}"#), 5.0);
     assert_eq!(moved(r#"chronos_logouts_total{scope="none"}"#), 1.0);
@@ -168,7 +142,7 @@ async fn rate_limited_requests_are_counted_one_by_one() {
         }
     }
     assert_eq!(limited, 7);
-    let (series, _) = scrape(&app).await;
+    let (series, _) = app.scrape().await;
     assert_eq!(
         value(&series, r#"chronos_rate_limited_total{limit="auth"}"#),
         7.0
@@ -200,11 +174,11 @@ async fn sessions_an_operator_ends_from_the_cli_are_counted_by_the_server() {
     let key = r#"chronos_sessions_ended_total{reason="operator"}"#;
     let started = Instant::now();
     loop {
-        let (series, _) = scrape(&app).await;
+        let (series, _) = app.scrape().await;
         if value(&series, key) == 2.0 {
             // Counted once, however often the server re-reads the table.
             tokio::time::sleep(Duration::from_millis(600)).await;
-            let (series, _) = scrape(&app).await;
+            let (series, _) = app.scrape().await;
             assert_eq!(value(&series, key), 2.0);
             assert_eq!(
                 value(&series, r#"chronos_sessions_ended_total{reason="logout"}"#),
@@ -256,7 +230,7 @@ async fn an_unreachable_identity_provider_is_counted_per_failed_call() {
             .unwrap();
         assert_eq!(response.status(), 502);
     }
-    let (series, _) = scrape(&app).await;
+    let (series, _) = app.scrape().await;
     assert_eq!(
         value(
             &series,

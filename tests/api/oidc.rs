@@ -9,9 +9,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-use crate::browser::*;
-use crate::fake_oidc::*;
-use crate::helpers::*;
+use crate::support::fake_oidc::*;
+use crate::support::*;
 
 async fn oidc_app(fake: &FakeProvider, extra: &[(&str, &str)]) -> TestApp {
     let mut vars = vec![

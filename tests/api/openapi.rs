@@ -10,9 +10,8 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::browser::*;
-use crate::fake_oidc::FakeProvider;
-use crate::helpers::*;
+use crate::support::fake_oidc::FakeProvider;
+use crate::support::*;
 
 const EMAIL: &str = "ann@example.com";
 
@@ -329,8 +328,11 @@ async fn every_answer_of_a_real_run_matches_the_document() {
     let oidc = spawn_app_with(&[
         ("IDENTITY_PROVIDER", "oidc"),
         ("OIDC_ISSUER", fake.issuer.as_str()),
-        ("OIDC_CLIENT_ID", crate::fake_oidc::CLIENT_ID),
-        ("OIDC_CLIENT_SECRET", crate::fake_oidc::CLIENT_SECRET),
+        ("OIDC_CLIENT_ID", crate::support::fake_oidc::CLIENT_ID),
+        (
+            "OIDC_CLIENT_SECRET",
+            crate::support::fake_oidc::CLIENT_SECRET,
+        ),
     ])
     .await;
     for body in ["", "logout_token=not.a.token"] {

@@ -12,11 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use crate::browser::*;
-use crate::browser_e2e::skip_or_fail;
-use crate::helpers::*;
-use crate::replicas::{Prefix, Proxy, on, redis_url, refused_after};
-use crate::revocation::cli;
+use crate::support::*;
 
 const EMAIL: &str = "ann@example.com";
 
@@ -186,7 +182,7 @@ async fn an_unreachable_postgres_stops_start_up_with_one_line_after_the_connect_
 async fn two_on(url: &str, extra: &[(&str, &str)]) -> (TestApp, TestApp) {
     let mut vars = vec![("DATABASE_URL", url), ("RATE_LIMIT_AUTH", "100000/minute")];
     vars.extend_from_slice(extra);
-    crate::replicas::two_sharing(&vars).await
+    two_sharing(&vars).await
 }
 
 #[tokio::test]
@@ -270,12 +266,12 @@ async fn two_replicas_on_postgres_and_redis_behind_nginx_behave_as_one_server() 
     let (Some(base), Some(redis)) = (postgres_url(test), redis_url(test)) else {
         return;
     };
-    let Some(nginx) = crate::nginx::nginx_binary() else {
+    let Some(nginx) = nginx_binary() else {
         return skip_or_fail(test, "no nginx (apt-get install nginx-light)");
     };
     let schema = PgSchema::create(&base).await;
     let url = schema.url();
-    crate::replicas::behave_as_one_behind_nginx(&redis, &nginx, &[("DATABASE_URL", &url)]).await;
+    behave_as_one_behind_nginx(&redis, &nginx, &[("DATABASE_URL", &url)]).await;
     assert!(count(&schema, "SELECT COUNT(*) FROM revocations").await >= 1);
 }
 

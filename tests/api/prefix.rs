@@ -7,21 +7,10 @@
 use base64::Engine;
 use serde_json::Value;
 
-use crate::browser::*;
-use crate::browser_e2e::{missing_browser_tooling, skip_or_fail};
-use crate::helpers::*;
-use crate::nginx::{nginx_binary, start_nginx_with};
+use crate::support::*;
 
 const FRONT: &str = "http://localhost:5174";
 const PUBLIC: &str = "http://localhost:5174/api";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Every `action`, `href` and `src` of a page that points at this server
 /// by path alone but does not begin with `prefix`.

@@ -1,6 +1,6 @@
 //! `RATE_LIMIT_AUTH` per client IP, with and without trusted proxies.
 
-use crate::helpers::*;
+use crate::support::*;
 
 async fn logout_status(client: &reqwest::Client, url: &str, xff: Option<&str>) -> u16 {
     let mut request = client.post(url);
@@ -179,7 +179,7 @@ async fn ipv6_clients_behind_a_proxy_are_keyed_by_their_64() {
 #[tokio::test]
 async fn trusted_proxies_take_ipv6_cidrs_for_the_peer_and_for_inner_hops() {
     if std::net::TcpListener::bind("[::1]:0").is_err() {
-        return crate::browser_e2e::skip_or_fail(
+        return skip_or_fail(
             "trusted_proxies_take_ipv6_cidrs_for_the_peer_and_for_inner_hops",
             "no IPv6 loopback",
         );

@@ -5,8 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::browser::*;
-use crate::helpers::*;
+use crate::support::*;
 
 const EMAIL: &str = "ann@example.com";
 
@@ -427,28 +426,6 @@ async fn clear_site_data_is_sent_only_when_configured() {
         "\"cache\", \"storage\""
     );
     assert_eq!(response.status(), 200);
-}
-
-pub fn cli(app: &TestApp, args: &[&str], stdin: Option<&str>) -> std::process::Output {
-    use std::io::Write;
-    let dir = app.data_dir.path().to_string_lossy().to_string();
-    let mut vars = vec![("DATA_DIR", dir.as_str())];
-    if let Some(url) = app.env.get("DATABASE_URL") {
-        vars.push(("DATABASE_URL", url));
-    }
-    let mut child = chronos_command(&vars)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
 }
 
 /// Polls until `path` answers `expected` or a second has passed.

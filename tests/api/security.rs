@@ -1,7 +1,7 @@
 //! Origin, CORS preflight, Fetch Metadata, CSRF and the headers every
 //! response carries.
 
-use crate::helpers::*;
+use crate::support::*;
 
 const FRONTEND: &str = "http://localhost:5173";
 
@@ -392,8 +392,7 @@ async fn production_adds_strict_transport_security() {
 }
 
 /// A signed-in browser of its own.
-async fn signed_in(app: &TestApp, email: &str) -> crate::browser::Browser {
-    use crate::browser::*;
+async fn signed_in(app: &TestApp, email: &str) -> Browser {
     create_user(app, email).await;
     let mut browser = Browser::new(app);
     browser.sign_in(email, PASSWORD).await;
@@ -402,7 +401,7 @@ async fn signed_in(app: &TestApp, email: &str) -> crate::browser::Browser {
 
 /// `POST path` with these cookies and this `X-CSRF-Token`.
 async fn post_as(
-    browser: &crate::browser::Browser,
+    browser: &Browser,
     path: &str,
     jar: &std::collections::BTreeMap<String, String>,
     token: &str,
@@ -472,9 +471,7 @@ async fn a_csrf_token_from_before_a_logout_is_worthless_afterwards() {
     let mut browser = signed_in(&app, "ann@example.com").await;
     let old_token = browser.cookie("chronos_csrf").unwrap();
     assert_eq!(browser.post_api("/auth/logout").await.status(), 200);
-    browser
-        .sign_in("ann@example.com", crate::browser::PASSWORD)
-        .await;
+    browser.sign_in("ann@example.com", PASSWORD).await;
     let mut jar = browser.jar.clone();
     jar.insert("chronos_csrf".into(), old_token.clone());
     assert_eq!(

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::browser::*;
-use crate::helpers::*;
+use crate::support::*;
 
 const EMAIL: &str = "ann@example.com";
 
@@ -863,7 +862,7 @@ async fn a_removed_user_loses_their_sessions_within_a_second_of_chronos_user_rem
     assert_eq!(laptop.get("/auth/session").await.status(), 200);
     // The operator's command, from another process, while the server runs:
     // nothing ends the sessions first but the command itself.
-    let removed = crate::revocation::cli(&app, &["user", "remove", EMAIL], None);
+    let removed = cli(&app, &["user", "remove", EMAIL], None);
     assert!(removed.status.success(), "{removed:?}");
     // The server follows the revocation table (every 250 ms).
     let started = std::time::Instant::now();

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::helpers::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn the_readiness_probe_answers_ready_while_serving() {

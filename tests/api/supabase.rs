@@ -7,10 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::browser::*;
-use crate::browser_e2e::skip_or_fail;
-use crate::gotrue::*;
-use crate::helpers::*;
+use crate::support::gotrue::*;
+use crate::support::*;
 
 macro_rules! require_node {
     () => {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::*;
+use crate::support::*;
 
 /// Sends raw bytes and reads until the server closes or `limit` passes.
 async fn raw_exchange(app: &TestApp, request: &[u8], limit: Duration) -> String {

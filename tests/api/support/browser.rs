@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
-use crate::helpers::*;
+use super::*;
 
 pub const PASSWORD: &str = "correct horse battery";
 
@@ -255,4 +255,12 @@ pub async fn create_user(app: &TestApp, email: &str) -> chronos::store::accounts
         .register(email, PASSWORD, Some("Test User"))
         .await
         .unwrap()
+}
+
+/// A browser on `app` holding a copy of `browser`'s cookies (the same
+/// person on another replica, or a thief replaying what it copied).
+pub fn on(app: &TestApp, browser: &Browser) -> Browser {
+    let mut copy = Browser::new(app);
+    copy.jar = browser.jar.clone();
+    copy
 }
