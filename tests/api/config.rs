@@ -286,7 +286,7 @@ async fn replay_a_refresh_token(server: &Binary, request_id: &str) {
     let mut browser = Browser::at(&server.url(""));
     browser.sign_in("ann@example.com", PASSWORD).await;
     let stale = browser.jar.clone();
-    assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
+    assert_eq!(browser.refresh().await.status(), 200);
     tokio::time::sleep(Duration::from_millis(20)).await;
     browser.jar = stale;
     let token = browser.cookie("chronos_csrf").unwrap();

@@ -35,33 +35,22 @@ async fn the_counters_move_exactly_with_what_clients_did() {
     for _ in 0..3 {
         let mut browser = Browser::new(&app);
         browser.sign_in(EMAIL, PASSWORD).await;
-        assert_eq!(browser.get("/auth/session").await.status(), 200);
-        assert_eq!(browser.post_api("/auth/logout").await.status(), 200);
+        assert_eq!(browser.session().await.status(), 200);
+        assert_eq!(browser.logout().await.status(), 200);
     }
     for _ in 0..2 {
-        let response = app
-            .client()
-            .post(app.url("/auth/logout"))
-            .send()
-            .await
-            .unwrap();
+        let response = app.logout().await;
         assert_eq!(response.status(), 200);
     }
-    let response = app
-        .client()
-        .post(app.url("/auth/logout?scope=none"))
-        .send()
-        .await
-        .unwrap();
+    let response = Browser::new(&app).logout_with_scope("none").await;
     assert_eq!(response.status(), 200);
 
     // A stolen refresh token replayed: reuse detected, the session ends.
     let mut browser = Browser::new(&app);
     browser.sign_in(EMAIL, PASSWORD).await;
-    let mut thief = Browser::new(&app);
-    thief.jar = browser.jar.clone();
-    assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
-    assert_eq!(thief.post_api("/auth/refresh").await.status(), 401);
+    let mut thief = on(&app, &browser);
+    assert_eq!(browser.refresh().await.status(), 200);
+    assert_eq!(thief.refresh().await.status(), 401);
 
     // A session ended from the sessions list.
     let mut laptop = Browser::new(&app);
@@ -69,12 +58,12 @@ async fn the_counters_move_exactly_with_what_clients_did() {
     let mut phone = Browser::new(&app);
     phone.sign_in(EMAIL, PASSWORD).await;
     let other = laptop.other_session_id().await;
-    let ended = laptop.delete_session(&other).await;
+    let ended = laptop.end_session(&other).await;
     assert_eq!(ended.status(), 200);
 
     // Paths nobody routes share one label, whatever they are.
     for path in ["/nope", "/auth/nope/1", "/auth/sessions/a/b"] {
-        let response = app.client().get(app.url(path)).send().await.unwrap();
+        let response = app.call("GET", path).await;
         assert_eq!(response.status(), 404);
     }
 
@@ -122,7 +111,7 @@ async fn the_counters_move_exactly_with_what_clients_did() {
     );
 
     // Not on the public port.
-    let public = app.client().get(app.url("/metrics")).send().await.unwrap();
+    let public = app.call("GET", "/metrics").await;
     assert_eq!(public.status(), 404);
 }
 
@@ -133,10 +122,10 @@ async fn rate_limited_requests_are_counted_one_by_one() {
         ("RATE_LIMIT_AUTH", "4/minute"),
     ])
     .await;
-    let client = app.client_from("127.0.0.7");
+    let mut browser = Browser::from_address(&app, "127.0.0.7");
     let mut limited = 0;
     for _ in 0..11 {
-        let response = client.post(app.url("/auth/logout")).send().await.unwrap();
+        let response = browser.logout().await;
         if response.status() == 429 {
             limited += 1;
         }
@@ -222,12 +211,7 @@ async fn an_unreachable_identity_provider_is_counted_per_failed_call() {
     ])
     .await;
     for _ in 0..3 {
-        let response = app
-            .client()
-            .get(app.url("/auth/google/login"))
-            .send()
-            .await
-            .unwrap();
+        let response = Browser::new(&app).start_login(None).await;
         assert_eq!(response.status(), 502);
     }
     let (series, _) = app.scrape().await;

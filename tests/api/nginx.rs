@@ -90,7 +90,7 @@ async fn nginx_forward_auth_lets_a_signed_in_user_through_and_stops_them_after_l
 
     // Logout through nginx; the copied cookies then stop working.
     let copied = browser.jar.clone();
-    let logout = browser.post_api("/auth/logout").await;
+    let logout = browser.logout().await;
     assert_eq!(logout.status(), 200);
     let mut replay = Browser::new(&app);
     replay.base = front.clone();

@@ -29,11 +29,7 @@ async fn two_replicas(redis: &str, prefix: &Prefix, extra: &[(&str, &str)]) -> (
 
 /// A logout from 127.0.0.3, a client of its own (browsers are 127.0.0.1).
 async fn logout(app: &TestApp) -> reqwest::Response {
-    app.client_from("127.0.0.3")
-        .post(app.url("/auth/logout"))
-        .send()
-        .await
-        .unwrap()
+    Browser::from_address(app, "127.0.0.3").logout().await
 }
 
 async fn logout_status(app: &TestApp) -> u16 {
@@ -66,11 +62,9 @@ async fn the_auth_rate_limit_is_one_budget_across_replicas() {
     }
     // Another client has its own budget; the keys expire by themselves.
     assert_eq!(
-        a.client_from("127.0.0.2")
-            .post(a.url("/auth/logout"))
-            .send()
+        Browser::from_address(&a, "127.0.0.2")
+            .logout()
             .await
-            .unwrap()
             .status(),
         200
     );
@@ -209,13 +203,13 @@ async fn a_logout_on_one_replica_is_refused_on_the_other_within_100_ms() {
         let mut on_a = Browser::new(&a);
         on_a.sign_in(EMAIL, PASSWORD).await;
         let mut on_b = on(&b, &on_a);
-        assert_eq!(on_b.get("/auth/session").await.status(), 200);
-        assert_eq!(on_b.post_api("/auth/refresh").await.status(), 200);
+        assert_eq!(on_b.session().await.status(), 200);
+        assert_eq!(on_b.refresh().await.status(), 200);
         on_a.jar = on_b.jar.clone();
         let mut copied = on(&b, &on_a);
-        assert_eq!(on_a.post_api("/auth/logout").await.status(), 200);
+        assert_eq!(on_a.logout().await.status(), 200);
         let took = refused_after(&mut copied, Duration::from_millis(100)).await;
-        assert_eq!(copied.get("/auth/verify").await.status(), 401);
+        assert_eq!(copied.verify().await.status(), 401);
         eprintln!("refused on the other replica after {took:?}");
     }
 }
@@ -245,7 +239,7 @@ async fn while_redis_is_cut_the_limiter_fails_open_revocations_go_through_the_da
         assert!(started.elapsed() < Duration::from_millis(600));
     }
     // The revocation reaches the other replica through the database.
-    assert_eq!(on_a.post_api("/auth/logout").await.status(), 200);
+    assert_eq!(on_a.logout().await.status(), 200);
     let took = refused_after(&mut copied, Duration::from_millis(1500)).await;
     eprintln!("refused through the database after {took:?}");
 
@@ -266,13 +260,12 @@ async fn while_redis_is_cut_the_limiter_fails_open_revocations_go_through_the_da
     // the three listeners are subscribed again (each reconnects on its own
     // backoff, up to 5 s): to the replica that does not poll, within 100 ms.
     subscribed(&redis, &prefix, 3).await;
-    let mut on_a = Browser::new(&a);
-    on_a.client = client_from(Some("127.0.0.4".parse().unwrap()));
+    let mut on_a = Browser::from_address(&a, "127.0.0.4");
     on_a.sign_in(EMAIL, PASSWORD).await;
     let mut copied = on(&c, &on_a);
     copied.client = client_from(Some("127.0.0.5".parse().unwrap()));
-    assert_eq!(copied.get("/auth/session").await.status(), 200);
-    assert_eq!(on_a.post_api("/auth/logout").await.status(), 200);
+    assert_eq!(copied.session().await.status(), 200);
+    assert_eq!(on_a.logout().await.status(), 200);
     refused_after(&mut copied, Duration::from_millis(100)).await;
 }
 
@@ -354,14 +347,9 @@ async fn an_unreachable_redis_is_logged_once_not_per_request() {
     };
     // Nothing listens on port 1: every attempt fails at once.
     let server = spawn_binary(&[("REDIS_URL", "redis://127.0.0.1:1")]);
-    let client = client_from(None);
+    let mut browser = Browser::at(&server.url(""));
     for _ in 0..30 {
-        let status = client
-            .post(server.url("/auth/logout"))
-            .send()
-            .await
-            .unwrap()
-            .status();
+        let status = browser.logout().await.status();
         assert_eq!(status, 200, "fails open by default");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

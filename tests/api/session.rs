@@ -77,7 +77,7 @@ async fn a_person_signs_in_through_the_page_and_gets_a_session() {
         "{expires_at}"
     );
 
-    let session = browser.get("/auth/session").await;
+    let session = browser.session().await;
     assert_eq!(session.status(), 200);
     let session: Value = session.json().await.unwrap();
     assert_eq!(session, body);
@@ -90,11 +90,7 @@ async fn a_wrong_password_and_an_unknown_email_get_the_same_answer() {
     let mut answers = Vec::new();
     for (email, password) in [(EMAIL, "wrong password"), ("nobody@example.com", PASSWORD)] {
         let mut browser = Browser::new(&app);
-        let start = browser.start_login(None).await;
-        let url = start.json::<Value>().await.unwrap()["redirectUrl"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let url = browser.login_url(None).await;
         let posted = browser
             .submit(&url, "signin", &[("email", email), ("password", password)])
             .await;
@@ -135,11 +131,11 @@ async fn a_replayed_code_ends_the_session_it_created() {
     let mut browser = Browser::new(&app);
     let code = browser.obtain_code(EMAIL, PASSWORD).await;
     assert_eq!(browser.exchange(&code).await.status(), 200);
-    assert_eq!(browser.get("/auth/session").await.status(), 200);
+    assert_eq!(browser.session().await.status(), 200);
     let mut attacker = Browser::new(&app);
     attacker.start_login(None).await;
     assert_eq!(attacker.exchange(&code).await.status(), 400);
-    assert_eq!(browser.get("/auth/session").await.status(), 401);
+    assert_eq!(browser.session().await.status(), 401);
 }
 
 #[tokio::test]
@@ -156,7 +152,7 @@ async fn a_valid_code_from_a_browser_that_did_not_start_the_flow_is_useless() {
     let mut attacker = Browser::new(&app);
     attacker.start_login(None).await;
     assert_eq!(attacker.exchange(&code).await.status(), 400);
-    assert_eq!(attacker.get("/auth/session").await.status(), 401);
+    assert_eq!(attacker.session().await.status(), 401);
 }
 
 #[tokio::test]
@@ -209,14 +205,12 @@ async fn the_session_check_refuses_missing_garbage_tampered_and_foreign_tokens()
     let token = browser.cookie("chronos_session").unwrap();
 
     let check = |cookie: Option<String>| {
-        let client = app.client();
-        let url = app.url("/auth/session");
+        let app = &app;
         async move {
-            let mut request = client.get(url);
-            if let Some(cookie) = cookie {
-                request = request.header("Cookie", cookie);
-            }
-            let response = request.send().await.unwrap();
+            let response = match cookie {
+                Some(cookie) => app.get_with_cookie("/auth/session", &cookie).await,
+                None => app.session().await,
+            };
             let status = response.status().as_u16();
             let body: Value = response.json().await.unwrap();
             (status, body["detail"].as_str().map(String::from))
@@ -288,26 +282,18 @@ async fn an_access_token_dated_in_the_future_is_refused_even_with_a_valid_signat
     ] {
         for path in ["/auth/session", "/auth/verify"] {
             let response = app
-                .client()
-                .get(app.url(path))
-                .header("Cookie", format!("chronos_session={forged}"))
-                .send()
-                .await
-                .unwrap();
+                .get_with_cookie(path, &format!("chronos_session={forged}"))
+                .await;
             assert_eq!(response.status(), 401, "{what} on {path}");
         }
     }
     // The same forgery dated now passes: the refusal is about the dates.
     let response = app
-        .client()
-        .get(app.url("/auth/session"))
-        .header(
-            "Cookie",
-            format!("chronos_session={}", forge(now, Some(now))),
+        .get_with_cookie(
+            "/auth/session",
+            &format!("chronos_session={}", forge(now, Some(now))),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 200);
 }
 
@@ -347,12 +333,12 @@ async fn an_expired_access_token_is_refused() {
     create_user(&app, EMAIL).await;
     let mut browser = Browser::new(&app);
     let signed_in = browser.sign_in(EMAIL, PASSWORD).await;
-    assert_eq!(browser.get("/auth/session").await.status(), 200);
+    assert_eq!(browser.session().await.status(), 200);
     wait_until_expired(&signed_in).await;
-    assert_eq!(browser.get("/auth/session").await.status(), 401);
+    assert_eq!(browser.session().await.status(), 401);
     // The refresh token still works and brings a fresh access token.
-    assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
-    assert_eq!(browser.get("/auth/session").await.status(), 200);
+    assert_eq!(browser.refresh().await.status(), 200);
+    assert_eq!(browser.session().await.status(), 200);
 }
 
 #[tokio::test]
@@ -364,7 +350,7 @@ async fn refresh_rotates_the_refresh_token_and_rewrites_all_three_cookies() {
     let old_refresh = browser.cookie("chronos_refresh").unwrap();
     let old_csrf = browser.cookie("chronos_csrf").unwrap();
 
-    let refreshed = browser.post_api("/auth/refresh").await;
+    let refreshed = browser.refresh().await;
     assert_eq!(refreshed.status(), 200);
     let cookies = set_cookies(refreshed.headers());
     for name in ["chronos_session", "chronos_refresh", "chronos_csrf"] {
@@ -375,7 +361,7 @@ async fn refresh_rotates_the_refresh_token_and_rewrites_all_three_cookies() {
     assert!(body["expires_at"].as_u64().is_some());
     assert_ne!(browser.cookie("chronos_refresh").unwrap(), old_refresh);
     assert_ne!(browser.cookie("chronos_csrf").unwrap(), old_csrf);
-    assert_eq!(browser.get("/auth/session").await.status(), 200);
+    assert_eq!(browser.session().await.status(), 200);
 }
 
 #[tokio::test]
@@ -384,18 +370,12 @@ async fn refresh_needs_the_csrf_header_and_a_refresh_cookie() {
     create_user(&app, EMAIL).await;
     let mut browser = Browser::new(&app);
     browser.sign_in(EMAIL, PASSWORD).await;
-    let no_header = browser.request(reqwest::Method::POST, "/auth/refresh");
-    let response = browser.send(no_header).await;
+    let response = browser.refresh_without_csrf().await;
     assert_eq!(response.status(), 403);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["detail"], "Invalid CSRF token");
 
-    let anonymous = app
-        .client()
-        .post(app.url("/auth/refresh"))
-        .send()
-        .await
-        .unwrap();
+    let anonymous = app.refresh().await;
     assert_eq!(anonymous.status(), 401);
     let body: Value = anonymous.json().await.unwrap();
     assert_eq!(body["detail"], "Refresh failed");
@@ -407,11 +387,10 @@ async fn two_tabs_refreshing_at_once_get_the_same_new_pair() {
     create_user(&app, EMAIL).await;
     let mut browser = Browser::new(&app);
     browser.sign_in(EMAIL, PASSWORD).await;
-    let mut other_tab = Browser::new(&app);
-    other_tab.jar = browser.jar.clone();
+    let mut other_tab = on(&app, &browser);
 
-    let first = browser.post_api("/auth/refresh").await;
-    let second = other_tab.post_api("/auth/refresh").await;
+    let first = browser.refresh().await;
+    let second = other_tab.refresh().await;
     assert_eq!(first.status(), 200);
     assert_eq!(second.status(), 200);
     assert_eq!(
@@ -423,7 +402,7 @@ async fn two_tabs_refreshing_at_once_get_the_same_new_pair() {
         other_tab.cookie("chronos_session")
     );
     // And the chain continues from there.
-    assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
+    assert_eq!(browser.refresh().await.status(), 200);
 }
 
 #[tokio::test]
@@ -438,7 +417,7 @@ async fn many_refreshes_of_one_token_racing_all_get_the_same_new_pair() {
         .map(|_| {
             let mut tab = browser.clone_jar();
             tokio::spawn(async move {
-                let status = tab.post_api("/auth/refresh").await.status();
+                let status = tab.refresh().await.status();
                 (status, tab.jar)
             })
         })
@@ -462,8 +441,8 @@ async fn many_refreshes_of_one_token_racing_all_get_the_same_new_pair() {
     assert_ne!(Some(&first.1), before.as_ref());
     // The last racer's cookies carry on.
     browser.jar = answers.pop().unwrap().1;
-    assert_eq!(browser.get("/auth/session").await.status(), 200);
-    assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
+    assert_eq!(browser.session().await.status(), 200);
+    assert_eq!(browser.refresh().await.status(), 200);
 }
 
 #[tokio::test]
@@ -472,21 +451,20 @@ async fn a_rotated_refresh_token_replayed_after_the_interval_ends_the_whole_sess
     create_user(&app, EMAIL).await;
     let mut browser = Browser::new(&app);
     browser.sign_in(EMAIL, PASSWORD).await;
-    let mut thief = Browser::new(&app);
-    thief.jar = browser.jar.clone();
+    let mut thief = on(&app, &browser);
 
-    assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
+    assert_eq!(browser.refresh().await.status(), 200);
     // No pause: with an interval of 0 there is no grace at all.
-    let replay = thief.post_api("/auth/refresh").await;
+    let replay = thief.refresh().await;
     assert_eq!(replay.status(), 401);
     // A refused refresh clears the cookies that carried it.
     let cleared = set_cookies(replay.headers());
     for name in ["chronos_session", "chronos_refresh", "chronos_csrf"] {
         assert_cleared(&cleared[name]);
     }
-    let legit = browser.post_api("/auth/refresh").await;
+    let legit = browser.refresh().await;
     assert_eq!(legit.status(), 401, "the new token dies with the family");
-    assert_eq!(browser.get("/auth/session").await.status(), 401);
+    assert_eq!(browser.session().await.status(), 401);
 }
 
 #[tokio::test]
@@ -503,9 +481,9 @@ async fn sessions_codes_and_flows_survive_a_restart() {
     port_changed(&mut browser);
     port_changed(&mut pending);
 
-    assert_eq!(browser.get("/auth/session").await.status(), 200);
-    assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
-    assert_eq!(browser.get("/auth/session").await.status(), 200);
+    assert_eq!(browser.session().await.status(), 200);
+    assert_eq!(browser.refresh().await.status(), 200);
+    assert_eq!(browser.session().await.status(), 200);
     assert_eq!(pending.exchange(&code).await.status(), 200);
 }
 
@@ -516,12 +494,12 @@ async fn logout_ends_the_refresh_token_family() {
     let mut browser = Browser::new(&app);
     browser.sign_in(EMAIL, PASSWORD).await;
     let copied = browser.jar.clone();
-    let logout = browser.post_api("/auth/logout").await;
+    let logout = browser.logout().await;
     assert_eq!(logout.status(), 200);
     assert!(browser.jar.is_empty(), "cookies cleared: {:?}", browser.jar);
     let mut replay = Browser::new(&app);
     replay.jar = copied;
-    assert_eq!(replay.post_api("/auth/refresh").await.status(), 401);
+    assert_eq!(replay.refresh().await.status(), 401);
 }
 
 #[tokio::test]
@@ -546,12 +524,7 @@ async fn bad_callback_bodies_get_422() {
         let detail: Value = response.json().await.unwrap();
         assert!(detail["detail"].is_string());
     }
-    let unknown = client
-        .post(app.url("/auth/web/callback"))
-        .json(&serde_json::json!({"code": "nope"}))
-        .send()
-        .await
-        .unwrap();
+    let unknown = Browser::new(&app).exchange("nope").await;
     assert_eq!(unknown.status(), 400);
 }
 
@@ -562,15 +535,7 @@ async fn the_jwks_verifies_the_session_token() {
     let mut browser = Browser::new(&app);
     browser.sign_in(EMAIL, PASSWORD).await;
     let token = browser.cookie("chronos_session").unwrap();
-    let jwks: jsonwebtoken::jwk::JwkSet = app
-        .client()
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: jsonwebtoken::jwk::JwkSet = app.jwks().await.json().await.unwrap();
     let header = jsonwebtoken::decode_header(&token).unwrap();
     assert_eq!(header.alg, jsonwebtoken::Algorithm::EdDSA);
     let jwk = jwks
@@ -592,11 +557,7 @@ async fn the_jwks_verifies_the_session_token() {
 async fn sign_up_creates_an_account_and_signs_in() {
     let app = spawn_app().await;
     let mut browser = Browser::new(&app);
-    let start = browser.start_login(None).await;
-    let url = start.json::<Value>().await.unwrap()["redirectUrl"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let url = browser.login_url(None).await;
     let posted = browser
         .submit(
             &url,
@@ -628,22 +589,14 @@ async fn sign_up_creates_an_account_and_signs_in() {
 async fn sign_up_can_be_disabled() {
     let app = spawn_app_with(&[("SIGNUP_ENABLED", "false")]).await;
     let mut browser = Browser::new(&app);
-    let start = browser.start_login(None).await;
-    let url = start.json::<Value>().await.unwrap()["redirectUrl"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let url = browser.login_url(None).await;
     let page = browser.get(&url).await.text().await.unwrap();
     assert!(!page.contains("id=\"signup\""));
     let hidden = hidden_fields(&page, "signin");
     let mut body = hidden.clone();
     body.push(("email".into(), "x@example.com".into()));
     body.push(("password".into(), PASSWORD.into()));
-    let request = browser
-        .request(reqwest::Method::POST, "/auth/signup")
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(encode_form(&body));
-    assert_eq!(browser.send(request).await.status(), 403);
+    assert_eq!(browser.post_form("signup", None, &body).await.status(), 403);
     assert!(
         app.identity
             .accounts
@@ -659,11 +612,7 @@ async fn the_sign_in_form_rejects_bad_input_without_a_500() {
     let app = spawn_app_with(&[("CORS_ORIGINS", "https://admin.example.com")]).await;
     create_user(&app, EMAIL).await;
     let mut browser = Browser::new(&app);
-    let start = browser.start_login(None).await;
-    let url = start.json::<Value>().await.unwrap()["redirectUrl"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let url = browser.login_url(None).await;
     let page = browser.get(&url).await.text().await.unwrap();
     let hidden = hidden_fields(&page, "signin");
 
@@ -698,29 +647,17 @@ async fn the_sign_in_form_rejects_bad_input_without_a_500() {
     let mut body = hidden.clone();
     body.push(("email".into(), EMAIL.into()));
     body.push(("password".into(), PASSWORD.into()));
-    let response = app
-        .client()
-        .post(app.url("/auth/signin"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(encode_form(&body))
-        .send()
-        .await
-        .unwrap();
+    let response = Browser::new(&app).send_form("signin", None, &body).await;
     assert_eq!(response.status(), 403);
     // From a foreign origin: refused by the Origin check.
-    let response = post_with_origin(&app, &browser, &body, "https://evil.example").await;
+    let response = browser
+        .send_form("signin", Some("https://evil.example"), &body)
+        .await;
     assert_eq!(response.status(), 403);
     // Nor from the frontend or any other CORS origin: the form is ours.
     for origin in ["http://localhost:5173", "https://admin.example.com", "null"] {
         for form in ["signin", "signup"] {
-            let response = browser
-                .request(reqwest::Method::POST, &format!("/auth/{form}"))
-                .header("Origin", origin)
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .body(encode_form(&body))
-                .send()
-                .await
-                .unwrap();
+            let response = browser.send_form(form, Some(origin), &body).await;
             assert_eq!(response.status(), 403, "{form} from {origin}");
             let detail: Value = response.json().await.unwrap();
             assert_eq!(detail["detail"], "Invalid origin");
@@ -728,11 +665,10 @@ async fn the_sign_in_form_rejects_bad_input_without_a_500() {
     }
     // From our own origin, with a fresh form (each form token is good for
     // one post, and the posts above used this one), it works.
-    let html = browser.get(&url).await.text().await.unwrap();
-    let mut body = hidden_fields(&html, "signin");
+    let mut body = browser.form_fields(&url, "signin").await;
     body.push(("email".into(), EMAIL.into()));
     body.push(("password".into(), PASSWORD.into()));
-    let response = post_with_origin(&app, &browser, &body, &app.url("")).await;
+    let response = browser.send_form("signin", Some(&app.url("")), &body).await;
     assert_eq!(response.status(), 303, "our own origin is fine");
 }
 
@@ -741,26 +677,21 @@ async fn a_sign_in_form_token_is_good_for_one_post_and_only_on_the_form() {
     let app = spawn_app().await;
     create_user(&app, EMAIL).await;
     let mut browser = Browser::new(&app);
-    let start = browser.start_login(None).await;
-    let url = start.json::<Value>().await.unwrap()["redirectUrl"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let html = browser.get(&url).await.text().await.unwrap();
-    let mut body = hidden_fields(&html, "signin");
+    let url = browser.login_url(None).await;
+    let mut body = browser.form_fields(&url, "signin").await;
     body.push(("email".into(), EMAIL.into()));
     body.push(("password".into(), "wrong password".into()));
-    let first = post_with_origin(&app, &browser, &body, &app.url("")).await;
+    let first = browser.send_form("signin", Some(&app.url("")), &body).await;
     assert_eq!(first.status(), 401, "a wrong password, and a fresh form");
     // The same token again (a replayed post): refused before any password check.
     body.pop();
     body.push(("password".into(), PASSWORD.into()));
-    let replay = post_with_origin(&app, &browser, &body, &app.url("")).await;
+    let replay = browser.send_form("signin", Some(&app.url("")), &body).await;
     assert_eq!(replay.status(), 403);
     assert!(replay.text().await.unwrap().contains("already sent"));
 
     // An API token from /auth/csrf, put where the form's goes: refused.
-    let api = browser.get("/auth/csrf").await;
+    let api = browser.csrf().await;
     assert_eq!(api.status(), 200);
     let api_token = browser.cookie("chronos_csrf").unwrap();
     let html = browser.get(&url).await.text().await.unwrap();
@@ -781,24 +712,8 @@ async fn a_sign_in_form_token_is_good_for_one_post_and_only_on_the_form() {
             .unwrap_or_else(|| "chronos_signin".into()),
         api_token,
     );
-    let response = post_with_origin(&app, &forged, &body, &app.url("")).await;
+    let response = forged.send_form("signin", Some(&app.url("")), &body).await;
     assert_eq!(response.status(), 403, "an API token is not a form token");
-}
-
-async fn post_with_origin(
-    _app: &TestApp,
-    browser: &Browser,
-    body: &[(String, String)],
-    origin: &str,
-) -> reqwest::Response {
-    browser
-        .request(reqwest::Method::POST, "/auth/signin")
-        .header("Origin", origin.trim_end_matches('/'))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(encode_form(body))
-        .send()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -806,14 +721,11 @@ async fn the_desktop_callback_escapes_everything_and_uses_a_nonce() {
     let app = spawn_app().await;
     let evil = "\"><script>alert(1)</script><img src=x onerror=alert(2)>";
     let response = app
-        .client()
-        .get(app.url(&format!(
-            "/auth/desktop/callback?code={}&error=&error_description=",
+        .desktop_callback(&format!(
+            "code={}&error=&error_description=",
             urlencode(evil)
-        )))
-        .send()
-        .await
-        .unwrap();
+        ))
+        .await;
     assert_eq!(response.status(), 200);
     let csp = response.headers()["content-security-policy"]
         .to_str()
@@ -837,14 +749,11 @@ async fn the_desktop_callback_escapes_everything_and_uses_a_nonce() {
     assert!(html.contains("chronos://auth/callback?code=%22%3E%3Cscript%3E"));
 
     let response = app
-        .client()
-        .get(app.url(&format!(
-            "/auth/desktop/callback?error=access_denied&error_description={}",
+        .desktop_callback(&format!(
+            "error=access_denied&error_description={}",
             urlencode("<b>Denied</b>")
-        )))
-        .send()
-        .await
-        .unwrap();
+        ))
+        .await;
     let html = response.text().await.unwrap();
     assert!(html.contains("&lt;b&gt;Denied&lt;/b&gt;"));
     assert!(html.contains("chronos://auth/callback?error=access_denied"));
@@ -859,7 +768,7 @@ async fn a_removed_user_loses_their_sessions_within_a_second_of_chronos_user_rem
     let mut phone = Browser::new(&app);
     phone.sign_in(EMAIL, PASSWORD).await;
     let mut copy = laptop.clone_jar();
-    assert_eq!(laptop.get("/auth/session").await.status(), 200);
+    assert_eq!(laptop.session().await.status(), 200);
     // The operator's command, from another process, while the server runs:
     // nothing ends the sessions first but the command itself.
     let removed = cli(&app, &["user", "remove", EMAIL], None);
@@ -867,15 +776,15 @@ async fn a_removed_user_loses_their_sessions_within_a_second_of_chronos_user_rem
     // The server follows the revocation table (every 250 ms).
     let started = std::time::Instant::now();
     for browser in [&mut laptop, &mut phone, &mut copy] {
-        while browser.get("/auth/session").await.status() != 401 {
+        while browser.session().await.status() != 401 {
             assert!(
                 started.elapsed() < Duration::from_secs(1),
                 "a removed user's session is still accepted"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert_eq!(browser.get("/auth/verify").await.status(), 401);
-        assert_eq!(browser.post_api("/auth/refresh").await.status(), 401);
+        assert_eq!(browser.verify().await.status(), 401);
+        assert_eq!(browser.refresh().await.status(), 401);
     }
     assert!(
         app.identity
@@ -897,22 +806,11 @@ async fn a_crowd_of_sign_ins_gets_a_friendly_503_beyond_what_the_cores_can_hash(
     let mut ready = Vec::new();
     for _ in 0..crowd {
         let mut browser = Browser::new(&app);
-        let start = browser.start_login(None).await;
-        let url = start.json::<Value>().await.unwrap()["redirectUrl"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let html = browser.get(&url).await.text().await.unwrap();
-        let mut body = hidden_fields(&html, "signin");
+        let url = browser.login_url(None).await;
+        let mut body = browser.form_fields(&url, "signin").await;
         body.push(("email".into(), EMAIL.into()));
         body.push(("password".into(), PASSWORD.into()));
-        ready.push(
-            browser
-                .request(reqwest::Method::POST, "/auth/signin")
-                .header("Origin", app.url(""))
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .body(encode_form(&body)),
-        );
+        ready.push(browser.form_request("signin", Some(&app.url("")), &body));
     }
     let posts: Vec<_> = ready
         .into_iter()
@@ -948,20 +846,15 @@ async fn any_earlier_refresh_token_replayed_later_ends_the_family() {
     browser.sign_in(EMAIL, PASSWORD).await;
     let first = browser.cookie("chronos_refresh").unwrap();
     for _ in 0..5 {
-        assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
+        assert_eq!(browser.refresh().await.status(), 200);
     }
-    assert_eq!(browser.get("/auth/session").await.status(), 200);
+    assert_eq!(browser.session().await.status(), 200);
     // The very first token, five rotations ago, comes back: theft.
-    let mut thief = Browser::new(&app);
-    thief.jar = browser.jar.clone();
+    let mut thief = on(&app, &browser);
     thief.jar.insert("chronos_refresh".into(), first);
-    assert_eq!(thief.post_api("/auth/refresh").await.status(), 401);
-    assert_eq!(
-        browser.get("/auth/session").await.status(),
-        401,
-        "the family ended"
-    );
-    assert_eq!(browser.post_api("/auth/refresh").await.status(), 401);
+    assert_eq!(thief.refresh().await.status(), 401);
+    assert_eq!(browser.session().await.status(), 401, "the family ended");
+    assert_eq!(browser.refresh().await.status(), 401);
 }
 
 #[tokio::test]
@@ -975,14 +868,13 @@ async fn a_refresh_token_with_a_forged_counter_or_mac_ends_nothing() {
     let token = browser.cookie("chronos_refresh").unwrap();
     let mut bytes = b64.decode(&token).unwrap();
     bytes[24] ^= 1; // another counter, the MAC left as it was
-    let mut forger = Browser::new(&app);
-    forger.jar = browser.jar.clone();
+    let mut forger = on(&app, &browser);
     forger
         .jar
         .insert("chronos_refresh".into(), b64.encode(&bytes));
-    assert_eq!(forger.post_api("/auth/refresh").await.status(), 401);
-    assert_eq!(browser.get("/auth/session").await.status(), 200);
-    assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
+    assert_eq!(forger.refresh().await.status(), 401);
+    assert_eq!(browser.session().await.status(), 200);
+    assert_eq!(browser.refresh().await.status(), 200);
 }
 
 #[tokio::test]
@@ -1016,22 +908,17 @@ async fn a_session_from_before_self_describing_tokens_moves_over_at_its_next_ref
         .unwrap();
     let mut browser = Browser::new(&app);
     browser.jar.insert("chronos_refresh".into(), legacy.into());
-    let csrf = browser.get("/auth/csrf").await;
+    let csrf = browser.csrf().await;
     assert_eq!(csrf.status(), 200);
-    let refreshed = browser.post_api("/auth/refresh").await;
+    let refreshed = browser.refresh().await;
     assert_eq!(refreshed.status(), 200);
     let body: Value = refreshed.json().await.unwrap();
     assert_eq!(body["user"]["email"], EMAIL);
     assert_ne!(browser.cookie("chronos_refresh").unwrap(), legacy);
-    assert_eq!(
-        browser.post_api("/auth/refresh").await.status(),
-        200,
-        "new scheme"
-    );
+    assert_eq!(browser.refresh().await.status(), 200, "new scheme");
     // The old chain token, replayed: theft, the session ends.
-    let mut thief = Browser::new(&app);
-    thief.jar = browser.jar.clone();
+    let mut thief = on(&app, &browser);
     thief.jar.insert("chronos_refresh".into(), legacy.into());
-    assert_eq!(thief.post_api("/auth/refresh").await.status(), 401);
-    assert_eq!(browser.get("/auth/session").await.status(), 401);
+    assert_eq!(thief.refresh().await.status(), 401);
+    assert_eq!(browser.session().await.status(), 401);
 }

@@ -11,16 +11,11 @@ use crate::support::*;
 #[tokio::test]
 async fn the_readiness_probe_answers_ready_while_serving() {
     let app = spawn_app().await;
-    let ready = app
-        .client()
-        .get(app.url("/health/ready"))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.ready().await;
     assert_eq!(ready.status(), 200);
     assert_eq!(ready.headers()["cache-control"], "no-store");
     assert_eq!(ready.text().await.unwrap(), r#"{"status":"ready"}"#);
-    let live = app.client().get(app.url("/health")).send().await.unwrap();
+    let live = app.health().await;
     assert_eq!(live.status(), 200);
 }
 

@@ -13,7 +13,7 @@ use chronos::routes::state::AppState;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
-use super::PgSchema;
+use super::{Browser, PgSchema};
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -209,5 +209,143 @@ impl TestApp {
             series.insert(name.to_string(), value.parse().unwrap());
         }
         (series, content_type)
+    }
+}
+
+/// The API as a client without cookies calls it (a fresh [`Browser`] per
+/// request), and the unusual requests tests make by hand.
+impl TestApp {
+    /// `GET /health`.
+    pub async fn health(&self) -> reqwest::Response {
+        Browser::new(self).health().await
+    }
+
+    /// `GET /health/ready`.
+    pub async fn ready(&self) -> reqwest::Response {
+        Browser::new(self).ready().await
+    }
+
+    /// `GET /openapi.json`.
+    pub async fn openapi(&self) -> reqwest::Response {
+        Browser::new(self).openapi().await
+    }
+
+    /// `GET /.well-known/jwks.json`.
+    pub async fn jwks(&self) -> reqwest::Response {
+        Browser::new(self).jwks().await
+    }
+
+    /// `GET /auth/csrf` without cookies.
+    pub async fn csrf(&self) -> reqwest::Response {
+        Browser::new(self).csrf().await
+    }
+
+    /// The token of a `GET /auth/csrf` without cookies (an anonymous one).
+    pub async fn csrf_token(&self) -> String {
+        let response = self.csrf().await;
+        super::cookie_value(&super::set_cookies(response.headers())["chronos_csrf"]).to_string()
+    }
+
+    /// `GET /auth/session` without cookies.
+    pub async fn session(&self) -> reqwest::Response {
+        Browser::new(self).session().await
+    }
+
+    /// `GET /auth/verify` without cookies.
+    pub async fn verify(&self) -> reqwest::Response {
+        Browser::new(self).verify().await
+    }
+
+    /// `GET /auth/sessions` without cookies.
+    pub async fn sessions(&self) -> reqwest::Response {
+        Browser::new(self).sessions().await
+    }
+
+    /// `POST /auth/refresh` without cookies.
+    pub async fn refresh(&self) -> reqwest::Response {
+        Browser::new(self).refresh().await
+    }
+
+    /// `POST /auth/logout` without cookies.
+    pub async fn logout(&self) -> reqwest::Response {
+        Browser::new(self).logout().await
+    }
+
+    /// `GET /auth/desktop/callback?{query}`.
+    pub async fn desktop_callback(&self, query: &str) -> reqwest::Response {
+        Browser::new(self).desktop_callback(query).await
+    }
+
+    /// `POST /auth/backchannel-logout` with this form body, as the
+    /// provider sends it.
+    pub async fn backchannel_logout(&self, body: &str) -> reqwest::Response {
+        self.client()
+            .post(self.url("/auth/backchannel-logout"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /auth/logout` with this `Cookie` header and, when given, this
+    /// `X-CSRF-Token`: cookies and tokens set by hand, forged or foreign.
+    pub async fn logout_with(&self, cookie: &str, csrf: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .client()
+            .post(self.url("/auth/logout"))
+            .header("Cookie", cookie);
+        if let Some(token) = csrf {
+            request = request.header("X-CSRF-Token", token);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// `GET path` with this `Cookie` header (a token presented by hand).
+    pub async fn get_with_cookie(&self, path: &str, cookie: &str) -> reqwest::Response {
+        self.client()
+            .get(self.url(path))
+            .header("Cookie", cookie)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST path` from a page on `origin`, without cookies.
+    pub async fn post_from_origin(&self, path: &str, origin: &str) -> reqwest::Response {
+        self.client()
+            .post(self.url(path))
+            .header("Origin", origin)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A CORS preflight for a `POST path` from `origin`, asking for these
+    /// request headers when given.
+    pub async fn preflight(
+        &self,
+        path: &str,
+        origin: &str,
+        headers: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client()
+            .request(reqwest::Method::OPTIONS, self.url(path))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST");
+        if let Some(headers) = headers {
+            request = request.header("Access-Control-Request-Headers", headers);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// `METHOD path` and nothing else (unknown routes, wrong methods).
+    pub async fn call(&self, method: &str, path: &str) -> reqwest::Response {
+        self.client()
+            .request(method.parse().unwrap(), self.url(path))
+            .send()
+            .await
+            .unwrap()
     }
 }

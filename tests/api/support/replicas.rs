@@ -30,7 +30,7 @@ pub async fn two_sharing(vars: &[(&str, &str)]) -> (TestApp, TestApp) {
 pub async fn refused_after(browser: &mut Browser, limit: Duration) -> Duration {
     let started = Instant::now();
     loop {
-        if browser.get("/auth/session").await.status() == 401 {
+        if browser.session().await.status() == 401 {
             return started.elapsed();
         }
         assert!(started.elapsed() < limit, "still accepted after {limit:?}");
@@ -111,8 +111,8 @@ pub async fn behave_as_one_behind_nginx(redis: &str, nginx: &str, extra: &[(&str
     // then a refresh: five of the five.
     let mut ann = person("198.51.100.1");
     ann.sign_in(EMAIL, PASSWORD).await;
-    assert_eq!(ann.post_api("/auth/refresh").await.status(), 200);
-    let refused = ann.post_api("/auth/refresh").await;
+    assert_eq!(ann.refresh().await.status(), 200);
+    let refused = ann.refresh().await;
     assert_eq!(
         refused.status(),
         429,
@@ -138,7 +138,7 @@ pub async fn behave_as_one_behind_nginx(redis: &str, nginx: &str, extra: &[(&str
         let mut tab = person(&format!("198.51.100.{}", 10 + i));
         tab.jar = jar.clone();
         racing.spawn(async move {
-            let response = tab.post_api("/auth/refresh").await;
+            let response = tab.refresh().await;
             (response.status().as_u16(), tab.jar)
         });
     }
@@ -158,8 +158,8 @@ pub async fn behave_as_one_behind_nginx(redis: &str, nginx: &str, extra: &[(&str
     // The successor pair works on either replica.
     let mut successor = person("198.51.100.40");
     successor.jar = last.unwrap();
-    assert_eq!(successor.get("/auth/session").await.status(), 200);
-    assert_eq!(successor.post_api("/auth/refresh").await.status(), 200);
+    assert_eq!(successor.session().await.status(), 200);
+    assert_eq!(successor.refresh().await.status(), 200);
 
     // Log out through nginx; the copied cookies are refused by both
     // replicas within 100 ms (the one that did not answer the logout knows
@@ -167,7 +167,7 @@ pub async fn behave_as_one_behind_nginx(redis: &str, nginx: &str, extra: &[(&str
     let mut carol = person("198.51.100.3");
     carol.sign_in(EMAIL, PASSWORD).await;
     let copied = carol.jar.clone();
-    assert_eq!(carol.post_api("/auth/logout").await.status(), 200);
+    assert_eq!(carol.logout().await.status(), 200);
     for app in [&a, &b] {
         let mut direct = Browser::new(app);
         direct.jar = copied.clone();
