@@ -146,29 +146,6 @@ async fn cookies_are_cleared_with_domain_secure_and_strict_when_configured() {
 }
 
 #[tokio::test]
-async fn the_csrf_endpoint_sets_a_script_readable_cookie() {
-    let app = spawn_app_with(&[("CSRF_TOKEN_TTL_SECONDS", "1234")]).await;
-    let response = app.csrf().await;
-    assert_eq!(response.status(), 200);
-    let line = set_cookies(response.headers())["chronos_csrf"].clone();
-    assert!(!line.to_ascii_lowercase().contains("httponly"), "{line}");
-    assert_eq!(max_age(&line), Some(1234));
-    let token = cookie_value(&line);
-    assert_eq!(token.split('.').count(), 2, "payload.signature: {token}");
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body, serde_json::json!({"ok": true}));
-}
-
-#[tokio::test]
-async fn health_reports_healthy() {
-    let app = spawn_app().await;
-    let response = app.health().await;
-    assert_eq!(response.status(), 200);
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body, serde_json::json!({"status": "healthy"}));
-}
-
-#[tokio::test]
 async fn cookie_domain_is_on_the_session_and_refresh_cookies_set_at_sign_in_and_on_their_clearing()
 {
     let app = spawn_app_with(&[("COOKIE_DOMAIN", "example.test")]).await;

@@ -4,8 +4,12 @@
 
 mod support;
 
+mod access_token;
 mod browser_e2e;
+mod code_exchange;
 mod config;
+mod csrf;
+mod desktop;
 mod layout;
 mod logout;
 mod metrics;
@@ -16,12 +20,14 @@ mod openapi;
 mod postgres;
 mod prefix;
 mod rate_limit;
+mod refresh;
 mod replicas;
 mod revocation;
 mod routing;
 mod security;
-mod session;
 mod shutdown;
+mod signin;
+mod signup;
 mod supabase;
 mod supabase_browser;
 mod transport;

@@ -493,3 +493,40 @@ async fn an_operators_logout_is_seen_even_when_the_server_writes_a_revocation_of
         assert_eq!(status(&mut alices, "GET", "/auth/session").await, 401);
     }
 }
+
+#[tokio::test]
+async fn a_removed_user_loses_their_sessions_within_a_second_of_chronos_user_remove() {
+    let app = spawn_app().await;
+    create_user(&app, EMAIL).await;
+    let mut laptop = Browser::new(&app);
+    laptop.sign_in(EMAIL, PASSWORD).await;
+    let mut phone = Browser::new(&app);
+    phone.sign_in(EMAIL, PASSWORD).await;
+    let mut copy = laptop.clone_jar();
+    assert_eq!(laptop.session().await.status(), 200);
+    // The operator's command, from another process, while the server runs:
+    // nothing ends the sessions first but the command itself.
+    let removed = cli(&app, &["user", "remove", EMAIL], None);
+    assert!(removed.status.success(), "{removed:?}");
+    // The server follows the revocation table (every 250 ms).
+    let started = std::time::Instant::now();
+    for browser in [&mut laptop, &mut phone, &mut copy] {
+        while browser.session().await.status() != 401 {
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "a removed user's session is still accepted"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(browser.verify().await.status(), 401);
+        assert_eq!(browser.refresh().await.status(), 401);
+    }
+    assert!(
+        app.identity
+            .accounts
+            .find_by_email(EMAIL)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

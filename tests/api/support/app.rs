@@ -349,3 +349,9 @@ impl TestApp {
             .unwrap()
     }
 }
+
+/// The `detail` of an error answer's JSON body.
+pub async fn error_detail(response: reqwest::Response) -> String {
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["detail"].as_str().unwrap().to_string()
+}
