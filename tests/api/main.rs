@@ -1,5 +1,7 @@
 //! Integration tests: the real application on a real socket, spoken to over
-//! HTTP. One binary, one module per area.
+//! HTTP. One binary: `support` holds what the tests stand on (`spawn_app`,
+//! the `Browser` with one helper per endpoint, the doubles), every other
+//! module the tests of one area.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;

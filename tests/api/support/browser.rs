@@ -1,7 +1,8 @@
 //! A cookie-keeping HTTP client that signs in the way a browser does:
 //! follow `redirectUrl`, fill in the form (hidden fields included), carry
-//! the code back to the API. Cookies are kept by hand so tests can copy,
-//! replay and tamper with them.
+//! the code back to the API; then one typed helper per endpoint, called as
+//! the web client calls it. Cookies are kept by hand so tests can copy,
+//! replay and tamper with them. It never follows redirects.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +22,7 @@ pub struct Browser {
 }
 
 impl Browser {
+    /// A browser without cookies on `app`.
     pub fn new(app: &TestApp) -> Self {
         Self::at(&app.url(""))
     }
@@ -100,6 +102,7 @@ impl Browser {
         response
     }
 
+    /// `GET path` (or a whole URL), keeping the cookies of the answer.
     pub async fn get(&mut self, path: &str) -> reqwest::Response {
         let request = self.request(reqwest::Method::GET, path);
         self.send(request).await
