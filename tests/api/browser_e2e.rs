@@ -3,47 +3,9 @@
 //! `REQUIRE_EXTERNAL_TESTS=1`, so CI fails instead of skipping; elsewhere the
 //! test says clearly that it skipped.
 
-use std::path::Path;
 use std::process::Command;
 
-use crate::helpers::*;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `Some(reason)` when the browser test cannot run here.
-pub fn missing_browser_tooling() -> Option<String> {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let root = env!("CARGO_MANIFEST_DIR");
-    if !Path::new(&chromium).exists() {
-        return Some(format!(
-            "no Chromium at {chromium} (apt-get install chromium)"
-        ));
-    }
-    if !Path::new(&format!(
-        "{root}/tests/browser/node_modules/playwright-core"
-    ))
-    .exists()
-    {
-        return Some("playwright-core not installed (npm ci --prefix tests/browser)".into());
-    }
-    if Command::new("node").arg("--version").output().is_err() {
-        return Some("no node on PATH".into());
-    }
-    None
-}
-
-pub fn skip_or_fail(what: &str, reason: &str) {
-    if std::env::var("REQUIRE_EXTERNAL_TESTS").is_ok_and(|v| v == "1") {
-        panic!("{what} cannot run: {reason}");
-    }
-    eprintln!("SKIPPED {what}: {reason}");
-}
+use crate::support::*;
 
 #[test]
 fn chromium_signs_in_through_the_page_and_logs_out() {

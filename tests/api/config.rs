@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::*;
+use crate::support::*;
 
 fn start_failure(vars: &[(&str, &str)]) -> (String, Duration) {
     let dir = tempfile::TempDir::new().unwrap();
@@ -273,7 +273,7 @@ fn add_user(server: &Binary, email: &str) {
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     stdin
-        .write_all(format!("{}\n", crate::browser::PASSWORD).as_bytes())
+        .write_all(format!("{}\n", PASSWORD).as_bytes())
         .unwrap();
     drop(stdin);
     assert!(child.wait().unwrap().success());
@@ -282,12 +282,11 @@ fn add_user(server: &Binary, email: &str) {
 /// Signs in, rotates the refresh token, then replays the old one with
 /// `request_id`: the reuse warning is logged inside the request.
 async fn replay_a_refresh_token(server: &Binary, request_id: &str) {
-    use crate::browser::*;
     add_user(server, "ann@example.com");
     let mut browser = Browser::at(&server.url(""));
     browser.sign_in("ann@example.com", PASSWORD).await;
     let stale = browser.jar.clone();
-    assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
+    assert_eq!(browser.refresh().await.status(), 200);
     tokio::time::sleep(Duration::from_millis(20)).await;
     browser.jar = stale;
     let token = browser.cookie("chronos_csrf").unwrap();

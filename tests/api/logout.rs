@@ -1,6 +1,6 @@
 //! `POST /auth/logout`, as the seed page says.
 
-use crate::helpers::*;
+use crate::support::*;
 
 const SEED_BODY: &str = r#"{"message":"Logged out"}"#;
 
@@ -41,15 +41,11 @@ async fn logout_without_any_cookie_still_answers_200_and_clears_all_three() {
 async fn logout_with_garbage_cookies_answers_200() {
     let app = spawn_app().await;
     let response = app
-        .client()
-        .post(app.url("/auth/logout"))
-        .header(
-            "Cookie",
+        .logout_with(
             "chronos_session=eyJhbG.garbage.x; chronos_refresh=%%%; chronos_csrf=",
+            None,
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_logged_out(response, DEFAULT_NAMES).await;
 }
 
@@ -77,9 +73,8 @@ async fn logout_ignores_bodies_even_malformed_json_and_query_parameters() {
 #[tokio::test]
 async fn logout_is_idempotent() {
     let app = spawn_app().await;
-    let client = app.client();
     for _ in 0..3 {
-        let response = client.post(app.url("/auth/logout")).send().await.unwrap();
+        let response = app.logout().await;
         assert_logged_out(response, DEFAULT_NAMES).await;
     }
 }
@@ -93,12 +88,7 @@ async fn logout_clears_cookies_by_their_configured_names() {
         ("COOKIE_SECURE", "true"),
     ])
     .await;
-    let response = app
-        .client()
-        .post(app.url("/auth/logout"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.logout().await;
     assert_logged_out(response, ["__Host-s", "__Host-r", "__Host-c"]).await;
 }
 
@@ -107,8 +97,7 @@ async fn logout_clears_cookies_by_their_configured_names() {
 /// same scope attributes plus HttpOnly.
 async fn compare_set_and_clear(vars: &[(&str, &str)], expect: &[&str]) {
     let app = spawn_app_with(vars).await;
-    let client = app.client();
-    let issued = client.get(app.url("/auth/csrf")).send().await.unwrap();
+    let issued = app.csrf().await;
     let set = set_cookies(issued.headers());
     let csrf_name = vars
         .iter()
@@ -117,14 +106,7 @@ async fn compare_set_and_clear(vars: &[(&str, &str)], expect: &[&str]) {
     let set_line = set[csrf_name].clone();
     assert!(!cookie_value(&set_line).is_empty());
 
-    let cleared = set_cookies(
-        client
-            .post(app.url("/auth/logout"))
-            .send()
-            .await
-            .unwrap()
-            .headers(),
-    );
+    let cleared = set_cookies(app.logout().await.headers());
     assert_eq!(
         scope_attributes(&set_line),
         scope_attributes(&cleared[csrf_name])
@@ -164,37 +146,8 @@ async fn cookies_are_cleared_with_domain_secure_and_strict_when_configured() {
 }
 
 #[tokio::test]
-async fn the_csrf_endpoint_sets_a_script_readable_cookie() {
-    let app = spawn_app_with(&[("CSRF_TOKEN_TTL_SECONDS", "1234")]).await;
-    let response = app
-        .client()
-        .get(app.url("/auth/csrf"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let line = set_cookies(response.headers())["chronos_csrf"].clone();
-    assert!(!line.to_ascii_lowercase().contains("httponly"), "{line}");
-    assert_eq!(max_age(&line), Some(1234));
-    let token = cookie_value(&line);
-    assert_eq!(token.split('.').count(), 2, "payload.signature: {token}");
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body, serde_json::json!({"ok": true}));
-}
-
-#[tokio::test]
-async fn health_reports_healthy() {
-    let app = spawn_app().await;
-    let response = app.client().get(app.url("/health")).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body, serde_json::json!({"status": "healthy"}));
-}
-
-#[tokio::test]
 async fn cookie_domain_is_on_the_session_and_refresh_cookies_set_at_sign_in_and_on_their_clearing()
 {
-    use crate::browser::*;
     let app = spawn_app_with(&[("COOKIE_DOMAIN", "example.test")]).await;
     create_user(&app, "ann@example.com").await;
     let mut browser = Browser::new(&app);
@@ -202,10 +155,10 @@ async fn cookie_domain_is_on_the_session_and_refresh_cookies_set_at_sign_in_and_
     let signed_in = browser.exchange(&code).await;
     assert_eq!(signed_in.status(), 200);
     let set = set_cookies(signed_in.headers());
-    let refreshed = browser.post_api("/auth/refresh").await;
+    let refreshed = browser.refresh().await;
     assert_eq!(refreshed.status(), 200);
     let rewritten = set_cookies(refreshed.headers());
-    let cleared = set_cookies(browser.post_api("/auth/logout").await.headers());
+    let cleared = set_cookies(browser.logout().await.headers());
     for name in DEFAULT_NAMES {
         let line = &set[name];
         assert!(!cookie_value(line).is_empty(), "{line}");

@@ -1,14 +1,17 @@
 //! Integration tests: the real application on a real socket, spoken to over
-//! HTTP. One binary, one module per area.
+//! HTTP. One binary: `support` holds what the tests stand on (`spawn_app`,
+//! the `Browser` with one helper per endpoint, the doubles), every other
+//! module the tests of one area.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod browser;
-mod browser_e2e;
-mod helpers;
+mod support;
 
+mod access_token;
+mod browser_e2e;
+mod code_exchange;
 mod config;
-mod fake_oidc;
-mod gotrue;
+mod csrf;
+mod desktop;
 mod layout;
 mod logout;
 mod metrics;
@@ -19,12 +22,14 @@ mod openapi;
 mod postgres;
 mod prefix;
 mod rate_limit;
+mod refresh;
 mod replicas;
 mod revocation;
 mod routing;
 mod security;
-mod session;
 mod shutdown;
+mod signin;
+mod signup;
 mod supabase;
 mod supabase_browser;
 mod transport;

@@ -5,35 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::browser::*;
-use crate::helpers::*;
-use crate::revocation::cli;
+use crate::support::*;
 
 const EMAIL: &str = "ann@example.com";
-
-/// One scrape: `name{labels}` → value, plus the response's content type.
-pub async fn scrape(app: &TestApp) -> (BTreeMap<String, f64>, String) {
-    let addr = app.metrics_addr.expect("METRICS_BIND is set");
-    let response = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let text = response.text().await.unwrap();
-    assert!(
-        text.ends_with("# EOF\n"),
-        "OpenMetrics text ends with # EOF"
-    );
-    let mut series = BTreeMap::new();
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let (name, value) = line.rsplit_once(' ').unwrap();
-        series.insert(name.to_string(), value.parse().unwrap());
-    }
-    (series, content_type)
-}
 
 fn value(series: &BTreeMap<String, f64>, key: &str) -> f64 {
     series.get(key).copied().unwrap_or(0.0)
@@ -47,7 +21,7 @@ async fn the_counters_move_exactly_with_what_clients_did() {
         ("REFRESH_REUSE_INTERVAL_SECONDS", "0"),
     ])
     .await;
-    let (before, content_type) = scrape(&app).await;
+    let (before, content_type) = app.scrape().await;
     assert!(content_type.starts_with("application/openmetrics-text"));
     assert_eq!(
         value(&before, r#"chronos_logouts_total{scope="local"}"#),
@@ -61,33 +35,22 @@ async fn the_counters_move_exactly_with_what_clients_did() {
     for _ in 0..3 {
         let mut browser = Browser::new(&app);
         browser.sign_in(EMAIL, PASSWORD).await;
-        assert_eq!(browser.get("/auth/session").await.status(), 200);
-        assert_eq!(browser.post_api("/auth/logout").await.status(), 200);
+        assert_eq!(browser.session().await.status(), 200);
+        assert_eq!(browser.logout().await.status(), 200);
     }
     for _ in 0..2 {
-        let response = app
-            .client()
-            .post(app.url("/auth/logout"))
-            .send()
-            .await
-            .unwrap();
+        let response = app.logout().await;
         assert_eq!(response.status(), 200);
     }
-    let response = app
-        .client()
-        .post(app.url("/auth/logout?scope=none"))
-        .send()
-        .await
-        .unwrap();
+    let response = Browser::new(&app).logout_with_scope("none").await;
     assert_eq!(response.status(), 200);
 
     // A stolen refresh token replayed: reuse detected, the session ends.
     let mut browser = Browser::new(&app);
     browser.sign_in(EMAIL, PASSWORD).await;
-    let mut thief = Browser::new(&app);
-    thief.jar = browser.jar.clone();
-    assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
-    assert_eq!(thief.post_api("/auth/refresh").await.status(), 401);
+    let mut thief = on(&app, &browser);
+    assert_eq!(browser.refresh().await.status(), 200);
+    assert_eq!(thief.refresh().await.status(), 401);
 
     // A session ended from the sessions list.
     let mut laptop = Browser::new(&app);
@@ -95,16 +58,16 @@ async fn the_counters_move_exactly_with_what_clients_did() {
     let mut phone = Browser::new(&app);
     phone.sign_in(EMAIL, PASSWORD).await;
     let other = laptop.other_session_id().await;
-    let ended = laptop.delete_session(&other).await;
+    let ended = laptop.end_session(&other).await;
     assert_eq!(ended.status(), 200);
 
     // Paths nobody routes share one label, whatever they are.
     for path in ["/nope", "/auth/nope/1", "/auth/sessions/a/b"] {
-        let response = app.client().get(app.url(path)).send().await.unwrap();
+        let response = app.call("GET", path).await;
         assert_eq!(response.status(), 404);
     }
 
-    let (after, _) = scrape(&app).await;
+    let (after, _) = app.scrape().await;
     let moved = |key: &str| value(&after, key) - value(&before, key);
     assert_eq!(moved(r#"chronos_logouts_total{scope="local"}"#), 5.0);
     assert_eq!(moved(r#"chronos_logouts_total{scope="none"}"#), 1.0);
@@ -148,7 +111,7 @@ async fn the_counters_move_exactly_with_what_clients_did() {
     );
 
     // Not on the public port.
-    let public = app.client().get(app.url("/metrics")).send().await.unwrap();
+    let public = app.call("GET", "/metrics").await;
     assert_eq!(public.status(), 404);
 }
 
@@ -159,16 +122,16 @@ async fn rate_limited_requests_are_counted_one_by_one() {
         ("RATE_LIMIT_AUTH", "4/minute"),
     ])
     .await;
-    let client = app.client_from("127.0.0.7");
+    let mut browser = Browser::from_address(&app, "127.0.0.7");
     let mut limited = 0;
     for _ in 0..11 {
-        let response = client.post(app.url("/auth/logout")).send().await.unwrap();
+        let response = browser.logout().await;
         if response.status() == 429 {
             limited += 1;
         }
     }
     assert_eq!(limited, 7);
-    let (series, _) = scrape(&app).await;
+    let (series, _) = app.scrape().await;
     assert_eq!(
         value(&series, r#"chronos_rate_limited_total{limit="auth"}"#),
         7.0
@@ -200,11 +163,11 @@ async fn sessions_an_operator_ends_from_the_cli_are_counted_by_the_server() {
     let key = r#"chronos_sessions_ended_total{reason="operator"}"#;
     let started = Instant::now();
     loop {
-        let (series, _) = scrape(&app).await;
+        let (series, _) = app.scrape().await;
         if value(&series, key) == 2.0 {
             // Counted once, however often the server re-reads the table.
             tokio::time::sleep(Duration::from_millis(600)).await;
-            let (series, _) = scrape(&app).await;
+            let (series, _) = app.scrape().await;
             assert_eq!(value(&series, key), 2.0);
             assert_eq!(
                 value(&series, r#"chronos_sessions_ended_total{reason="logout"}"#),
@@ -248,15 +211,10 @@ async fn an_unreachable_identity_provider_is_counted_per_failed_call() {
     ])
     .await;
     for _ in 0..3 {
-        let response = app
-            .client()
-            .get(app.url("/auth/google/login"))
-            .send()
-            .await
-            .unwrap();
+        let response = Browser::new(&app).start_login(None).await;
         assert_eq!(response.status(), 502);
     }
-    let (series, _) = scrape(&app).await;
+    let (series, _) = app.scrape().await;
     assert_eq!(
         value(
             &series,

@@ -2,47 +2,15 @@
 //! (the configuration README shows), in front of a protected upstream.
 
 use std::path::Path;
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::routing::get;
 use http::HeaderMap;
 use serde_json::{Value, json};
 
-use crate::browser::*;
-use crate::browser_e2e::skip_or_fail;
-use crate::helpers::*;
+use crate::support::*;
 
 const EXAMPLE: &str = include_str!("../../examples/nginx-forward-auth.conf");
-
-pub struct Nginx(Child);
-
-impl Drop for Nginx {
-    /// SIGTERM, so the master takes its workers down with it (SIGKILL would
-    /// orphan them).
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-pub fn nginx_binary() -> Option<String> {
-    ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .map(String::from)
-}
 
 /// The protected service: tells who nginx said the user is.
 async fn spawn_upstream() -> std::net::SocketAddr {
@@ -75,41 +43,6 @@ fn start_nginx(binary: &str, dir: &Path, port: u16, chronos: &str, upstream: &st
     start_nginx_with(binary, dir, port, &server)
 }
 
-/// nginx in the foreground with `server` (an `http` block's contents)
-/// listening on `port`; waits until it accepts.
-pub fn start_nginx_with(binary: &str, dir: &Path, port: u16, server: &str) -> Nginx {
-    let d = dir.display();
-    let config = format!(
-        "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
-         fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
-         {server}\n}}\n"
-    );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, config).unwrap();
-    let child = Command::new(binary)
-        .args(["-e", &format!("{d}/error.log"), "-p"])
-        .arg(dir)
-        .arg("-c")
-        .arg(&path)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nginx did not start: {:?}",
-            std::fs::read_to_string(dir.join("error.log"))
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Nginx(child)
-}
-
 #[tokio::test]
 async fn nginx_forward_auth_lets_a_signed_in_user_through_and_stops_them_after_logout() {
     let Some(binary) = nginx_binary() else {
@@ -119,11 +52,7 @@ async fn nginx_forward_auth_lets_a_signed_in_user_through_and_stops_them_after_l
     create_user(&app, "ann@example.com").await;
     let upstream = spawn_upstream().await;
     let dir = tempfile::TempDir::new().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let _nginx = start_nginx(
         &binary,
         dir.path(),
@@ -161,7 +90,7 @@ async fn nginx_forward_auth_lets_a_signed_in_user_through_and_stops_them_after_l
 
     // Logout through nginx; the copied cookies then stop working.
     let copied = browser.jar.clone();
-    let logout = browser.post_api("/auth/logout").await;
+    let logout = browser.logout().await;
     assert_eq!(logout.status(), 200);
     let mut replay = Browser::new(&app);
     replay.base = front.clone();

@@ -9,9 +9,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-use crate::browser::*;
-use crate::fake_oidc::*;
-use crate::helpers::*;
+use crate::support::fake_oidc::*;
+use crate::support::*;
 
 async fn oidc_app(fake: &FakeProvider, extra: &[(&str, &str)]) -> TestApp {
     let mut vars = vec![
@@ -27,10 +26,7 @@ async fn oidc_app(fake: &FakeProvider, extra: &[(&str, &str)]) -> TestApp {
 
 /// `GET /auth/google/login`: the authorize URL's parameters.
 async fn start(browser: &mut Browser) -> std::collections::HashMap<String, String> {
-    let response = browser.start_login(None).await;
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    let url = reqwest::Url::parse(body["redirectUrl"].as_str().unwrap()).unwrap();
+    let url = reqwest::Url::parse(&browser.login_url(None).await).unwrap();
     url.query_pairs().into_owned().collect()
 }
 
@@ -46,7 +42,7 @@ async fn detail(response: reqwest::Response) -> (u16, String) {
 async fn no_account_and_no_session(app: &TestApp, browser: &mut Browser) {
     assert!(app.identity.accounts.list().await.unwrap().is_empty());
     assert!(browser.cookie("chronos_session").is_none());
-    assert_eq!(browser.get("/auth/session").await.status(), 401);
+    assert_eq!(browser.session().await.status(), 401);
 }
 
 #[tokio::test]
@@ -83,9 +79,9 @@ async fn a_person_signs_in_through_the_provider_and_gets_our_own_session() {
         assert!(!value.contains("op-refresh") && !value.contains("op-access"));
     }
     assert!(!body.to_string().contains("op-"));
-    assert_eq!(browser.get("/auth/session").await.status(), 200);
-    assert_eq!(browser.get("/auth/verify").await.status(), 200);
-    assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
+    assert_eq!(browser.session().await.status(), 200);
+    assert_eq!(browser.verify().await.status(), 200);
+    assert_eq!(browser.refresh().await.status(), 200);
 
     // The code went to the token endpoint with our verifier and
     // client_secret_basic (id and secret form-encoded, RFC 6749 §2.3.1).
@@ -143,7 +139,7 @@ async fn logout_revokes_the_providers_refresh_token_off_the_response_path_with_r
     // The provider is briefly down: the first two revocation calls fail.
     fake.script().revoke_failures = 2;
     let started = Instant::now();
-    let logout = browser.post_api("/auth/logout").await;
+    let logout = browser.logout().await;
     assert_eq!(logout.status(), 200);
     assert!(
         started.elapsed() < Duration::from_secs(1),
@@ -208,9 +204,9 @@ async fn with_oidc_require_verified_email_false_emails_the_provider_does_not_ver
     ] {
         let mut browser = Browser::new(&app);
         assert_eq!(sign_in_with(&fake, &mut browser, claims).await, 200);
-        let session: Value = browser.get("/auth/session").await.json().await.unwrap();
+        let session: Value = browser.session().await.json().await.unwrap();
         assert_eq!(session["user"]["email"], email);
-        assert_eq!(browser.get("/auth/verify").await.status(), 200);
+        assert_eq!(browser.verify().await.status(), 200);
     }
     let mut outsider = Browser::new(&app);
     let claims = unsaid("user-3", "eve@elsewhere.example");
@@ -230,9 +226,9 @@ async fn with_oidc_revoke_on_logout_false_logout_ends_our_session_and_keeps_the_
         fake.answer(&fake.claims(&params["nonce"]), Some(refresh));
         assert_eq!(browser.exchange("code").await.status(), 200);
         let mut copy = browser.clone_jar();
-        assert_eq!(browser.post_api("/auth/logout").await.status(), 200);
-        assert_eq!(copy.get("/auth/session").await.status(), 401);
-        assert_eq!(copy.post_api("/auth/refresh").await.status(), 401);
+        assert_eq!(browser.logout().await.status(), 200);
+        assert_eq!(copy.session().await.status(), 401);
+        assert_eq!(copy.refresh().await.status(), 401);
     };
     // The default revokes at the provider within moments (the delivery
     // runs every second): the wait below is long enough to see it.
@@ -521,23 +517,15 @@ async fn with_the_provider_down_at_start_the_server_serves_and_sign_in_is_502_un
         ("OIDC_CLIENT_ID", CLIENT_ID),
     ])
     .await;
-    assert_eq!(
-        app.client()
-            .get(app.url("/health"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.health().await.status(), 200);
     let mut browser = Browser::new(&app);
     let response = browser.start_login(None).await;
     assert_eq!(
         detail(response).await,
         (502, "External service error".to_string())
     );
-    assert_eq!(browser.get("/auth/session").await.status(), 401);
-    assert_eq!(browser.post_api("/auth/logout").await.status(), 200);
+    assert_eq!(browser.session().await.status(), 401);
+    assert_eq!(browser.logout().await.status(), 200);
 
     // The provider comes up on that address: sign-in works again.
     let fake = FakeProvider::start_at(addr).await;
@@ -570,13 +558,8 @@ async fn a_discovery_document_for_another_issuer_is_refused() {
 
 /// Posts a back-channel logout token as the provider would.
 async fn backchannel(app: &TestApp, token: &str) -> reqwest::Response {
-    app.client()
-        .post(app.url("/auth/backchannel-logout"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(format!("logout_token={}", urlencode(token)))
-        .send()
+    app.backchannel_logout(&format!("logout_token={}", urlencode(token)))
         .await
-        .unwrap()
 }
 
 async fn signed_in(app: &TestApp, fake: &FakeProvider, sid: &str) -> Browser {
@@ -604,11 +587,11 @@ async fn a_back_channel_logout_ends_the_sessions_of_that_provider_session() {
     let response = backchannel(&app, &token).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["cache-control"], "no-store");
-    assert_eq!(laptop.get("/auth/session").await.status(), 401);
-    assert_eq!(laptop.get("/auth/verify").await.status(), 401);
-    assert_eq!(laptop.post_api("/auth/refresh").await.status(), 401);
+    assert_eq!(laptop.session().await.status(), 401);
+    assert_eq!(laptop.verify().await.status(), 401);
+    assert_eq!(laptop.refresh().await.status(), 401);
     assert_eq!(
-        phone.get("/auth/session").await.status(),
+        phone.session().await.status(),
         200,
         "another provider session"
     );
@@ -626,7 +609,7 @@ async fn a_back_channel_logout_ends_the_sessions_of_that_provider_session() {
         &rsa_key(),
     );
     assert_eq!(backchannel(&app, &token).await.status(), 200);
-    assert_eq!(phone.get("/auth/session").await.status(), 401);
+    assert_eq!(phone.session().await.status(), 401);
 }
 
 fn logout_header() -> Header {
@@ -689,20 +672,9 @@ async fn a_bad_logout_token_is_refused_with_400_and_ends_nothing() {
         assert_eq!(response.status(), 400, "{what}");
         assert_eq!(response.headers()["cache-control"], "no-store");
     }
-    let empty = app
-        .client()
-        .post(app.url("/auth/backchannel-logout"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body("")
-        .send()
-        .await
-        .unwrap();
+    let empty = app.backchannel_logout("").await;
     assert_eq!(empty.status(), 400);
-    assert_eq!(
-        browser.get("/auth/session").await.status(),
-        200,
-        "nothing ended"
-    );
+    assert_eq!(browser.session().await.status(), 200, "nothing ended");
 }
 
 #[tokio::test]

@@ -10,18 +10,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::browser_e2e::{missing_browser_tooling, skip_or_fail};
-use crate::helpers::*;
+use crate::support::*;
 
 const SECRET: &str = "chronos provider test secret";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The provider's process, stopped when dropped.
 struct Provider(Child);

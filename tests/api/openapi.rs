@@ -10,9 +10,8 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::browser::*;
-use crate::fake_oidc::FakeProvider;
-use crate::helpers::*;
+use crate::support::fake_oidc::{self, FakeProvider};
+use crate::support::*;
 
 const EMAIL: &str = "ann@example.com";
 
@@ -145,24 +144,14 @@ impl Contract {
 async fn the_served_document_is_the_one_in_the_repository_and_is_valid_json_schema() {
     let app = spawn_app().await;
     let mut contract = Contract::load();
-    let response = app
-        .client()
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.openapi().await;
     let served: Value = response.json().await.unwrap();
     assert_eq!(served, contract.doc);
     assert_eq!(contract.doc["openapi"], "3.1.0");
     for (name, schema) in contract.doc["components"]["schemas"].as_object().unwrap() {
         assert!(jsonschema::meta::is_valid(schema), "schema {name}");
     }
-    let response = app
-        .client()
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.openapi().await;
     contract.check("GET", "/openapi.json", response).await;
     // Every route the server serves is in the document.
     let paths = contract.doc["paths"].as_object().unwrap();
@@ -185,14 +174,20 @@ async fn every_answer_of_a_real_run_matches_the_document() {
     let get = |path: &str| client.get(app.url(path)).send();
 
     // Probes, keys, the document.
-    for path in [
-        "/health",
-        "/health/ready",
-        "/.well-known/jwks.json",
-        "/openapi.json",
-    ] {
-        assert_eq!(c.check("GET", path, get(path).await.unwrap()).await, 200);
-    }
+    assert_eq!(c.check("GET", "/health", app.health().await).await, 200);
+    assert_eq!(
+        c.check("GET", "/health/ready", app.ready().await).await,
+        200
+    );
+    assert_eq!(
+        c.check("GET", "/.well-known/jwks.json", app.jwks().await)
+            .await,
+        200
+    );
+    assert_eq!(
+        c.check("GET", "/openapi.json", app.openapi().await).await,
+        200
+    );
 
     // The sign-in flow, step by step.
     let mut browser = Browser::new(&app);
@@ -234,29 +229,32 @@ async fn every_answer_of_a_real_run_matches_the_document() {
     assert_eq!(c.check("POST", "/auth/web/callback", exchanged).await, 200);
 
     // The session.
-    for path in ["/auth/session", "/auth/verify"] {
-        let signed_in = browser.get(path).await;
-        assert_eq!(c.check("GET", path, signed_in).await, 200);
-        assert_eq!(c.check("GET", path, get(path).await.unwrap()).await, 401);
-    }
-    let csrf = browser.get("/auth/csrf").await;
+    let signed_in = browser.session().await;
+    assert_eq!(c.check("GET", "/auth/session", signed_in).await, 200);
+    assert_eq!(
+        c.check("GET", "/auth/session", app.session().await).await,
+        401
+    );
+    let signed_in = browser.verify().await;
+    assert_eq!(c.check("GET", "/auth/verify", signed_in).await, 200);
+    assert_eq!(
+        c.check("GET", "/auth/verify", app.verify().await).await,
+        401
+    );
+    let csrf = browser.csrf().await;
     assert_eq!(c.check("GET", "/auth/csrf", csrf).await, 200);
-    let desktop = get("/auth/desktop/callback?code=<x>&error=e")
-        .await
-        .unwrap();
+    let desktop = app.desktop_callback("code=<x>&error=e").await;
     assert_eq!(c.check("GET", "/auth/desktop/callback", desktop).await, 200);
 
     // Refresh: without the CSRF header, then properly, then a replay.
     let stolen = browser.jar.clone();
-    let no_csrf = browser
-        .send(browser.request(reqwest::Method::POST, "/auth/refresh"))
-        .await;
+    let no_csrf = browser.refresh_without_csrf().await;
     assert_eq!(c.check("POST", "/auth/refresh", no_csrf).await, 403);
-    let refreshed = browser.post_api("/auth/refresh").await;
+    let refreshed = browser.refresh().await;
     assert_eq!(c.check("POST", "/auth/refresh", refreshed).await, 200);
     let mut thief = Browser::new(&app);
     thief.jar = stolen;
-    let replay = thief.post_api("/auth/refresh").await;
+    let replay = thief.refresh().await;
     assert_eq!(c.check("POST", "/auth/refresh", replay).await, 401);
 
     // Sessions: list, end another, end a foreign id.
@@ -264,38 +262,30 @@ async fn every_answer_of_a_real_run_matches_the_document() {
     laptop.sign_in(EMAIL, PASSWORD).await;
     let mut phone = Browser::new(&app);
     phone.sign_in(EMAIL, PASSWORD).await;
-    let listed = laptop.get("/auth/sessions").await;
+    let listed = laptop.sessions().await;
     assert_eq!(c.check("GET", "/auth/sessions", listed).await, 200);
     assert_eq!(
-        c.check(
-            "GET",
-            "/auth/sessions",
-            get("/auth/sessions").await.unwrap()
-        )
-        .await,
+        c.check("GET", "/auth/sessions", app.sessions().await).await,
         401
     );
     let other = laptop.other_session_id().await;
-    let ended = laptop.delete_session(&other).await;
+    let ended = laptop.end_session(&other).await;
     assert_eq!(c.check("DELETE", "/auth/sessions/{id}", ended).await, 200);
-    let foreign = laptop.delete_session("not-a-session").await;
+    let foreign = laptop.end_session("not-a-session").await;
     assert_eq!(c.check("DELETE", "/auth/sessions/{id}", foreign).await, 404);
 
     // Logout, signed in and not, and from a foreign origin.
-    let out = laptop.post_api("/auth/logout").await;
+    let out = laptop.logout().await;
     assert_eq!(c.check("POST", "/auth/logout", out).await, 200);
-    let anonymous = client.post(app.url("/auth/logout")).send().await.unwrap();
+    let anonymous = app.logout().await;
     assert_eq!(c.check("POST", "/auth/logout", anonymous).await, 200);
-    let foreign_origin = client
-        .post(app.url("/auth/logout"))
-        .header("Origin", "https://evil.example")
-        .send()
-        .await
-        .unwrap();
+    let foreign_origin = app
+        .post_from_origin("/auth/logout", "https://evil.example")
+        .await;
     assert_eq!(c.check("POST", "/auth/logout", foreign_origin).await, 403);
 
     // Requests the envelope refuses get the documented error shape.
-    let unknown = get("/nowhere").await.unwrap();
+    let unknown = app.call("GET", "/nowhere").await;
     assert_eq!(unknown.status(), 404);
     let big = client
         .post(app.url("/auth/logout"))
@@ -304,23 +294,18 @@ async fn every_answer_of_a_real_run_matches_the_document() {
         .await
         .unwrap();
     assert_eq!(c.check("POST", "/auth/logout", big).await, 413);
-    let wrong_method = client.put(app.url("/auth/session")).send().await.unwrap();
+    let wrong_method = app.call("PUT", "/auth/session").await;
     assert_eq!(wrong_method.status(), 405);
 
     // 429s, on a budget of its own.
     let tight = spawn_app_with(&[("RATE_LIMIT_AUTH", "1/minute")]).await;
-    let tight_client = tight.client();
     for (method, path) in [
         ("GET", "/auth/session"),
         ("POST", "/auth/logout"),
         ("GET", "/auth/csrf"),
     ] {
-        let request = |m: &str| match m {
-            "GET" => tight_client.get(tight.url(path)),
-            _ => tight_client.post(tight.url(path)),
-        };
-        let _ = request(method).send().await.unwrap();
-        let limited = request(method).send().await.unwrap();
+        let _ = tight.call(method, path).await;
+        let limited = tight.call(method, path).await;
         assert_eq!(c.check(method, path, limited).await, 429);
     }
 
@@ -329,19 +314,12 @@ async fn every_answer_of_a_real_run_matches_the_document() {
     let oidc = spawn_app_with(&[
         ("IDENTITY_PROVIDER", "oidc"),
         ("OIDC_ISSUER", fake.issuer.as_str()),
-        ("OIDC_CLIENT_ID", crate::fake_oidc::CLIENT_ID),
-        ("OIDC_CLIENT_SECRET", crate::fake_oidc::CLIENT_SECRET),
+        ("OIDC_CLIENT_ID", fake_oidc::CLIENT_ID),
+        ("OIDC_CLIENT_SECRET", fake_oidc::CLIENT_SECRET),
     ])
     .await;
     for body in ["", "logout_token=not.a.token"] {
-        let response = oidc
-            .client()
-            .post(oidc.url("/auth/backchannel-logout"))
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let response = oidc.backchannel_logout(body).await;
         assert_eq!(
             c.check("POST", "/auth/backchannel-logout", response).await,
             400

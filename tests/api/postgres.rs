@@ -12,11 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use crate::browser::*;
-use crate::browser_e2e::skip_or_fail;
-use crate::helpers::*;
-use crate::replicas::{Prefix, Proxy, on, redis_url, refused_after};
-use crate::revocation::cli;
+use crate::support::*;
 
 const EMAIL: &str = "ann@example.com";
 
@@ -53,9 +49,9 @@ async fn accounts_sessions_and_revocations_live_in_postgres_and_the_cli_works_on
     let mut laptop = Browser::new(&app);
     let session = laptop.sign_in(EMAIL, "a long enough password").await;
     assert_eq!(session["user"]["email"], EMAIL);
-    assert_eq!(laptop.get("/auth/session").await.status(), 200);
+    assert_eq!(laptop.session().await.status(), 200);
     let before = laptop.jar.clone();
-    assert_eq!(laptop.post_api("/auth/refresh").await.status(), 200);
+    assert_eq!(laptop.refresh().await.status(), 200);
     assert_ne!(before["chronos_refresh"], laptop.jar["chronos_refresh"]);
     assert_eq!(count(&schema, "SELECT COUNT(*) FROM sessions").await, 1);
 
@@ -68,7 +64,7 @@ async fn accounts_sessions_and_revocations_live_in_postgres_and_the_cli_works_on
     // A logout ends the session in the database: after a restart (memory
     // gone) the copied cookies are still refused.
     let copied = laptop.jar.clone();
-    assert_eq!(laptop.post_api("/auth/logout").await.status(), 200);
+    assert_eq!(laptop.logout().await.status(), 200);
     assert_eq!(
         count(
             &schema,
@@ -80,12 +76,12 @@ async fn accounts_sessions_and_revocations_live_in_postgres_and_the_cli_works_on
     let app = app.restart().await;
     let mut thief = Browser::new(&app);
     thief.jar = copied;
-    assert_eq!(thief.get("/auth/session").await.status(), 401);
-    assert_eq!(thief.post_api("/auth/refresh").await.status(), 401);
+    assert_eq!(thief.session().await.status(), 401);
+    assert_eq!(thief.refresh().await.status(), 401);
 
     // The operator ends the rest from the CLI; the server refuses at once.
     let mut phone = on(&app, &phone);
-    assert_eq!(phone.get("/auth/session").await.status(), 200);
+    assert_eq!(phone.session().await.status(), 200);
     let ended = cli(&app, &["user", "logout", EMAIL], None);
     assert!(
         String::from_utf8_lossy(&ended.stdout).contains("ended 1 session"),
@@ -140,17 +136,7 @@ async fn with_database_migrate_off_postgres_is_migrated_only_by_chronos_migrate(
     assert!(migrate().contains(&format!("({count} migration(s) applied)")));
     assert!(migrate().contains("(0 migration(s) applied)"));
     let server = spawn_binary(&vars[2..]);
-    assert_eq!(curl_ready(&server.url("/health/ready")).await, 200);
-}
-
-async fn curl_ready(url: &str) -> u16 {
-    client_from(None)
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    assert_eq!(Browser::at(&server.url("")).ready().await.status(), 200);
 }
 
 #[tokio::test]
@@ -186,7 +172,7 @@ async fn an_unreachable_postgres_stops_start_up_with_one_line_after_the_connect_
 async fn two_on(url: &str, extra: &[(&str, &str)]) -> (TestApp, TestApp) {
     let mut vars = vec![("DATABASE_URL", url), ("RATE_LIMIT_AUTH", "100000/minute")];
     vars.extend_from_slice(extra);
-    crate::replicas::two_sharing(&vars).await
+    two_sharing(&vars).await
 }
 
 #[tokio::test]
@@ -208,7 +194,7 @@ async fn replicas_racing_on_one_session_follow_one_process_rules() {
         for i in 0..20 {
             let mut tab = on(if i % 2 == 0 { &a } else { &b }, &ann);
             racing.spawn(async move {
-                let status = tab.post_api("/auth/refresh").await.status().as_u16();
+                let status = tab.refresh().await.status().as_u16();
                 (status, tab.jar)
             });
         }
@@ -226,7 +212,7 @@ async fn replicas_racing_on_one_session_follow_one_process_rules() {
         assert_eq!(pairs.len(), 1, "round {round}: one successor pair");
         let mut next = on(&b, &ann);
         next.jar = successor.unwrap();
-        assert_eq!(next.post_api("/auth/refresh").await.status(), 200);
+        assert_eq!(next.refresh().await.status(), 200);
 
         if round == 0 {
             // After the reuse interval, the original token is theft: the
@@ -234,9 +220,9 @@ async fn replicas_racing_on_one_session_follow_one_process_rules() {
             tokio::time::sleep(Duration::from_millis(4100)).await;
             let mut thief = on(&a, &ann);
             thief.jar = original;
-            assert_eq!(thief.post_api("/auth/refresh").await.status(), 401);
+            assert_eq!(thief.refresh().await.status(), 401);
             let mut owner = on(&b, &next);
-            assert_eq!(owner.post_api("/auth/refresh").await.status(), 401);
+            assert_eq!(owner.refresh().await.status(), 401);
             refused_after(&mut owner, Duration::from_secs(1)).await;
         }
     }
@@ -270,12 +256,12 @@ async fn two_replicas_on_postgres_and_redis_behind_nginx_behave_as_one_server() 
     let (Some(base), Some(redis)) = (postgres_url(test), redis_url(test)) else {
         return;
     };
-    let Some(nginx) = crate::nginx::nginx_binary() else {
+    let Some(nginx) = nginx_binary() else {
         return skip_or_fail(test, "no nginx (apt-get install nginx-light)");
     };
     let schema = PgSchema::create(&base).await;
     let url = schema.url();
-    crate::replicas::behave_as_one_behind_nginx(&redis, &nginx, &[("DATABASE_URL", &url)]).await;
+    behave_as_one_behind_nginx(&redis, &nginx, &[("DATABASE_URL", &url)]).await;
     assert!(count(&schema, "SELECT COUNT(*) FROM revocations").await >= 1);
 }
 
@@ -348,15 +334,15 @@ async fn while_postgres_is_cut_sign_in_and_refresh_answer_503_sessions_keep_work
         assert!(took < Duration::from_secs(3), "{path} took {took:?}");
     }
     // Sessions are checked from tokens and the revocation set.
-    assert_eq!(bob.get("/auth/session").await.status(), 200);
-    assert_eq!(bob.get("/auth/verify").await.status(), 200);
+    assert_eq!(bob.session().await.status(), 200);
+    assert_eq!(bob.verify().await.status(), 200);
     // Logout answers 200 and clears the cookies; the session is refused
     // here at once and on the other replica within 100 ms.
-    let logout = ann.post_api("/auth/logout").await;
+    let logout = ann.logout().await;
     assert_eq!(logout.status(), 200);
     assert_eq!(logout.text().await.unwrap(), r#"{"message":"Logged out"}"#);
     assert!(ann.jar.get("chronos_session").is_none_or(String::is_empty));
-    assert_eq!(copied_on_a.get("/auth/session").await.status(), 401);
+    assert_eq!(copied_on_a.session().await.status(), 401);
     refused_after(&mut copied_on_b, Duration::from_millis(100)).await;
     assert_eq!(
         count(&schema, "SELECT COUNT(*) FROM revocations").await,
@@ -389,10 +375,10 @@ async fn while_postgres_is_cut_sign_in_and_refresh_answer_503_sessions_keep_work
     )
     .await;
     let mut late = on(&c, &copied_on_a);
-    assert_eq!(late.get("/auth/session").await.status(), 401);
-    assert_eq!(late.post_api("/auth/refresh").await.status(), 401);
+    assert_eq!(late.session().await.status(), 401);
+    assert_eq!(late.refresh().await.status(), 401);
     let started = Instant::now();
-    while bob.post_api("/auth/refresh").await.status() != 200 {
+    while bob.refresh().await.status() != 200 {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "refresh did not recover"
@@ -418,7 +404,7 @@ async fn a_logout_held_during_an_outage_is_stored_after_a_restart() {
     let copied = on(&app, &ann);
 
     proxy.sever();
-    assert_eq!(ann.post_api("/auth/logout").await.status(), 200);
+    assert_eq!(ann.logout().await.status(), 200);
     // The process stops before the database is back: what it held is in
     // DATA_DIR, not only in its memory.
     app.stop().await;
@@ -433,8 +419,8 @@ async fn a_logout_held_during_an_outage_is_stored_after_a_restart() {
     .await;
     assert_eq!(count(&schema, "SELECT COUNT(*) FROM revocations").await, 1);
     let mut late = on(&app, &copied);
-    assert_eq!(late.get("/auth/session").await.status(), 401);
-    assert_eq!(late.post_api("/auth/refresh").await.status(), 401);
+    assert_eq!(late.session().await.status(), 401);
+    assert_eq!(late.refresh().await.status(), 401);
     // Stored: nothing is left held on disk.
     let held = app.data_dir.path().join("held-session-ends");
     assert!(
@@ -472,7 +458,7 @@ async fn an_operator_command_leaves_the_servers_held_session_ends_to_the_server(
     ann.sign_in(EMAIL, PASSWORD).await;
     let copied = on(&app, &ann);
     proxy.sever();
-    assert_eq!(ann.post_api("/auth/logout").await.status(), 200);
+    assert_eq!(ann.logout().await.status(), 200);
     let held = held_files(&app);
     assert_eq!(
         held.len(),
@@ -500,7 +486,7 @@ async fn an_operator_command_leaves_the_servers_held_session_ends_to_the_server(
     )
     .await;
     let mut late = on(&app, &copied);
-    assert_eq!(late.get("/auth/session").await.status(), 401);
+    assert_eq!(late.session().await.status(), 401);
     let started = Instant::now();
     while !held_files(&app).is_empty() {
         assert!(
@@ -533,10 +519,10 @@ async fn a_global_logout_during_an_outage_refuses_the_users_other_sessions_at_on
     let mut phone_copy = on(&app, &phone);
 
     proxy.sever();
-    assert_eq!(laptop.post_api("/auth/logout").await.status(), 200);
+    assert_eq!(laptop.logout().await.status(), 200);
     // The phone's session is the user's too: refused now, from memory.
-    assert_eq!(phone_copy.get("/auth/session").await.status(), 401);
-    assert_eq!(phone_copy.get("/auth/verify").await.status(), 401);
+    assert_eq!(phone_copy.session().await.status(), 401);
+    assert_eq!(phone_copy.verify().await.status(), 401);
 
     // Sessions begun after the logout are not its business, even when it
     // is stored late.
@@ -558,9 +544,9 @@ async fn a_global_logout_during_an_outage_refuses_the_users_other_sessions_at_on
         .await,
         2
     );
-    assert_eq!(phone_copy.post_api("/auth/refresh").await.status(), 401);
-    assert_eq!(later.get("/auth/session").await.status(), 200);
-    assert_eq!(later.post_api("/auth/refresh").await.status(), 200);
+    assert_eq!(phone_copy.refresh().await.status(), 401);
+    assert_eq!(later.session().await.status(), 200);
+    assert_eq!(later.refresh().await.status(), 200);
 }
 
 #[tokio::test]
@@ -599,10 +585,10 @@ async fn a_global_logout_during_an_outage_is_announced_to_the_other_replicas() {
     let mut phone = Browser::new(&a);
     phone.sign_in(EMAIL, PASSWORD).await;
     let mut phone_on_b = on(&b, &phone);
-    assert_eq!(phone_on_b.get("/auth/session").await.status(), 200);
+    assert_eq!(phone_on_b.session().await.status(), 200);
 
     proxy.sever();
-    assert_eq!(laptop.post_api("/auth/logout").await.status(), 200);
+    assert_eq!(laptop.logout().await.status(), 200);
     refused_after(&mut phone_on_b, Duration::from_millis(500)).await;
     assert_eq!(
         count(&schema, "SELECT COUNT(*) FROM revocations").await,
@@ -625,12 +611,12 @@ async fn sessions_made_on_sqlite_refresh_and_log_out_on_postgres_after_migrate_d
     create_user(&before, EMAIL).await;
     let mut ann = Browser::new(&before);
     ann.sign_in(EMAIL, PASSWORD).await;
-    assert_eq!(ann.post_api("/auth/refresh").await.status(), 200);
+    assert_eq!(ann.refresh().await.status(), 200);
     // A session that ended on SQLite stays ended on PostgreSQL.
     let mut ended = Browser::new(&before);
     ended.sign_in(EMAIL, PASSWORD).await;
     let ended_copy = on(&before, &ended);
-    assert_eq!(ended.post_api("/auth/logout").await.status(), 200);
+    assert_eq!(ended.logout().await.status(), 200);
     let public_url = before.url("");
     before.stop().await;
 
@@ -661,24 +647,20 @@ async fn sessions_made_on_sqlite_refresh_and_log_out_on_postgres_after_migrate_d
     ])
     .await;
     let mut ann = on(&after, &ann);
-    assert_eq!(ann.get("/auth/session").await.status(), 200);
-    assert_eq!(
-        ann.post_api("/auth/refresh").await.status(),
-        200,
-        "refreshes on PostgreSQL"
-    );
+    assert_eq!(ann.session().await.status(), 200);
+    assert_eq!(ann.refresh().await.status(), 200, "refreshes on PostgreSQL");
     let copied = on(&after, &ann);
-    assert_eq!(ann.post_api("/auth/logout").await.status(), 200);
+    assert_eq!(ann.logout().await.status(), 200);
     let mut copied = copied;
     assert_eq!(
-        copied.get("/auth/session").await.status(),
+        copied.session().await.status(),
         401,
         "logs out on PostgreSQL"
     );
-    assert_eq!(copied.post_api("/auth/refresh").await.status(), 401);
+    assert_eq!(copied.refresh().await.status(), 401);
     let mut ended_copy = on(&after, &ended_copy);
-    assert_eq!(ended_copy.get("/auth/session").await.status(), 401);
-    assert_eq!(ended_copy.post_api("/auth/refresh").await.status(), 401);
+    assert_eq!(ended_copy.session().await.status(), 401);
+    assert_eq!(ended_copy.refresh().await.status(), 401);
     // The account moved with its password.
     let signed_in = after.identity.passwords.authenticate(EMAIL, PASSWORD).await;
     assert!(signed_in.unwrap().is_some());

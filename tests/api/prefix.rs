@@ -7,21 +7,10 @@
 use base64::Engine;
 use serde_json::Value;
 
-use crate::browser::*;
-use crate::browser_e2e::{missing_browser_tooling, skip_or_fail};
-use crate::helpers::*;
-use crate::nginx::{nginx_binary, start_nginx_with};
+use crate::support::*;
 
 const FRONT: &str = "http://localhost:5174";
 const PUBLIC: &str = "http://localhost:5174/api";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Every `action`, `href` and `src` of a page that points at this server
 /// by path alone but does not begin with `prefix`.
@@ -48,21 +37,6 @@ fn action_of(html: &str, form: &str) -> String {
     tag[from..from + tag[from..].find('"').unwrap()].to_string()
 }
 
-/// A form post from the sign-in page, as a browser on `origin` sends it.
-async fn post_form(
-    browser: &mut Browser,
-    form: &str,
-    origin: &str,
-    body: &[(String, String)],
-) -> reqwest::Response {
-    let request = browser
-        .request(reqwest::Method::POST, &format!("/auth/{form}"))
-        .header("Origin", origin)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(encode_form(body));
-    browser.send(request).await
-}
-
 #[tokio::test]
 async fn with_a_path_in_public_url_every_url_written_for_the_browser_carries_it() {
     // The trailing slash is the operator's; the path is /api either way.
@@ -77,12 +51,7 @@ async fn with_a_path_in_public_url_every_url_written_for_the_browser_carries_it(
     browser.origin = Some(FRONT.into());
 
     // The authorize URL: the page under PUBLIC_URL.
-    let start = browser.start_login(None).await;
-    assert_eq!(start.status(), 200);
-    let url = start.json::<Value>().await.unwrap()["redirectUrl"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let url = browser.login_url(None).await;
     assert!(url.starts_with(&format!("{PUBLIC}/auth/signin?")), "{url}");
 
     // The page's forms post under the path, and nothing on it leaves it.
@@ -97,13 +66,9 @@ async fn with_a_path_in_public_url_every_url_written_for_the_browser_carries_it(
     // Posts are taken from PUBLIC_URL's origin (an origin has no path) and
     // no other: the server's own address is refused.
     let direct = app.url("");
-    let refused = post_form(
-        &mut browser,
-        "signin",
-        direct.trim_end_matches('/'),
-        &fields,
-    )
-    .await;
+    let refused = browser
+        .post_form("signin", Some(direct.trim_end_matches('/')), &fields)
+        .await;
     assert_eq!(refused.status(), 403);
 
     // A page the server renders again (here: a tampered form token) keeps
@@ -114,7 +79,7 @@ async fn with_a_path_in_public_url_every_url_written_for_the_browser_carries_it(
             v.push('x');
         }
     }
-    let again = post_form(&mut browser, "signin", FRONT, &tampered).await;
+    let again = browser.post_form("signin", Some(FRONT), &tampered).await;
     assert_eq!(again.status(), 403);
     let html = again.text().await.unwrap();
     assert_eq!(action_of(&html, "signin"), "/api/auth/signin");
@@ -125,7 +90,7 @@ async fn with_a_path_in_public_url_every_url_written_for_the_browser_carries_it(
     let mut body = hidden_fields(&html, "signin");
     body.push(("email".into(), "ann@example.com".into()));
     body.push(("password".into(), PASSWORD.into()));
-    let posted = post_form(&mut browser, "signin", FRONT, &body).await;
+    let posted = browser.post_form("signin", Some(FRONT), &body).await;
     assert_eq!(posted.status(), 303);
     let location = posted.headers()["location"].to_str().unwrap();
     assert!(
@@ -134,7 +99,7 @@ async fn with_a_path_in_public_url_every_url_written_for_the_browser_carries_it(
     );
     let code = code_from_location(&posted);
     assert_eq!(browser.exchange(&code).await.status(), 200);
-    assert_eq!(browser.get("/auth/session").await.status(), 200);
+    assert_eq!(browser.session().await.status(), 200);
     // The issuer is PUBLIC_URL as before (without the trailing slash), so
     // tokens issued before this change still verify.
     let token = browser.cookie("chronos_session").unwrap();
@@ -148,9 +113,7 @@ async fn with_a_path_in_public_url_every_url_written_for_the_browser_carries_it(
 
     // The desktop hand-off page links to the app only.
     for query in ["code=abc", "error=access_denied&error_description=no"] {
-        let page = browser
-            .get(&format!("/auth/desktop/callback?{query}"))
-            .await;
+        let page = browser.desktop_callback(query).await;
         assert_eq!(page.status(), 200);
         let html = page.text().await.unwrap();
         assert_eq!(outside(&html, "/api"), Vec::<String>::new(), "{html}");
@@ -158,7 +121,7 @@ async fn with_a_path_in_public_url_every_url_written_for_the_browser_carries_it(
 
     // The OpenAPI document names this server, path included; the rest is
     // the repository's document.
-    let mut served: Value = browser.get("/openapi.json").await.json().await.unwrap();
+    let mut served: Value = browser.openapi().await.json().await.unwrap();
     assert_eq!(served["servers"][0]["url"], PUBLIC);
     assert_eq!(served["servers"].as_array().unwrap().len(), 1);
     let root = env!("CARGO_MANIFEST_DIR");
@@ -175,11 +138,7 @@ async fn with_a_path_in_public_url_every_url_written_for_the_browser_carries_it(
 async fn at_the_root_the_forms_post_to_the_root() {
     let app = spawn_app_with(&[("PUBLIC_URL", "http://localhost:5174/")]).await;
     let mut browser = Browser::new(&app);
-    let start = browser.start_login(None).await;
-    let url = start.json::<Value>().await.unwrap()["redirectUrl"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let url = browser.login_url(None).await;
     assert!(url.starts_with(&format!("{FRONT}/auth/signin?")), "{url}");
     let html = browser
         .get(url.strip_prefix(FRONT).unwrap())
@@ -189,7 +148,7 @@ async fn at_the_root_the_forms_post_to_the_root() {
         .unwrap();
     assert_eq!(action_of(&html, "signin"), "/auth/signin");
     assert_eq!(action_of(&html, "signup"), "/auth/signup");
-    let served: Value = browser.get("/openapi.json").await.json().await.unwrap();
+    let served: Value = browser.openapi().await.json().await.unwrap();
     assert_eq!(served["servers"][0]["url"], FRONT);
 }
 

@@ -1,6 +1,6 @@
 //! `RATE_LIMIT_AUTH` per client IP, with and without trusted proxies.
 
-use crate::helpers::*;
+use crate::support::*;
 
 async fn logout_status(client: &reqwest::Client, url: &str, xff: Option<&str>) -> u16 {
     let mut request = client.post(url);
@@ -20,7 +20,7 @@ async fn the_request_over_the_limit_gets_429_with_detail_and_retry_after() {
             200
         );
     }
-    let response = client.post(app.url("/auth/logout")).send().await.unwrap();
+    let response = app.logout().await;
     assert_eq!(response.status(), 429);
     let retry_after: u64 = response.headers()["retry-after"]
         .to_str()
@@ -43,12 +43,9 @@ async fn a_rate_limited_logout_still_clears_the_three_cookies() {
         logout_status(&client, &app.url("/auth/logout"), None).await,
         200
     );
-    let response = client
-        .post(app.url("/auth/logout"))
-        .header("Cookie", "chronos_session=abc; chronos_refresh=def")
-        .send()
-        .await
-        .unwrap();
+    let response = app
+        .logout_with("chronos_session=abc; chronos_refresh=def", None)
+        .await;
     assert_eq!(response.status(), 429);
     let cookies = set_cookies(response.headers());
     for name in ["chronos_session", "chronos_refresh", "chronos_csrf"] {
@@ -60,35 +57,19 @@ async fn a_rate_limited_logout_still_clears_the_three_cookies() {
 async fn other_auth_routes_share_the_budget_and_health_is_not_limited() {
     let app = spawn_app_with(&[("RATE_LIMIT_AUTH", "2/minute")]).await;
     let client = app.client();
-    assert_eq!(
-        client
-            .get(app.url("/auth/csrf"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.csrf().await.status(), 200);
     assert_eq!(
         logout_status(&client, &app.url("/auth/logout"), None).await,
         200
     );
-    let csrf = client.get(app.url("/auth/csrf")).send().await.unwrap();
+    let csrf = app.csrf().await;
     assert_eq!(csrf.status(), 429);
     assert!(
         csrf.headers().get("set-cookie").is_none(),
         "only logout clears cookies on 429"
     );
     for _ in 0..5 {
-        assert_eq!(
-            client
-                .get(app.url("/health"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(app.health().await.status(), 200);
     }
 }
 
@@ -179,7 +160,7 @@ async fn ipv6_clients_behind_a_proxy_are_keyed_by_their_64() {
 #[tokio::test]
 async fn trusted_proxies_take_ipv6_cidrs_for_the_peer_and_for_inner_hops() {
     if std::net::TcpListener::bind("[::1]:0").is_err() {
-        return crate::browser_e2e::skip_or_fail(
+        return skip_or_fail(
             "trusted_proxies_take_ipv6_cidrs_for_the_peer_and_for_inner_hops",
             "no IPv6 loopback",
         );
@@ -241,7 +222,7 @@ async fn several_limits_must_all_hold() {
     let url = app.url("/auth/logout");
     assert_eq!(logout_status(&client, &url, None).await, 200);
     assert_eq!(logout_status(&client, &url, None).await, 200);
-    let response = client.post(&url).send().await.unwrap();
+    let response = app.logout().await;
     assert_eq!(response.status(), 429);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["detail"], "Rate limit exceeded: 2 per 1 hour");
@@ -254,33 +235,22 @@ async fn with_logout_require_csrf_a_rate_limited_logout_clears_only_with_a_valid
         ("LOGOUT_REQUIRE_CSRF", "true"),
     ])
     .await;
-    let client = app.client();
     // The one allowed request fetches a token.
-    let issued = client.get(app.url("/auth/csrf")).send().await.unwrap();
-    let token = cookie_value(&set_cookies(issued.headers())["chronos_csrf"]).to_string();
+    let token = app.csrf_token().await;
 
-    let forged = client
-        .post(app.url("/auth/logout"))
-        .header("Cookie", "chronos_session=abc")
-        .send()
-        .await
-        .unwrap();
+    let forged = app.logout_with("chronos_session=abc", None).await;
     assert_eq!(forged.status(), 429);
     assert!(
         forged.headers().get("set-cookie").is_none(),
         "no token, no clearing"
     );
 
-    let own = client
-        .post(app.url("/auth/logout"))
-        .header(
-            "Cookie",
-            format!("chronos_session=abc; chronos_csrf={token}"),
+    let own = app
+        .logout_with(
+            &format!("chronos_session=abc; chronos_csrf={token}"),
+            Some(&token),
         )
-        .header("X-CSRF-Token", &token)
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(own.status(), 429);
     assert_cleared(&set_cookies(own.headers())["chronos_session"]);
 }

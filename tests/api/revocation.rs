@@ -5,8 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::browser::*;
-use crate::helpers::*;
+use crate::support::*;
 
 const EMAIL: &str = "ann@example.com";
 
@@ -15,13 +14,6 @@ async fn status(browser: &mut Browser, method: &str, path: &str) -> u16 {
         "GET" => browser.get(path).await.status().as_u16(),
         _ => browser.post_api(path).await.status().as_u16(),
     }
-}
-
-/// A copy of a signed-in browser's cookies, replayed later by an attacker.
-fn copy_of(app: &TestApp, browser: &Browser) -> Browser {
-    let mut copy = Browser::new(app);
-    copy.jar = browser.jar.clone();
-    copy
 }
 
 async fn two_devices(app: &TestApp) -> (Browser, Browser) {
@@ -37,9 +29,9 @@ async fn two_devices(app: &TestApp) -> (Browser, Browser) {
 async fn after_logout_the_copied_cookies_are_refused_everywhere_and_the_other_device_works() {
     let app = spawn_app().await;
     let (mut laptop, mut phone) = two_devices(&app).await;
-    let mut stolen = copy_of(&app, &laptop);
+    let mut stolen = on(&app, &laptop);
 
-    let logout = laptop.post_api("/auth/logout").await;
+    let logout = laptop.logout().await;
     assert_eq!(logout.status(), 200);
     assert_eq!(logout.text().await.unwrap(), r#"{"message":"Logged out"}"#);
 
@@ -108,7 +100,7 @@ async fn a_seed_style_logout_without_the_csrf_header_refuses_the_copied_cookies_
             let (laptop, mut phone) = two_devices(&app).await;
             // Another client holding copies of the session, refresh and CSRF
             // cookies (its refresh sends the CSRF header from its copy).
-            let mut copy = copy_of(&app, &laptop);
+            let mut copy = on(&app, &laptop);
 
             seed_logout(&app, &laptop, as_curl).await;
 
@@ -139,11 +131,8 @@ async fn a_seed_style_logout_without_the_csrf_header_refuses_the_copied_cookies_
 async fn scope_global_logs_out_everywhere() {
     let app = spawn_app().await;
     let (mut laptop, mut phone) = two_devices(&app).await;
-    let mut stolen = copy_of(&app, &laptop);
-    assert_eq!(
-        laptop.post_api("/auth/logout?scope=global").await.status(),
-        200
-    );
+    let mut stolen = on(&app, &laptop);
+    assert_eq!(laptop.logout_with_scope("global").await.status(), 200);
     for browser in [&mut stolen, &mut phone] {
         assert_eq!(status(browser, "GET", "/auth/session").await, 401);
         assert_eq!(status(browser, "GET", "/auth/verify").await, 401);
@@ -155,17 +144,14 @@ async fn scope_global_logs_out_everywhere() {
 async fn logout_scope_global_can_be_the_default() {
     let app = spawn_app_with(&[("LOGOUT_SCOPE", "global")]).await;
     let (mut laptop, mut phone) = two_devices(&app).await;
-    assert_eq!(laptop.post_api("/auth/logout").await.status(), 200);
+    assert_eq!(laptop.logout().await.status(), 200);
     assert_eq!(status(&mut phone, "GET", "/auth/session").await, 401);
     // ...and ?scope=local narrows it again.
     let mut tablet = Browser::new(&app);
     tablet.sign_in(EMAIL, PASSWORD).await;
     let mut desk = Browser::new(&app);
     desk.sign_in(EMAIL, PASSWORD).await;
-    assert_eq!(
-        tablet.post_api("/auth/logout?scope=local").await.status(),
-        200
-    );
+    assert_eq!(tablet.logout_with_scope("local").await.status(), 200);
     assert_eq!(status(&mut desk, "GET", "/auth/session").await, 200);
 }
 
@@ -173,8 +159,8 @@ async fn logout_scope_global_can_be_the_default() {
 async fn logout_scope_none_is_the_seeds_cookie_only_logout() {
     let app = spawn_app_with(&[("LOGOUT_SCOPE", "none")]).await;
     let (mut laptop, _) = two_devices(&app).await;
-    let mut copy = copy_of(&app, &laptop);
-    let logout = laptop.post_api("/auth/logout").await;
+    let mut copy = on(&app, &laptop);
+    let logout = laptop.logout().await;
     assert_eq!(logout.status(), 200);
     let cookies = set_cookies(logout.headers());
     for name in ["chronos_session", "chronos_refresh", "chronos_csrf"] {
@@ -185,11 +171,8 @@ async fn logout_scope_none_is_the_seeds_cookie_only_logout() {
     // ?scope=none on a revoking server does the same.
     let app = spawn_app().await;
     let (mut laptop, _) = two_devices(&app).await;
-    let mut copy = copy_of(&app, &laptop);
-    assert_eq!(
-        laptop.post_api("/auth/logout?scope=none").await.status(),
-        200
-    );
+    let mut copy = on(&app, &laptop);
+    assert_eq!(laptop.logout_with_scope("none").await.status(), 200);
     assert_eq!(status(&mut copy, "GET", "/auth/session").await, 200);
 }
 
@@ -197,8 +180,8 @@ async fn logout_scope_none_is_the_seeds_cookie_only_logout() {
 async fn revocations_hold_across_a_restart() {
     let app = spawn_app().await;
     let (mut laptop, mut phone) = two_devices(&app).await;
-    let mut stolen = copy_of(&app, &laptop);
-    assert_eq!(laptop.post_api("/auth/logout").await.status(), 200);
+    let mut stolen = on(&app, &laptop);
+    assert_eq!(laptop.logout().await.status(), 200);
     let app = app.restart().await;
     stolen.base = app.url("");
     phone.base = app.url("");
@@ -211,8 +194,7 @@ async fn revocations_hold_across_a_restart() {
         200
     );
     let app = app.restart().await;
-    let mut again = Browser::new(&app);
-    again.jar = phone.jar.clone();
+    let mut again = on(&app, &phone);
     assert_eq!(status(&mut again, "GET", "/auth/verify").await, 401);
 }
 
@@ -262,9 +244,9 @@ async fn an_expired_access_token_with_its_refresh_token_still_logs_out() {
     create_user(&app, EMAIL).await;
     let mut browser = Browser::new(&app);
     browser.sign_in(EMAIL, PASSWORD).await;
-    let copied = copy_of(&app, &browser);
+    let copied = on(&app, &browser);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(browser.post_api("/auth/logout").await.status(), 200);
+    assert_eq!(browser.logout().await.status(), 200);
     let mut copied = copied;
     assert_eq!(status(&mut copied, "POST", "/auth/refresh").await, 401);
 }
@@ -273,7 +255,7 @@ async fn an_expired_access_token_with_its_refresh_token_still_logs_out() {
 async fn the_sessions_list_shows_the_callers_sessions_and_marks_the_current_one() {
     let app = spawn_app().await;
     let (mut laptop, mut phone) = two_devices(&app).await;
-    let response = laptop.get("/auth/sessions").await;
+    let response = laptop.sessions().await;
     assert_eq!(response.status(), 200);
     let sessions: Vec<Value> = response.json().await.unwrap();
     assert_eq!(sessions.len(), 2);
@@ -292,17 +274,12 @@ async fn the_sessions_list_shows_the_callers_sessions_and_marks_the_current_one(
         }
         assert_eq!(session["ip"], "127.0.0.0/24");
     }
-    let phone_view: Vec<Value> = phone.get("/auth/sessions").await.json().await.unwrap();
+    let phone_view: Vec<Value> = phone.session_list().await;
     let phone_current = phone_view.iter().find(|s| s["current"] == true).unwrap();
     assert_ne!(phone_current["id"], current[0]["id"]);
 
     // Anonymous: 401.
-    let anonymous = app
-        .client()
-        .get(app.url("/auth/sessions"))
-        .send()
-        .await
-        .unwrap();
+    let anonymous = app.sessions().await;
     assert_eq!(anonymous.status(), 401);
 }
 
@@ -313,26 +290,20 @@ async fn a_person_ends_one_of_their_sessions_but_never_someone_elses() {
     create_user(&app, "bob@example.com").await;
     let mut bob = Browser::new(&app);
     bob.sign_in("bob@example.com", PASSWORD).await;
-    let bobs: Vec<Value> = bob.get("/auth/sessions").await.json().await.unwrap();
+    let bobs: Vec<Value> = bob.session_list().await;
     let bob_session = bobs[0]["id"].as_str().unwrap().to_string();
 
     // Ann tries to end Bob's session: 404, and Bob is still signed in.
-    let path = format!("/auth/sessions/{bob_session}");
-    let mut request = laptop.request(reqwest::Method::DELETE, &path);
-    request = request.header("X-CSRF-Token", laptop.cookie("chronos_csrf").unwrap());
-    let response = laptop.send(request).await;
+    let response = laptop.end_session(&bob_session).await;
     assert_eq!(response.status(), 404);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["detail"], "Session not found");
     assert_eq!(status(&mut bob, "GET", "/auth/session").await, 200);
     // An unknown id: the same 404.
-    let request = laptop
-        .request(reqwest::Method::DELETE, "/auth/sessions/not-a-session")
-        .header("X-CSRF-Token", laptop.cookie("chronos_csrf").unwrap());
-    assert_eq!(laptop.send(request).await.status(), 404);
+    assert_eq!(laptop.end_session("not-a-session").await.status(), 404);
 
     // Ann ends her phone's session from the laptop; DELETE needs the CSRF header.
-    let phone_sessions: Vec<Value> = phone.get("/auth/sessions").await.json().await.unwrap();
+    let phone_sessions: Vec<Value> = phone.session_list().await;
     let phone_id = phone_sessions
         .iter()
         .find(|s| s["current"] == true)
@@ -340,20 +311,18 @@ async fn a_person_ends_one_of_their_sessions_but_never_someone_elses() {
         .as_str()
         .unwrap()
         .to_string();
-    let path = format!("/auth/sessions/{phone_id}");
-    let no_csrf = laptop.request(reqwest::Method::DELETE, &path);
-    assert_eq!(laptop.send(no_csrf).await.status(), 403);
-    let request = laptop
-        .request(reqwest::Method::DELETE, &path)
-        .header("X-CSRF-Token", laptop.cookie("chronos_csrf").unwrap());
-    let response = laptop.send(request).await;
+    assert_eq!(
+        laptop.end_session_without_csrf(&phone_id).await.status(),
+        403
+    );
+    let response = laptop.end_session(&phone_id).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["message"], "Session ended");
     assert_eq!(status(&mut phone, "GET", "/auth/session").await, 401);
     assert_eq!(status(&mut phone, "POST", "/auth/refresh").await, 401);
     assert_eq!(status(&mut laptop, "GET", "/auth/session").await, 200);
-    let left: Vec<Value> = laptop.get("/auth/sessions").await.json().await.unwrap();
+    let left: Vec<Value> = laptop.session_list().await;
     assert_eq!(left.len(), 1);
 }
 
@@ -364,15 +333,11 @@ async fn verify_answers_forward_auth_with_the_user_in_headers() {
     let user = create_user(&app, EMAIL).await;
     let mut browser = Browser::new(&app);
     browser.sign_in(EMAIL, PASSWORD).await;
-    let session: Vec<Value> = browser.get("/auth/sessions").await.json().await.unwrap();
-    assert_eq!(
-        browser.get("/auth/session").await.status(),
-        429,
-        "budget spent"
-    );
+    let session: Vec<Value> = browser.session_list().await;
+    assert_eq!(browser.session().await.status(), 429, "budget spent");
     // RATE_LIMIT_AUTH does not apply to /auth/verify.
     for _ in 0..10 {
-        let response = browser.get("/auth/verify").await;
+        let response = browser.verify().await;
         assert_eq!(response.status(), 200);
         let h = response.headers();
         assert_eq!(h["x-auth-user-id"], user.id.as_str());
@@ -385,12 +350,7 @@ async fn verify_answers_forward_auth_with_the_user_in_headers() {
         .header("Origin", "https://calendar.example")
         .header("Sec-Fetch-Site", "cross-site");
     assert_eq!(browser.send(post).await.status(), 200);
-    let anonymous = app
-        .client()
-        .get(app.url("/auth/verify"))
-        .send()
-        .await
-        .unwrap();
+    let anonymous = app.verify().await;
     assert_eq!(anonymous.status(), 401);
     assert!(anonymous.headers().get("x-auth-user-id").is_none());
 }
@@ -398,9 +358,8 @@ async fn verify_answers_forward_auth_with_the_user_in_headers() {
 #[tokio::test]
 async fn verify_has_its_own_rate_limit() {
     let app = spawn_app_with(&[("RATE_LIMIT_VERIFY", "2/minute")]).await;
-    let client = app.client();
     for expected in [401, 401, 429] {
-        let response = client.get(app.url("/auth/verify")).send().await.unwrap();
+        let response = app.verify().await;
         assert_eq!(response.status(), expected);
     }
 }
@@ -408,47 +367,15 @@ async fn verify_has_its_own_rate_limit() {
 #[tokio::test]
 async fn clear_site_data_is_sent_only_when_configured() {
     let app = spawn_app().await;
-    let response = app
-        .client()
-        .post(app.url("/auth/logout"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.logout().await;
     assert!(response.headers().get("clear-site-data").is_none());
     let app = spawn_app_with(&[("LOGOUT_CLEAR_SITE_DATA", "\"cache\", \"storage\"")]).await;
-    let response = app
-        .client()
-        .post(app.url("/auth/logout"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.logout().await;
     assert_eq!(
         response.headers()["clear-site-data"],
         "\"cache\", \"storage\""
     );
     assert_eq!(response.status(), 200);
-}
-
-pub fn cli(app: &TestApp, args: &[&str], stdin: Option<&str>) -> std::process::Output {
-    use std::io::Write;
-    let dir = app.data_dir.path().to_string_lossy().to_string();
-    let mut vars = vec![("DATA_DIR", dir.as_str())];
-    if let Some(url) = app.env.get("DATABASE_URL") {
-        vars.push(("DATABASE_URL", url));
-    }
-    let mut child = chronos_command(&vars)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
 }
 
 /// Polls until `path` answers `expected` or a second has passed.
@@ -559,10 +486,47 @@ async fn an_operators_logout_is_seen_even_when_the_server_writes_a_revocation_of
         // Another process ends bob's sessions; before the server's next
         // poll, alice logs out here, so the server writes the newer row.
         chronos::cli::user_logout(&operator, &bob).await.unwrap();
-        assert_eq!(alices.post_api("/auth/logout").await.status(), 200);
+        assert_eq!(alices.logout().await.status(), 200);
 
         within_a_second(&mut bobs, "/auth/session", 401).await;
         within_a_second(&mut bobs, "/auth/verify", 401).await;
         assert_eq!(status(&mut alices, "GET", "/auth/session").await, 401);
     }
+}
+
+#[tokio::test]
+async fn a_removed_user_loses_their_sessions_within_a_second_of_chronos_user_remove() {
+    let app = spawn_app().await;
+    create_user(&app, EMAIL).await;
+    let mut laptop = Browser::new(&app);
+    laptop.sign_in(EMAIL, PASSWORD).await;
+    let mut phone = Browser::new(&app);
+    phone.sign_in(EMAIL, PASSWORD).await;
+    let mut copy = laptop.clone_jar();
+    assert_eq!(laptop.session().await.status(), 200);
+    // The operator's command, from another process, while the server runs:
+    // nothing ends the sessions first but the command itself.
+    let removed = cli(&app, &["user", "remove", EMAIL], None);
+    assert!(removed.status.success(), "{removed:?}");
+    // The server follows the revocation table (every 250 ms).
+    let started = std::time::Instant::now();
+    for browser in [&mut laptop, &mut phone, &mut copy] {
+        while browser.session().await.status() != 401 {
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "a removed user's session is still accepted"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(browser.verify().await.status(), 401);
+        assert_eq!(browser.refresh().await.status(), 401);
+    }
+    assert!(
+        app.identity
+            .accounts
+            .find_by_email(EMAIL)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

@@ -7,8 +7,7 @@ use chronos::routes::{FAST_ROUTES, Routes};
 use chronos::security::envelope::EnvelopeLayer;
 use tower::Layer;
 
-use crate::browser::*;
-use crate::helpers::*;
+use crate::support::*;
 
 /// Serves the same state with every request going through the router.
 async fn router_only(app: &TestApp) -> String {

@@ -1,26 +1,30 @@
-//! Readiness and shutdown, through the binary: `/health/ready`, and a
-//! SIGTERM that stops accepting while a request in flight still gets its
-//! answer, then a clean exit within SHUTDOWN_TIMEOUT.
+//! Liveness, readiness and shutdown: `/health` and `/health/ready`, and,
+//! through the binary, a SIGTERM that stops accepting while a request in
+//! flight still gets its answer, then a clean exit within SHUTDOWN_TIMEOUT.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::helpers::*;
+use crate::support::*;
+
+#[tokio::test]
+async fn health_reports_healthy() {
+    let app = spawn_app().await;
+    let response = app.health().await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"status": "healthy"}));
+}
 
 #[tokio::test]
 async fn the_readiness_probe_answers_ready_while_serving() {
     let app = spawn_app().await;
-    let ready = app
-        .client()
-        .get(app.url("/health/ready"))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.ready().await;
     assert_eq!(ready.status(), 200);
     assert_eq!(ready.headers()["cache-control"], "no-store");
     assert_eq!(ready.text().await.unwrap(), r#"{"status":"ready"}"#);
-    let live = app.client().get(app.url("/health")).send().await.unwrap();
+    let live = app.health().await;
     assert_eq!(live.status(), 200);
 }
 

@@ -7,10 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::browser::*;
-use crate::browser_e2e::skip_or_fail;
-use crate::gotrue::*;
-use crate::helpers::*;
+use crate::support::gotrue::*;
+use crate::support::*;
 
 macro_rules! require_node {
     () => {
@@ -34,10 +32,7 @@ async fn supabase_app(gotrue: &GoTrue, extra: &[(&str, &str)]) -> TestApp {
 
 /// Starts a sign-in and consents at "Google" as `login`: the code.
 async fn obtain_code(browser: &mut Browser, login: &str) -> String {
-    let start = browser.start_login(None).await;
-    assert_eq!(start.status(), 200);
-    let body: Value = start.json().await.unwrap();
-    let authorize = body["redirectUrl"].as_str().unwrap().to_string();
+    let authorize = browser.login_url(None).await;
     let client = browser.client.clone();
     let consent = client.get(&authorize).send().await.unwrap();
     assert_eq!(consent.status(), 302, "{authorize}");
@@ -160,9 +155,7 @@ async fn a_person_signs_in_through_supabase_and_the_cookies_hold_supabases_token
     )
     .await;
     let mut browser = Browser::new(&app);
-    let start = browser.start_login(None).await;
-    let body: Value = start.json().await.unwrap();
-    let url = reqwest::Url::parse(body["redirectUrl"].as_str().unwrap()).unwrap();
+    let url = reqwest::Url::parse(&browser.login_url(None).await).unwrap();
     assert_eq!(url.path(), "/auth/v1/authorize");
     let params: std::collections::HashMap<String, String> =
         url.query_pairs().into_owned().collect();
@@ -203,7 +196,7 @@ async fn a_person_signs_in_through_supabase_and_the_cookies_hold_supabases_token
         assert_eq!(status(&mut browser, "GET", "/auth/session").await, 200);
         assert_eq!(status(&mut browser, "GET", "/auth/verify").await, 200);
     }
-    let session: Value = browser.get("/auth/session").await.json().await.unwrap();
+    let session: Value = browser.session().await.json().await.unwrap();
     assert_eq!(session["user"], body["user"]);
     assert_eq!(gotrue.calls_of("user").await.len(), user_calls);
     // The code exchange carried the person's address for Supabase's limits.
@@ -387,14 +380,12 @@ async fn two_tabs_refreshing_at_once_share_one_call_to_supabase() {
     let mut browser = Browser::new(&app);
     sign_in(&mut browser, "ann").await;
     let before = gotrue.calls_of("token").await.len();
+    // Each tab a copy of the browser's cookies, refreshing at once.
     let tab = |b: &Browser| {
-        let token = b.cookie("chronos_csrf").unwrap();
-        b.request(reqwest::Method::POST, "/auth/refresh")
-            .header("X-CSRF-Token", token)
-            .send()
+        let mut tab = b.clone_jar();
+        async move { tab.refresh().await }
     };
     let (a, b) = tokio::join!(tab(&browser), tab(&browser));
-    let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
     let pair = |r: &reqwest::Response| {
         let cookies = set_cookies(r.headers());
@@ -429,7 +420,7 @@ async fn a_refresh_supabase_refuses_is_401_and_clears_the_cookies() {
         .await
         .unwrap();
     assert_eq!(ended.status(), 204);
-    let response = browser.post_api("/auth/refresh").await;
+    let response = browser.refresh().await;
     assert_eq!(response.status(), 401);
     let cookies = set_cookies(response.headers());
     for name in ["chronos_session", "chronos_refresh", "chronos_csrf"] {
@@ -449,16 +440,15 @@ async fn supabases_rate_limit_is_503_with_retry_after() {
     // The person comes from 127.0.0.7; Chronos reaches Supabase from
     // 127.0.0.1, so Supabase counts the person only through the address
     // Chronos forwards (Sb-Forwarded-For).
-    let mut browser = Browser::new(&app);
-    browser.client = client_from(Some("127.0.0.7".parse().unwrap()));
+    let mut browser = Browser::from_address(&app, "127.0.0.7");
     sign_in(&mut browser, "ann").await;
     gotrue.rate_limit_for("127.0.0.7", 1).await;
-    let response = browser.post_api("/auth/refresh").await;
+    let response = browser.refresh().await;
     assert_eq!(response.status(), 503);
     assert!(response.headers().contains_key("retry-after"));
     // The cookies are kept: the refresh token is still good.
     assert!(set_cookies(response.headers()).is_empty());
-    assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
+    assert_eq!(browser.refresh().await.status(), 200);
 }
 
 #[tokio::test]
@@ -470,22 +460,16 @@ async fn sessions_come_from_our_record_and_ending_one_reaches_supabase() {
     sign_in(&mut laptop, "ann").await;
     let mut phone = Browser::new(&app);
     sign_in(&mut phone, "ann").await;
-    let sessions: Vec<Value> = laptop.get("/auth/sessions").await.json().await.unwrap();
+    let sessions: Vec<Value> = laptop.session_list().await;
     assert_eq!(sessions.len(), 2);
     let other = sessions.iter().find(|s| s["current"] == false).unwrap();
     let id = other["id"].as_str().unwrap();
-    let ended = laptop
-        .send(
-            laptop
-                .request(reqwest::Method::DELETE, &format!("/auth/sessions/{id}"))
-                .header("X-CSRF-Token", laptop.cookie("chronos_csrf").unwrap()),
-        )
-        .await;
+    let ended = laptop.end_session(id).await;
     assert_eq!(ended.status(), 200);
     assert_eq!(status(&mut phone, "GET", "/auth/session").await, 401);
     assert_eq!(status(&mut laptop, "GET", "/auth/session").await, 200);
     logout_arrives(&gotrue, "local", Duration::from_secs(5)).await;
-    let sessions: Vec<Value> = laptop.get("/auth/sessions").await.json().await.unwrap();
+    let sessions: Vec<Value> = laptop.session_list().await;
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0]["current"], json!(true));
 }
@@ -517,13 +501,13 @@ async fn a_replayed_refresh_token_after_the_reuse_interval_reaches_supabase_and_
     sign_in(&mut browser, "ann").await;
     // What a thief copied right after the sign-in.
     let mut thief = browser.clone_jar();
-    assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
-    assert_eq!(browser.post_api("/auth/refresh").await.status(), 200);
+    assert_eq!(browser.refresh().await.status(), 200);
+    assert_eq!(browser.refresh().await.status(), 200);
     tokio::time::sleep(Duration::from_millis(1300)).await;
     let calls = gotrue.calls_of("token").await.len();
     // The thief's CSRF token is bound to the session its cookies name.
-    assert_eq!(thief.get("/auth/csrf").await.status(), 200);
-    let replay = thief.post_api("/auth/refresh").await;
+    assert_eq!(thief.csrf().await.status(), 200);
+    let replay = thief.refresh().await;
     assert_eq!(
         replay.status(),
         401,
@@ -542,6 +526,6 @@ async fn a_replayed_refresh_token_after_the_reuse_interval_reaches_supabase_and_
     );
     // The session ended here too: its newest access and refresh tokens are
     // refused, whatever Supabase would still accept.
-    assert_eq!(browser.get("/auth/session").await.status(), 401);
-    assert_eq!(browser.post_api("/auth/refresh").await.status(), 401);
+    assert_eq!(browser.session().await.status(), 401);
+    assert_eq!(browser.refresh().await.status(), 401);
 }

@@ -5,17 +5,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::browser_e2e::{missing_browser_tooling, skip_or_fail};
-use crate::gotrue::*;
-use crate::helpers::*;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::gotrue::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn chromium_signs_in_twice_at_once_through_supabase_refreshes_and_logs_out() {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::*;
+use crate::support::*;
 
 /// Sends raw bytes and reads until the server closes or `limit` passes.
 async fn raw_exchange(app: &TestApp, request: &[u8], limit: Duration) -> String {
@@ -20,18 +20,14 @@ async fn raw_exchange(app: &TestApp, request: &[u8], limit: Duration) -> String 
 async fn a_70_kb_cookie_header_gets_431_with_a_detail() {
     let app = spawn_app().await;
     let response = app
-        .client()
-        .post(app.url("/auth/logout"))
-        .header("Cookie", format!("chronos_session={}", "a".repeat(70_000)))
-        .send()
-        .await
-        .unwrap();
+        .logout_with(&format!("chronos_session={}", "a".repeat(70_000)), None)
+        .await;
     assert_eq!(response.status(), 431);
     assert!(response.headers().contains_key("x-request-id"));
     let body: serde_json::Value = response.json().await.unwrap();
     assert!(body["detail"].as_str().unwrap().contains("too large"));
     // And the server is still fine.
-    let ok = app.client().get(app.url("/health")).send().await.unwrap();
+    let ok = app.health().await;
     assert_eq!(ok.status(), 200);
 }
 
@@ -49,7 +45,7 @@ async fn a_head_far_beyond_any_limit_is_refused_not_crashed() {
         "{}",
         answer.lines().next().unwrap_or("(connection closed)")
     );
-    let ok = app.client().get(app.url("/health")).send().await.unwrap();
+    let ok = app.health().await;
     assert_eq!(ok.status(), 200);
 }
 
@@ -88,7 +84,7 @@ async fn malformed_requests_are_answered_with_400_not_a_crash() {
             "{answer}"
         );
     }
-    let ok = app.client().get(app.url("/health")).send().await.unwrap();
+    let ok = app.health().await;
     assert_eq!(ok.status(), 200);
 }
 

@@ -23,8 +23,8 @@ pub const CLIENT_ID: &str = "chronos-test";
 pub const CLIENT_SECRET: &str = "s3cret with spaces&symbols";
 pub const RSA_KID: &str = "rsa-1";
 /// A 2048-bit RSA key made for these tests (PKCS#1 DER) and its modulus.
-const RSA_DER: &[u8] = include_bytes!("../fixtures/oidc-test-rsa.der");
-const RSA_N: &str = include_str!("../fixtures/oidc-test-rsa.n");
+const RSA_DER: &[u8] = include_bytes!("../../fixtures/oidc-test-rsa.der");
+const RSA_N: &str = include_str!("../../fixtures/oidc-test-rsa.n");
 
 /// What the token endpoint answers next.
 #[derive(Clone)]

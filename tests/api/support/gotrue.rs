@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
+use super::free_port;
+
 pub const APIKEY: &str = "sb_publishable_test";
 
 /// The refresh-token reuse interval, seconds, of every test server unless a
@@ -22,14 +24,6 @@ pub struct GoTrue {
     child: Option<Child>,
     state: TempDir,
     env: Vec<(String, String)>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `Some(reason)` when the Node side cannot run here.
