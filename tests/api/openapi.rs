@@ -330,8 +330,11 @@ async fn every_answer_of_a_real_run_matches_the_document() {
     let vault = spawn_app_with(&[
         ("IDENTITY_PROVIDER", "oidc"),
         ("OIDC_ISSUER", fake.issuer.as_str()),
-        ("OIDC_CLIENT_ID", crate::fake_oidc::CLIENT_ID),
-        ("OIDC_CLIENT_SECRET", crate::fake_oidc::CLIENT_SECRET),
+        ("OIDC_CLIENT_ID", crate::support::fake_oidc::CLIENT_ID),
+        (
+            "OIDC_CLIENT_SECRET",
+            crate::support::fake_oidc::CLIENT_SECRET,
+        ),
         ("PROVIDER_TOKENS", "keep"),
         (
             "SERVICE_CLIENTS",

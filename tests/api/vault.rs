@@ -4,46 +4,14 @@
 //! active access tokens with the calendar scope: connected accounts, the
 //! RFC 8693 exchange and every error of it, one refresh per account,
 //! disconnect revoking at the provider, the provider's own revocations
-//! (RISC), an unreachable provider.
+//! (RISC), an unreachable provider, Supabase mode, replicas on PostgreSQL.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::browser::*;
-use crate::browser_e2e::skip_or_fail;
-use crate::helpers::*;
-
-const OP_SECRET: &str = "chronos vault test secret";
-const FRONTEND: &str = "http://localhost:5173";
-const SERVICE: (&str, &str) = ("calendar", "the-calendar-services-secret-of-32-chars");
-const OFFLINE: (&str, &str) = ("webhooks", "the-webhook-workers-secret-of-32-chars");
-const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-const ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
-const ACCOUNT: &str = "urn:chronos:params:oauth:token-type:connected-account";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `Some(reason)` when the provider cannot run here.
-fn missing_tooling() -> Option<String> {
-    let root = env!("CARGO_MANIFEST_DIR");
-    if !Path::new(&format!("{root}/tests/browser/node_modules/oidc-provider")).exists() {
-        return Some("oidc-provider not installed (npm ci --prefix tests/browser)".into());
-    }
-    if Command::new("node").arg("--version").output().is_err() {
-        return Some("no node on PATH".into());
-    }
-    None
-}
+use crate::support::google::*;
+use crate::support::*;
 
 macro_rules! require_provider {
     () => {
@@ -51,254 +19,6 @@ macro_rules! require_provider {
             return skip_or_fail("token vault test", &reason);
         }
     };
-}
-
-/// "Google", stopped when dropped.
-pub struct Google {
-    pub url: String,
-    child: Child,
-    http: reqwest::Client,
-}
-
-impl Drop for Google {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Google {
-    pub fn start() -> Self {
-        let port = free_port();
-        let root = env!("CARGO_MANIFEST_DIR");
-        let mut child = Command::new("node")
-            .arg(format!("{root}/tests/browser/vault-provider.mjs"))
-            .env("OP_PORT", port.to_string())
-            .env("RP_REDIRECT_URI", format!("{FRONTEND}/auth/web/callback"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.contains("listening") => break,
-                Ok(_) => {}
-                Err(_) => panic!("the provider did not start"),
-            }
-        }
-        Self {
-            url: format!("http://127.0.0.1:{port}"),
-            child,
-            http: client_from(None),
-        }
-    }
-
-    /// Stops the provider (it is unreachable from now on).
-    pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "{path}");
-        response.json().await.unwrap()
-    }
-
-    /// The person `login` consents at the provider: the code of the
-    /// redirect back to the frontend.
-    pub async fn consent(&self, authorize: &str, login: &str) -> String {
-        let answer = self
-            .get(&format!(
-                "/__test/consent?login={}&url={}",
-                urlencode(login),
-                urlencode(authorize)
-            ))
-            .await;
-        let location = reqwest::Url::parse(answer["location"].as_str().unwrap()).unwrap();
-        location
-            .query_pairs()
-            .find(|(k, _)| k == "code")
-            .map(|(_, v)| v.to_string())
-            .unwrap_or_else(|| panic!("no code in {location}"))
-    }
-
-    pub async fn refreshes(&self) -> u64 {
-        self.get("/__test/stats").await["refreshes"]
-            .as_u64()
-            .unwrap()
-    }
-
-    pub async fn refresh_active(&self, sub: &str) -> bool {
-        self.get(&format!("/__test/refresh-active?sub={sub}")).await["active"]
-            .as_bool()
-            .unwrap()
-    }
-
-    /// The person revokes the app's access at the provider.
-    pub async fn revoke(&self, sub: &str) {
-        self.get(&format!("/__test/revoke?sub={sub}")).await;
-    }
-
-    /// What the calendar API answers for this access token.
-    pub async fn calendar(&self, access_token: &str) -> (u16, Value) {
-        let response = self
-            .http
-            .get(format!("{}/calendar", self.url))
-            .bearer_auth(access_token)
-            .send()
-            .await
-            .unwrap();
-        (
-            response.status().as_u16(),
-            response.json().await.unwrap_or(Value::Null),
-        )
-    }
-
-    /// A Security Event Token signed by the transmitter (`forged`: by a
-    /// key it does not publish).
-    pub async fn security_event(&self, body: Value) -> String {
-        let response = self
-            .http
-            .post(format!("{}/__test/risc-token", self.url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let answer: Value = response.json().await.unwrap();
-        answer["token"].as_str().unwrap().to_string()
-    }
-}
-
-fn service_clients() -> String {
-    format!(
-        "{}:{},{}:{}:offline",
-        SERVICE.0, SERVICE.1, OFFLINE.0, OFFLINE.1
-    )
-}
-
-/// Chronos signing people in with "Google", keeping their tokens.
-pub async fn vault_app(google: &Google, extra: &[(&str, &str)]) -> TestApp {
-    let risc = format!("{}/risc", google.url);
-    let clients = service_clients();
-    let mut vars = vec![
-        ("IDENTITY_PROVIDER", "oidc"),
-        ("OIDC_ISSUER", google.url.as_str()),
-        ("OIDC_CLIENT_ID", "chronos"),
-        ("OIDC_CLIENT_SECRET", OP_SECRET),
-        (
-            "OIDC_SCOPES",
-            "openid email profile offline_access calendar",
-        ),
-        ("OIDC_AUTH_PARAMS", "prompt=consent"),
-        ("PROVIDER_TOKENS", "keep"),
-        ("PROVIDER_TOKEN_REFRESH_MARGIN", "10"),
-        ("SERVICE_CLIENTS", clients.as_str()),
-        ("RISC_ISSUER", risc.as_str()),
-        ("RATE_LIMIT_AUTH", "100000/minute"),
-    ];
-    vars.extend_from_slice(extra);
-    spawn_app_with(&vars).await
-}
-
-/// Signs in at "Google" as `login`; the browser holds the session.
-pub async fn sign_in(google: &Google, browser: &mut Browser, login: &str) -> Value {
-    let start = browser.start_login(None).await;
-    assert_eq!(start.status(), 200);
-    let body: Value = start.json().await.unwrap();
-    let code = google
-        .consent(body["redirectUrl"].as_str().unwrap(), login)
-        .await;
-    let response = browser.exchange(&code).await;
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
-}
-
-/// Connects another "Google" account (`login`) to the browser's person.
-async fn connect(google: &Google, browser: &mut Browser, login: &str) -> reqwest::Response {
-    let start = browser.get("/auth/google/connect").await;
-    assert_eq!(start.status(), 200);
-    let body: Value = start.json().await.unwrap();
-    let authorize = body["redirectUrl"].as_str().unwrap();
-    assert!(authorize.contains("prompt=consent"), "{authorize}");
-    let code = google.consent(authorize, login).await;
-    browser.exchange(&code).await
-}
-
-async fn accounts(browser: &mut Browser) -> Vec<Value> {
-    let response = browser.get("/auth/accounts").await;
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    body["accounts"].as_array().unwrap().clone()
-}
-
-fn account_of<'a>(accounts: &'a [Value], email: &str) -> &'a Value {
-    accounts
-        .iter()
-        .find(|a| a["email"] == email)
-        .unwrap_or_else(|| panic!("no account {email} in {accounts:?}"))
-}
-
-/// `POST /oauth/token` as `client` with these form fields.
-pub async fn exchange(
-    app: &TestApp,
-    client: (&str, &str),
-    form: &[(&str, &str)],
-) -> (u16, Value, reqwest::header::HeaderMap) {
-    let response = app
-        .client()
-        .post(app.url("/oauth/token"))
-        .basic_auth(client.0, Some(client.1))
-        .form(form)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    (status, response.json().await.unwrap(), headers)
-}
-
-/// The exchange a service makes with the person's access token.
-pub async fn exchange_for(app: &TestApp, subject: &str, hint: Option<&str>) -> (u16, Value) {
-    let mut form = vec![
-        ("grant_type", EXCHANGE),
-        ("subject_token_type", ACCESS),
-        ("subject_token", subject),
-        ("audience", "google"),
-    ];
-    if let Some(hint) = hint {
-        form.push(("login_hint", hint));
-    }
-    let (status, body, _) = exchange(app, SERVICE, &form).await;
-    (status, body)
-}
-
-/// Moves an account's stored access token to expire in `seconds` (past
-/// when negative): what time would do.
-pub async fn expire_in(app: &TestApp, account_id: &str, seconds: i64) {
-    use chronos::store::sql::Value as V;
-    let at = chronos::unix_now() as i64 + seconds;
-    app.state
-        .database
-        .write(
-            "UPDATE connected_accounts SET access_expires_at = $1 WHERE id = $2",
-            vec![V::from(at), V::from(account_id)],
-        )
-        .await
-        .unwrap();
 }
 
 #[tokio::test]
@@ -797,7 +517,7 @@ async fn operators_list_and_remove_accounts_and_removing_a_user_revokes_theirs()
         .as_str()
         .unwrap()
         .to_string();
-    let out = crate::revocation::cli(&app, &["account", "list", "jo@example.com"], None);
+    let out = cli(&app, &["account", "list", "jo@example.com"], None);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(
@@ -805,18 +525,18 @@ async fn operators_list_and_remove_accounts_and_removing_a_user_revokes_theirs()
         "{text}"
     );
 
-    let out = crate::revocation::cli(&app, &["account", "remove", &work], None);
+    let out = cli(&app, &["account", "remove", &work], None);
     assert!(out.status.success(), "{out:?}");
     revoked(&google, "jo-work").await;
     assert_eq!(accounts(&mut browser).await.len(), 1);
-    let out = crate::revocation::cli(&app, &["account", "remove", &work], None);
+    let out = cli(&app, &["account", "remove", &work], None);
     assert!(
         !out.status.success(),
         "an account removed twice is an error"
     );
 
     assert!(google.refresh_active("jo").await);
-    let out = crate::revocation::cli(&app, &["user", "remove", "jo@example.com"], None);
+    let out = cli(&app, &["user", "remove", "jo@example.com"], None);
     assert!(out.status.success(), "{out:?}");
     revoked(&google, "jo").await;
 }
@@ -887,12 +607,12 @@ async fn two_hundred_exchanges_over_two_replicas_on_postgres_refresh_once() {
 #[tokio::test]
 async fn with_supabase_the_provider_tokens_of_the_pkce_exchange_are_kept_and_exchanged_alike() {
     require_provider!();
-    if let Some(reason) = crate::gotrue::missing_tooling() {
+    if let Some(reason) = crate::support::gotrue::missing_tooling() {
         return skip_or_fail("token vault test (Supabase)", &reason);
     }
     let google = Google::start();
     let scopes = "openid email profile offline_access calendar";
-    let gotrue = crate::gotrue::GoTrue::start(&[
+    let gotrue = crate::support::gotrue::GoTrue::start(&[
         ("PROVIDER_URL", google.url.as_str()),
         (
             "PROVIDER_REDIRECT_URI",
@@ -905,7 +625,7 @@ async fn with_supabase_the_provider_tokens_of_the_pkce_exchange_are_kept_and_exc
     let app = spawn_app_with(&[
         ("IDENTITY_PROVIDER", "supabase"),
         ("SUPABASE_URL", supabase_url.as_str()),
-        ("SUPABASE_PUBLISHABLE_KEY", crate::gotrue::APIKEY),
+        ("SUPABASE_PUBLISHABLE_KEY", crate::support::gotrue::APIKEY),
         ("PROVIDER_TOKENS", "keep"),
         ("PROVIDER_ISSUER", google.url.as_str()),
         ("PROVIDER_CLIENT_ID", "chronos"),

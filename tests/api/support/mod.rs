@@ -10,6 +10,7 @@ mod binary;
 mod browser;
 mod cookies;
 pub mod fake_oidc;
+pub mod google;
 pub mod gotrue;
 mod nginx;
 mod postgres;
