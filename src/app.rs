@@ -399,13 +399,14 @@ impl Application {
             _ => None,
         };
         let risc = match (&vault, &provider_client) {
-            (Some(_), Some(client)) => Some(Arc::new(
+            (Some(vault), Some(client)) => Some(Arc::new(
                 Risc::new(
                     settings.vault.risc_issuer.clone(),
                     client.client_id().to_string(),
                     client.issuer().to_string(),
                     stores.database.clone(),
                     authority.clone(),
+                    vault.clone(),
                 )
                 .map_err(|e| ConfigError::new("RISC_ISSUER", e.to_string()))?,
             )),

@@ -232,8 +232,9 @@ impl Metrics {
     }
 
     /// A call to the identity provider that failed or was refused as too
-    /// busy (`operation`: `login`, `sign_in`, `refresh`, `session`, or
-    /// `revoke` for a token revocation at logout that will be retried).
+    /// busy (`operation`: `login`, `sign_in`, `refresh`, `session`,
+    /// `revoke` for a token revocation that will be retried, or
+    /// `token_refresh` for a connected account's refresh that will be).
     pub fn provider_failed(&self, operation: &'static str) {
         self.provider_failures
             .get_or_create(&ProviderLabels { operation })

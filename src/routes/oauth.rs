@@ -19,7 +19,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::ServiceClient;
 use crate::routes::state::AppState;
-use crate::store::connected_accounts::Account;
+use crate::store::connected_accounts::Held;
 use crate::vault::{VaultError, normalize_scopes};
 
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -194,7 +194,7 @@ async fn exchange(
         ));
     }
     let hint = param("login_hint")?;
-    let account: Account = match subject_type {
+    let held: Held = match subject_type {
         ACCESS_TOKEN_TYPE => {
             let claims = state
                 .authority
@@ -219,7 +219,6 @@ async fn exchange(
             .held(subject_token)
             .await
             .map_err(internal)?
-            .map(|held| held.account)
             .ok_or_else(|| OAuthError::new("invalid_target", "no such connected account"))?,
         CONNECTED_ACCOUNT_TYPE => {
             return Err(OAuthError::new(
@@ -236,6 +235,7 @@ async fn exchange(
             ));
         }
     };
+    let account = &held.account;
     let scope = match param("scope")? {
         Some(requested) => {
             let granted: Vec<&str> = account.scopes.split_whitespace().collect();
@@ -249,7 +249,7 @@ async fn exchange(
         }
         None => account.scopes.clone(),
     };
-    let served = vault.token(&account).await.map_err(|e| match e {
+    let served = vault.token(&held).await.map_err(|e| match e {
         VaultError::NeedsReauth => OAuthError::new(
             "invalid_grant",
             "the provider refused this account's grant; the person must connect it again",

@@ -207,6 +207,17 @@ impl ConnectedAccounts {
         self.db.read(OF_USER, args![user_id]).await
     }
 
+    /// The person's accounts with their tokens, the one they sign in with
+    /// first.
+    pub async fn held_of_user(&self, user_id: &UserId) -> Result<Vec<Held>, StoreError> {
+        const OF_USER: &str = concat!(
+            "SELECT ",
+            held_columns!(),
+            " FROM connected_accounts WHERE user_id = $1 ORDER BY signs_in DESC, connected_at, id"
+        );
+        self.db.read(OF_USER, args![user_id]).await
+    }
+
     /// Every account, or those of the people with this email (the
     /// operator's listing).
     pub async fn all(&self, user_id: Option<&UserId>) -> Result<Vec<Account>, StoreError> {

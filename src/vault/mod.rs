@@ -31,7 +31,7 @@ use crate::config::VaultSettings;
 use crate::metrics::Metrics;
 use crate::secrets::Sealer;
 use crate::signin::oidc::client::{OidcClient, RefreshError, Revoked};
-use crate::store::connected_accounts::{Account, ConnectedAccounts, Connection, Held};
+use crate::store::connected_accounts::{ConnectedAccounts, Connection, Held};
 use crate::store::database::Database;
 use crate::store::flows::{Flow, StartedFlow};
 use crate::store::outbox::{Outbox, Pending};
@@ -105,6 +105,20 @@ pub struct Vault {
     /// One refresh per account at a time in this process (the row's lease
     /// does it across replicas).
     refreshing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// People's accounts as last read, for [`SNAPSHOT_FOR`]: an exchange
+    /// of a cached token then reads no database. What this process
+    /// changes is forgotten at once; another replica's change (a
+    /// disconnect, a refusal) is seen within that time.
+    snapshots: quick_cache::sync::Cache<UserId, Snapshot>,
+}
+
+/// How long a person's accounts as read are used before reading again.
+pub const SNAPSHOT_FOR: Duration = Duration::from_secs(1);
+
+#[derive(Clone)]
+struct Snapshot {
+    read_at: tokio::time::Instant,
+    accounts: Arc<Vec<Held>>,
 }
 
 impl Vault {
@@ -124,6 +138,7 @@ impl Vault {
             wake: Notify::new(),
             metrics,
             refreshing: Mutex::new(HashMap::new()),
+            snapshots: quick_cache::sync::Cache::new(100_000),
         }
     }
 
@@ -210,6 +225,7 @@ impl Vault {
             signs_in,
             now,
         };
+        self.snapshots.remove(user_id);
         Ok(match self.accounts.connect(connection).await? {
             Some(id) => {
                 tracing::info!(account = %id, signs_in, "provider account connected");
@@ -224,7 +240,8 @@ impl Vault {
     /// outbox. `false` when there was no such account.
     pub async fn disconnect(&self, user_id: Option<&UserId>, id: &str) -> Result<bool, StoreError> {
         let gone = self.accounts.disconnect(id, user_id, REVOKE).await?;
-        if gone.is_some() {
+        if let Some(account) = &gone {
+            self.snapshots.remove(&account.user_id);
             self.wake.notify_one();
         }
         Ok(gone.is_some())
@@ -241,18 +258,22 @@ impl Vault {
 
     /// A provider access token of `account` valid for at least the refresh
     /// margin: the stored one, or a new one from the provider.
-    pub async fn token(&self, account: &Account) -> Result<Served, VaultError> {
+    pub async fn token(&self, held: &Held) -> Result<Served, VaultError> {
         let margin = self.settings.refresh_margin as i64;
-        let held = self.held(&account.id).await?;
-        if let Some(served) = self.fresh(&held, unix_now() as i64 + margin) {
+        if held.account.needs_reauth {
+            return Err(VaultError::NeedsReauth);
+        }
+        if let Some(served) = self.fresh(held, unix_now() as i64 + margin) {
             return Ok(served);
         }
         // One refresh per account in this process: the others wait here,
         // then find its token.
-        let gate = self.gate(&account.id);
+        let id = &held.account.id;
+        let gate = self.gate(id);
         let _one = gate.lock().await;
-        let outcome = self.refresh_or_wait(&account.id, margin).await;
-        self.forget_gate(&account.id, &gate);
+        let outcome = self.refresh_or_wait(id, margin).await;
+        self.forget_gate(id, &gate);
+        self.snapshots.remove(&held.account.user_id);
         outcome
     }
 
@@ -487,23 +508,43 @@ impl Vault {
         );
     }
 
-    /// The account of `user_id` a service asks for: by id or email
-    /// (`hint`), else the one the person signs in with.
+    /// The account of `user_id` a service asks for, with its tokens: by id
+    /// or email (`hint`), else the one the person signs in with.
     pub async fn account_of(
         &self,
         user_id: &UserId,
         hint: Option<&str>,
-    ) -> Result<Option<Account>, StoreError> {
-        let accounts = self.accounts.of_user(user_id).await?;
+    ) -> Result<Option<Held>, StoreError> {
+        let snapshot = match self.snapshots.get(user_id) {
+            Some(snapshot) if snapshot.read_at.elapsed() < SNAPSHOT_FOR => snapshot,
+            _ => {
+                let snapshot = Snapshot {
+                    read_at: tokio::time::Instant::now(),
+                    accounts: Arc::new(self.accounts.held_of_user(user_id).await?),
+                };
+                self.snapshots.insert(user_id.clone(), snapshot.clone());
+                snapshot
+            }
+        };
+        let mut accounts = snapshot.accounts.iter();
         Ok(match hint {
-            Some(hint) => accounts.into_iter().find(|a| {
-                a.id == hint
-                    || a.email
-                        .as_deref()
-                        .is_some_and(|email| email.eq_ignore_ascii_case(hint))
-            }),
-            None => accounts.into_iter().find(|a| a.signs_in),
+            Some(hint) => accounts
+                .find(|h| {
+                    h.account.id == hint
+                        || h.account
+                            .email
+                            .as_deref()
+                            .is_some_and(|email| email.eq_ignore_ascii_case(hint))
+                })
+                .cloned(),
+            None => accounts.find(|h| h.account.signs_in).cloned(),
         })
+    }
+
+    /// Forgets what was read of everyone's accounts (the provider revoked
+    /// some, whose people are not known here).
+    pub fn forget_snapshots(&self) {
+        self.snapshots.clear();
     }
 }
 

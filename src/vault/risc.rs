@@ -21,7 +21,6 @@ use crate::secrets::hash_token;
 use crate::signin::oidc::provider::Keys;
 use crate::signin::oidc::tokens::{TokenError, Verifier};
 use crate::signin::provider_client::ProviderClient;
-use crate::store::connected_accounts::ConnectedAccounts;
 use crate::store::nonces::{Nonces, OneTime};
 use crate::store::provider_sessions::ProviderSessions;
 use crate::unix_now;
@@ -83,7 +82,7 @@ pub struct Risc {
     provider_issuer: String,
     http: ProviderClient,
     keys: tokio::sync::OnceCell<Keys>,
-    accounts: ConnectedAccounts,
+    vault: Arc<super::Vault>,
     nonces: Nonces,
     provider_sessions: ProviderSessions,
     authority: Arc<dyn SessionAuthority>,
@@ -96,6 +95,7 @@ impl Risc {
         provider_issuer: String,
         db: crate::store::database::Database,
         authority: Arc<dyn SessionAuthority>,
+        vault: Arc<super::Vault>,
     ) -> Result<Self, crate::signin::provider_client::ProviderCallError> {
         Ok(Self {
             issuer,
@@ -103,7 +103,7 @@ impl Risc {
             provider_issuer,
             http: ProviderClient::new()?,
             keys: tokio::sync::OnceCell::new(),
-            accounts: ConnectedAccounts::new(db.clone()),
+            vault,
             nonces: Nonces::new(db.clone()),
             provider_sessions: ProviderSessions::new(db),
             authority,
@@ -225,7 +225,12 @@ impl Risc {
                 } else {
                     issuer
                 };
-                let marked = self.accounts.revoked_at_provider(issuer, sub).await?;
+                let marked = self
+                    .vault
+                    .accounts()
+                    .revoked_at_provider(issuer, sub)
+                    .await?;
+                self.vault.forget_snapshots();
                 let mut ended = 0;
                 if matches!(kind, "sessions-revoked" | "account-disabled")
                     && issuer == self.provider_issuer
