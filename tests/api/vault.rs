@@ -261,7 +261,7 @@ async fn an_account_connected_to_someone_else_is_refused_with_409() {
 async fn tokens_survive_logout_for_an_offline_service_and_every_exchange_error_has_its_code() {
     require_provider!();
     let google = Google::start();
-    let app = vault_app(&google, &[]).await;
+    let app = vault_app(&google, &[("METRICS_BIND", "127.0.0.1:0")]).await;
     let mut browser = Browser::new(&app);
     sign_in(&google, &mut browser, "gus").await;
     let account = accounts(&mut browser).await[0]["id"]
@@ -381,6 +381,21 @@ async fn tokens_survive_logout_for_an_offline_service_and_every_exchange_error_h
             .0,
         200
     );
+    // Counted by result.
+    let (series, _) = app.scrape().await;
+    for (result, at_least) in [
+        ("issued", 2.0),
+        ("invalid_client", 2.0),
+        ("invalid_request", 4.0),
+        ("invalid_target", 2.0),
+        ("unauthorized_client", 1.0),
+    ] {
+        let key = format!("chronos_token_exchanges_total{{result=\"{result}\"}}");
+        assert!(
+            series.get(&key).copied().unwrap_or(0.0) >= at_least,
+            "{key}: {series:?}"
+        );
+    }
 }
 
 #[tokio::test]
