@@ -8,19 +8,17 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::response::{AppendHeaders, IntoResponse};
-use http::{HeaderMap, header};
+use axum::response::IntoResponse;
+use http::HeaderMap;
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::session::authenticate;
-use crate::cookies::CookieKind;
 use crate::error::{ApiError, Result};
 use crate::routes::state::AppState;
 use crate::store::accounts::rfc3339;
 use crate::store::connected_accounts::Account;
 use crate::vault::Vault;
-use crate::web::query::{query_pairs, query_param};
 
 fn vault(state: &AppState) -> Result<&Arc<Vault>> {
     state.vault.as_ref().ok_or(ApiError::NotFound)
@@ -35,28 +33,13 @@ pub async fn connect(
 ) -> Result<impl IntoResponse> {
     let vault = vault(&state)?;
     let claims = authenticate(&state, &headers).await?;
-    let pairs = query_pairs(query.as_deref());
-    let requested = query_param(&pairs, "redirectTo");
-    let target = state
-        .redirects
-        .resolve(requested.as_deref())
-        .ok_or(ApiError::BadRequest("Invalid redirect URL"))?;
-    let flow = state
-        .flows
-        .start_for(target, Some((&claims.sub, &claims.sid)))
-        .await
-        .map_err(ApiError::internal)?;
-    let redirect_url = vault.connect_url(&flow, target).await.map_err(|e| {
+    let (flow, target) =
+        super::login::begin(&state, query.as_deref(), Some((&claims.sub, &claims.sid))).await?;
+    let redirect_url = vault.connect_url(&flow, &target).await.map_err(|e| {
         super::session::provider_failure(&state, "login", &e);
         ApiError::from_auth(e, ApiError::AuthenticationFailed)
     })?;
-    Ok((
-        AppendHeaders([(
-            header::SET_COOKIE,
-            state.cookies().set(CookieKind::Flow, &flow.id),
-        )]),
-        Json(json!({ "redirectUrl": redirect_url })),
-    ))
+    Ok(super::login::answer(&state, &flow, &redirect_url))
 }
 
 /// One account as `GET /auth/accounts` shows it.

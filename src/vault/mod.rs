@@ -30,7 +30,7 @@ use crate::authority::{AuthError, ProviderGrant, UserId};
 use crate::config::VaultSettings;
 use crate::metrics::Metrics;
 use crate::secrets::Sealer;
-use crate::signin::oidc::client::{OidcClient, RefreshError, Revoked};
+use crate::signin::oidc::client::{OidcClient, RefreshError};
 use crate::store::connected_accounts::{ConnectedAccounts, Connection, Held};
 use crate::store::database::Database;
 use crate::store::flows::{Flow, StartedFlow};
@@ -41,8 +41,6 @@ use crate::unix_now;
 /// The outbox kind of a connected account's token revocation (the
 /// operator's commands write it too; the server delivers it).
 pub const REVOKE: &str = "vault.revoke";
-/// Revocations are given up after this many attempts (about a day).
-const MAX_ATTEMPTS: i64 = 150;
 /// How long a refresh may hold an account's lease.
 const LEASE_SECONDS: i64 = 30;
 /// How long an exchange waits for another replica's refresh.
@@ -448,45 +446,16 @@ impl Vault {
         }
     }
 
-    /// One pending revocation: done, or to be retried.
+    /// One pending revocation (its payload: the token type hint, a space,
+    /// the sealed token): done, or to be retried.
     async fn deliver(&self, pending: &Pending) -> anyhow::Result<()> {
-        let give_up = |why: &str| {
-            tracing::error!(
-                attempts = pending.attempts,
-                why,
-                "connected account token revocation given up"
-            );
-        };
-        let (hint, sealed) = pending
+        let hinted = pending
             .payload
             .split_once(' ')
             .unwrap_or(("refresh_token", pending.payload.as_str()));
-        let Some(token) = self
-            .sealer
-            .open(sealed)
-            .and_then(|t| String::from_utf8(t).ok())
-        else {
-            give_up("the sealed token does not open (DATA_DIR key changed?)");
-            return Ok(self.outbox.done(pending.id).await?);
-        };
-        match self.client.revoke(&token, hint).await {
-            Revoked::Done => {
-                tracing::info!("connected account's token revoked at the provider");
-                Ok(self.outbox.done(pending.id).await?)
-            }
-            Revoked::Refused(why) => {
-                give_up(&why);
-                Ok(self.outbox.done(pending.id).await?)
-            }
-            Revoked::Retry if pending.attempts + 1 >= MAX_ATTEMPTS => {
-                give_up("the provider stayed unreachable");
-                Ok(self.outbox.done(pending.id).await?)
-            }
-            Revoked::Retry => {
-                self.metrics.provider_failed("revoke");
-                Ok(self.outbox.retry(pending).await?)
-            }
-        }
+        self.client
+            .deliver_revocation(&self.outbox, &self.metrics, &self.sealer, pending, hinted)
+            .await
     }
 
     /// Delivers revocations until the process ends, and keeps the count of

@@ -5,10 +5,8 @@
 //! then a logout at the provider reaches Chronos by back-channel and the
 //! copied cookies stop working within a second.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::support::*;
 
@@ -36,22 +34,8 @@ fn start_provider(op_port: u16, frontend: &str, api: &str) -> Provider {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let provider = Provider(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) if line.contains("listening") => return provider,
-            Ok(_) => {}
-            Err(_) => panic!("the OpenID provider did not start"),
-        }
-    }
+    wait_until_ready(&mut child, "the OpenID provider", "listening");
+    Provider(child)
 }
 
 #[test]

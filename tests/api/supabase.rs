@@ -30,35 +30,8 @@ async fn supabase_app(gotrue: &GoTrue, extra: &[(&str, &str)]) -> TestApp {
     spawn_app_with(&vars).await
 }
 
-/// Starts a sign-in and consents at "Google" as `login`: the code.
-async fn obtain_code(browser: &mut Browser, login: &str) -> String {
-    let authorize = browser.login_url(None).await;
-    let client = browser.client.clone();
-    let consent = client.get(&authorize).send().await.unwrap();
-    assert_eq!(consent.status(), 302, "{authorize}");
-    let location = consent.headers()["location"].to_str().unwrap();
-    let consent_url = reqwest::Url::parse(&authorize)
-        .unwrap()
-        .join(location)
-        .unwrap();
-    let flow = consent_url
-        .query_pairs()
-        .find(|(k, _)| k == "flow")
-        .unwrap()
-        .1
-        .to_string();
-    let back = client
-        .post(consent_url.join("/__google/consent").unwrap())
-        .form(&[("flow", flow.as_str()), ("login", login)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(back.status(), 302);
-    code_from_location(&back)
-}
-
 async fn sign_in(browser: &mut Browser, login: &str) -> Value {
-    let code = obtain_code(browser, login).await;
+    let code = consent_code(browser, login).await;
     let response = browser.exchange(&code).await;
     assert_eq!(response.status(), 200);
     response.json().await.unwrap()
@@ -212,15 +185,15 @@ async fn two_overlapping_sign_ins_each_keep_their_own_verifier() {
     let app = supabase_app(&gotrue, &[]).await;
     let mut first = Browser::new(&app);
     let mut second = Browser::new(&app);
-    let first_code = obtain_code(&mut first, "ann").await;
-    let second_code = obtain_code(&mut second, "bob").await;
+    let first_code = consent_code(&mut first, "ann").await;
+    let second_code = consent_code(&mut second, "bob").await;
     // The second finishes first; neither overwrote the other's verifier.
     let body: Value = second.exchange(&second_code).await.json().await.unwrap();
     assert_eq!(body["user"]["email"], "bob@example.com");
     let body: Value = first.exchange(&first_code).await.json().await.unwrap();
     assert_eq!(body["user"]["email"], "ann@example.com");
     // A code from the other browser's flow is useless here.
-    let stolen = obtain_code(&mut first, "ann").await;
+    let stolen = consent_code(&mut first, "ann").await;
     let mut other = Browser::new(&app);
     other.start_login(None).await;
     assert_eq!(other.exchange(&stolen).await.status(), 400);
@@ -239,7 +212,7 @@ async fn a_refused_code_is_400_and_supabase_down_is_502() {
         response.json::<Value>().await.unwrap()["detail"],
         "Authentication failed"
     );
-    let code = obtain_code(&mut browser, "ann").await;
+    let code = consent_code(&mut browser, "ann").await;
     gotrue.outage(true).await;
     let response = browser.exchange(&code).await;
     assert_eq!(response.status(), 502);
@@ -487,7 +460,7 @@ async fn legacy_hs256_projects_work_with_their_jwt_secret() {
     // Without the secret, Supabase's HS256 tokens cannot be trusted here.
     let app = supabase_app(&gotrue, &[]).await;
     let mut browser = Browser::new(&app);
-    let code = obtain_code(&mut browser, "ann").await;
+    let code = consent_code(&mut browser, "ann").await;
     assert_eq!(browser.exchange(&code).await.status(), 502);
 }
 

@@ -653,30 +653,7 @@ async fn with_supabase_the_provider_tokens_of_the_pkce_exchange_are_kept_and_exc
     .await;
     // Sign in through Supabase, which signs in at "Google".
     let mut browser = Browser::new(&app);
-    let start = browser.start_login(None).await;
-    let body: Value = start.json().await.unwrap();
-    let authorize = body["redirectUrl"].as_str().unwrap().to_string();
-    let client = browser.client.clone();
-    let consent = client.get(&authorize).send().await.unwrap();
-    let location = consent.headers()["location"].to_str().unwrap().to_string();
-    let consent_url = reqwest::Url::parse(&authorize)
-        .unwrap()
-        .join(&location)
-        .unwrap();
-    let flow = consent_url
-        .query_pairs()
-        .find(|(k, _)| k == "flow")
-        .unwrap()
-        .1
-        .to_string();
-    let back = client
-        .post(consent_url.join("/__google/consent").unwrap())
-        .form(&[("flow", flow.as_str()), ("login", "lee")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(back.status(), 302);
-    let code = code_from_location(&back);
+    let code = crate::support::gotrue::consent_code(&mut browser, "lee").await;
     assert_eq!(browser.exchange(&code).await.status(), 200);
 
     let listed = accounts(&mut browser).await;

@@ -14,9 +14,12 @@ use super::provider::{KeyError, Keys, Metadata};
 use super::tokens::{IdClaims, TokenError, Verifier};
 use crate::authority::AuthError;
 use crate::config::{ProviderClientSettings, Secret};
+use crate::metrics::Metrics;
+use crate::secrets::Sealer;
 use crate::secrets::pkce_challenge;
 use crate::signin::provider_client::{ProviderCallError, ProviderClient};
 use crate::store::flows::{Flow, StartedFlow};
+use crate::store::outbox::{Outbox, Pending};
 use crate::unix_now;
 
 /// What discovery found: endpoints, keys, accepted algorithms.
@@ -394,6 +397,53 @@ impl OidcClient {
                 Revoked::Refused(format!("the provider answered {}", answer.status))
             }
             _ => Revoked::Retry,
+        }
+    }
+}
+
+/// Revocations are given up after this many attempts (about a day).
+const MAX_REVOKE_ATTEMPTS: i64 = 150;
+
+impl OidcClient {
+    /// Delivers one outbox call that revokes a sealed token: done, given up
+    /// (it can never work), or retried later, which counts as a failed call
+    /// (`chronos_provider_failures_total{operation="revoke"}`).
+    pub async fn deliver_revocation(
+        &self,
+        outbox: &Outbox,
+        metrics: &Metrics,
+        sealer: &Sealer,
+        pending: &Pending,
+        (hint, sealed): (&str, &str),
+    ) -> anyhow::Result<()> {
+        let give_up = |why: &str| {
+            tracing::error!(
+                attempts = pending.attempts,
+                why,
+                "provider token revocation given up"
+            );
+        };
+        let Some(token) = sealer.open(sealed).and_then(|t| String::from_utf8(t).ok()) else {
+            give_up("the sealed token does not open (DATA_DIR key changed?)");
+            return Ok(outbox.done(pending.id).await?);
+        };
+        match self.revoke(&token, hint).await {
+            Revoked::Done => {
+                tracing::info!(hint, "provider token revoked");
+                Ok(outbox.done(pending.id).await?)
+            }
+            Revoked::Refused(why) => {
+                give_up(&why);
+                Ok(outbox.done(pending.id).await?)
+            }
+            Revoked::Retry if pending.attempts + 1 >= MAX_REVOKE_ATTEMPTS => {
+                give_up("the provider stayed unreachable");
+                Ok(outbox.done(pending.id).await?)
+            }
+            Revoked::Retry => {
+                metrics.provider_failed("revoke");
+                Ok(outbox.retry(pending).await?)
+            }
         }
     }
 }

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use axum::Router;
 use tokio::sync::Notify;
 
-use self::client::{OidcClient, Revoked};
+use self::client::OidcClient;
 use self::tokens::IdClaims;
 use super::{Callback, SignInMethod};
 use crate::authority::local::LocalAuthority;
@@ -41,8 +41,6 @@ use crate::unix_now;
 
 /// The outbox kind of a refresh-token revocation.
 const REVOKE: &str = "oidc.revoke";
-/// Revocations are given up after this many attempts (about a day).
-const MAX_ATTEMPTS: i64 = 150;
 
 pub struct OidcSignIn {
     settings: OidcSettings,
@@ -139,42 +137,17 @@ impl OidcSignIn {
         Ok(())
     }
 
-    /// Tries a revocation again later; a retried call is a failed one
-    /// (`chronos_provider_failures_total`).
-    async fn retry(&self, pending: &Pending) -> anyhow::Result<()> {
-        self.metrics.provider_failed("revoke");
-        Ok(self.outbox.retry(pending).await?)
-    }
-
     /// One pending revocation: done, or to be retried.
     async fn deliver(&self, pending: &Pending) -> anyhow::Result<()> {
-        let give_up = |why: &str| {
-            tracing::error!(
-                attempts = pending.attempts,
-                why,
-                "provider token revocation given up"
-            );
-        };
-        let Some(token) = self.sealer.open(&pending.payload) else {
-            give_up("the sealed token does not open (DATA_DIR key changed?)");
-            return Ok(self.outbox.done(pending.id).await?);
-        };
-        let token = String::from_utf8_lossy(&token).to_string();
-        match self.client.revoke(&token, "refresh_token").await {
-            Revoked::Done => {
-                tracing::info!("provider refresh token revoked");
-                Ok(self.outbox.done(pending.id).await?)
-            }
-            Revoked::Refused(why) => {
-                give_up(&why);
-                Ok(self.outbox.done(pending.id).await?)
-            }
-            Revoked::Retry if pending.attempts + 1 >= MAX_ATTEMPTS => {
-                give_up("the provider stayed unreachable");
-                Ok(self.outbox.done(pending.id).await?)
-            }
-            Revoked::Retry => self.retry(pending).await,
-        }
+        self.client
+            .deliver_revocation(
+                &self.outbox,
+                &self.metrics,
+                &self.sealer,
+                pending,
+                ("refresh_token", &pending.payload),
+            )
+            .await
     }
 }
 

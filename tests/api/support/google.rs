@@ -4,10 +4,8 @@
 //! (tests/browser/vault-provider.mjs); and Chronos set up to keep tokens,
 //! with helpers for its connected accounts and token exchange.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -59,21 +57,7 @@ impl Google {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.contains("listening") => break,
-                Ok(_) => {}
-                Err(_) => panic!("the provider did not start"),
-            }
-        }
+        wait_until_ready(&mut child, "the provider", "listening");
         Self {
             url: format!("http://127.0.0.1:{port}"),
             child,

@@ -2,15 +2,13 @@
 //! to Supabase Auth's wire contract by the official client in the same
 //! run), started and controlled from the tests.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
 
-use super::free_port;
+use super::{Browser, code_from_location, free_port, wait_until_ready};
 
 pub const APIKEY: &str = "sb_publishable_test";
 
@@ -40,6 +38,34 @@ pub fn missing_tooling() -> Option<String> {
         return Some("no node on PATH".into());
     }
     None
+}
+
+/// Starts a sign-in and consents at the double's "Google" as `login`: the
+/// code the frontend gets back.
+pub async fn consent_code(browser: &mut Browser, login: &str) -> String {
+    let authorize = browser.login_url(None).await;
+    let client = browser.client.clone();
+    let consent = client.get(&authorize).send().await.unwrap();
+    assert_eq!(consent.status(), 302, "{authorize}");
+    let location = consent.headers()["location"].to_str().unwrap();
+    let consent_url = reqwest::Url::parse(&authorize)
+        .unwrap()
+        .join(location)
+        .unwrap();
+    let flow = consent_url
+        .query_pairs()
+        .find(|(k, _)| k == "flow")
+        .unwrap()
+        .1
+        .to_string();
+    let back = client
+        .post(consent_url.join("/__google/consent").unwrap())
+        .form(&[("flow", flow.as_str()), ("login", login)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), 302);
+    code_from_location(&back)
 }
 
 impl GoTrue {
@@ -76,22 +102,8 @@ impl GoTrue {
             command.env(k, v);
         }
         let mut child = command.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        wait_until_ready(&mut child, "the GoTrue test server", "listening");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.contains("listening") => return,
-                Ok(_) => {}
-                Err(_) => panic!("the GoTrue test server did not start"),
-            }
-        }
     }
 
     /// Stops the process (connections refused from now on).

@@ -2,8 +2,30 @@
 //! PostgreSQL, Redis, IPv6): there, or the test says SKIPPED, and fails
 //! under `REQUIRE_EXTERNAL_TESTS=1` (CI), so CI never skips silently.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// Waits (20 s at most) for the child, started with a piped stdout, to
+/// print a line containing `ready`; its output is drained from then on.
+pub fn wait_until_ready(child: &mut Child, what: &str, ready: &str) {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.contains(ready) => return,
+            Ok(_) => {}
+            Err(_) => panic!("{what} did not start"),
+        }
+    }
+}
 
 /// Says the test skipped, or fails it under `REQUIRE_EXTERNAL_TESTS=1`.
 pub fn skip_or_fail(what: &str, reason: &str) {
