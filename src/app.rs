@@ -16,6 +16,7 @@ use crate::config::Provider;
 use crate::config::{ConfigError, ProviderClientSettings, Settings};
 use crate::cookies::CookiePolicy;
 use crate::metrics::{self as prometheus, Ended, Metrics};
+use crate::proxy::Proxy;
 use crate::routes::Routes;
 use crate::routes::state::{AppState, Phase};
 use crate::secrets::{self, Sealer};
@@ -82,6 +83,8 @@ pub struct Stores {
     pub flows: Arc<dyn FlowStore>,
     pub auth_limits: Arc<dyn RateLimitStore>,
     pub verify_limits: Option<Arc<dyn RateLimitStore>>,
+    /// `RATE_LIMIT_PROXY`'s counters, when it is set.
+    pub proxy_limits: Option<Arc<dyn RateLimitStore>>,
     /// With `REDIS_URL`: the channel revocations are announced on.
     pub revocation_feed: Option<Arc<RevocationFeed>>,
     /// The counters everything built on these stores moves.
@@ -138,6 +141,8 @@ impl Stores {
             auth_limits: Arc::new(MemoryRateLimitStore::new(&limits.auth)),
             verify_limits: (!limits.verify.is_empty())
                 .then(|| Arc::new(MemoryRateLimitStore::new(&limits.verify)) as _),
+            proxy_limits: (!settings.proxy.limits.is_empty())
+                .then(|| Arc::new(MemoryRateLimitStore::new(&settings.proxy.limits)) as _),
             revocation_feed: None,
             metrics,
             database,
@@ -166,6 +171,14 @@ impl Stores {
                 redis.clone(),
                 "verify",
                 &limits.verify,
+                limits.fail,
+            )));
+        }
+        if !settings.proxy.limits.is_empty() {
+            self.proxy_limits = Some(Arc::new(RedisRateLimitStore::new(
+                redis.clone(),
+                "proxy",
+                &settings.proxy.limits,
                 limits.fail,
             )));
         }
@@ -424,6 +437,12 @@ impl Application {
                 .verify_limits
                 .clone()
                 .map(|store| RateLimiter::new(settings.limits.verify.clone(), store)),
+            proxy_limiter: stores
+                .proxy_limits
+                .clone()
+                .map(|store| RateLimiter::new(settings.proxy.limits.clone(), store)),
+            proxy_routes: settings.proxy.routes.clone(),
+            proxy_max_body: settings.proxy.max_body,
             cors: Cors::new(&settings.security.allowed_origins),
             headers: SecurityHeaders::new(settings.is_production()),
             public_origin: origin_of(&public_url),
@@ -431,7 +450,17 @@ impl Application {
             authority: authority.clone(),
             metrics: stores.metrics.clone(),
         });
+        let proxy = if settings.proxy.routes.is_empty() {
+            None
+        } else {
+            Some(Arc::new(
+                Proxy::new(&settings.proxy, security.clone()).map_err(|e| {
+                    ConfigError::new("PROXY_ROUTES", format!("cannot build the HTTP client: {e}"))
+                })?,
+            ))
+        };
         let state = Arc::new(AppState {
+            proxy,
             security: security.clone(),
             redirects,
             authority,
@@ -560,8 +589,11 @@ async fn prune_rate_limits(stores: Arc<Stores>) {
     loop {
         tick.tick().await;
         stores.auth_limits.prune();
-        if let Some(verify) = &stores.verify_limits {
-            verify.prune();
+        for store in [&stores.verify_limits, &stores.proxy_limits]
+            .into_iter()
+            .flatten()
+        {
+            store.prune();
         }
     }
 }

@@ -28,6 +28,16 @@ impl CookieKind {
     /// The three cookies of the API, the ones logout clears.
     pub const ALL: [CookieKind; 3] = [CookieKind::Session, CookieKind::Refresh, CookieKind::Csrf];
 
+    /// Every cookie this server sets (none of them is passed to a proxied
+    /// upstream, nor may an upstream set one).
+    pub const EVERY: [CookieKind; 5] = [
+        CookieKind::Session,
+        CookieKind::Refresh,
+        CookieKind::Csrf,
+        CookieKind::Flow,
+        CookieKind::SigninForm,
+    ];
+
     fn index(self) -> usize {
         self as usize
     }

@@ -72,6 +72,12 @@ pub enum ApiError {
     /// upstream backend's status and words).
     #[error("External service error")]
     ProviderUnavailable(anyhow::Error),
+    /// 502 `Bad gateway`: a proxied upstream refused or reset the request.
+    #[error("Bad gateway")]
+    BadGateway,
+    /// 504 `Gateway timeout`: a proxied upstream sent no response head in time.
+    #[error("Gateway timeout")]
+    GatewayTimeout,
     /// 503 with `Retry-After`: a provider we depend on asks us to slow down.
     #[error("The identity provider is busy; try again shortly")]
     ProviderBusy { retry_after: u64 },
@@ -115,7 +121,8 @@ impl ApiError {
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Self::ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
+            Self::ProviderUnavailable(_) | Self::BadGateway => StatusCode::BAD_GATEWAY,
+            Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::ProviderBusy { .. } | Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

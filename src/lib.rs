@@ -14,6 +14,10 @@ pub mod security;
 /// 3. The routes, one module per endpoint family, and the state they read.
 pub mod routes;
 
+/// 3b. The backend-for-frontend proxy: the app's API calls, forwarded to
+/// its upstreams with the session's token, streamed both ways.
+pub mod proxy;
+
 /// 4. What the pages and routes share: HTML pages, query strings.
 pub mod web;
 

@@ -17,7 +17,6 @@ use http::HeaderValue;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use axum::response::Response;
@@ -48,7 +47,10 @@ where
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_BUF_BYTES)
         .keep_alive(true);
-    let graceful = GracefulShutdown::new();
+    // Told once, at shutdown: each connection then finishes its request
+    // and closes (hyper-util's GracefulShutdown cannot watch a connection
+    // with upgrades, which a proxied WebSocket needs).
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let closing = Arc::new(AtomicBool::new(false));
     let open = Arc::new(AtomicUsize::new(0));
     tokio::pin!(shutdown);
@@ -83,11 +85,24 @@ where
                 Ok::<_, Infallible>(response)
             }
         });
-        let connection =
-            graceful.watch(builder.serve_connection(TokioIo::new(stream), per_connection));
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), per_connection)
+            .with_upgrades();
         let open = Open::count(&open);
+        let mut stopped = stopped.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            tokio::pin!(connection);
+            let mut stopping = false;
+            let ended = loop {
+                tokio::select! {
+                    ended = connection.as_mut() => break ended,
+                    _ = stopped.changed(), if !stopping => {
+                        stopping = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                }
+            };
+            if let Err(error) = ended {
                 tracing::debug!(%error, "connection ended with an error");
             }
             drop(open);
@@ -105,11 +120,13 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Then what is left (idle connections, requests still running).
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep_until(deadline) => {
+    let _ = stop.send(true);
+    while open.load(Ordering::Relaxed) > 0 {
+        if tokio::time::Instant::now() >= deadline {
             tracing::warn!("shutdown: gave up waiting for open connections");
+            break;
         }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Ok(())
 }

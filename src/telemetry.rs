@@ -197,6 +197,18 @@ pub struct AccessLine<'a> {
     pub duration_us: u64,
     pub request_id: &'a str,
     pub client_ip: &'a str,
+    /// On a proxied request: its route and the upstream's answer.
+    pub proxy: Option<ProxyFields<'a>>,
+}
+
+/// The access line's fields for a proxied request.
+pub struct ProxyFields<'a> {
+    /// The route's prefix.
+    pub route: &'a str,
+    /// 0 when no upstream answered (refused here, failed, timed out).
+    pub upstream_status: u16,
+    /// Microseconds to the upstream's response head.
+    pub upstream_us: u64,
 }
 
 /// Queues the access line directly (the same logfmt line the layer would
@@ -237,6 +249,14 @@ fn write_access(out: &mut Vec<u8>, line: &AccessLine<'_>) -> fmt::Result {
     // Digits, dots and colons.
     out.extend_from_slice(b" client_ip=");
     out.extend_from_slice(line.client_ip.as_bytes());
+    if let Some(proxy) = &line.proxy {
+        out.extend_from_slice(b" route=");
+        push_value(out, proxy.route)?;
+        out.extend_from_slice(b" upstream_status=");
+        out.extend_from_slice(itoa::Buffer::new().format(proxy.upstream_status).as_bytes());
+        out.extend_from_slice(b" upstream_us=");
+        out.extend_from_slice(itoa::Buffer::new().format(proxy.upstream_us).as_bytes());
+    }
     out.push(b'\n');
     Ok(())
 }
@@ -660,11 +680,56 @@ mod tests {
                     duration_us: 17,
                     request_id: "req-1",
                     client_ip: "127.0.0.1",
+                    proxy: None,
                 },
             )
             .unwrap();
             let direct = String::from_utf8(direct).unwrap();
             // Everything after the timestamp.
+            assert_eq!(direct[27..], via_tracing[27..], "{direct}");
+        }
+    }
+
+    #[test]
+    fn a_proxied_request_s_line_adds_its_route_and_upstream_as_the_layer_would() {
+        for route in ["/calendar", "/a b"] {
+            let via_tracing = line(|| {
+                tracing::info!(
+                    target: "chronos::access",
+                    method = "GET",
+                    path = "/calendar/sync",
+                    status = 200u16,
+                    duration_us = 900u64,
+                    request_id = "req-2",
+                    client_ip = "10.0.0.1",
+                    route = route,
+                    upstream_status = 200u16,
+                    upstream_us = 812u64,
+                );
+            });
+            let mut direct = Vec::new();
+            write_access(
+                &mut direct,
+                &AccessLine {
+                    method: "GET",
+                    path: "/calendar/sync",
+                    status: 200,
+                    duration_us: 900,
+                    request_id: "req-2",
+                    client_ip: "10.0.0.1",
+                    proxy: Some(ProxyFields {
+                        route,
+                        upstream_status: 200,
+                        upstream_us: 812,
+                    }),
+                },
+            )
+            .unwrap();
+            let direct = String::from_utf8(direct).unwrap();
+            assert!(
+                direct.contains(" upstream_status=200 upstream_us=812"),
+                "{direct}"
+            );
             assert_eq!(direct[27..], via_tracing[27..], "{direct}");
         }
     }

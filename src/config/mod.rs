@@ -11,6 +11,7 @@ mod cookies;
 mod identity;
 mod limits;
 mod parse;
+pub mod proxy;
 mod security;
 mod server;
 mod sessions;
@@ -26,6 +27,7 @@ use std::net::SocketAddr;
 pub use cookies::{CookieSettings, SameSite};
 pub use identity::{IdentitySettings, OidcSettings, Provider, SupabaseSettings};
 pub use limits::{FailMode, LimitSettings};
+pub use proxy::{ProxyRoute, ProxyRoutes, ProxySettings, ProxyToken};
 pub use security::SecuritySettings;
 pub use server::{Environment, ServerSettings, public_path};
 pub use sessions::{DEFAULT_TOKEN_CACHE_SIZE, LogoutScope, SessionSettings};
@@ -68,6 +70,7 @@ const SECTIONS: &[&[VarDoc]] = &[
     sessions::VARS,
     identity::VARS,
     vault::VARS,
+    proxy::VARS,
     telemetry::VARS,
 ];
 
@@ -131,6 +134,7 @@ pub struct Settings {
     pub sessions: SessionSettings,
     pub identity: IdentitySettings,
     pub vault: VaultSettings,
+    pub proxy: ProxySettings,
     pub telemetry: TelemetrySettings,
 }
 
@@ -157,6 +161,7 @@ impl Settings {
             limits: limits::parse(env)?,
             sessions: sessions::parse(env)?,
             vault: vault::parse(env, &identity, production)?,
+            proxy: proxy::parse(env)?,
             identity,
             telemetry: telemetry::parse(env)?,
             cookies,

@@ -214,7 +214,7 @@ pub fn registry(metrics: &Metrics, live: Live) -> Registry {
     );
     registry.register(
         "chronos_rate_limited",
-        "Requests refused with 429, by limit (auth, verify)",
+        "Requests refused with 429, by limit (auth, verify, proxy)",
         m.rate_limited,
     );
     registry.register(
@@ -246,6 +246,16 @@ pub fn registry(metrics: &Metrics, live: Live) -> Registry {
         "chronos_accounts_needing_reauth",
         "Connected accounts the provider refused, waiting to be connected again",
         m.accounts_needing_reauth,
+    );
+    registry.register(
+        "chronos_proxy_requests",
+        "Proxied requests (PROXY_ROUTES) by route prefix and the status the client got",
+        m.proxied,
+    );
+    registry.register(
+        "chronos_proxy_upstream_duration_seconds",
+        "Time from sending a proxied request to the upstream's response head, by route prefix",
+        m.upstream_latency,
     );
     registry.register_collector(Box::new(live));
     registry.register_collector(Box::new(Process));

@@ -60,6 +60,18 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProxyLabels {
+    /// A PROXY_ROUTES prefix (a bounded set: the configured ones).
+    route: Arc<String>,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProxyRouteLabels {
+    route: Arc<String>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EventLabels {
     event: &'static str,
 }
@@ -97,6 +109,15 @@ fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
 
+/// Upstream latency buckets, seconds: 1 ms to PROXY_TIMEOUT's default.
+const UPSTREAM_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+];
+
+fn upstream_histogram() -> Histogram {
+    Histogram::new(UPSTREAM_BUCKETS)
+}
+
 /// Statuses the server answers with, each given a slot of the request
 /// counters' lookup table; others go through the labelled map.
 const STATUSES: [u16; 16] = [
@@ -130,6 +151,8 @@ pub struct Metrics {
     provider_refreshes: Family<ResultLabels, Counter>,
     security_events: Family<EventLabels, Counter>,
     accounts_needing_reauth: Gauge,
+    proxied: Family<ProxyLabels, Counter>,
+    upstream_latency: Family<ProxyRouteLabels, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
@@ -166,6 +189,27 @@ impl Metrics {
             provider_refreshes: Family::default(),
             security_events: Family::default(),
             accounts_needing_reauth: Gauge::default(),
+            proxied: Family::default(),
+            upstream_latency: Family::new_with_constructor(upstream_histogram),
+        }
+    }
+
+    /// One answered proxied request (counted here instead of by
+    /// [`request`](Self::request)): its route prefix, the status the
+    /// browser got, and the upstream's time to its head when it answered.
+    pub fn proxied(&self, route: &Arc<String>, status: u16, upstream: Option<Duration>) {
+        self.proxied
+            .get_or_create(&ProxyLabels {
+                route: route.clone(),
+                status,
+            })
+            .inc();
+        if let Some(took) = upstream {
+            self.upstream_latency
+                .get_or_create(&ProxyRouteLabels {
+                    route: route.clone(),
+                })
+                .observe(took.as_secs_f64());
         }
     }
 

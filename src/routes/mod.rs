@@ -6,6 +6,7 @@
 //! work (matching, boxing, a `MatchedPath` extension) measured 12% of a
 //! logout. The router serves the same table (HEAD, wrong methods and
 //! everything else included), and a test keeps the two answers identical.
+//! Paths under a `PROXY_ROUTES` prefix go to [`crate::proxy`] first.
 
 mod accounts;
 mod csrf;
@@ -111,6 +112,13 @@ impl Service<Request> for Routes {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
+        // The proxied prefixes never overlap ours (config refuses it).
+        if let Some(proxy) = &self.state.proxy
+            && proxy.serves(req.uri().path())
+        {
+            let answer = crate::proxy::forward(proxy.clone(), req);
+            return Box::pin(async move { Ok(answer.await) });
+        }
         // HEAD goes to the router, which answers it without a body but
         // with the GET answer's length.
         if self.fast
@@ -141,7 +149,10 @@ fn router(state: Arc<AppState>) -> Router {
             },
         };
     }
-    let document = openapi::document(state.settings.server.public_url.as_deref());
+    let document = openapi::document(
+        state.settings.server.public_url.as_deref(),
+        &state.settings.proxy.routes,
+    );
     let router = router
         .route("/health", get(health::health))
         .route("/health/ready", get(health::ready))

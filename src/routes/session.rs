@@ -55,26 +55,9 @@ pub(super) fn provider_failure(state: &AppState, operation: &'static str, error:
 }
 
 /// The verified claims of the request's session cookie, if its session
-/// has not ended.
+/// has not ended ([`crate::security::Security::authenticate`]).
 pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<AccessClaims>> {
-    let token = state
-        .cookies()
-        .read(headers, CookieKind::Session)
-        .ok_or(ApiError::NotAuthenticated)?;
-    state
-        .authority
-        .authenticate(token)
-        .await
-        .map_err(|e| match e {
-            // Not knowing a person's account date yet, with Supabase down,
-            // is the provider's failure, not the token's.
-            e @ (crate::authority::AuthError::Unavailable(_)
-            | crate::authority::AuthError::Busy { .. }) => {
-                provider_failure(state, "session", &e);
-                ApiError::from_auth(e, ApiError::NotAuthenticated)
-            }
-            _ => ApiError::NotAuthenticated,
-        })
+    state.security.authenticate(headers).await
 }
 
 /// Takes the whole request (not `HeaderMap`, which axum would clone).

@@ -43,6 +43,8 @@ pub struct AppState {
     pub risc: Option<Arc<Risc>>,
     /// The identity provider as an OpenID client (oidc; supabase with the vault).
     pub provider_client: Option<Arc<OidcClient>>,
+    /// The app's APIs behind this server (`PROXY_ROUTES`), when any.
+    pub proxy: Option<Arc<crate::proxy::Proxy>>,
 }
 
 /// Where the process is in its life; only `Serving` is ready for traffic.

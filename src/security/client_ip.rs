@@ -30,6 +30,11 @@ impl ClientIpResolver {
         self.trusted.iter().any(|net| net.contains(&ip))
     }
 
+    /// Whether the connection's peer is one of `TRUSTED_PROXIES`.
+    pub fn is_trusted_peer(&self, peer: IpAddr) -> bool {
+        !self.trusted.is_empty() && self.is_trusted(canonical(peer))
+    }
+
     pub fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let peer = canonical(peer);
         if self.trusted.is_empty() || !self.is_trusted(peer) {

@@ -4,16 +4,20 @@
 //! 1. **identify**: its request id (the client's, if sane) and the client
 //!    address (the socket peer, or `X-Forwarded-For` from trusted proxies);
 //! 2. **bound**: exactly one valid `Host` (400), a head within 32 KiB (431),
-//!    a declared body within 64 KiB (413);
+//!    a declared body within 64 KiB (413; `PROXY_MAX_BODY` on a proxied
+//!    route);
 //! 3. **preflight**: a CORS preflight is answered here, nothing else runs;
-//! 4. **read**: the body, within its size (413) and time (408) limits;
-//! 5. **guard**: Origin, Fetch Metadata, rate limit, CSRF ([`guard`]);
+//! 4. **read**: the body, within its size (413) and time (408) limits (a
+//!    proxied body is not read here: the proxy streams it on);
+//! 5. **guard**: Origin, Fetch Metadata, rate limit, CSRF ([`guard`]; on a
+//!    proxied route CSRF on every unsafe method, `RATE_LIMIT_PROXY`);
 //! 6. **inner**: the routes, in the request's logging scope, so every line
 //!    a handler logs carries this request's id;
 //! 7. **decorate**, on every response (errors, 429s, preflights too): CORS,
 //!    the security headers, `Cache-Control: no-store` on `/auth/*`, the
 //!    request id;
-//! 8. **count, log**: the request's metrics, one access-log line.
+//! 8. **count, log**: the request's metrics, one access-log line (a
+//!    proxied one with its route, the upstream's status and time).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -46,6 +50,19 @@ pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The connection's peer, on a proxied request (whether it is a trusted
+/// proxy decides if its `X-Forwarded-Proto` and `-Host` are passed on).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerIp(pub IpAddr);
+
+/// What the proxy reports on its answers: the upstream's status and how
+/// long its head took; the access line and the metrics carry both.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamAnswer {
+    pub status: u16,
+    pub took: Duration,
+}
 
 type BoxResponse = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
@@ -117,31 +134,42 @@ where
     let uri = req.uri().clone();
     let is_auth = uri.path().starts_with("/auth/");
     let preflight = Cors::is_preflight(&method, req.headers());
+    // A proxied request streams its body to the upstream, within its own
+    // limit; every other request is read whole, within 64 KiB.
+    let proxied = security
+        .proxy_routes
+        .matching(uri.path())
+        .map(|(route, _)| route.prefix.clone());
+    let body_limit = match proxied {
+        Some(_) => security.proxy_max_body,
+        None => MAX_BODY_BYTES as u64,
+    };
 
     // 2. bound, 3. preflight
     let mut response = if !host_ok(&req) {
         ApiError::BadRequest("A request needs exactly one valid Host header").into_response()
     } else if head_size(&req) > MAX_HEADER_BYTES {
         ApiError::HeadersTooLarge.into_response()
-    } else if declared_body_len(req.headers()).is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+    } else if declared_body_len(req.headers()).is_some_and(|n| n > body_limit) {
         ApiError::PayloadTooLarge.into_response()
     } else if preflight {
         security.cors.preflight(req.headers())
     } else {
         // 4. read
-        let req = if has_body(req.headers()) {
+        let req = if proxied.is_none() && has_body(req.headers()) {
             buffer_body(req).await
         } else {
             Ok(req)
         };
         match req {
             Err(error) => error.into_response(),
-            Ok(req) => {
+            Ok(mut req) => {
                 // 5. guard
                 match guard::check(
                     &security,
                     &method,
                     uri.path(),
+                    proxied.is_some(),
                     req.headers(),
                     ClientKey::of(client),
                 )
@@ -150,6 +178,11 @@ where
                     Some(refused) => refused,
                     // 6. inner
                     None => {
+                        if proxied.is_some() {
+                            req.headers_mut()
+                                .insert(X_REQUEST_ID.clone(), request_id.clone());
+                            req.extensions_mut().insert(PeerIp(peer));
+                        }
                         let mut inner = inner;
                         let answer = async move {
                             std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
@@ -191,9 +224,17 @@ where
     // 8. count, log
     let took = started.elapsed();
     let status = response.status().as_u16();
-    security
-        .metrics
-        .request(route_index(uri.path()), &method, status, took);
+    let upstream = response.extensions().get::<UpstreamAnswer>().copied();
+    match &proxied {
+        Some(route) => {
+            security
+                .metrics
+                .proxied(route, status, upstream.map(|u| u.took));
+        }
+        None => security
+            .metrics
+            .request(route_index(uri.path()), &method, status, took),
+    }
     if telemetry::access_direct()
         || tracing::enabled!(target: "chronos::access", tracing::Level::INFO)
     {
@@ -205,17 +246,36 @@ where
             duration_us: took.as_micros() as u64,
             request_id: request_id.to_str().unwrap_or("-"),
             client_ip: format_ip(client, &mut ip),
+            proxy: proxied.as_ref().map(|route| telemetry::ProxyFields {
+                route: route.as_str(),
+                upstream_status: upstream.map_or(0, |u| u.status),
+                upstream_us: upstream.map_or(0, |u| u.took.as_micros() as u64),
+            }),
         };
         if !telemetry::access(&line) {
-            tracing::info!(
-                target: "chronos::access",
-                method = line.method,
-                path = line.path,
-                status = line.status,
-                duration_us = line.duration_us,
-                request_id = line.request_id,
-                client_ip = line.client_ip,
-            );
+            match &line.proxy {
+                None => tracing::info!(
+                    target: "chronos::access",
+                    method = line.method,
+                    path = line.path,
+                    status = line.status,
+                    duration_us = line.duration_us,
+                    request_id = line.request_id,
+                    client_ip = line.client_ip,
+                ),
+                Some(proxy) => tracing::info!(
+                    target: "chronos::access",
+                    method = line.method,
+                    path = line.path,
+                    status = line.status,
+                    duration_us = line.duration_us,
+                    request_id = line.request_id,
+                    client_ip = line.client_ip,
+                    route = proxy.route,
+                    upstream_status = proxy.upstream_status,
+                    upstream_us = proxy.upstream_us,
+                ),
+            }
         }
     }
     response
@@ -296,7 +356,8 @@ fn head_size(req: &Request) -> usize {
         + uri
 }
 
-fn has_body(headers: &HeaderMap) -> bool {
+/// Whether a request has a body: one declared, or chunked.
+pub fn has_body(headers: &HeaderMap) -> bool {
     headers.contains_key(header::TRANSFER_ENCODING)
         || declared_body_len(headers).is_some_and(|n| n > 0)
 }

@@ -72,16 +72,23 @@ fn origin_allowed(security: &Security, origin: &HeaderValue, path: &str) -> bool
 }
 
 /// Runs the checks; `Some(response)` when the request is refused.
+/// `proxied`: the path is under a `PROXY_ROUTES` prefix.
 pub async fn check(
     security: &Security,
     method: &Method,
     path: &str,
+    proxied: bool,
     headers: &HeaderMap,
     client: ClientKey,
 ) -> Option<Response> {
     // Forward-auth is asked by a proxy about someone else's request: the
     // browser-facing checks are the upstream's business, not ours.
     let state_changing = is_state_changing(method) && path != "/auth/verify";
+    // A WebSocket opened from another site would carry the session cookie
+    // (cross-site WebSocket hijacking): its handshake, a GET, gets the
+    // Origin and Fetch Metadata checks of an unsafe method. (It cannot
+    // carry a CSRF header: browsers let no script set one.)
+    let cross_origin_checked = state_changing || (proxied && headers.contains_key(header::UPGRADE));
     // Read only when a check needs it (most requests are GETs).
     let carries_auth = || {
         security
@@ -94,7 +101,7 @@ pub async fn check(
                 .is_some()
     };
 
-    if state_changing {
+    if cross_origin_checked {
         if let Some(origin) = headers.get(header::ORIGIN)
             && !origin_allowed(security, origin, path)
         {
@@ -108,7 +115,9 @@ pub async fn check(
         }
     }
 
-    let limiter = if path == "/auth/verify" {
+    let limiter = if proxied {
+        security.proxy_limiter.as_ref()
+    } else if path == "/auth/verify" {
         security.verify_limiter.as_ref()
     } else if path == BACKCHANNEL_LOGOUT || path == SECURITY_EVENTS {
         // The identity provider's signed calls, possibly many at once (an
@@ -122,7 +131,9 @@ pub async fn check(
     if let Some(limiter) = limiter
         && let Err(limited) = limiter.check(client).await
     {
-        security.metrics.rate_limited(if path == "/auth/verify" {
+        security.metrics.rate_limited(if proxied {
+            "proxy"
+        } else if path == "/auth/verify" {
             "verify"
         } else {
             "auth"
@@ -145,9 +156,10 @@ pub async fn check(
         return Some(response);
     }
 
+    // Every unsafe call to a proxied API needs the token, cookies or not:
+    // no route is exempt (Duende BFF GHSA-4j63-5v5f-xcc4).
     if state_changing
-        && csrf_applies(security, path)
-        && carries_auth()
+        && (proxied || (csrf_applies(security, path) && carries_auth()))
         && !csrf_ok(security, headers).await
     {
         return Some(ApiError::InvalidCsrf.into_response());

@@ -21,8 +21,11 @@ pub mod redirects;
 
 use std::sync::Arc;
 
-use crate::authority::SessionAuthority;
-use crate::cookies::CookiePolicy;
+use http::HeaderMap;
+
+use crate::authority::{AccessClaims, AuthError, SessionAuthority};
+use crate::cookies::{CookieKind, CookiePolicy};
+use crate::error::ApiError;
 
 /// Everything the security layer applies, built once from the settings.
 pub struct Security {
@@ -31,6 +34,12 @@ pub struct Security {
     pub client_ip: client_ip::ClientIpResolver,
     pub auth_limiter: rate_limit::RateLimiter,
     pub verify_limiter: Option<rate_limit::RateLimiter>,
+    /// `RATE_LIMIT_PROXY`, when set.
+    pub proxy_limiter: Option<rate_limit::RateLimiter>,
+    /// The proxied prefixes (`PROXY_ROUTES`): their bodies stream, within
+    /// `proxy_max_body`, and every unsafe method needs the CSRF token.
+    pub proxy_routes: crate::config::proxy::ProxyRoutes,
+    pub proxy_max_body: u64,
     pub cors: cors::Cors,
     pub headers: headers::SecurityHeaders,
     /// PUBLIC_URL's origin: the only one the sign-in form posts from.
@@ -40,4 +49,27 @@ pub struct Security {
     pub authority: Arc<dyn SessionAuthority>,
     /// Requests, latencies and refusals are counted here.
     pub metrics: crate::metrics::Metrics,
+}
+
+impl Security {
+    /// The verified claims of the request's session cookie, if its session
+    /// has not ended: what every authenticated path (and the proxy) asks.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<AccessClaims>, ApiError> {
+        let token = self
+            .cookies
+            .read(headers, CookieKind::Session)
+            .ok_or(ApiError::NotAuthenticated)?;
+        self.authority
+            .authenticate(token)
+            .await
+            .map_err(|e| match e {
+                // Not knowing a person's account date yet, with Supabase down,
+                // is the provider's failure, not the token's.
+                e @ (AuthError::Unavailable(_) | AuthError::Busy { .. }) => {
+                    self.metrics.provider_failed("session");
+                    ApiError::from_auth(e, ApiError::NotAuthenticated)
+                }
+                _ => ApiError::NotAuthenticated,
+            })
+    }
 }

@@ -1,0 +1,137 @@
+//! The two bodies a proxied request streams: the client's, capped at
+//! `PROXY_MAX_BODY` however it is sent, and the upstream's, which ends the
+//! moment its session is revoked.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
+use crate::authority::{AccessClaims, SessionAuthority};
+
+/// How often an open answer checks that its session is still valid (the
+/// check is a lookup in memory; a revoked session's stream ends within it).
+pub const REVOCATION_CHECK: Duration = Duration::from_millis(250);
+
+#[derive(Debug, thiserror::Error)]
+#[error("request body over PROXY_MAX_BODY")]
+pub struct TooLarge;
+
+#[derive(Debug, thiserror::Error)]
+#[error("session revoked")]
+pub struct Revoked;
+
+/// The client's body as a stream of chunks, failing once it passes
+/// `limit` bytes; `over` tells the proxy afterwards that this is why the
+/// upstream call failed.
+pub struct Capped {
+    inner: axum::body::BodyDataStream,
+    left: u64,
+    over: Arc<AtomicBool>,
+}
+
+impl Capped {
+    pub fn new(inner: axum::body::Body, limit: u64) -> (Self, Arc<AtomicBool>) {
+        let over = Arc::new(AtomicBool::new(false));
+        let body = Self {
+            inner: inner.into_data_stream(),
+            left: limit,
+            over: over.clone(),
+        };
+        (body, over)
+    }
+}
+
+impl futures_util::Stream for Capped {
+    type Item = Result<Bytes, axum::BoxError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let chunk = ready!(Pin::new(&mut self.inner).poll_next(cx));
+        Poll::Ready(match chunk {
+            None => None,
+            Some(Err(error)) => Some(Err(error.into())),
+            Some(Ok(chunk)) => {
+                let len = chunk.len() as u64;
+                if len > self.left {
+                    self.over.store(true, Ordering::Relaxed);
+                    Some(Err(TooLarge.into()))
+                } else {
+                    self.left -= len;
+                    Some(Ok(chunk))
+                }
+            }
+        })
+    }
+}
+
+/// The upstream's body, passed on frame by frame as it arrives. While it
+/// waits for the next frame it checks every [`REVOCATION_CHECK`] that its
+/// session still stands; once revoked it fails, which cuts the connection
+/// to the browser (an answer cut short, never one that looks complete).
+pub struct Watched<B> {
+    inner: B,
+    authority: Arc<dyn SessionAuthority>,
+    claims: Arc<AccessClaims>,
+    /// Armed only once the upstream makes the body wait: a small answer
+    /// that arrives whole never touches the timer.
+    check: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<B> Watched<B> {
+    pub fn new(inner: B, authority: Arc<dyn SessionAuthority>, claims: Arc<AccessClaims>) -> Self {
+        Self {
+            inner,
+            authority,
+            claims,
+            check: None,
+        }
+    }
+}
+
+impl<B> Body for Watched<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            if this.authority.refuses(&this.claims) {
+                return Poll::Ready(Some(Err(Revoked.into())));
+            }
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        loop {
+            let check = this
+                .check
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(REVOCATION_CHECK)));
+            if check.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if this.authority.refuses(&this.claims) {
+                return Poll::Ready(Some(Err(Revoked.into())));
+            }
+            let next = tokio::time::Instant::now() + REVOCATION_CHECK;
+            check.as_mut().reset(next);
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,241 @@
+//! The backend-for-frontend proxy (`PROXY_ROUTES`): the app's API calls
+//! come here with the session cookie and go on to the app's own APIs with
+//! the session's token instead, answers streamed back as they arrive.
+//!
+//! By the time a request gets here the security layer has done its part
+//! (CORS, Origin, Fetch Metadata, CSRF on every unsafe method, the
+//! `RATE_LIMIT_PROXY` budget, a declared body within `PROXY_MAX_BODY`).
+//! Here: the path must stay under its prefix ([`target`]), the session must
+//! be valid and unrevoked (401 otherwise, the upstream never called), the
+//! headers are rewritten ([`headers`]), the bodies streamed ([`body`]), a
+//! WebSocket tunnelled ([`tunnel`]).
+
+pub mod body;
+pub mod headers;
+pub mod target;
+mod tunnel;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, Method, StatusCode, header};
+
+use crate::config::proxy::{ProxyRoutes, ProxySettings, ProxyToken};
+use crate::cookies::CookieKind;
+use crate::error::ApiError;
+use crate::security::Security;
+use crate::security::client_ip::ClientIp;
+use crate::security::envelope::{PeerIp, UpstreamAnswer};
+
+/// Idle upstream connections are kept this long for the next request.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+
+/// The proxy: its routes and one pool of upstream connections.
+pub struct Proxy {
+    client: reqwest::Client,
+    /// Who holds a session (and the cookies, the client address rules).
+    security: Arc<Security>,
+    pub routes: ProxyRoutes,
+    token: ProxyToken,
+    timeout: Duration,
+    max_body: u64,
+}
+
+impl Proxy {
+    pub fn new(settings: &ProxySettings, security: Arc<Security>) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            // An upstream's redirect is the browser's to follow, not ours.
+            .redirect(reqwest::redirect::Policy::none())
+            // Upstreams are named in PROXY_ROUTES, never reached through
+            // whatever HTTP_PROXY the environment names.
+            .no_proxy()
+            .connect_timeout(settings.timeout)
+            .pool_idle_timeout(POOL_IDLE)
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Self {
+            client,
+            security,
+            routes: settings.routes.clone(),
+            token: settings.token,
+            timeout: settings.timeout,
+            max_body: settings.max_body,
+        })
+    }
+
+    /// Whether `path` is one of the proxied prefixes or under one.
+    pub fn serves(&self, path: &str) -> bool {
+        self.routes.matching(path).is_some()
+    }
+}
+
+/// Forwards `req` to its route's upstream; every failure is answered here
+/// with a status and a `detail`, never passed on as a 500.
+pub async fn forward(proxy: Arc<Proxy>, mut req: Request) -> Response {
+    let security = &proxy.security;
+    let Some((route, rest)) = proxy.routes.matching(req.uri().path()) else {
+        return ApiError::NotFound.into_response();
+    };
+    let route = route.clone();
+    let Ok(url) = target::upstream_url(&route, rest, req.uri().query()) else {
+        return ApiError::BadRequest("The path leaves its proxied prefix").into_response();
+    };
+    let claims = match security.authenticate(req.headers()).await {
+        Ok(claims) => claims,
+        Err(error) => return error.into_response(),
+    };
+    let websocket = req.method() == Method::GET && headers::is_websocket(req.headers());
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+
+    let cookies = &security.cookies;
+    let client_ip = req
+        .extensions()
+        .get::<ClientIp>()
+        .map_or_else(|| "-".to_string(), |ip| ip.0.to_string());
+    let peer_trusted = req
+        .extensions()
+        .get::<PeerIp>()
+        .is_some_and(|peer| security.client_ip.is_trusted_peer(peer.0));
+    let (proto, host) = {
+        let headers = req.headers();
+        let forwarded = |name: &str| {
+            headers
+                .get(name)
+                .filter(|_| peer_trusted)
+                .and_then(|v| v.to_str().ok())
+        };
+        let proto = match forwarded("x-forwarded-proto") {
+            Some("https") => "https",
+            _ => "http",
+        };
+        let host = forwarded("x-forwarded-host")
+            .and_then(|v| HeaderValue::from_str(v).ok())
+            .or_else(|| headers.get(header::HOST).cloned());
+        (proto, host)
+    };
+    let token = match proxy.token {
+        ProxyToken::Jwt => cookies.read(req.headers(), CookieKind::Session),
+        ProxyToken::None => None,
+    };
+    let outgoing = headers::upstream(
+        req.headers(),
+        cookies,
+        &headers::Forwarding {
+            claims: &claims,
+            bearer: token,
+            client_ip: &client_ip,
+            proto,
+            host: host.as_ref(),
+            request_id: req.headers().get("x-request-id"),
+            websocket,
+        },
+    );
+    let method = req.method().clone();
+    let has_body = crate::security::envelope::has_body(req.headers());
+    let (body, over) = body::Capped::new(req.into_body(), proxy.max_body);
+    let mut request = proxy.client.request(method, url).headers(outgoing);
+    // Without one, none: an empty stream would go out chunked.
+    if has_body {
+        request = request.body(reqwest::Body::wrap_stream(body));
+    }
+
+    let started = Instant::now();
+    let answer = tokio::time::timeout(proxy.timeout, request.send()).await;
+    let took = started.elapsed();
+    let upstream = match answer {
+        Err(_) => {
+            tracing::warn!(route = %route.prefix, timeout_s = proxy.timeout.as_secs(), "upstream sent no answer in time");
+            return ApiError::GatewayTimeout.into_response();
+        }
+        Ok(Err(_)) if over.load(Ordering::Relaxed) => {
+            return ApiError::PayloadTooLarge.into_response();
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(route = %route.prefix, error = %describe(&error), "upstream failed");
+            return if error.is_timeout() {
+                ApiError::GatewayTimeout
+            } else {
+                ApiError::BadGateway
+            }
+            .into_response();
+        }
+        Ok(Ok(upstream)) => upstream,
+    };
+    // Revoked while the upstream was working: its answer is not theirs.
+    if security.authority.refuses(&claims) {
+        return ApiError::NotAuthenticated.into_response();
+    }
+    let status = upstream.status();
+    let report = UpstreamAnswer {
+        status: status.as_u16(),
+        took,
+    };
+    let mut response = match client_upgrade {
+        Some(client_upgrade) if status == StatusCode::SWITCHING_PROTOCOLS => {
+            let headers = headers::downstream(upstream.headers(), cookies, true);
+            match upstream.upgrade().await {
+                Ok(upstream_io) => {
+                    tunnel::spawn(
+                        client_upgrade,
+                        upstream_io,
+                        security.authority.clone(),
+                        claims,
+                    );
+                    let mut response = Response::new(Body::empty());
+                    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+                    *response.headers_mut() = headers;
+                    response
+                }
+                Err(error) => {
+                    tracing::warn!(route = %route.prefix, error = %describe(&error), "upstream did not switch protocols");
+                    ApiError::BadGateway.into_response()
+                }
+            }
+        }
+        _ => {
+            let upstream: http::Response<reqwest::Body> = upstream.into();
+            let (parts, upstream_body) = upstream.into_parts();
+            let headers = headers::downstream(&parts.headers, cookies, false);
+            let body = body::Watched::new(upstream_body, security.authority.clone(), claims);
+            let mut response = Response::new(Body::new(body));
+            *response.status_mut() = parts.status;
+            *response.headers_mut() = headers;
+            response
+        }
+    };
+    response.extensions_mut().insert(report);
+    response
+}
+
+/// An upstream error and its causes, without the URL (it carries the
+/// client's query string) and never a header.
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = String::new();
+    let mut cause: Option<&dyn std::error::Error> = Some(error);
+    while let Some(e) = cause {
+        let part = if text.is_empty() {
+            // reqwest's own text names the URL; its kind is enough.
+            if error.is_connect() {
+                "cannot connect".to_string()
+            } else if error.is_timeout() {
+                "timed out".to_string()
+            } else if error.is_body() {
+                "body failed".to_string()
+            } else {
+                "request failed".to_string()
+            }
+        } else {
+            e.to_string()
+        };
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+        cause = e.source();
+    }
+    text
+}

@@ -1,0 +1,134 @@
+//! Where a proxied request goes: its route's upstream URL plus the rest of
+//! its path, as the client wrote it, and its query, unchanged.
+//!
+//! The rest of the path is checked, not normalised: a segment that decodes
+//! to `.` or `..`, or that hides a `/` or `\` (`%2f`, `%5c`), could take the
+//! request out of its prefix at the upstream (which may decode and resolve
+//! it), so it is refused with 400 instead of being turned into some other
+//! path. So are control characters and broken `%` escapes.
+
+use crate::config::proxy::ProxyRoute;
+
+/// Why a path was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeavesPrefix;
+
+/// `route.upstream` + `rest` + `?query`.
+pub fn upstream_url(
+    route: &ProxyRoute,
+    rest: &str,
+    query: Option<&str>,
+) -> Result<String, LeavesPrefix> {
+    check(rest)?;
+    let mut url =
+        String::with_capacity(route.upstream.len() + rest.len() + query.map_or(0, |q| q.len() + 1));
+    url.push_str(&route.upstream);
+    url.push_str(rest);
+    if let Some(query) = query {
+        url.push('?');
+        url.push_str(query);
+    }
+    Ok(url)
+}
+
+/// Every segment of `rest` (`""` or `/...`) stays a segment.
+fn check(rest: &str) -> Result<(), LeavesPrefix> {
+    if rest.contains('\\') {
+        return Err(LeavesPrefix);
+    }
+    for segment in rest.split('/') {
+        if !segment.contains('%') {
+            if segment == "." || segment == ".." {
+                return Err(LeavesPrefix);
+            }
+            continue;
+        }
+        let decoded = decode(segment)?;
+        if decoded == b"." || decoded == b".." || decoded.iter().any(|b| b"/\\".contains(b)) {
+            return Err(LeavesPrefix);
+        }
+    }
+    Ok(())
+}
+
+/// A segment's bytes, its `%XX` escapes decoded; a broken escape or a
+/// control character refuses it.
+fn decode(segment: &str) -> Result<Vec<u8>, LeavesPrefix> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or(LeavesPrefix)?;
+            let hex = std::str::from_utf8(hex).map_err(|_| LeavesPrefix)?;
+            i += 3;
+            u8::from_str_radix(hex, 16).map_err(|_| LeavesPrefix)?
+        } else {
+            i += 1;
+            bytes[i - 1]
+        };
+        if byte < 0x20 || byte == 0x7f {
+            return Err(LeavesPrefix);
+        }
+        out.push(byte);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route() -> ProxyRoute {
+        ProxyRoute {
+            prefix: std::sync::Arc::new("/calendar".into()),
+            upstream: "http://127.0.0.1:9000/api/calendar".into(),
+        }
+    }
+
+    #[test]
+    fn the_rest_and_the_query_are_appended_as_written() {
+        let url = |rest, query| upstream_url(&route(), rest, query);
+        assert_eq!(url("", None).unwrap(), "http://127.0.0.1:9000/api/calendar");
+        assert_eq!(
+            url("/events/a%20b", Some("from=1&to=%2F")).unwrap(),
+            "http://127.0.0.1:9000/api/calendar/events/a%20b?from=1&to=%2F"
+        );
+        assert_eq!(
+            url("/x/", Some("")).unwrap(),
+            "http://127.0.0.1:9000/api/calendar/x/?"
+        );
+        // Dots inside a name are names.
+        assert!(url("/a.b/..c/...", None).is_ok());
+        assert!(url("/%2e%2e%2e", None).is_ok());
+    }
+
+    #[test]
+    fn a_path_that_would_leave_its_prefix_is_refused() {
+        for rest in [
+            "/..",
+            "/../todos",
+            "/a/../../todos",
+            "/.",
+            "/%2e%2e/todos",
+            "/%2E%2e",
+            "/.%2e",
+            "/%2e",
+            "/a%2f..%2ftodos",
+            "/a%2F..",
+            "/a%5c..",
+            "/a\\..\\todos",
+            "/%00",
+            "/a%0d%0aX: y",
+            "/%zz",
+            "/%2",
+            "/%",
+        ] {
+            assert_eq!(
+                upstream_url(&route(), rest, None),
+                Err(LeavesPrefix),
+                "{rest}"
+            );
+        }
+    }
+}
