@@ -21,6 +21,7 @@ mod oidc_provider;
 mod openapi;
 mod postgres;
 mod prefix;
+mod proxy;
 mod rate_limit;
 mod refresh;
 mod replicas;

@@ -24,6 +24,40 @@ window.logout = async () => {
     headers: { "X-CSRF-Token": csrf() } });
   return r.status + " " + (await r.json()).message;
 };
+// The calendar sync as hooks/useCalendarSync.ts makes it: a GET with the
+// CSRF header, the body read with getReader() and split into server-sent
+// events on blank lines; each event's name, data and arrival (ms).
+window.sync = async (calendarIds) => {
+  const started = performance.now();
+  const params = new URLSearchParams({ calendar_ids: calendarIds.join(",") });
+  const response = await fetch(API + "/calendar/sync?" + params.toString(), {
+    credentials: "include", headers: { "X-CSRF-Token": csrf() },
+  });
+  if (!response.ok) return { status: response.status, events: [] };
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  const events = [];
+  let buffer = "";
+  while (true) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let boundary = buffer.indexOf("\\n\\n");
+    while (boundary !== -1) {
+      const block = buffer.slice(0, boundary).replace(/\\r/g, "").trim();
+      buffer = buffer.slice(boundary + 2);
+      let name = "message";
+      const data = [];
+      for (const line of block.split("\\n")) {
+        if (line.startsWith("event:")) name = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).trim());
+      }
+      events.push({ name, data: JSON.parse(data.join("\\n")), at: Math.round(performance.now() - started) });
+      boundary = buffer.indexOf("\\n\\n");
+    }
+  }
+  return { status: response.status, events };
+};
 window.startLogin = async () => {
   const r = await fetch(API + "/auth/google/login", { credentials: "include" });
   window.location.href = (await r.json()).redirectUrl;

@@ -18,6 +18,7 @@ mod proxy;
 mod redis;
 mod replicas;
 mod tooling;
+pub mod upstream;
 
 pub use app::*;
 pub use binary::*;
