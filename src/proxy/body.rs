@@ -26,11 +26,11 @@ pub struct TooLarge;
 #[error("session revoked")]
 pub struct Revoked;
 
-/// The client's body as a stream of chunks, failing once it passes
+/// The client's body, passed on frame by frame, failing once it passes
 /// `limit` bytes; `over` tells the proxy afterwards that this is why the
 /// upstream call failed.
 pub struct Capped {
-    inner: axum::body::BodyDataStream,
+    inner: axum::body::Body,
     left: u64,
     over: Arc<AtomicBool>,
 }
@@ -39,7 +39,7 @@ impl Capped {
     pub fn new(inner: axum::body::Body, limit: u64) -> (Self, Arc<AtomicBool>) {
         let over = Arc::new(AtomicBool::new(false));
         let body = Self {
-            inner: inner.into_data_stream(),
+            inner,
             left: limit,
             over: over.clone(),
         };
@@ -47,25 +47,37 @@ impl Capped {
     }
 }
 
-impl futures_util::Stream for Capped {
-    type Item = Result<Bytes, axum::BoxError>;
+impl Body for Capped {
+    type Data = Bytes;
+    type Error = axum::BoxError;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let chunk = ready!(Pin::new(&mut self.inner).poll_next(cx));
-        Poll::Ready(match chunk {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        Poll::Ready(match frame {
             None => None,
             Some(Err(error)) => Some(Err(error.into())),
-            Some(Ok(chunk)) => {
-                let len = chunk.len() as u64;
+            Some(Ok(frame)) => {
+                let len = frame.data_ref().map_or(0, |data| data.len() as u64);
                 if len > self.left {
                     self.over.store(true, Ordering::Relaxed);
                     Some(Err(TooLarge.into()))
                 } else {
                     self.left -= len;
-                    Some(Ok(chunk))
+                    Some(Ok(frame))
                 }
             }
         })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -12,7 +12,7 @@ use crate::authority::{AccessClaims, SessionAuthority};
 
 pub fn spawn(
     client: OnUpgrade,
-    upstream: reqwest::Upgraded,
+    upstream: hyper::upgrade::Upgraded,
     authority: Arc<dyn SessionAuthority>,
     claims: Arc<AccessClaims>,
 ) {
@@ -25,7 +25,7 @@ pub fn spawn(
             }
         };
         let mut client = TokioIo::new(client);
-        let mut upstream = upstream;
+        let mut upstream = TokioIo::new(upstream);
         let revoked = async {
             let mut tick = tokio::time::interval(REVOCATION_CHECK);
             loop {
