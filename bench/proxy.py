@@ -10,7 +10,11 @@ the first streamed event, direct against through Chronos, and Chronos's
 memory while 1,000 streams stay open.
 
     cargo build --release --examples && cargo build --release
-    python3 bench/proxy.py [--connections 32] [--duration 5] [--rounds 3]
+    python3 bench/proxy.py [--connections 32] [--duration 5] [--rounds 3] [--work-us 0 100]
+
+`--work-us`: the CPU the upstream spends per answer, one set of rounds
+each (0: a bare hyper server, where the front end's own cost is all there
+is; 100: a small real API's handler).
 
 Server-side processes are pinned to CPU 0, wrk to CPU 1. Both front ends
 write an access log (nginx to a file, buffered; Chronos its batched
@@ -231,6 +235,8 @@ def main():
     ap.add_argument("--stream-samples", type=int, default=40)
     ap.add_argument("--streams", type=int, default=1000)
     ap.add_argument("--hold", type=int, default=10)
+    ap.add_argument("--work-us", type=int, nargs="+", default=[0, 100],
+                    help="CPU the upstream spends per answer: 0 is the bare server (the proxy's worst case)")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
@@ -247,18 +253,21 @@ def main():
             cookie = run.sign_in(ch_port)
             header = f"Cookie: {cookie}"
             server_side = [upstream.pid, chronos.proc.pid, nginx.pid] + children(nginx.pid)
-            modes = {
-                "direct": (f"http://127.0.0.1:{up_port}{SMALL}", ()),
-                "nginx": (f"http://127.0.0.1:{ng_port}{SMALL}", (header,)),
-                "chronos": (f"http://127.0.0.1:{ch_port}{SMALL}", (header,)),
-            }
-            rounds = []
-            for r in range(args.rounds):
-                print(f"round {r + 1}", flush=True)
-                names = list(modes)
-                names = names[r % 3:] + names[:r % 3]
-                rounds.append({name: measure(name, modes[name][0], args, server_side,
-                                             modes[name][1]) for name in names})
+            rounds = {}
+            for work in args.work_us:
+                path = SMALL + (f"?work_us={work}" if work else "")
+                modes = {
+                    "direct": (f"http://127.0.0.1:{up_port}{path}", ()),
+                    "nginx": (f"http://127.0.0.1:{ng_port}{path}", (header,)),
+                    "chronos": (f"http://127.0.0.1:{ch_port}{path}", (header,)),
+                }
+                rounds[work] = []
+                for r in range(args.rounds):
+                    print(f"upstream work {work} µs, round {r + 1}", flush=True)
+                    names = list(modes)
+                    names = names[r % 3:] + names[:r % 3]
+                    rounds[work].append({name: measure(name, modes[name][0], args, server_side,
+                                                       modes[name][1]) for name in names})
             print("first events", flush=True)
             first = first_events(args, ch_port, up_port, cookie)
             print(f"  {first}", flush=True)
@@ -272,27 +281,30 @@ def main():
 
     lines = [f"A small JSON GET (`{SMALL}`, bench/upstream.rs) directly, through nginx `auth_request` to "
              f"Chronos's /auth/verify, and through the Chronos proxy; {args.connections} connections, "
-             f"{args.duration} s runs, {args.rounds} interleaved rounds; server side (upstream, Chronos, nginx, "
-             "one worker) pinned to CPU 0, wrk to CPU 1. CPU and context switches per request are summed over "
-             "every server-side process and thread (/proc), access logs on in both front ends.", "",
-             "| round | mode | req/s | p99 ms | µs CPU/req | switches/req |", "|---:|---|---:|---:|---:|---:|"]
-    for i, pair in enumerate(rounds, 1):
-        for name in modes:
-            m = pair[name]
-            lines.append(f"| {i} | {name} | {m['rps']:,.0f} | {m['p99_ms']:.2f} | {m['cpu_us']:.1f} "
-                         f"| {m['switches']:.2f} |")
+             f"{args.duration} s runs, {args.rounds} interleaved rounds per upstream; server side (upstream, "
+             "Chronos, nginx, one worker) pinned to CPU 0, wrk to CPU 1. CPU and context switches per request are "
+             "summed over every server-side process and thread (/proc), access logs on in both front ends. "
+             "The upstream answers at once (0 µs: a bare hyper server, the proxy's worst case) or after "
+             "spending CPU per answer (`work_us`, standing for a small real API's handler).", "",
+             "| upstream work µs | round | mode | req/s | p99 ms | µs CPU/req | switches/req |",
+             "|---:|---:|---|---:|---:|---:|---:|"]
+    for work, runs in rounds.items():
+        for i, pair in enumerate(runs, 1):
+            for name in ("direct", "nginx", "chronos"):
+                m = pair[name]
+                lines.append(f"| {work} | {i} | {name} | {m['rps']:,.0f} | {m['p99_ms']:.2f} | {m['cpu_us']:.1f} "
+                             f"| {m['switches']:.2f} |")
 
-    def median_ratio(a, b, key="rps"):
-        return statistics.median(p[a][key] / p[b][key] for p in rounds)
+    def median_ratio(runs, a, b, key="rps"):
+        return statistics.median(p[a][key] / p[b][key] for p in runs)
 
-    lines += ["", "| ratio (median of rounds) | throughput | CPU per request |", "|---|---:|---:|",
-              f"| chronos / nginx | {median_ratio('chronos', 'nginx'):.2f} "
-              f"| {median_ratio('chronos', 'nginx', 'cpu_us'):.2f} |",
-              f"| chronos / direct | {median_ratio('chronos', 'direct'):.2f} "
-              f"| {median_ratio('chronos', 'direct', 'cpu_us'):.2f} |",
-              f"| nginx / direct | {median_ratio('nginx', 'direct'):.2f} "
-              f"| {median_ratio('nginx', 'direct', 'cpu_us'):.2f} |",
-              "",
+    lines += ["", "| upstream work µs | ratio (median of rounds) | throughput | CPU per request |",
+              "|---:|---|---:|---:|"]
+    for work, runs in rounds.items():
+        for a, b in (("chronos", "nginx"), ("chronos", "direct"), ("nginx", "direct")):
+            lines.append(f"| {work} | {a} / {b} | {median_ratio(runs, a, b):.2f} "
+                         f"| {median_ratio(runs, a, b, 'cpu_us'):.2f} |")
+    lines += ["",
               f"Time to the first event of a stream (a fresh connection each, the upstream sends its head at "
               f"once and the first event 50 ms later; {args.stream_samples} samples each, interleaved):", "",
               "| path | median ms | p90 ms |", "|---|---:|---:|"]

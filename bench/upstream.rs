@@ -1,8 +1,9 @@
 //! The app's API for the proxy benchmark (`bench/proxy.py`): a bare hyper
 //! server, so what is measured is the path in front of it.
 //!
-//! - `GET /calendar/calendars`: a small JSON answer (the web client's
-//!   calendar list, ~200 bytes);
+//! - `GET /calendar/calendars[?work_us=N]`: a small JSON answer (the web
+//!   client's calendar list, ~200 bytes), after N µs of CPU work (default
+//!   0: the bare server; 100 stands for a small real API's handler);
 //! - `GET /calendar/sync?first_ms=N`: `text/event-stream`, the head at
 //!   once, the first event after N ms (default 50), then one event every
 //!   200 ms for as long as the client reads.
@@ -27,16 +28,24 @@ const CALENDARS: &[u8] = br##"{"calendars":[{"id":"primary","summary":"Ann","col
 
 type Body = BoxBody<Bytes, Infallible>;
 
-fn first_ms(query: Option<&str>) -> u64 {
+fn param(query: Option<&str>, name: &str, default: u64) -> u64 {
     query
-        .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("first_ms=")))
+        .and_then(|q| {
+            q.split('&')
+                .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
+        })
         .and_then(|v| v.parse().ok())
-        .unwrap_or(50)
+        .unwrap_or(default)
 }
 
 async fn answer(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     match req.uri().path() {
         "/calendar/calendars" => {
+            let work = Duration::from_micros(param(req.uri().query(), "work_us", 0));
+            let started = std::time::Instant::now();
+            while started.elapsed() < work {
+                std::hint::spin_loop();
+            }
             let mut response = Response::new(Full::new(Bytes::from_static(CALENDARS)).boxed());
             response.headers_mut().insert(
                 "content-type",
@@ -45,7 +54,7 @@ async fn answer(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
             Ok(response)
         }
         "/calendar/sync" => {
-            let first = Duration::from_millis(first_ms(req.uri().query()));
+            let first = Duration::from_millis(param(req.uri().query(), "first_ms", 50));
             let events = futures_util::stream::unfold(0u64, move |i| async move {
                 tokio::time::sleep(if i == 0 {
                     first

@@ -121,6 +121,7 @@ impl Stores {
             ),
         })?;
         let metrics = Metrics::new();
+        metrics.proxy_routes(settings.proxy.routes.iter().map(|route| &route.prefix));
         let revocations: Arc<dyn RevocationStore> = Arc::new(
             DatabaseRevocations::load(
                 database.clone(),

@@ -153,6 +153,17 @@ pub struct Metrics {
     accounts_needing_reauth: Gauge,
     proxied: Family<ProxyLabels, Counter>,
     upstream_latency: Family<ProxyRouteLabels, Histogram, fn() -> Histogram>,
+    /// Each proxied route's series, found without hashing its name.
+    proxy_slots: Arc<OnceLock<Vec<ProxySlot>>>,
+}
+
+/// One proxied route's counters (by status, created on first use) and its
+/// upstream latency histogram, held beside the families that export them.
+#[derive(Debug)]
+struct ProxySlot {
+    route: Arc<String>,
+    counters: [OnceLock<Counter>; STATUSES.len()],
+    latency: Histogram,
 }
 
 impl Default for Metrics {
@@ -191,6 +202,7 @@ impl Metrics {
             accounts_needing_reauth: Gauge::default(),
             proxied: Family::default(),
             upstream_latency: Family::new_with_constructor(upstream_histogram),
+            proxy_slots: Arc::new(OnceLock::new()),
         }
     }
 
@@ -198,19 +210,52 @@ impl Metrics {
     /// [`request`](Self::request)): its route prefix, the status the
     /// browser got, and the upstream's time to its head when it answered.
     pub fn proxied(&self, route: &Arc<String>, status: u16, upstream: Option<Duration>) {
-        self.proxied
-            .get_or_create(&ProxyLabels {
-                route: route.clone(),
-                status,
-            })
-            .inc();
+        let labels = || ProxyLabels {
+            route: route.clone(),
+            status,
+        };
+        let slot = self.proxy_slots.get().and_then(|slots| {
+            slots
+                .iter()
+                .find(|slot| Arc::ptr_eq(&slot.route, route) || slot.route == *route)
+        });
+        let Some(slot) = slot else {
+            self.proxied.get_or_create(&labels()).inc();
+            if let Some(took) = upstream {
+                self.upstream_latency
+                    .get_or_create(&ProxyRouteLabels {
+                        route: route.clone(),
+                    })
+                    .observe(took.as_secs_f64());
+            }
+            return;
+        };
+        match STATUSES.iter().position(|s| *s == status) {
+            Some(i) => slot.counters[i]
+                .get_or_init(|| self.proxied.get_or_create_owned(&labels()))
+                .inc(),
+            None => self.proxied.get_or_create(&labels()).inc(),
+        };
         if let Some(took) = upstream {
-            self.upstream_latency
-                .get_or_create(&ProxyRouteLabels {
-                    route: route.clone(),
-                })
-                .observe(took.as_secs_f64());
+            slot.latency.observe(took.as_secs_f64());
         }
+    }
+
+    /// Sets up the proxied routes' series once (`PROXY_ROUTES`), so that
+    /// counting a proxied request hashes no label.
+    pub fn proxy_routes<'a>(&self, routes: impl Iterator<Item = &'a Arc<String>>) {
+        let slots = routes
+            .map(|route| ProxySlot {
+                route: route.clone(),
+                counters: std::array::from_fn(|_| OnceLock::new()),
+                latency: self
+                    .upstream_latency
+                    .get_or_create_owned(&ProxyRouteLabels {
+                        route: route.clone(),
+                    }),
+            })
+            .collect();
+        let _ = self.proxy_slots.set(slots);
     }
 
     /// One answered request (every one, 4xx, 429 and preflights included);
