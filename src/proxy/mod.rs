@@ -12,6 +12,7 @@
 
 pub mod body;
 pub mod headers;
+mod pool;
 pub mod target;
 mod tunnel;
 
@@ -26,10 +27,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, Uri, header};
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::proxy::{ProxyRoutes, ProxySettings, ProxyToken};
 use crate::cookies::CookieKind;
@@ -38,26 +36,28 @@ use crate::security::Security;
 use crate::security::client_ip::ClientIp;
 use crate::security::envelope::{PeerIp, UpstreamAnswer};
 
-/// Idle upstream connections are kept this long for the next request.
-const POOL_IDLE: Duration = Duration::from_secs(90);
-
 /// What a proxied request's body is sent as (the client's, capped, or none).
 type Outgoing = UnsyncBoxBody<Bytes, axum::BoxError>;
 
-/// The proxy: its routes and one pool of upstream connections.
-///
-/// hyper-util's client rather than reqwest's: the request already holds
-/// everything an upstream call needs, and reqwest's URL parsing (twice,
-/// once for its redirect policy) and layers measured ~40% of a proxied
-/// request's instructions.
+/// The proxy: its routes, and one pool of kept-alive connections per
+/// upstream origin ([`pool`]).
 pub struct Proxy {
-    client: Client<HttpsConnector<HttpConnector>, Outgoing>,
+    /// Each route's upstream, in `routes`' order.
+    upstreams: Vec<Upstream>,
     /// Who holds a session (and the cookies, the client address rules).
     security: Arc<Security>,
     pub routes: ProxyRoutes,
     token: ProxyToken,
     timeout: Duration,
     max_body: u64,
+}
+
+/// Where one route's requests go.
+struct Upstream {
+    prefix: Arc<String>,
+    /// The upstream URL's path, without a trailing slash.
+    base: String,
+    pool: Arc<pool::Pool>,
 }
 
 impl Proxy {
@@ -67,7 +67,7 @@ impl Proxy {
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         // Upstreams are named in PROXY_ROUTES, never reached through
         // whatever HTTP_PROXY the environment names; an upstream's redirect
-        // is the browser's to follow, not ours (this client follows none).
+        // is the browser's to follow, not ours (nothing here follows one).
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -77,12 +77,35 @@ impl Proxy {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
+        // Routes on one origin share its connections.
+        let mut pools: Vec<(String, Arc<pool::Pool>)> = Vec::new();
+        let mut upstreams = Vec::new();
+        for route in settings.routes.iter() {
+            let uri = Uri::try_from(route.upstream.as_str())?;
+            let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+                return Err(format!("{} is not an absolute URL", route.upstream).into());
+            };
+            let origin = format!("{scheme}://{authority}/");
+            let pool = match pools.iter().find(|(o, _)| *o == origin) {
+                Some((_, pool)) => pool.clone(),
+                None => {
+                    let pool = Arc::new(pool::Pool::new(
+                        connector.clone(),
+                        Uri::try_from(origin.as_str())?,
+                        HeaderValue::from_str(authority.as_str())?,
+                    ));
+                    pools.push((origin, pool.clone()));
+                    pool
+                }
+            };
+            upstreams.push(Upstream {
+                prefix: route.prefix.clone(),
+                base: uri.path().trim_end_matches('/').to_string(),
+                pool,
+            });
+        }
         Ok(Self {
-            client,
+            upstreams,
             security,
             routes: settings.routes.clone(),
             token: settings.token,
@@ -105,9 +128,16 @@ pub async fn forward(proxy: Arc<Proxy>, mut req: Request) -> Response {
         return ApiError::NotFound.into_response();
     };
     let route = route.clone();
-    let Some(uri) = target::upstream_url(&route, rest, req.uri().query())
+    let Some(upstream_of_route) = proxy
+        .upstreams
+        .iter()
+        .find(|u| Arc::ptr_eq(&u.prefix, &route.prefix))
+    else {
+        return ApiError::NotFound.into_response();
+    };
+    let Some(uri) = target::upstream_path(&upstream_of_route.base, rest, req.uri().query())
         .ok()
-        .and_then(|url| Uri::try_from(url).ok())
+        .and_then(|path| Uri::try_from(path).ok())
     else {
         return ApiError::BadRequest("The path leaves its proxied prefix").into_response();
     };
@@ -176,11 +206,16 @@ pub async fn forward(proxy: Arc<Proxy>, mut req: Request) -> Response {
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.headers_mut() = outgoing;
+    let pool = upstream_of_route.pool.clone();
+    // The upstream's own name, as a client reaching it directly sends it.
+    request
+        .headers_mut()
+        .insert(header::HOST, pool.host.clone());
 
     let started = Instant::now();
-    let answer = tokio::time::timeout(proxy.timeout, proxy.client.request(request)).await;
+    let answer = tokio::time::timeout(proxy.timeout, pool.send(request)).await;
     let took = started.elapsed();
-    let mut upstream = match answer {
+    let (mut upstream, connection) = match answer {
         Err(_) => {
             tracing::warn!(route = %route.prefix, timeout_s = proxy.timeout.as_secs(), "upstream sent no answer in time");
             return ApiError::GatewayTimeout.into_response();
@@ -189,10 +224,10 @@ pub async fn forward(proxy: Arc<Proxy>, mut req: Request) -> Response {
             return ApiError::PayloadTooLarge.into_response();
         }
         Ok(Err(error)) => {
-            tracing::warn!(route = %route.prefix, error = %describe(&error), "upstream failed");
+            tracing::warn!(route = %route.prefix, error = %describe(&*error), "upstream failed");
             return ApiError::BadGateway.into_response();
         }
-        Ok(Ok(upstream)) => upstream,
+        Ok(Ok(answer)) => answer,
     };
     // Revoked while the upstream was working: its answer is not theirs.
     if security.authority.refuses(&claims) {
@@ -228,6 +263,7 @@ pub async fn forward(proxy: Arc<Proxy>, mut req: Request) -> Response {
         _ => {
             let (parts, upstream_body) = upstream.into_parts();
             let headers = headers::downstream(&parts.headers, cookies, false);
+            let upstream_body = pool::Returning::new(upstream_body, connection, pool);
             let body = body::Watched::new(upstream_body, security.authority.clone(), claims);
             let mut response = Response::new(Body::new(body));
             *response.status_mut() = parts.status;

@@ -1,4 +1,4 @@
-//! Where a proxied request goes: its route's upstream URL plus the rest of
+//! Where a proxied request goes: its route's upstream path plus the rest of
 //! its path, as the client wrote it, and its query, unchanged.
 //!
 //! The rest of the path is checked, not normalised: a segment that decodes
@@ -7,28 +7,25 @@
 //! it), so it is refused with 400 instead of being turned into some other
 //! path. So are control characters and broken `%` escapes.
 
-use crate::config::proxy::ProxyRoute;
-
 /// Why a path was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeavesPrefix;
 
-/// `route.upstream` + `rest` + `?query`.
-pub fn upstream_url(
-    route: &ProxyRoute,
-    rest: &str,
-    query: Option<&str>,
-) -> Result<String, LeavesPrefix> {
+/// `base` (the upstream URL's path, no trailing slash) + `rest` + `?query`.
+pub fn upstream_path(base: &str, rest: &str, query: Option<&str>) -> Result<String, LeavesPrefix> {
     check(rest)?;
-    let mut url =
-        String::with_capacity(route.upstream.len() + rest.len() + query.map_or(0, |q| q.len() + 1));
-    url.push_str(&route.upstream);
-    url.push_str(rest);
-    if let Some(query) = query {
-        url.push('?');
-        url.push_str(query);
+    let mut path =
+        String::with_capacity(base.len() + rest.len() + query.map_or(0, |q| q.len() + 1) + 1);
+    path.push_str(base);
+    path.push_str(rest);
+    if path.is_empty() {
+        path.push('/');
     }
-    Ok(url)
+    if let Some(query) = query {
+        path.push('?');
+        path.push_str(query);
+    }
+    Ok(path)
 }
 
 /// Every segment of `rest` (`""` or `/...`) stays a segment.
@@ -79,25 +76,20 @@ fn decode(segment: &str) -> Result<Vec<u8>, LeavesPrefix> {
 mod tests {
     use super::*;
 
-    fn route() -> ProxyRoute {
-        ProxyRoute {
-            prefix: std::sync::Arc::new("/calendar".into()),
-            upstream: "http://127.0.0.1:9000/api/calendar".into(),
-        }
-    }
+    const BASE: &str = "/api/calendar";
 
     #[test]
     fn the_rest_and_the_query_are_appended_as_written() {
-        let url = |rest, query| upstream_url(&route(), rest, query);
-        assert_eq!(url("", None).unwrap(), "http://127.0.0.1:9000/api/calendar");
+        let url = |rest, query| upstream_path(BASE, rest, query);
+        assert_eq!(url("", None).unwrap(), "/api/calendar");
         assert_eq!(
             url("/events/a%20b", Some("from=1&to=%2F")).unwrap(),
-            "http://127.0.0.1:9000/api/calendar/events/a%20b?from=1&to=%2F"
+            "/api/calendar/events/a%20b?from=1&to=%2F"
         );
-        assert_eq!(
-            url("/x/", Some("")).unwrap(),
-            "http://127.0.0.1:9000/api/calendar/x/?"
-        );
+        assert_eq!(url("/x/", Some("")).unwrap(), "/api/calendar/x/?");
+        // An upstream at its root: the rest alone, or `/`.
+        assert_eq!(upstream_path("", "", Some("a=1")).unwrap(), "/?a=1");
+        assert_eq!(upstream_path("", "/t", None).unwrap(), "/t");
         // Dots inside a name are names.
         assert!(url("/a.b/..c/...", None).is_ok());
         assert!(url("/%2e%2e%2e", None).is_ok());
@@ -124,11 +116,7 @@ mod tests {
             "/%2",
             "/%",
         ] {
-            assert_eq!(
-                upstream_url(&route(), rest, None),
-                Err(LeavesPrefix),
-                "{rest}"
-            );
+            assert_eq!(upstream_path(BASE, rest, None), Err(LeavesPrefix), "{rest}");
         }
     }
 }

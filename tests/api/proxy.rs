@@ -175,6 +175,35 @@ async fn a_request_under_a_prefix_reaches_its_upstream_with_the_rest_of_its_path
 }
 
 #[tokio::test]
+async fn upstream_connections_are_kept_alive_and_a_closed_one_is_replaced() {
+    let upstream = spawn_upstream().await;
+    let app = proxied_app(&upstream, &[]).await;
+    let mut ann = signed_in(&app).await;
+    let peer = |echo: &Value| echo["peer"].as_str().unwrap().to_string();
+    let first = peer(&echoed(call(&mut ann, Method::GET, "/calendar/echo").await).await);
+    for path in ["/calendar/echo/a", "/todos", "/calendar/echo/deep/x"] {
+        // One origin: every route's requests share its connections.
+        let echo = echoed(call(&mut ann, Method::GET, path).await).await;
+        assert_eq!(peer(&echo), first, "{path}: a new connection");
+    }
+    // A stream the browser left closes its connection (the upstream must
+    // learn to stop); the next request gets another, and works.
+    let stream = call(&mut ann, Method::GET, "/calendar/events?n=100").await;
+    let mut chunks = stream.bytes_stream();
+    chunks.next().await.unwrap().unwrap();
+    drop(chunks);
+    wait_for("the stream ends", Duration::from_secs(2), || upstream.open_streams() == 0).await;
+    echoed(call(&mut ann, Method::GET, "/calendar/echo").await).await;
+    // An upstream that closes after answering: the next request is not a
+    // 502 for it.
+    for _ in 0..5 {
+        let closing = call(&mut ann, Method::GET, "/calendar/closing").await;
+        assert_eq!(closing.text().await.unwrap(), "closing");
+        echoed(call(&mut ann, Method::GET, "/calendar/echo").await).await;
+    }
+}
+
+#[tokio::test]
 async fn a_path_that_leaves_its_prefix_after_decoding_is_refused_with_400() {
     let upstream = spawn_upstream().await;
     let app = proxied_app(&upstream, &[]).await;

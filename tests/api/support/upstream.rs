@@ -73,6 +73,7 @@ pub async fn spawn_upstream() -> Upstream {
         .route("/api/upload", post(upload))
         .route("/api/slow", get(slow))
         .route("/api/headers", get(bad_headers))
+        .route("/api/closing", get(closing))
         .route("/api/ws", get(websocket))
         .with_state(counters.clone())
         .layer(axum::middleware::from_fn(
@@ -83,12 +84,23 @@ pub async fn spawn_upstream() -> Upstream {
         ));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
     Upstream { addr, counters }
 }
 
-/// The method, path, query, every header (name → values) and the body.
-async fn echo(req: Request) -> Response {
+/// The method, path, query, every header (name → values), the body, and
+/// the connection's peer (the same one twice: a kept-alive connection).
+async fn echo(
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
     let (parts, body) = req.into_parts();
     let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, value) in &parts.headers {
@@ -104,6 +116,7 @@ async fn echo(req: Request) -> Response {
         "query": parts.uri.query(),
         "headers": headers,
         "body": String::from_utf8_lossy(&body),
+        "peer": peer.to_string(),
     });
     (
         [
@@ -292,6 +305,11 @@ async fn bad_headers() -> Response {
         headers.append(name, value.parse().unwrap());
     }
     response
+}
+
+/// An answer after which the upstream closes its connection.
+async fn closing() -> Response {
+    ([("connection", "close")], "closing").into_response()
 }
 
 /// Echoes every text and binary message back.
