@@ -70,7 +70,9 @@ impl Pool {
         loop {
             let (mut sender, reused) = match self.checkout() {
                 Some(sender) => (sender, true),
-                None => (self.connect().await?, false),
+                // Boxed: dialling (TCP, TLS) is a large future, which
+                // would otherwise be part of, and copied with, every send.
+                None => (Box::pin(self.connect()).await?, false),
             };
             if let Err(error) = sender.ready().await {
                 if reused {
