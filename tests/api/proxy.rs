@@ -192,7 +192,10 @@ async fn upstream_connections_are_kept_alive_and_a_closed_one_is_replaced() {
     let mut chunks = stream.bytes_stream();
     chunks.next().await.unwrap().unwrap();
     drop(chunks);
-    wait_for("the stream ends", Duration::from_secs(2), || upstream.open_streams() == 0).await;
+    wait_for("the stream ends", Duration::from_secs(2), || {
+        upstream.open_streams() == 0
+    })
+    .await;
     echoed(call(&mut ann, Method::GET, "/calendar/echo").await).await;
     // An upstream that closes after answering: the next request is not a
     // 502 for it.
