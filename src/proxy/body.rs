@@ -27,23 +27,32 @@ pub struct TooLarge;
 pub struct Revoked;
 
 /// The client's body, passed on frame by frame, failing once it passes
-/// `limit` bytes; `over` tells the proxy afterwards that this is why the
-/// upstream call failed.
+/// `limit` bytes.
 pub struct Capped {
     inner: axum::body::Body,
     left: u64,
-    over: Arc<AtomicBool>,
+    state: Arc<Sending>,
+}
+
+/// What the proxy learns of a request body while it is sent.
+#[derive(Default)]
+pub struct Sending {
+    /// It passed `PROXY_MAX_BODY` (why the upstream call failed: 413).
+    pub over: AtomicBool,
+    /// It was sent whole (until then its connection is not free for
+    /// another request, whatever the answer).
+    pub done: AtomicBool,
 }
 
 impl Capped {
-    pub fn new(inner: axum::body::Body, limit: u64) -> (Self, Arc<AtomicBool>) {
-        let over = Arc::new(AtomicBool::new(false));
+    pub fn new(inner: axum::body::Body, limit: u64) -> (Self, Arc<Sending>) {
+        let state = Arc::new(Sending::default());
         let body = Self {
             inner,
             left: limit,
-            over: over.clone(),
+            state: state.clone(),
         };
-        (body, over)
+        (body, state)
     }
 }
 
@@ -57,15 +66,21 @@ impl Body for Capped {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
         Poll::Ready(match frame {
-            None => None,
+            None => {
+                self.state.done.store(true, Ordering::Release);
+                None
+            }
             Some(Err(error)) => Some(Err(error.into())),
             Some(Ok(frame)) => {
                 let len = frame.data_ref().map_or(0, |data| data.len() as u64);
                 if len > self.left {
-                    self.over.store(true, Ordering::Relaxed);
+                    self.state.over.store(true, Ordering::Relaxed);
                     Some(Err(TooLarge.into()))
                 } else {
                     self.left -= len;
+                    if self.inner.is_end_stream() {
+                        self.state.done.store(true, Ordering::Release);
+                    }
                     Some(Ok(frame))
                 }
             }

@@ -24,6 +24,23 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
+/// Headers some frameworks let rewrite the path, the method or the client
+/// address: from a browser they are forgeries, so they never go upstream
+/// (`X-Original-URL` could reach another route, a method override could
+/// turn a GET, which needs no CSRF token, into a DELETE).
+const FORGEABLE: &[&str] = &[
+    "x-original-url",
+    "x-rewrite-url",
+    "x-real-ip",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-forwarded-scheme",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
 /// What the upstream is told about the request, besides its own headers.
 pub struct Forwarding<'a> {
     pub claims: &'a AccessClaims,
@@ -50,13 +67,22 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 
 /// The names a `Connection` header lists (hop-by-hop too).
 fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
+    // As bytes: one non-ASCII byte must not hide the names beside it.
     headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok())
         .collect()
+}
+
+/// The name of the cookie a `Cookie` pair or a `Set-Cookie` value is for
+/// (bytes up to `=`, trimmed; a pair without `=` is a nameless value).
+fn cookie_name(pair: &[u8]) -> &[u8] {
+    match pair.iter().position(|b| *b == b'=') {
+        Some(eq) => pair[..eq].trim_ascii(),
+        None => b"",
+    }
 }
 
 /// Copies what may cross a hop, dropping hop-by-hop headers.
@@ -87,7 +113,9 @@ pub fn upstream(headers: &HeaderMap, cookies: &CookiePolicy, with: &Forwarding<'
         &FORWARDED,
     ];
     let mut out = end_to_end(headers, |name| {
-        !replaced.contains(&name) && name.as_str() != CSRF_HEADER
+        !replaced.contains(&name)
+            && name.as_str() != CSRF_HEADER
+            && !FORGEABLE.contains(&name.as_str())
     });
     if let Some(cookie) = other_cookies(headers, cookies) {
         out.insert(header::COOKIE, cookie);
@@ -127,25 +155,25 @@ pub fn upstream(headers: &HeaderMap, cookies: &CookiePolicy, with: &Forwarding<'
 /// `None`).
 fn other_cookies(headers: &HeaderMap, cookies: &CookiePolicy) -> Option<HeaderValue> {
     let ours = CookieKind::EVERY.map(|kind| cookies.name(kind));
-    let mut kept = String::new();
+    let mut kept: Vec<u8> = Vec::new();
+    // As bytes: someone else's non-ASCII cookie passes, and never hides ours.
     for pair in headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
+        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
     {
-        let pair = pair.trim();
-        let name = pair.split_once('=').map_or(pair, |(name, _)| name).trim();
-        if pair.is_empty() || ours.contains(&name) {
+        let pair = pair.trim_ascii();
+        let name = cookie_name(pair);
+        if pair.is_empty() || ours.iter().any(|ours| ours.as_bytes() == name) {
             continue;
         }
         if !kept.is_empty() {
-            kept.push_str("; ");
+            kept.extend_from_slice(b"; ");
         }
-        kept.push_str(pair);
+        kept.extend_from_slice(pair);
     }
     (!kept.is_empty())
-        .then(|| HeaderValue::from_str(&kept).ok())
+        .then(|| HeaderValue::from_bytes(&kept).ok())
         .flatten()
 }
 
@@ -157,22 +185,31 @@ pub fn downstream(headers: &HeaderMap, cookies: &CookiePolicy, websocket: bool) 
     let mut out = end_to_end(headers, |name| {
         !name.as_str().starts_with("access-control-")
     });
+    // Read as bytes, so no unusual byte elsewhere in the header can hide
+    // the name; a nameless cookie (`=chronos_session=x`, which browsers
+    // send back as that cookie) is dropped too.
     let set_cookies: Vec<HeaderValue> = out
         .get_all(header::SET_COOKIE)
         .iter()
         .filter(|value| {
-            let name = value
-                .to_str()
-                .ok()
-                .and_then(|v| v.split_once('='))
-                .map_or("", |(name, _)| name.trim());
-            !ours.contains(&name)
+            let first = value
+                .as_bytes()
+                .split(|b| *b == b';')
+                .next()
+                .unwrap_or_default();
+            let name = cookie_name(first);
+            !name.is_empty() && !ours.iter().any(|ours| ours.as_bytes() == name)
         })
         .cloned()
         .collect();
     out.remove(header::SET_COOKIE);
     for value in set_cookies {
         out.append(header::SET_COOKIE, value);
+    }
+    // Both framings: the chunks were already taken apart, so a length
+    // beside them is not this answer's (RFC 9112 §6.3).
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        out.remove(header::CONTENT_LENGTH);
     }
     if websocket {
         out.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -259,6 +296,21 @@ mod tests {
         assert_eq!(names, ["content-type", "set-cookie"]);
         let set: Vec<_> = out.get_all("set-cookie").iter().collect();
         assert_eq!(set, ["upstream=1; Path=/"]);
+    }
+
+    #[test]
+    fn an_answer_framed_both_ways_loses_its_length() {
+        let cookies = policy();
+        let both = map(&[
+            ("transfer-encoding", "chunked"),
+            ("content-length", "5"),
+            ("content-type", "text/plain"),
+        ]);
+        let out = downstream(&both, &cookies, false);
+        assert!(!out.contains_key("content-length"));
+        assert!(!out.contains_key("transfer-encoding"));
+        let length_only = map(&[("content-length", "5")]);
+        assert_eq!(downstream(&length_only, &cookies, false)["content-length"], "5");
     }
 
     #[test]

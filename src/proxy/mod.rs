@@ -193,11 +193,12 @@ pub async fn forward(proxy: Arc<Proxy>, mut req: Request) -> Response {
     );
     let method = req.method().clone();
     let has_body = crate::security::envelope::has_body(req.headers());
-    let (body, over) = body::Capped::new(req.into_body(), proxy.max_body);
+    let (body, sending) = body::Capped::new(req.into_body(), proxy.max_body);
     // Without one, none: an empty stream would go out chunked.
     let body = if has_body {
         body.boxed_unsync()
     } else {
+        sending.done.store(true, Ordering::Release);
         http_body_util::Empty::new()
             .map_err(|never| match never {})
             .boxed_unsync()
@@ -220,7 +221,7 @@ pub async fn forward(proxy: Arc<Proxy>, mut req: Request) -> Response {
             tracing::warn!(route = %route.prefix, timeout_s = proxy.timeout.as_secs(), "upstream sent no answer in time");
             return ApiError::GatewayTimeout.into_response();
         }
-        Ok(Err(_)) if over.load(Ordering::Relaxed) => {
+        Ok(Err(_)) if sending.over.load(Ordering::Relaxed) => {
             return ApiError::PayloadTooLarge.into_response();
         }
         Ok(Err(error)) => {
@@ -260,10 +261,16 @@ pub async fn forward(proxy: Arc<Proxy>, mut req: Request) -> Response {
                 }
             }
         }
+        // Switching protocols nobody asked for: not an answer to pass on
+        // (and not a connection to reuse).
+        None if status == StatusCode::SWITCHING_PROTOCOLS => {
+            tracing::warn!(route = %route.prefix, "upstream switched protocols unasked");
+            ApiError::BadGateway.into_response()
+        }
         _ => {
             let (parts, upstream_body) = upstream.into_parts();
             let headers = headers::downstream(&parts.headers, cookies, false);
-            let upstream_body = pool::Returning::new(upstream_body, connection, pool);
+            let upstream_body = pool::Returning::new(upstream_body, connection, pool, sending);
             let body = body::Watched::new(upstream_body, security.authority.clone(), claims);
             let mut response = Response::new(Body::new(body));
             *response.status_mut() = parts.status;

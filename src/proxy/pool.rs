@@ -26,6 +26,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use tower::ServiceExt;
 
 use super::Outgoing;
+use super::body::Sending;
 
 /// Idle connections older than this are not used again.
 pub const IDLE: Duration = Duration::from_secs(90);
@@ -105,6 +106,14 @@ impl Pool {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        // The oldest are at the bottom: let the stale ones go.
+        let stale = idle
+            .iter()
+            .take_while(|e| e.sender.is_closed() || e.since.elapsed() >= IDLE)
+            .count();
+        if stale > 0 {
+            idle.drain(..stale);
+        }
         if idle.len() < MAX_IDLE {
             idle.push(Idle {
                 sender,
@@ -126,17 +135,27 @@ impl Pool {
 }
 
 /// An upstream answer's body that gives its connection back to the pool
-/// once read to the end (dropped before that, the connection closes).
+/// once read to the end, if the request's body was sent whole too (an
+/// upstream may answer early and go on reading; a connection given back
+/// then would hold the next request until it is done). Dropped before the
+/// end, or with the request still sending, the connection closes.
 pub struct Returning {
     inner: Incoming,
     connection: Option<(SendRequest<Outgoing>, Arc<Pool>)>,
+    request: Arc<Sending>,
 }
 
 impl Returning {
-    pub fn new(inner: Incoming, sender: SendRequest<Outgoing>, pool: Arc<Pool>) -> Self {
+    pub fn new(
+        inner: Incoming,
+        sender: SendRequest<Outgoing>,
+        pool: Arc<Pool>,
+        request: Arc<Sending>,
+    ) -> Self {
         let mut body = Self {
             inner,
             connection: Some((sender, pool)),
+            request,
         };
         if body.inner.is_end_stream() {
             body.finish();
@@ -145,7 +164,9 @@ impl Returning {
     }
 
     fn finish(&mut self) {
-        if let Some((sender, pool)) = self.connection.take() {
+        if let Some((sender, pool)) = self.connection.take()
+            && self.request.done.load(std::sync::atomic::Ordering::Acquire)
+        {
             pool.give_back(sender);
         }
     }

@@ -83,7 +83,13 @@ pub async fn check(
 ) -> Option<Response> {
     // Forward-auth is asked by a proxy about someone else's request: the
     // browser-facing checks are the upstream's business, not ours.
-    let state_changing = is_state_changing(method) && path != "/auth/verify";
+    let state_changing = if proxied {
+        // An upstream may act on any method (a catch-all handler, one that
+        // upper-cases it, WebDAV): only the safe ones go without a token.
+        !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+    } else {
+        is_state_changing(method) && path != "/auth/verify"
+    };
     // A WebSocket opened from another site would carry the session cookie
     // (cross-site WebSocket hijacking): its handshake, a GET, gets the
     // Origin and Fetch Metadata checks of an unsafe method. (It cannot

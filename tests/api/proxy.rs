@@ -207,6 +207,35 @@ async fn upstream_connections_are_kept_alive_and_a_closed_one_is_replaced() {
 }
 
 #[tokio::test]
+async fn an_upstream_that_answers_before_the_upload_ends_holds_no_other_request() {
+    let upstream = spawn_upstream().await;
+    let app = proxied_app(&upstream, &[]).await;
+    let mut ann = signed_in(&app).await;
+    let token = ann.cookie("chronos_csrf").unwrap();
+    // An upload that takes 3 s, answered at once.
+    let chunks = futures_util::stream::iter(0..30).then(|_| async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok::<_, std::io::Error>(vec![1u8; 1000])
+    });
+    let request = ann
+        .request(Method::POST, "/calendar/early")
+        .header("X-CSRF-Token", &token)
+        .body(reqwest::Body::wrap_stream(chunks));
+    let uploading = tokio::spawn(request.send());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Its connection is still sending: the next request gets another.
+    let started = Instant::now();
+    echoed(call(&mut ann, Method::GET, "/calendar/echo").await).await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "waited {took:?} behind the upload"
+    );
+    let answered = uploading.await.unwrap().unwrap();
+    assert_eq!(answered.status(), 202);
+}
+
+#[tokio::test]
 async fn a_path_that_leaves_its_prefix_after_decoding_is_refused_with_400() {
     let upstream = spawn_upstream().await;
     let app = proxied_app(&upstream, &[]).await;
@@ -232,6 +261,9 @@ async fn a_path_that_leaves_its_prefix_after_decoding_is_refused_with_400() {
         "/calendar/echo/%zz",
         "/calendar/echo/%00",
         "/todos/%2e",
+        "/calendar/echo/..;/x",
+        "/calendar/%2e%2e;jsessionid=1/auth",
+        "/calendar/echo//x",
     ] {
         let (status, body) = raw_get(&app, target, &cookie).await;
         assert_eq!(status, 400, "{target}: {body}");
@@ -330,6 +362,16 @@ async fn every_unsafe_method_needs_the_sessions_csrf_token_on_every_route() {
             }
         }
     }
+    // Methods beyond the four, however spelt: an upstream's catch-all
+    // handler may act on them.
+    for method in ["post", "Delete", "PROPFIND", "PURGE", "MOVE"] {
+        let request = ann.request(
+            Method::from_bytes(method.as_bytes()).unwrap(),
+            "/calendar/echo",
+        );
+        let response = ann.send(request).await;
+        assert_eq!(response.status(), 403, "{method}");
+    }
     // Without any cookie at all, the token is still asked for first.
     let mut stranger = Browser::new(&app);
     let request = stranger.request(Method::POST, "/calendar/echo");
@@ -344,6 +386,26 @@ async fn every_unsafe_method_needs_the_sessions_csrf_token_on_every_route() {
     // With its own token each goes through, and the header stays here.
     let echo = echoed(call(&mut ann, Method::PATCH, "/calendar/echo").await).await;
     assert!(received(&echo, "x-csrf-token").is_none());
+    // A GET (no token needed) cannot become another method or path upstream.
+    let request = ann
+        .request(Method::GET, "/calendar/echo")
+        .header("X-HTTP-Method-Override", "DELETE")
+        .header("X-HTTP-Method", "DELETE")
+        .header("X-Method-Override", "DELETE")
+        .header("X-Original-URL", "/admin")
+        .header("X-Rewrite-URL", "/admin")
+        .header("X-Real-IP", "203.0.113.9");
+    let echo = echoed(ann.send(request).await).await;
+    for gone in [
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-real-ip",
+    ] {
+        assert!(received(&echo, gone).is_none(), "{gone}");
+    }
 }
 
 #[tokio::test]
@@ -525,6 +587,32 @@ async fn the_upstream_receives_the_sessions_token_and_identity_and_none_of_our_c
     assert_eq!(echo["body"], r#"{"sync":true}"#);
     assert_eq!(echo["query"], "calendar_ids=a,b");
 
+    // Someone else's cookie with a byte that is not ASCII passes; ours
+    // beside it do not.
+    let request = ann.request(Method::GET, "/calendar/echo").header(
+        "Cookie",
+        reqwest::header::HeaderValue::from_bytes(b"lang=fr\xe9; chronos_csrf=x; chronos_session=y")
+            .unwrap(),
+    );
+    let echo = echoed(ann.send(request).await).await;
+    let cookies: Vec<_> = echo["headers"]["cookie"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
+    assert!(
+        cookies
+            .iter()
+            .all(|c| !c.as_str().unwrap().contains("chronos_")),
+        "{echo}"
+    );
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.as_str().unwrap().starts_with("lang=fr")),
+        "{echo}"
+    );
+
     // Without a request id of its own, the upstream gets the one we log.
     let response = call(&mut ann, Method::GET, "/calendar/echo").await;
     let ours = response.headers()["x-request-id"]
@@ -573,7 +661,7 @@ async fn the_browser_gets_the_upstreams_answer_without_our_cookies_or_hop_by_hop
     // What the upstream really sends (so the assertions below can fail).
     let direct = reqwest::get(upstream.url("/api/headers")).await.unwrap();
     let direct_cookies: Vec<_> = direct.headers().get_all("set-cookie").iter().collect();
-    assert_eq!(direct_cookies.len(), 4);
+    assert_eq!(direct_cookies.len(), 6);
     assert!(direct.headers().contains_key("x-private-hop"));
     assert!(direct.headers().contains_key("keep-alive"));
     assert!(direct.headers().contains_key("proxy-authenticate"));

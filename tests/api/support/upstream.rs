@@ -74,6 +74,7 @@ pub async fn spawn_upstream() -> Upstream {
         .route("/api/slow", get(slow))
         .route("/api/headers", get(bad_headers))
         .route("/api/closing", get(closing))
+        .route("/api/early", post(early))
         .route("/api/ws", get(websocket))
         .with_state(counters.clone())
         .layer(axum::middleware::from_fn(
@@ -290,6 +291,17 @@ async fn slow(Query(query): Query<BTreeMap<String, String>>) -> Response {
 async fn bad_headers() -> Response {
     let mut response = "headers".into_response();
     let headers = response.headers_mut();
+    // Ours behind a byte that is not ASCII, and as a nameless cookie
+    // (which a browser sends back under that name).
+    headers.append(
+        "set-cookie",
+        axum::http::HeaderValue::from_bytes(b"chronos_session=planted; Path=/; Comment=\xe9")
+            .unwrap(),
+    );
+    headers.append(
+        "set-cookie",
+        "=chronos_refresh=planted; Path=/".parse().unwrap(),
+    );
     for (name, value) in [
         ("set-cookie", "chronos_session=planted; Path=/"),
         ("set-cookie", "chronos_refresh=planted; Path=/"),
@@ -305,6 +317,16 @@ async fn bad_headers() -> Response {
         headers.append(name, value.parse().unwrap());
     }
     response
+}
+
+/// Answers at once and reads the request's body afterwards, as some
+/// servers do (Node's among them).
+async fn early(body: Body) -> Response {
+    tokio::spawn(async move {
+        let mut stream = body.into_data_stream();
+        while let Some(Ok(_)) = stream.next().await {}
+    });
+    (axum::http::StatusCode::ACCEPTED, "early").into_response()
 }
 
 /// An answer after which the upstream closes its connection.
