@@ -4,9 +4,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, ready};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -100,29 +100,79 @@ impl Body for Capped {
 /// waits for the next frame it checks every [`REVOCATION_CHECK`] that its
 /// session still stands; once revoked it fails, which cuts the connection
 /// to the browser (an answer cut short, never one that looks complete).
+///
+/// An answer that keeps it waiting that long is a stream: from then on a
+/// watchdog task does the checks and, on revocation, drops the upstream's
+/// body itself, so the upstream is let go even while the browser has
+/// stopped reading (and hyper, its buffer full, stops polling this body).
 pub struct Watched<B> {
-    inner: B,
+    slot: Arc<Mutex<Slot<B>>>,
     authority: Arc<dyn SessionAuthority>,
     claims: Arc<AccessClaims>,
     /// Armed only once the upstream makes the body wait: a small answer
     /// that arrives whole never touches the timer.
     check: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The watchdog runs.
+    watched: bool,
+}
+
+struct Slot<B> {
+    /// `None` once the watchdog has dropped it (revoked).
+    body: Option<B>,
+    /// Woken by the watchdog when it drops the body.
+    waker: Option<Waker>,
 }
 
 impl<B> Watched<B> {
     pub fn new(inner: B, authority: Arc<dyn SessionAuthority>, claims: Arc<AccessClaims>) -> Self {
         Self {
-            inner,
+            slot: Arc::new(Mutex::new(Slot {
+                body: Some(inner),
+                waker: None,
+            })),
             authority,
             claims,
             check: None,
+            watched: false,
         }
     }
 }
 
+impl<B: Send + 'static> Watched<B> {
+    fn spawn_watchdog(&mut self, waker: &Waker) {
+        self.watched = true;
+        lock(&self.slot).waker = Some(waker.clone());
+        let slot = Arc::downgrade(&self.slot);
+        let authority = self.authority.clone();
+        let claims = self.claims.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REVOCATION_CHECK);
+            loop {
+                tick.tick().await;
+                // The answer is over (read, or dropped): nothing to watch.
+                let Some(slot) = slot.upgrade() else {
+                    return;
+                };
+                if authority.refuses(&claims) {
+                    let mut slot = lock(&slot);
+                    drop(slot.body.take());
+                    if let Some(waker) = slot.waker.take() {
+                        waker.wake();
+                    }
+                    return;
+                }
+            }
+        });
+    }
+}
+
+fn lock<B>(slot: &Mutex<Slot<B>>) -> std::sync::MutexGuard<'_, Slot<B>> {
+    slot.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl<B> Body for Watched<B>
 where
-    B: Body<Data = Bytes> + Unpin,
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
     type Data = Bytes;
@@ -133,32 +183,53 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
-            if this.authority.refuses(&this.claims) {
+        {
+            let mut slot = lock(&this.slot);
+            let Some(body) = slot.body.as_mut() else {
                 return Poll::Ready(Some(Err(Revoked.into())));
+            };
+            if let Poll::Ready(frame) = Pin::new(body).poll_frame(cx) {
+                drop(slot);
+                if this.authority.refuses(&this.claims) {
+                    return Poll::Ready(Some(Err(Revoked.into())));
+                }
+                return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
             }
-            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
-        }
-        loop {
-            let check = this
-                .check
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep(REVOCATION_CHECK)));
-            if check.as_mut().poll(cx).is_pending() {
+            if this.watched {
+                if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    slot.waker = Some(cx.waker().clone());
+                }
                 return Poll::Pending;
             }
-            if this.authority.refuses(&this.claims) {
-                return Poll::Ready(Some(Err(Revoked.into())));
-            }
-            let next = tokio::time::Instant::now() + REVOCATION_CHECK;
-            check.as_mut().reset(next);
         }
+        let check = this
+            .check
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(REVOCATION_CHECK)));
+        if check.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if this.authority.refuses(&this.claims) {
+            return Poll::Ready(Some(Err(Revoked.into())));
+        }
+        // Waiting this long: a stream. The watchdog takes over the checks.
+        this.check = None;
+        this.spawn_watchdog(cx.waker());
+        Poll::Pending
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        // Revoked is not ended: the next poll fails, so the answer is cut
+        // instead of looking complete.
+        lock(&self.slot)
+            .body
+            .as_ref()
+            .is_some_and(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        lock(&self.slot)
+            .body
+            .as_ref()
+            .map_or_else(SizeHint::default, |b| b.size_hint())
     }
 }

@@ -310,7 +310,10 @@ mod tests {
         assert!(!out.contains_key("content-length"));
         assert!(!out.contains_key("transfer-encoding"));
         let length_only = map(&[("content-length", "5")]);
-        assert_eq!(downstream(&length_only, &cookies, false)["content-length"], "5");
+        assert_eq!(
+            downstream(&length_only, &cookies, false)["content-length"],
+            "5"
+        );
     }
 
     #[test]

@@ -848,6 +848,40 @@ async fn a_revoked_session_is_refused_and_its_open_stream_cut_within_a_second() 
 }
 
 #[tokio::test]
+async fn a_revoked_stream_lets_the_upstream_go_even_when_the_browser_stopped_reading() {
+    let upstream = spawn_upstream().await;
+    let app = proxied_app(&upstream, &[]).await;
+    let mut ann = signed_in(&app).await;
+    // 64 KiB events every 10 ms to a client that reads only the head:
+    // the socket buffers fill and the server stops polling the answer.
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "GET /calendar/events?n=100000&every=10&pad=65536 HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\n\r\n",
+        app.addr,
+        ann.cookie_header()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut first = [0u8; 12];
+    stream.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        upstream.open_streams(),
+        1,
+        "still streaming into full buffers"
+    );
+    assert_eq!(ann.logout().await.status(), 200);
+    wait_for(
+        "the upstream's stream is let go",
+        Duration::from_millis(1500),
+        || upstream.open_streams() == 0,
+    )
+    .await;
+    assert_eq!(upstream.cut_streams(), 1);
+    drop(stream);
+}
+
+#[tokio::test]
 async fn a_session_revoked_on_another_replica_is_cut_here() {
     let upstream = spawn_upstream().await;
     let routes = routes(&upstream);

@@ -165,24 +165,33 @@ impl Drop for Open {
 }
 
 /// `text/event-stream`: `n` events (default 5), one every `every` ms
-/// (default 200), the first at once; `data: {"i": k}` each.
+/// (default 200), the first at once; `data: {"i": k}` each, padded with
+/// `pad` bytes (default none).
 async fn events(
     State(counters): State<Arc<Counters>>,
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Response {
     let n: usize = query.get("n").map_or(5, |v| v.parse().unwrap());
     let every = Duration::from_millis(query.get("every").map_or(200, |v| v.parse().unwrap()));
+    let pad = "x".repeat(query.get("pad").map_or(0, |v| v.parse().unwrap()));
     let open = Open::new(counters, |c| &c.open_streams);
-    let stream = futures_util::stream::unfold((0usize, open), move |(i, open)| async move {
-        if i == n {
-            drop(open.finished());
-            return None;
+    let stream = futures_util::stream::unfold((0usize, open), move |(i, open)| {
+        let pad = pad.clone();
+        async move {
+            if i == n {
+                drop(open.finished());
+                return None;
+            }
+            if i > 0 {
+                tokio::time::sleep(every).await;
+            }
+            let event = if pad.is_empty() {
+                format!("event: sync\ndata: {{\"i\":{i}}}\n\n")
+            } else {
+                format!("event: sync\ndata: {{\"i\":{i},\"pad\":\"{pad}\"}}\n\n")
+            };
+            Some((Ok::<_, std::io::Error>(Bytes::from(event)), (i + 1, open)))
         }
-        if i > 0 {
-            tokio::time::sleep(every).await;
-        }
-        let event = format!("event: sync\ndata: {{\"i\":{i}}}\n\n");
-        Some((Ok::<_, std::io::Error>(Bytes::from(event)), (i + 1, open)))
     });
     (
         [
