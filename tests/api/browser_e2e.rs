@@ -21,23 +21,8 @@ fn chromium_signs_in_through_the_page_and_logs_out() {
         ("PUBLIC_URL", &api),
         ("FRONTEND_URL", &frontend),
     ]);
-    let dir = server.data_dir.path().to_string_lossy().to_string();
     let password = "browser test password";
-    let added = chronos_command(&[("DATA_DIR", dir.as_str())])
-        .args(["user", "add", "browser@example.com"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(format!("{password}\n").as_bytes())?;
-            child.wait()
-        })
-        .unwrap();
-    assert!(added.success());
+    server.add_user("browser@example.com", password);
 
     let root = env!("CARGO_MANIFEST_DIR");
     let output = Command::new("node")
@@ -48,10 +33,8 @@ fn chromium_signs_in_through_the_page_and_logs_out() {
         .env("PASSWORD", password)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("signed in as browser@example.com"));
-    assert!(stdout.contains("all cookies cleared"));
+    script_passed(
+        &output,
+        &["signed in as browser@example.com", "all cookies cleared"],
+    );
 }

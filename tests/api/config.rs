@@ -261,28 +261,10 @@ fn readme_and_env_example_document_exactly_the_variables() {
     assert_eq!(in_example, documented(), ".env.example");
 }
 
-/// Creates an account on a spawned binary's data directory.
-fn add_user(server: &Binary, email: &str) {
-    use std::io::Write;
-    let dir = server.data_dir.path().to_string_lossy().to_string();
-    let mut child = chronos_command(&[("DATA_DIR", dir.as_str())])
-        .args(["user", "add", email])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(format!("{}\n", PASSWORD).as_bytes())
-        .unwrap();
-    drop(stdin);
-    assert!(child.wait().unwrap().success());
-}
-
 /// Signs in, rotates the refresh token, then replays the old one with
 /// `request_id`: the reuse warning is logged inside the request.
 async fn replay_a_refresh_token(server: &Binary, request_id: &str) {
-    add_user(server, "ann@example.com");
+    server.add_user("ann@example.com", PASSWORD);
     let mut browser = Browser::at(&server.url(""));
     browser.sign_in("ann@example.com", PASSWORD).await;
     let stale = browser.jar.clone();

@@ -75,28 +75,22 @@ fn chromium_signs_in_through_a_real_openid_provider_and_every_logout_reaches_whe
         .env("OP_SECRET", SECRET)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    for expected in [
-        "signed in as ann@example.com",
-        "provider refresh token active before logout: true",
-        "after reload, session 200 ann@example.com",
-        "browser: refresh 200",
-        "after refresh, session 200 ann@example.com",
-        "browser: logout 200 Logged out",
-        "after logout, session 401",
-        "provider refresh token active after logout: false",
-        "copied cookies before the provider logout: 200,200,200",
-        "copied cookies after the provider logout: 401,401,401",
-        "backchannel.success",
-    ] {
-        assert!(
-            stdout.contains(expected),
-            "missing {expected:?} in:\n{stdout}"
-        );
-    }
+    let stdout = script_passed(
+        &output,
+        &[
+            "signed in as ann@example.com",
+            "provider refresh token active before logout: true",
+            "after reload, session 200 ann@example.com",
+            "browser: refresh 200",
+            "after refresh, session 200 ann@example.com",
+            "browser: logout 200 Logged out",
+            "after logout, session 401",
+            "provider refresh token active after logout: false",
+            "copied cookies before the provider logout: 200,200,200",
+            "copied cookies after the provider logout: 401,401,401",
+            "backchannel.success",
+        ],
+    );
     let took: u64 = stdout
         .split("401,401,401 within ")
         .nth(1)

@@ -188,19 +188,13 @@ async fn chromium_signs_in_through_a_proxy_that_serves_the_api_under_a_path() {
         .output()
         .await
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    for expected in [
-        "the form posts to /api/auth/signin".to_string(),
-        format!("posted to {api}/auth/signin: 303"),
-        "signed in as browser@example.com".to_string(),
-        "session 200 browser@example.com".to_string(),
-    ] {
-        assert!(
-            stdout.contains(&expected),
-            "missing {expected:?} in:\n{stdout}"
-        );
-    }
+    script_passed(
+        &output,
+        &[
+            "the form posts to /api/auth/signin",
+            format!("posted to {api}/auth/signin: 303").as_str(),
+            "signed in as browser@example.com",
+            "session 200 browser@example.com",
+        ],
+    );
 }

@@ -1080,22 +1080,7 @@ fn the_access_line_names_the_route_and_upstream_and_no_log_line_holds_a_token() 
         ("PROXY_ROUTES", &routes),
         ("PROXY_TIMEOUT", "1"),
     ]);
-    let dir = server.data_dir.path().to_string_lossy().to_string();
-    let added = chronos_command(&[("DATA_DIR", dir.as_str())])
-        .args(["user", "add", EMAIL])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(format!("{PASSWORD}\n").as_bytes())?;
-            child.wait()
-        })
-        .unwrap();
-    assert!(added.success());
+    server.add_user(EMAIL, PASSWORD);
     let (token, refresh) = runtime.block_on(async {
         let mut ann = Browser::at(&server.url(""));
         ann.sign_in(EMAIL, PASSWORD).await;
@@ -1244,20 +1229,14 @@ async fn chromium_runs_the_web_clients_streaming_sync_through_the_proxy() {
         .output()
         .await
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    for expected in [
-        "signed in as browser@example.com",
-        "sync 200: events@",
-        "events one by one",
-        "upstream saw bearer=true our_cookies=false",
-        "after logout sync 401",
-    ] {
-        assert!(
-            stdout.contains(expected),
-            "missing {expected:?} in:\n{stdout}"
-        );
-    }
+    script_passed(
+        &output,
+        &[
+            "signed in as browser@example.com",
+            "sync 200: events@",
+            "events one by one",
+            "upstream saw bearer=true our_cookies=false",
+            "after logout sync 401",
+        ],
+    );
 }

@@ -34,28 +34,19 @@ async fn chromium_signs_in_twice_at_once_through_supabase_refreshes_and_logs_out
         .env("GOTRUE_URL", &url)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+    script_passed(
+        &output,
+        &[
+            "bob: signed in as bob@example.com",
+            "ann: signed in as ann@example.com",
+            "after reload, ann's session 200 ann@example.com",
+            "ann's refresh 200",
+            "after refresh, ann's session 200 ann@example.com",
+            "ann's logout 200 Logged out",
+            "after logout, ann's session 401",
+            "bob's session 200 bob@example.com",
+        ],
     );
-    for expected in [
-        "bob: signed in as bob@example.com",
-        "ann: signed in as ann@example.com",
-        "after reload, ann's session 200 ann@example.com",
-        "ann's refresh 200",
-        "after refresh, ann's session 200 ann@example.com",
-        "ann's logout 200 Logged out",
-        "after logout, ann's session 401",
-        "bob's session 200 bob@example.com",
-    ] {
-        assert!(
-            stdout.contains(expected),
-            "missing {expected:?} in:\n{stdout}"
-        );
-    }
     let deadline = Instant::now() + Duration::from_secs(5);
     while !gotrue
         .calls_of("logout")

@@ -19,6 +19,23 @@ pub struct Binary {
 }
 
 impl Binary {
+    /// Creates an account with `password` in this server's data directory,
+    /// as an operator does (`chronos user add`, the password on stdin).
+    pub fn add_user(&self, email: &str, password: &str) {
+        use std::io::Write;
+        let dir = self.data_dir.path().to_string_lossy().to_string();
+        let mut child = chronos_command(&[("DATA_DIR", dir.as_str())])
+            .args(["user", "add", email])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(format!("{password}\n").as_bytes()).unwrap();
+        drop(stdin);
+        assert!(child.wait().unwrap().success());
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -89,3 +89,19 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// What a browser script (`node tests/browser/...`) printed, once shown:
+/// the script must have succeeded and printed each of `expected`.
+pub fn script_passed(output: &std::process::Output, expected: &[&str]) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    for expected in expected {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    stdout
+}
