@@ -21,7 +21,6 @@ measurement. Chronos runs with its defaults (access log on, to a file).
 Writes bench/results/runs/<date>-hotpath-<time>.md (and .json).
 """
 import argparse
-import glob
 import json
 import os
 import statistics
@@ -38,41 +37,13 @@ REFRESH_LOAD = os.path.join(run.RELEASE, "examples", "refresh_load")
 ENDPOINTS = ["logout", "session", "verify", "refresh"]
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-
-def switches(pid):
-    """(voluntary, involuntary) context switches summed over every thread."""
-    vol = invol = 0
-    for status in glob.glob(f"/proc/{pid}/task/*/status"):
-        try:
-            with open(status) as f:
-                for line in f:
-                    if line.startswith("voluntary_ctxt_switches"):
-                        vol += int(line.split()[1])
-                    elif line.startswith("nonvoluntary_ctxt_switches"):
-                        invol += int(line.split()[1])
-        except OSError:
-            pass
-    return vol, invol
-
-
-def sessions_file(port, n, path):
-    with open(path, "w") as f:
-        for _ in range(n):
-            jar = {}
-            run.sign_in(port, jar)
-            f.write(f"{jar['chronos_session']} {jar['chronos_refresh']} {jar['chronos_csrf']}\n")
-    return path
 
 
 def load(endpoint, port, args, cookie, work):
     """Runs the load; (requests, req/s, p99 ms)."""
     if endpoint == "refresh":
-        path = sessions_file(port, args.connections, os.path.join(work, f"sessions-{port}.txt"))
+        path = run.sessions_file(port, args.connections, os.path.join(work, f"sessions-{port}.txt"))
         out = subprocess.run(run.pinned(1, [REFRESH_LOAD, f"http://127.0.0.1:{port}", path,
                                             str(args.connections), str(args.duration)]),
                              capture_output=True, text=True, check=True).stdout
@@ -97,9 +68,9 @@ def measure(label, endpoint, server, args, cookie, work):
         warm = argparse.Namespace(**{**vars(args), "duration": 1})
         load(endpoint, server.port, warm, cookie, work)
     pid = server.proc.pid
-    cpu0, (v0, i0) = cpu_seconds(pid), switches(pid)
+    cpu0, (v0, i0) = run.cpu_seconds(pid), run.switches(pid)
     requests, rps, p99 = load(endpoint, server.port, args, cookie, work)
-    cpu, (v1, i1) = cpu_seconds(pid) - cpu0, switches(pid)
+    cpu, (v1, i1) = run.cpu_seconds(pid) - cpu0, run.switches(pid)
     result = {"endpoint": endpoint, "server": label, "rps": rps, "p99_ms": p99,
               "cpu_us": cpu / requests * 1e6, "voluntary": (v1 - v0) / requests,
               "involuntary": (i1 - i0) / requests}

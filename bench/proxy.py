@@ -22,7 +22,6 @@ stdout). Needs wrk and nginx. Writes bench/results/runs/<date>-proxy-<time>.md.
 """
 import argparse
 import asyncio
-import glob
 import os
 import resource
 import shutil
@@ -42,32 +41,7 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 SMALL = "/calendar/calendars"
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-
-def switches(pid):
-    """Voluntary + involuntary context switches of every thread of `pid`."""
-    total = 0
-    for status in glob.glob(f"/proc/{pid}/task/*/status"):
-        try:
-            with open(status) as f:
-                for line in f:
-                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
-
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def children(pid):
@@ -127,11 +101,11 @@ def measure(label, url, args, pids, headers=()):
     for h in headers:
         argv += ["-H", h]
     subprocess.run(run.pinned(1, argv[:3] + ["-d1s"] + argv[4:] + [url]), capture_output=True, check=True)
-    cpu0 = sum(cpu_seconds(p) for p in pids)
-    cs0 = sum(switches(p) for p in pids)
+    cpu0 = sum(run.cpu_seconds(p) for p in pids)
+    cs0 = sum(sum(run.switches(p)) for p in pids)
     out = subprocess.run(run.pinned(1, argv + [url]), capture_output=True, text=True, check=True).stdout
-    cpu = sum(cpu_seconds(p) for p in pids) - cpu0
-    cs = sum(switches(p) for p in pids) - cs0
+    cpu = sum(run.cpu_seconds(p) for p in pids) - cpu0
+    cs = sum(sum(run.switches(p)) for p in pids) - cs0
     requests = int(run.WRK_RE["requests"].search(out).group(1))
     non2xx = run.WRK_RE["non2xx"].search(out)
     if non2xx:
@@ -206,16 +180,16 @@ async def open_streams(port, cookie, n, hold, pid):
                 return
             received[0] += data.count(b"\n\n")
 
-    before = rss_mib(pid)
+    before = run.rss_mib(pid)
     for batch in range(0, n, 100):
         readers += await asyncio.gather(*(one() for _ in range(min(100, n - batch))))
     tasks = [asyncio.create_task(drain(r)) for r, _ in readers]
-    opened = rss_mib(pid)
+    opened = run.rss_mib(pid)
     samples = []
     events_before = received[0]
     for _ in range(hold):
         await asyncio.sleep(1)
-        samples.append(rss_mib(pid))
+        samples.append(run.rss_mib(pid))
     events = received[0] - events_before
     for _, w in readers:
         w.close()
@@ -224,7 +198,7 @@ async def open_streams(port, cookie, n, hold, pid):
     await asyncio.sleep(1)
     return {"streams": n, "rss_before_mib": before, "rss_open_mib": opened,
             "rss_min_mib": min(samples), "rss_max_mib": max(samples),
-            "rss_after_close_mib": rss_mib(pid), "events_during_hold": events, "hold_s": hold}
+            "rss_after_close_mib": run.rss_mib(pid), "events_during_hold": events, "hold_s": hold}
 
 
 def main():

@@ -10,6 +10,7 @@ Results are printed and written to a new run file, bench/results/runs/<date>-loa
 (bench/record.py: a machine header, never overwritten; bench/results/LATEST points at it).
 """
 import argparse
+import glob
 import http.client
 import json
 import os
@@ -57,6 +58,48 @@ def peak_rss_mib(pid):
     except OSError:
         pass
     return float("nan")
+
+
+def rss_mib(pid):
+    """Resident memory now (not the peak)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_seconds(pid):
+    """utime + stime of process `pid`, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def switches(pid):
+    """(voluntary, involuntary) context switches summed over every thread of `pid`."""
+    vol = invol = 0
+    for status in glob.glob(f"/proc/{pid}/task/*/status"):
+        try:
+            with open(status) as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches"):
+                        vol += int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches"):
+                        invol += int(line.split()[1])
+        except OSError:
+            pass
+    return vol, invol
+
+
+def sessions_file(port, n, path):
+    """Signs in `n` times; one `session refresh csrf` line each (for bench/refresh_load.rs)."""
+    with open(path, "w") as f:
+        for _ in range(n):
+            jar = {}
+            sign_in(port, jar)
+            f.write(f"{jar['chronos_session']} {jar['chronos_refresh']} {jar['chronos_csrf']}\n")
+    return path
 
 
 def wait_http(port, path="/health", timeout=15.0, method="GET"):

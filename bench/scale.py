@@ -34,14 +34,6 @@ REFRESH_LOAD = os.path.join(run.RELEASE, "examples", "refresh_load")
 TOKENS_LUA = os.path.join(run.ROOT, "bench", "tokens.lua")
 
 
-def rss_mib(pid):
-    """Resident memory now (not the peak)."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
 
 def db_bytes(data_dir):
     return sum(os.path.getsize(os.path.join(data_dir, f)) for f in os.listdir(data_dir)
@@ -75,18 +67,9 @@ def start(data_dir, port, **env):
     return srv, (time.monotonic() - started) * 1000
 
 
-def sessions_file(port, n, path):
-    """Signs in `n` times; one `session refresh csrf` line each."""
-    with open(path, "w") as f:
-        for _ in range(n):
-            jar = {}
-            run.sign_in(port, jar)
-            f.write(f"{jar['chronos_session']} {jar['chronos_refresh']} {jar['chronos_csrf']}\n")
-    return path
-
 
 def refresh(port, connections, seconds, work):
-    path = sessions_file(port, connections, os.path.join(work, f"sessions-{connections}.txt"))
+    path = run.sessions_file(port, connections, os.path.join(work, f"sessions-{connections}.txt"))
     out = subprocess.run(run.pinned(1, [REFRESH_LOAD, f"http://127.0.0.1:{port}", path,
                                         str(connections), str(seconds)]),
                          capture_output=True, text=True, check=True).stdout
@@ -139,11 +122,11 @@ def measure_round(srv, port, args, work, tokens_file, rnd):
         f.write(cookie.split("=", 1)[1] + "\n")
     out["verify_one"] = verify_tokens(port, args, one, f"round {rnd}: GET /auth/verify, one token")
     if tokens_file:
-        before = rss_mib(srv.proc.pid)
+        before = run.rss_mib(srv.proc.pid)
         out["verify_cycling"] = verify_tokens(
             port, args, tokens_file, f"round {rnd}: GET /auth/verify, many tokens")
         out["verify_cycling"]["vs_one"] = out["verify_cycling"]["rps"] / out["verify_one"]["rps"]
-        out["cache_growth_mib"] = rss_mib(srv.proc.pid) - before
+        out["cache_growth_mib"] = run.rss_mib(srv.proc.pid) - before
     for connections, seconds in [(args.connections, args.refresh_seconds), (2, args.refresh_seconds // 3)]:
         r = refresh(port, connections, seconds, work)
         r["vs_session"] = r["rps"] / out["session"]["rps"]
@@ -153,7 +136,7 @@ def measure_round(srv, port, args, work, tokens_file, rnd):
               f"errors {r['errors']}  ({r['vs_session']:.3f}× session)", flush=True)
         if r["errors"]:
             raise RuntimeError(f"refresh at {connections}: {r['errors']} non-200 answers")
-    out["rss_after_mib"] = rss_mib(srv.proc.pid)
+    out["rss_after_mib"] = run.rss_mib(srv.proc.pid)
     print(f"  round {rnd}: memory after the round {out['rss_after_mib']:.1f} MiB", flush=True)
     return out
 
@@ -184,7 +167,7 @@ def dataset(name, args, work, generated):
     result["startup_ms"] = statistics.median(times)
     srv, _ = start(data_dir, port)
     time.sleep(2)
-    result["idle_rss_mib"] = rss_mib(srv.proc.pid)
+    result["idle_rss_mib"] = run.rss_mib(srv.proc.pid)
     result["db_mib"] = db_bytes(data_dir) / (1 << 20)
     result.update(db_stats(data_dir))
     print(f"  start-up {result['startup_ms']:.0f} ms, idle memory {result['idle_rss_mib']:.1f} MiB, "

@@ -34,11 +34,6 @@ SECRET = "chronos vault test secret"
 SERVICE = ("calendar", "the-calendar-services-secret-of-32-chars")
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
 
 def start_provider(port):
     proc = subprocess.Popen(["node", os.path.join(ROOT, "tests/browser/vault-provider.mjs")],
@@ -87,9 +82,9 @@ def measure(label, url, args, pid, lua=None, headers=()):
     for h in headers:
         argv += ["-H", h]
     subprocess.run(run.pinned(1, argv[:3] + ["-d1s"] + argv[4:] + [url]), capture_output=True, check=True)
-    before = cpu_seconds(pid)
+    before = run.cpu_seconds(pid)
     out = subprocess.run(run.pinned(1, argv + [url]), capture_output=True, text=True, check=True).stdout
-    cpu = cpu_seconds(pid) - before
+    cpu = run.cpu_seconds(pid) - before
     requests = int(run.WRK_RE["requests"].search(out).group(1))
     non2xx = run.WRK_RE["non2xx"].search(out)
     if non2xx:
