@@ -668,6 +668,10 @@ mod tests {
                     duration_us = 17u64,
                     request_id = "req-1",
                     client_ip = "127.0.0.1",
+                    // As the envelope logs it: no proxy, no proxy fields.
+                    route = None::<&str>,
+                    upstream_status = None::<u16>,
+                    upstream_us = None::<u64>,
                 );
             });
             let mut direct = Vec::new();
@@ -702,9 +706,9 @@ mod tests {
                     duration_us = 900u64,
                     request_id = "req-2",
                     client_ip = "10.0.0.1",
-                    route = route,
-                    upstream_status = 200u16,
-                    upstream_us = 812u64,
+                    route = Some(route),
+                    upstream_status = Some(200u16),
+                    upstream_us = Some(812u64),
                 );
             });
             let mut direct = Vec::new();

@@ -12,6 +12,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use crate::authority::tokens::AccessClaims;
 use crate::cookies::{CookieKind, CookiePolicy};
+use crate::security::envelope::X_REQUEST_ID;
 use crate::security::guard::CSRF_HEADER;
 
 pub static X_AUTH_USER_ID: HeaderName = HeaderName::from_static("x-auth-user-id");
@@ -20,7 +21,6 @@ pub static X_AUTH_SESSION_ID: HeaderName = HeaderName::from_static("x-auth-sessi
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 

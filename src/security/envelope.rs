@@ -253,29 +253,21 @@ where
             }),
         };
         if !telemetry::access(&line) {
-            match &line.proxy {
-                None => tracing::info!(
-                    target: "chronos::access",
-                    method = line.method,
-                    path = line.path,
-                    status = line.status,
-                    duration_us = line.duration_us,
-                    request_id = line.request_id,
-                    client_ip = line.client_ip,
-                ),
-                Some(proxy) => tracing::info!(
-                    target: "chronos::access",
-                    method = line.method,
-                    path = line.path,
-                    status = line.status,
-                    duration_us = line.duration_us,
-                    request_id = line.request_id,
-                    client_ip = line.client_ip,
-                    route = proxy.route,
-                    upstream_status = proxy.upstream_status,
-                    upstream_us = proxy.upstream_us,
-                ),
-            }
+            // The proxy's fields are recorded only on proxied requests
+            // (tracing leaves a `None` out).
+            let proxy = line.proxy.as_ref();
+            tracing::info!(
+                target: "chronos::access",
+                method = line.method,
+                path = line.path,
+                status = line.status,
+                duration_us = line.duration_us,
+                request_id = line.request_id,
+                client_ip = line.client_ip,
+                route = proxy.map(|p| p.route),
+                upstream_status = proxy.map(|p| p.upstream_status),
+                upstream_us = proxy.map(|p| p.upstream_us),
+            );
         }
     }
     response
