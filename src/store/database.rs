@@ -1,4 +1,4 @@
-//! The durable store: the embedded SQLite file (one writer thread and a
+//! The durable store: the embedded SQLite file (one writing connection and a
 //! read pool, [`super::sqlite`]) or PostgreSQL (a bounded pool shared by
 //! any number of replicas, [`super::postgres`]). The repositories beside
 //! this module run one statement text on either ([`super::sql`]).
@@ -125,7 +125,16 @@ impl Database {
     pub async fn purge(&self, delete: &'static str, bound: i64) -> Result<u64, StoreError> {
         let mut total = 0;
         loop {
-            let deleted = self.write(delete, args![bound]).await?;
+            let deleted = match self {
+                // Not on a request's thread (the writer's note).
+                Self::Sqlite { writer, .. } => {
+                    let args = args![bound];
+                    writer
+                        .write_apart(move |c| SqliteConn(c).execute_now(delete, &args))
+                        .await?
+                }
+                Self::Postgres(_) => self.write(delete, args![bound]).await?,
+            };
             total += deleted;
             if deleted < 1000 {
                 return Ok(total);

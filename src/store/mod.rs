@@ -46,7 +46,8 @@ pub mod supabase_sessions;
 /// Databases for the store's own tests.
 #[cfg(test)]
 mod testing;
-/// The one writer of the SQLite database (group commit).
+/// The one writing connection of the SQLite database (group commit by
+/// flat combining on the requests' own threads; a checkpointer thread).
 pub mod writer;
 
 use async_trait::async_trait;

@@ -1,7 +1,7 @@
 //! Statements written once for both engines. A statement is one text with
 //! `$1..$n` placeholders (both dialects read it the same: PostgreSQL
 //! natively, SQLite as named parameters, bound here by their number) and
-//! its arguments as [`Value`]s. It runs on the SQLite writer thread
+//! its arguments as [`Value`]s. It runs on the SQLite writing connection
 //! (writes), the SQLite read pool (reads) or PostgreSQL (either), and its
 //! rows decode through one [`FromRow`] whichever engine read them.
 //!

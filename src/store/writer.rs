@@ -1,31 +1,44 @@
-//! The one writer of the SQLite database: a thread that owns the only
-//! writing connection of this process and runs every write, fed by a queue.
+//! The one writer of the SQLite database: the only writing connection of
+//! this process, taken by whichever request writes (flat combining).
 //! Writes that arrive together are committed together (group commit): one
 //! `BEGIN IMMEDIATE ... COMMIT` for the batch, each write in a savepoint of
 //! its own so that one failing write does not undo the others. A write is
 //! answered once its batch has committed.
 //!
-//! Nothing on a request's path waits in SQLite's busy handler: there is no
-//! second writer in this process to wait for (another process, the
-//! operator's CLI, may hold the lock for a moment; the writer waits then).
-//! Writes run as closures over a `rusqlite::Connection` on the writer
-//! thread, without a thread hop per statement; reads stay on the sqlx pool
-//! (WAL: readers never wait for the writer).
+//! No thread hand-off on the way: a request that finds the connection free
+//! runs its write (and every write queued meanwhile) on its own thread and
+//! has its answer at once; one that finds it taken queues its write for the
+//! holder, which takes the queue before letting go (so batches form exactly
+//! when writes contend). On one core a hand-off to a writer thread and back
+//! costs two context switches per write (issue 23). A write is a few page
+//! writes into the WAL without `fsync` (`synchronous=NORMAL`): the WAL is
+//! checkpointed (and synced) by a thread of its own, never on a request's
+//! path. What may wait does not run on a request's thread: a purge
+//! ([`Writer::write_apart`]) and a batch that finds the file locked by
+//! another process (the operator's CLI) continue on a blocking thread.
+//! Reads stay on the sqlx pool (WAL: readers never wait for the writer).
 
+use std::mem;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex, Weak};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
-use tokio::sync::{mpsc, oneshot};
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
 use super::sql::StoreError;
 
 /// Writes committed in one transaction at most.
 const MAX_BATCH: usize = 256;
-/// Writes waiting at most; beyond, callers wait for room (backpressure).
-const QUEUE: usize = 8192;
+/// How long a batch waits for another process's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The checkpointer runs after this many commits, or this often when fewer.
+const CHECKPOINT_COMMITS: u64 = 512;
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
-/// A write waiting for the writer thread.
+/// A write waiting for the writing connection.
 trait Job: Send {
     /// Runs the write; `true` when it succeeded (its savepoint is kept).
     fn run(self: Box<Self>, conn: &Connection) -> (Box<dyn Answer>, bool);
@@ -80,16 +93,27 @@ impl<T: Send> Answer for Ran<T> {
     }
 }
 
-/// The handle every store writes through; cloning shares the writer. The
-/// thread ends when the last handle is dropped.
+/// The handle every store writes through; cloning shares the connection.
+/// The checkpointer thread ends when the last handle is dropped.
 #[derive(Clone)]
 pub struct Writer {
-    jobs: mpsc::Sender<Box<dyn Job>>,
+    shared: Arc<Shared>,
 }
+
+struct Shared {
+    conn: Arc<Mutex<Connection>>,
+    /// Writes waiting for whoever holds `conn`.
+    queue: StdMutex<Vec<Box<dyn Job>>>,
+    /// Commits so far (the checkpointer's cue).
+    commits: AtomicU64,
+    checkpointer: std::thread::Thread,
+}
+
+type Held = OwnedMutexGuard<Connection>;
 
 impl Writer {
     /// Opens the writing connection to the database file and starts the
-    /// writer thread (migrations have run already, through the pool).
+    /// checkpointer (migrations have run already, through the pool).
     pub fn open(path: &Path) -> Result<Self, rusqlite::Error> {
         let conn = Connection::open_with_flags(
             path,
@@ -100,93 +124,260 @@ impl Writer {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        // Only another process (the CLI) can hold the write lock.
-        conn.busy_timeout(Duration::from_secs(5))?;
+        // The checkpointer's job, off the requests' threads.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // Only another process (the CLI) can hold the write lock; a batch
+        // that finds it held moves to a blocking thread to wait.
+        conn.busy_timeout(Duration::ZERO)?;
         // Statements are prepared once and kept (the hot ones use
-        // `prepare_cached`).
+        // `prepare_cached`, and so do BEGIN and COMMIT).
         conn.set_prepared_statement_cache_capacity(64);
-        let (jobs, queue) = mpsc::channel(QUEUE);
-        std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || run(conn, queue))
+        let checkpoints = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        checkpoints.busy_timeout(BUSY_TIMEOUT)?;
+        let (handle, start) = std::sync::mpsc::sync_channel::<Weak<Shared>>(1);
+        let thread = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                if let Ok(shared) = start.recv() {
+                    checkpoint_until_dropped(&checkpoints, &shared);
+                }
+            })
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-        Ok(Self { jobs })
+        let shared = Arc::new(Shared {
+            conn: Arc::new(Mutex::new(conn)),
+            queue: StdMutex::new(Vec::with_capacity(MAX_BATCH)),
+            commits: AtomicU64::new(0),
+            checkpointer: thread.thread().clone(),
+        });
+        let _ = handle.send(Arc::downgrade(&shared));
+        Ok(Self { shared })
     }
 
-    /// Runs `write` on the writer thread, inside the batch's transaction;
-    /// its result once that has committed.
+    /// Runs `write` inside a batch's transaction, on this thread when the
+    /// connection is free; its result once that batch has committed.
     pub async fn write<T, F>(&self, write: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Box::new(Pending { write, reply }))
-            .await
-            .map_err(|_| StoreError::Stopped)?;
+        self.shared.push(Box::new(Pending { write, reply }));
+        if let Ok(held) = self.shared.conn.clone().try_lock_owned() {
+            // Let this thread's other ready requests run first: those that
+            // write queue their writes behind ours, and one commit serves
+            // them all. When nothing else is ready this returns at once.
+            tokio::task::yield_now().await;
+            self.shared.clone().serve(held);
+        }
+        answer.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// As [`Writer::write`], for a write that may take long (a purge of
+    /// many rows): it runs on a blocking thread, never a request's.
+    pub async fn write_apart<T, F>(&self, write: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut held = shared.conn.clone().blocking_lock_owned();
+            let mut batch: Vec<Box<dyn Job>> = vec![Box::new(Pending { write, reply })];
+            shared.commit_waiting(&mut held, &mut batch);
+            shared.serve_waiting(held);
+        });
         answer.await.map_err(|_| StoreError::Stopped)?
     }
 }
 
-/// The writer thread: a batch at a time, until every handle is dropped.
-fn run(mut conn: Connection, mut queue: mpsc::Receiver<Box<dyn Job>>) {
-    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = queue.blocking_recv() {
-        batch.push(first);
-        // Give the request threads a moment to add theirs: under load the
-        // batch (and the commit's cost per write) grows; when idle this
-        // returns at once.
-        std::thread::yield_now();
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+impl Shared {
+    fn push(&self, job: Box<dyn Job>) {
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(job);
+    }
+
+    /// Up to [`MAX_BATCH`] of the queued writes.
+    fn take(&self, batch: &mut Vec<Box<dyn Job>>) {
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if queue.len() <= MAX_BATCH {
+            mem::swap(&mut *queue, batch);
+        } else {
+            batch.extend(queue.drain(..MAX_BATCH));
+        }
+    }
+
+    fn queued(&self) -> bool {
+        !self
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    /// Commits what is queued, batch after batch, on this (a request's)
+    /// thread; hands the connection to a blocking thread when another
+    /// process holds the file's write lock.
+    fn serve(self: Arc<Self>, mut held: Held) {
+        let mut batch = Vec::new();
+        loop {
+            self.take(&mut batch);
+            if batch.is_empty() {
+                // Let go, then look again: a write queued after the take
+                // above, by a request that found the connection taken, is
+                // ours to run unless a new holder has it.
+                drop(held);
+                if !self.queued() {
+                    return;
+                }
+                match self.conn.clone().try_lock_owned() {
+                    Ok(again) => held = again,
+                    Err(_) => return,
+                }
+                continue;
+            }
+            if let Err(Busy) = self.commit(&mut held, &mut batch, false) {
+                let shared = self.clone();
+                tokio::task::spawn_blocking(move || {
+                    shared.commit_waiting(&mut held, &mut batch);
+                    shared.serve_waiting(held);
+                });
+                return;
             }
         }
-        commit(&mut conn, &mut batch);
+    }
+
+    /// [`Shared::serve`] on a blocking thread: may wait for the lock.
+    fn serve_waiting(&self, mut held: Held) {
+        let mut batch = Vec::new();
+        loop {
+            self.take(&mut batch);
+            if batch.is_empty() {
+                drop(held);
+                if !self.queued() {
+                    return;
+                }
+                match self.conn.clone().try_lock_owned() {
+                    Ok(again) => held = again,
+                    Err(_) => return,
+                }
+                continue;
+            }
+            self.commit_waiting(&mut held, &mut batch);
+        }
+    }
+
+    /// Commits `batch`, waiting up to [`BUSY_TIMEOUT`] for the lock.
+    fn commit_waiting(&self, held: &mut Held, batch: &mut Vec<Box<dyn Job>>) {
+        let _ = held.busy_timeout(BUSY_TIMEOUT);
+        let _ = self.commit(held, batch, true);
+        let _ = held.busy_timeout(Duration::ZERO);
+    }
+
+    /// Runs a batch in one transaction, each job in a savepoint of its
+    /// own, then answers every job with the commit's outcome. `Busy` (the
+    /// batch untouched) when another process holds the write lock and
+    /// `wait` is false.
+    fn commit(
+        &self,
+        conn: &mut Connection,
+        batch: &mut Vec<Box<dyn Job>>,
+        wait: bool,
+    ) -> Result<(), Busy> {
+        if !conn.is_autocommit() {
+            // A batch that failed half-way left its transaction open.
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        match statement(conn, "BEGIN IMMEDIATE") {
+            Ok(()) => {}
+            Err(e) if !wait && is_busy(&e) => return Err(Busy),
+            Err(e) => {
+                let why = e.to_string();
+                tracing::error!(error = %why, "database writer could not begin a transaction");
+                for job in batch.drain(..) {
+                    job.fail(&why);
+                }
+                return Ok(());
+            }
+        }
+        let mut answers = Vec::with_capacity(batch.len());
+        for job in batch.drain(..) {
+            if statement(conn, "SAVEPOINT job").is_err() {
+                job.fail("no savepoint");
+                continue;
+            }
+            // A write that panics is a write that failed: its caller gets
+            // `Stopped`, the others of the batch still commit.
+            let ran = panic::catch_unwind(AssertUnwindSafe(|| job.run(conn)));
+            let ok = matches!(ran, Ok((_, true)));
+            let _ = if ok {
+                statement(conn, "RELEASE job")
+            } else {
+                conn.execute_batch("ROLLBACK TO job; RELEASE job")
+            };
+            if let Ok((answer, _)) = ran {
+                answers.push(answer);
+            }
+        }
+        let committed = match statement(conn, "COMMIT") {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let why = e.to_string();
+                tracing::error!(error = %why, "database writer could not commit a batch");
+                // Nothing of the batch may stay pending in the connection.
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(why)
+            }
+        };
+        for answer in answers {
+            answer.answer(committed.clone());
+        }
+        if self.commits.fetch_add(1, Ordering::Relaxed) % CHECKPOINT_COMMITS
+            == CHECKPOINT_COMMITS - 1
+        {
+            self.checkpointer.unpark();
+        }
+        Ok(())
     }
 }
 
-/// Runs a batch in one transaction, each job in a savepoint of its own,
-/// then answers every job with the commit's outcome.
-fn commit(conn: &mut Connection, batch: &mut Vec<Box<dyn Job>>) {
-    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => {
-            let why = e.to_string();
-            tracing::error!(error = %why, "database writer could not begin a transaction");
-            for job in batch.drain(..) {
-                job.fail(&why);
-            }
+/// Another process holds the database's write lock.
+struct Busy;
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+}
+
+/// A statement without rows, prepared once per connection.
+fn statement(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+/// The checkpointer: copies the WAL into the database file (and syncs
+/// it) after every [`CHECKPOINT_COMMITS`] commits, or every
+/// [`CHECKPOINT_EVERY`] when there were fewer, until the writer is gone.
+/// PASSIVE: it never waits for, nor blocks, the writer or the readers.
+fn checkpoint_until_dropped(conn: &Connection, shared: &Weak<Shared>) {
+    let mut done = 0;
+    loop {
+        std::thread::park_timeout(CHECKPOINT_EVERY);
+        let Some(shared) = shared.upgrade() else {
             return;
-        }
-    };
-    let mut answers = Vec::with_capacity(batch.len());
-    for job in batch.drain(..) {
-        if tx
-            .prepare_cached("SAVEPOINT job")
-            .and_then(|mut s| s.execute([]))
-            .is_err()
-        {
-            job.fail("no savepoint");
+        };
+        let commits = shared.commits.load(Ordering::Relaxed);
+        drop(shared);
+        if commits == done {
             continue;
         }
-        let (answer, ok) = job.run(&tx);
-        let _ = if ok {
-            tx.prepare_cached("RELEASE job")
-                .and_then(|mut s| s.execute([]))
-        } else {
-            tx.execute_batch("ROLLBACK TO job; RELEASE job").map(|()| 0)
-        };
-        answers.push(answer);
-    }
-    let committed = tx.commit().map_err(|e| e.to_string());
-    if let Err(why) = &committed {
-        tracing::error!(error = %why, "database writer could not commit a batch");
-    }
-    for answer in answers {
-        answer.answer(committed.clone());
+        done = commits;
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "database checkpoint failed; retrying");
+        }
     }
 }
 
@@ -236,5 +427,164 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(count, 495);
+    }
+
+    async fn table(writer: &Writer) {
+        writer
+            .write(|c| Ok(c.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY, b BLOB)")?))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_batch_into_fewer_commits() {
+        let (writer, _dir) = writer();
+        table(&writer).await;
+        let before = writer.shared.commits.load(Ordering::Relaxed);
+        let tasks: Vec<_> = (0..200)
+            .map(|n| {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    writer
+                        .write(move |c| Ok(c.execute("INSERT INTO t (n) VALUES (?1)", [n])?))
+                        .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let commits = writer.shared.commits.load(Ordering::Relaxed) - before;
+        assert!(
+            commits < 100,
+            "200 concurrent writes took {commits} commits"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_that_panics_fails_alone_and_the_writer_goes_on() {
+        let (writer, _dir) = writer();
+        table(&writer).await;
+        let tasks: Vec<_> = (0..50)
+            .map(|n| {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    writer
+                        .write(move |c| {
+                            c.execute("INSERT INTO t (n) VALUES (?1)", [n])?;
+                            assert!(n != 13, "a bug in a write");
+                            Ok(n)
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let mut failed = Vec::new();
+        for task in tasks {
+            if let Err(e) = task.await.unwrap() {
+                failed.push(e.to_string());
+            }
+        }
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        let rows: i64 = writer
+            .write(|c| Ok(c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(rows, 49);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_waits_for_another_process_lock_without_stopping_the_runtime() {
+        let (writer, dir) = writer();
+        table(&writer).await;
+        // Another process (here: another connection) holds the write lock.
+        let other = Connection::open(dir.path().join("w.db")).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            released.recv().unwrap();
+            other.execute_batch("COMMIT").unwrap();
+        });
+        let write = tokio::spawn({
+            let writer = writer.clone();
+            async move {
+                writer
+                    .write(|c| Ok(c.execute("INSERT INTO t (n) VALUES (1)", [])?))
+                    .await
+            }
+        });
+        // The runtime's threads are free meanwhile: timers fire on time.
+        for _ in 0..20 {
+            let at = std::time::Instant::now();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            assert!(at.elapsed() < Duration::from_millis(200));
+        }
+        assert!(
+            !write.is_finished(),
+            "the write cannot land while the lock is held"
+        );
+        release.send(()).unwrap();
+        holder.join().unwrap();
+        assert_eq!(write.await.unwrap().unwrap(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_reaches_the_database_file_through_the_checkpointer() {
+        let (writer, dir) = writer();
+        table(&writer).await;
+        let file = dir.path().join("w.db");
+        let start = std::fs::metadata(&file).unwrap().len();
+        for n in 0..(CHECKPOINT_COMMITS as i64 + 10) {
+            writer
+                .write(move |c| {
+                    Ok(c.execute("INSERT INTO t (n, b) VALUES (?1, zeroblob(1024))", [n])?)
+                })
+                .await
+                .unwrap();
+        }
+        // No write checkpoints (wal_autocheckpoint is off on the writer):
+        // the pages reach the file only through the checkpointer.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::fs::metadata(&file).unwrap().len() < start + 512 * 1024 {
+            assert!(std::time::Instant::now() < deadline, "no checkpoint ran");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_purge_runs_apart_and_the_queue_behind_it_still_lands() {
+        let (writer, _dir) = writer();
+        table(&writer).await;
+        let apart = tokio::spawn({
+            let writer = writer.clone();
+            async move {
+                writer
+                    .write_apart(|c| {
+                        std::thread::sleep(Duration::from_millis(100));
+                        Ok(c.execute("INSERT INTO t (n) VALUES (0)", [])?)
+                    })
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let tasks: Vec<_> = (1..20)
+            .map(|n| {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    writer
+                        .write(move |c| Ok(c.execute("INSERT INTO t (n) VALUES (?1)", [n])?))
+                        .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        apart.await.unwrap().unwrap();
+        let rows: i64 = writer
+            .write(|c| Ok(c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(rows, 20);
     }
 }
