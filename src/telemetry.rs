@@ -28,6 +28,7 @@
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::io::{Stdout, Write};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -124,22 +125,34 @@ impl<W: Write + Send + 'static> LogQueue<W> {
     }
 }
 
-tokio::task_local! {
-    /// The id of the request being handled on this task.
-    static REQUEST_ID: HeaderValue;
+/// What the envelope resolved about the request being handled on a task:
+/// its id (every line it logs carries it) and the client's address (the
+/// handlers that record or forward it read it here; a request extension
+/// would cost a map allocation on every request).
+pub struct RequestScope {
+    pub id: HeaderValue,
+    pub client_ip: IpAddr,
 }
 
-/// Runs `future` (a request's handling) with its request id in scope, so
-/// every line it logs carries `request_id`.
-pub async fn in_request<F: Future>(request_id: HeaderValue, future: F) -> F::Output {
-    REQUEST_ID.scope(request_id, future).await
+tokio::task_local! {
+    static REQUEST: RequestScope;
+}
+
+/// Runs `future` (a request's handling) with `scope` in scope.
+pub async fn in_request<F: Future>(scope: RequestScope, future: F) -> F::Output {
+    REQUEST.scope(scope, future).await
 }
 
 /// The id of the request this task is handling, if any.
 fn current_request_id(f: impl FnOnce(&str) -> fmt::Result) -> fmt::Result {
-    REQUEST_ID
-        .try_with(|id| f(id.to_str().unwrap_or("-")))
+    REQUEST
+        .try_with(|r| f(r.id.to_str().unwrap_or("-")))
         .unwrap_or(Ok(()))
+}
+
+/// The client address of the request this task is handling, if any.
+pub fn current_client_ip() -> Option<IpAddr> {
+    REQUEST.try_with(|r| r.client_ip).ok()
 }
 
 /// Flushes the log queue when dropped (keep it until the process exits).
@@ -569,9 +582,15 @@ mod tests {
                 json,
             });
             let _default = tracing::subscriber::set_default(subscriber);
-            in_request(HeaderValue::from_static("req-42"), async {
-                tracing::warn!(session_id = "s1", "reuse detected");
-            })
+            in_request(
+                RequestScope {
+                    id: HeaderValue::from_static("req-42"),
+                    client_ip: IpAddr::from([127, 0, 0, 1]),
+                },
+                async {
+                    tracing::warn!(session_id = "s1", "reuse detected");
+                },
+            )
             .await;
             tracing::info!("outside");
             out.flush(&mut Vec::new());

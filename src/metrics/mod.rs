@@ -142,6 +142,8 @@ pub struct Metrics {
     latency_slots: Arc<[Histogram]>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     logouts: Family<ScopeLabels, Counter>,
+    /// local, global, none → that series' counter (no label hashing per logout).
+    logout_slots: Arc<[OnceLock<Counter>; 3]>,
     sessions_ended: Family<ReasonLabels, Counter>,
     reuse_detected: Counter,
     rate_limited: Family<LimitLabels, Counter>,
@@ -191,6 +193,7 @@ impl Metrics {
             latency_slots,
             latency,
             logouts: Family::default(),
+            logout_slots: Arc::new([const { OnceLock::new() }; 3]),
             sessions_ended: Family::default(),
             reuse_detected: Counter::default(),
             rate_limited: Family::default(),
@@ -283,12 +286,14 @@ impl Metrics {
     }
 
     pub fn logout(&self, scope: LogoutScope) {
-        let scope = match scope {
-            LogoutScope::Local => "local",
-            LogoutScope::Global => "global",
-            LogoutScope::None => "none",
+        let (slot, scope) = match scope {
+            LogoutScope::Local => (0, "local"),
+            LogoutScope::Global => (1, "global"),
+            LogoutScope::None => (2, "none"),
         };
-        self.logouts.get_or_create(&ScopeLabels { scope }).inc();
+        self.logout_slots[slot]
+            .get_or_init(|| self.logouts.get_or_create_owned(&ScopeLabels { scope }))
+            .inc();
     }
 
     pub fn sessions_ended(&self, reason: Ended, n: usize) {

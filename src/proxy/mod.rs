@@ -33,8 +33,8 @@ use crate::config::proxy::{ProxyRoutes, ProxySettings, ProxyToken};
 use crate::cookies::CookieKind;
 use crate::error::ApiError;
 use crate::security::Security;
-use crate::security::client_ip::ClientIp;
 use crate::security::envelope::{PeerIp, UpstreamAnswer};
+use crate::telemetry;
 
 /// What a proxied request's body is sent as (the client's, capped, or none).
 type Outgoing = UnsyncBoxBody<Bytes, axum::BoxError>;
@@ -149,10 +149,8 @@ pub async fn forward(proxy: Arc<Proxy>, mut req: Request) -> Response {
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
 
     let cookies = &security.cookies;
-    let client_ip = req
-        .extensions()
-        .get::<ClientIp>()
-        .map_or_else(|| "-".to_string(), |ip| ip.0.to_string());
+    let client_ip =
+        telemetry::current_client_ip().map_or_else(|| "-".to_string(), |ip| ip.to_string());
     let peer_trusted = req
         .extensions()
         .get::<PeerIp>()

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::authority::ClientInfo;
 use crate::error::ApiError;
-use crate::security::client_ip::ClientIp;
+use crate::telemetry;
 
 /// A JSON body. The envelope has already bounded its size and read time;
 /// here a missing or malformed body becomes 422 with a safe detail (serde's
@@ -52,10 +52,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
-            .extensions
-            .get::<ClientIp>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0);
+        let ip = telemetry::current_client_ip().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let user_agent = parts
             .headers
             .get(http::header::USER_AGENT)

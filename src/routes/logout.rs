@@ -14,13 +14,14 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use crate::authority::{EndSessions, SessionId, SessionRef};
 use crate::config::LogoutScope;
 use crate::cookies::CookieKind;
 use crate::metrics::Ended;
 use crate::routes::state::AppState;
+use crate::security::envelope;
 use crate::web::query::{query_pairs, query_param};
 
 const BODY: &[u8] = br#"{"message":"Logged out"}"#;
@@ -41,8 +42,7 @@ pub async fn logout(state: Arc<AppState>, req: Request) -> Response {
         end_owned_sessions(&state, headers, scope).await;
     }
 
-    let mut response = Response::new(Body::from(BODY));
-    *response.status_mut() = StatusCode::OK;
+    let mut response = envelope::response(Body::from(BODY));
     let out = response.headers_mut();
     out.insert(
         header::CONTENT_TYPE,

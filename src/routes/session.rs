@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, header};
@@ -15,6 +14,7 @@ use crate::cookies::CookieKind;
 use crate::error::{ApiError, Result};
 use crate::routes::state::AppState;
 use crate::security::csrf::{Binding, Purpose};
+use crate::security::envelope;
 use crate::signin::Callback;
 use crate::store::flows::Flow;
 use crate::unix_now;
@@ -27,13 +27,16 @@ struct SessionBody<'a> {
     expires_at: u64,
 }
 
-fn session_body(user: &User, expires_at: u64) -> Json<SessionBody<'_>> {
-    Json(SessionBody { user, expires_at })
+fn session_body(user: &User, expires_at: u64) -> Response {
+    envelope::json_response(&SessionBody { user, expires_at })
 }
 
 /// The response that starts or renews a session: all three cookies
 /// rewritten, with a fresh CSRF token bound to this session.
-fn session_response(state: &AppState, issued: &IssuedSession, mut headers: HeaderMap) -> Response {
+fn session_response(state: &AppState, issued: &IssuedSession, extra: HeaderMap) -> Response {
+    let mut response = session_body(&issued.user, issued.expires_at);
+    let headers = response.headers_mut();
+    headers.extend(extra);
     let binding = Binding::Session(issued.session_id.clone());
     let csrf = state.csrf().issue(Purpose::Api, &binding, unix_now());
     for (kind, value) in [
@@ -43,7 +46,7 @@ fn session_response(state: &AppState, issued: &IssuedSession, mut headers: Heade
     ] {
         headers.append(header::SET_COOKIE, state.cookies().set(kind, value));
     }
-    (headers, session_body(&issued.user, issued.expires_at)).into_response()
+    response
 }
 
 /// Counts a failure of the identity provider (`operation`: `login`,

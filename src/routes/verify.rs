@@ -7,12 +7,14 @@
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue};
 
 use super::session::authenticate;
 use crate::routes::state::AppState;
+use crate::security::envelope;
 
 static USER_ID: HeaderName = HeaderName::from_static("x-auth-user-id");
 static USER_EMAIL: HeaderName = HeaderName::from_static("x-auth-user-email");
@@ -23,7 +25,7 @@ pub async fn verify(state: Arc<AppState>, req: Request) -> Response {
         Ok(claims) => claims,
         Err(error) => return error.into_response(),
     };
-    let mut response = StatusCode::OK.into_response();
+    let mut response = envelope::response(Body::empty());
     let out = response.headers_mut();
     for (name, value) in [
         (&USER_ID, claims.sub.as_str()),

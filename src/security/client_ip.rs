@@ -12,10 +12,6 @@ use http::HeaderMap;
 use crate::limits::canonical;
 use ipnet::IpNet;
 
-/// The client's address, as resolved for this request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientIp(pub IpAddr);
-
 #[derive(Debug, Clone, Default)]
 pub struct ClientIpResolver {
     trusted: Vec<IpNet>,

@@ -40,7 +40,11 @@ impl RateLimiter {
 
     /// Counts one request from `key`.
     pub async fn check(&self, key: ClientKey) -> Result<(), RateLimited> {
-        match self.store.hit(key).await {
+        let verdict = match self.store.hit_now(key) {
+            Some(verdict) => verdict,
+            None => self.store.hit(key).await,
+        };
+        match verdict {
             Ok(()) => Ok(()),
             Err(exceeded) => {
                 let body =

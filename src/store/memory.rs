@@ -53,6 +53,10 @@ impl RateLimitStore for MemoryRateLimitStore {
         self.check(key)
     }
 
+    fn hit_now(&self, key: ClientKey) -> Option<Result<(), Exceeded>> {
+        Some(self.check(key))
+    }
+
     fn prune(&self) {
         for limiter in &self.limiters {
             limiter.retain_recent();

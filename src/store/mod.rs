@@ -61,6 +61,12 @@ pub use crate::limits::Exceeded;
 pub trait RateLimitStore: Send + Sync {
     /// Counts one request from `key`; `Err` when any limit is exhausted.
     async fn hit(&self, key: ClientKey) -> Result<(), Exceeded>;
+    /// The same count, for a store that decides without waiting (in
+    /// memory): `Some` spares the boxed future of [`Self::hit`] on every
+    /// request.
+    fn hit_now(&self, _key: ClientKey) -> Option<Result<(), Exceeded>> {
+        None
+    }
     /// Forgets keys whose limits have fully replenished; called periodically.
     /// Stores that expire keys on their own (Redis TTLs) do nothing.
     fn prune(&self) {}
