@@ -11,18 +11,21 @@
 //! holder, which takes the queue before letting go (so batches form exactly
 //! when writes contend). On one core a hand-off to a writer thread and back
 //! costs two context switches per write (issue 23). A write is a few page
-//! writes into the WAL without `fsync` (`synchronous=NORMAL`): the WAL is
-//! checkpointed (and synced) by a thread of its own, never on a request's
-//! path. What may wait does not run on a request's thread: a purge
-//! ([`Writer::write_apart`]) and a batch that finds the file locked by
-//! another process (the operator's CLI) continue on a blocking thread.
+//! writes into the WAL without `fsync` (`synchronous=NORMAL`). What may
+//! wait does not run on a request's thread, but on a blocking thread that
+//! holds the connection meanwhile (and then commits what queued up): the
+//! checkpoint every [`CHECKPOINT_COMMITS`] commits (it syncs the WAL and
+//! the database file; run between batches, on the writing connection, it
+//! completes, so the next write starts the WAL over and the file stays
+//! small), a purge ([`Writer::write_apart`]) and a batch that finds the
+//! file locked by another process (the operator's CLI).
 //! Reads stay on the sqlx pool (WAL: readers never wait for the writer).
 
 use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex as StdMutex, Weak};
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -34,9 +37,9 @@ use super::sql::StoreError;
 const MAX_BATCH: usize = 256;
 /// How long a batch waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// The checkpointer runs after this many commits, or this often when fewer.
-const CHECKPOINT_COMMITS: u64 = 512;
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// A checkpoint after this many commits (SQLite's own default, 1,000
+/// pages of WAL, came every few dozen batches of refreshes).
+const CHECKPOINT_COMMITS: u64 = 64;
 
 /// A write waiting for the writing connection.
 trait Job: Send {
@@ -94,7 +97,6 @@ impl<T: Send> Answer for Ran<T> {
 }
 
 /// The handle every store writes through; cloning shares the connection.
-/// The checkpointer thread ends when the last handle is dropped.
 #[derive(Clone)]
 pub struct Writer {
     shared: Arc<Shared>,
@@ -104,16 +106,15 @@ struct Shared {
     conn: Arc<Mutex<Connection>>,
     /// Writes waiting for whoever holds `conn`.
     queue: StdMutex<Vec<Box<dyn Job>>>,
-    /// Commits so far (the checkpointer's cue).
+    /// Commits so far (the checkpoint's cue).
     commits: AtomicU64,
-    checkpointer: std::thread::Thread,
 }
 
 type Held = OwnedMutexGuard<Connection>;
 
 impl Writer {
-    /// Opens the writing connection to the database file and starts the
-    /// checkpointer (migrations have run already, through the pool).
+    /// Opens the writing connection to the database file (migrations have
+    /// run already, through the pool).
     pub fn open(path: &Path) -> Result<Self, rusqlite::Error> {
         let conn = Connection::open_with_flags(
             path,
@@ -124,7 +125,7 @@ impl Writer {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        // The checkpointer's job, off the requests' threads.
+        // Checkpoints run off the requests' threads ([`CHECKPOINT_COMMITS`]).
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         // Only another process (the CLI) can hold the write lock; a batch
         // that finds it held moves to a blocking thread to wait.
@@ -132,27 +133,11 @@ impl Writer {
         // Statements are prepared once and kept (the hot ones use
         // `prepare_cached`, and so do BEGIN and COMMIT).
         conn.set_prepared_statement_cache_capacity(64);
-        let checkpoints = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        checkpoints.busy_timeout(BUSY_TIMEOUT)?;
-        let (handle, start) = std::sync::mpsc::sync_channel::<Weak<Shared>>(1);
-        let thread = std::thread::Builder::new()
-            .name("sqlite-checkpoint".into())
-            .spawn(move || {
-                if let Ok(shared) = start.recv() {
-                    checkpoint_until_dropped(&checkpoints, &shared);
-                }
-            })
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         let shared = Arc::new(Shared {
             conn: Arc::new(Mutex::new(conn)),
             queue: StdMutex::new(Vec::with_capacity(MAX_BATCH)),
             commits: AtomicU64::new(0),
-            checkpointer: thread.thread().clone(),
         });
-        let _ = handle.send(Arc::downgrade(&shared));
         Ok(Self { shared })
     }
 
@@ -241,13 +226,24 @@ impl Shared {
                 }
                 continue;
             }
-            if let Err(Busy) = self.commit(&mut held, &mut batch, false) {
-                let shared = self.clone();
-                tokio::task::spawn_blocking(move || {
-                    shared.commit_waiting(&mut held, &mut batch);
-                    shared.serve_waiting(held);
-                });
-                return;
+            match self.commit(&mut held, &mut batch, false) {
+                Err(Busy) => {
+                    let shared = self.clone();
+                    tokio::task::spawn_blocking(move || {
+                        shared.commit_waiting(&mut held, &mut batch);
+                        shared.serve_waiting(held);
+                    });
+                    return;
+                }
+                Ok(Checkpoint::Due) => {
+                    let shared = self.clone();
+                    tokio::task::spawn_blocking(move || {
+                        checkpoint(&held);
+                        shared.serve_waiting(held);
+                    });
+                    return;
+                }
+                Ok(Checkpoint::NotYet) => {}
             }
         }
     }
@@ -272,23 +268,26 @@ impl Shared {
         }
     }
 
-    /// Commits `batch`, waiting up to [`BUSY_TIMEOUT`] for the lock.
+    /// Commits `batch`, waiting up to [`BUSY_TIMEOUT`] for the lock (and
+    /// checkpoints when due: this thread may wait).
     fn commit_waiting(&self, held: &mut Held, batch: &mut Vec<Box<dyn Job>>) {
         let _ = held.busy_timeout(BUSY_TIMEOUT);
-        let _ = self.commit(held, batch, true);
+        if let Ok(Checkpoint::Due) = self.commit(held, batch, true) {
+            checkpoint(held);
+        }
         let _ = held.busy_timeout(Duration::ZERO);
     }
 
     /// Runs a batch in one transaction, each job in a savepoint of its
     /// own, then answers every job with the commit's outcome. `Busy` (the
     /// batch untouched) when another process holds the write lock and
-    /// `wait` is false.
+    /// `wait` is false; whether a checkpoint is due.
     fn commit(
         &self,
         conn: &mut Connection,
         batch: &mut Vec<Box<dyn Job>>,
         wait: bool,
-    ) -> Result<(), Busy> {
+    ) -> Result<Checkpoint, Busy> {
         if !conn.is_autocommit() {
             // A batch that failed half-way left its transaction open.
             let _ = conn.execute_batch("ROLLBACK");
@@ -302,7 +301,7 @@ impl Shared {
                 for job in batch.drain(..) {
                     job.fail(&why);
                 }
-                return Ok(());
+                return Ok(Checkpoint::NotYet);
             }
         }
         let mut answers = Vec::with_capacity(batch.len());
@@ -337,17 +336,23 @@ impl Shared {
         for answer in answers {
             answer.answer(committed.clone());
         }
-        if self.commits.fetch_add(1, Ordering::Relaxed) % CHECKPOINT_COMMITS
-            == CHECKPOINT_COMMITS - 1
-        {
-            self.checkpointer.unpark();
-        }
-        Ok(())
+        let commits = self.commits.fetch_add(1, Ordering::Relaxed) + 1;
+        Ok(if commits.is_multiple_of(CHECKPOINT_COMMITS) {
+            Checkpoint::Due
+        } else {
+            Checkpoint::NotYet
+        })
     }
 }
 
 /// Another process holds the database's write lock.
 struct Busy;
+
+/// Whether the WAL is due to be checkpointed after a commit.
+enum Checkpoint {
+    Due,
+    NotYet,
+}
 
 fn is_busy(e: &rusqlite::Error) -> bool {
     e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
@@ -358,26 +363,12 @@ fn statement(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
-/// The checkpointer: copies the WAL into the database file (and syncs
-/// it) after every [`CHECKPOINT_COMMITS`] commits, or every
-/// [`CHECKPOINT_EVERY`] when there were fewer, until the writer is gone.
-/// PASSIVE: it never waits for, nor blocks, the writer or the readers.
-fn checkpoint_until_dropped(conn: &Connection, shared: &Weak<Shared>) {
-    let mut done = 0;
-    loop {
-        std::thread::park_timeout(CHECKPOINT_EVERY);
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        let commits = shared.commits.load(Ordering::Relaxed);
-        drop(shared);
-        if commits == done {
-            continue;
-        }
-        done = commits;
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "database checkpoint failed; retrying");
-        }
+/// Copies the WAL into the database file and syncs both (PASSIVE: it
+/// does not wait for readers; between batches nothing writes, so it
+/// completes unless a reader still uses old frames).
+fn checkpoint(conn: &Connection) {
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        tracing::warn!(error = %e, "database checkpoint failed; retried after the next commits");
     }
 }
 
@@ -529,26 +520,40 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_wal_reaches_the_database_file_through_the_checkpointer() {
+    async fn the_wal_reaches_the_database_file_and_starts_over() {
         let (writer, dir) = writer();
         table(&writer).await;
         let file = dir.path().join("w.db");
+        let wal = dir.path().join("w.db-wal");
         let start = std::fs::metadata(&file).unwrap().len();
-        for n in 0..(CHECKPOINT_COMMITS as i64 + 10) {
+        // Twenty checkpoints' worth of commits, each rewriting the same
+        // 16 KiB row (a refresh rewrites its session's row).
+        writer
+            .write(|c| Ok(c.execute("INSERT INTO t (n, b) VALUES (1, zeroblob(16384))", [])?))
+            .await
+            .unwrap();
+        for n in 0..(CHECKPOINT_COMMITS as i64 * 20) {
             writer
                 .write(move |c| {
-                    Ok(c.execute("INSERT INTO t (n, b) VALUES (?1, zeroblob(1024))", [n])?)
+                    Ok(c.execute("UPDATE t SET b = zeroblob(16384 - ?1 % 2) WHERE n = 1", [n])?)
                 })
                 .await
                 .unwrap();
         }
-        // No write checkpoints (wal_autocheckpoint is off on the writer):
-        // the pages reach the file only through the checkpointer.
+        // wal_autocheckpoint is off on the writer: the pages reach the
+        // file only through the writer's own checkpoints...
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while std::fs::metadata(&file).unwrap().len() < start + 512 * 1024 {
+        while std::fs::metadata(&file).unwrap().len() < start + 16 * 1024 {
             assert!(std::time::Instant::now() < deadline, "no checkpoint ran");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // ...and the WAL starts over after each: it holds a few
+        // checkpoints' worth of frames at most, not all 1,280 commits'.
+        let wal_len = std::fs::metadata(&wal).unwrap().len();
+        assert!(
+            wal_len < 3 * CHECKPOINT_COMMITS * 6 * 4096,
+            "the WAL grew to {wal_len} bytes"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
