@@ -24,7 +24,7 @@
 use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
@@ -40,6 +40,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// A checkpoint after this many commits (SQLite's own default, 1,000
 /// pages of WAL, came every few dozen batches of refreshes).
 const CHECKPOINT_COMMITS: u64 = 64;
+/// Batches a request commits on its own thread before the rest of the
+/// queue moves to a blocking thread (its own answer waits meanwhile).
+const INLINE_BATCHES: usize = 4;
+/// A WAL this many frames long (about 100 MiB) that a checkpoint could not
+/// copy back is worth a warning: a long read holds it.
+const WAL_FRAMES_WARN: i64 = 25_000;
 
 /// A write waiting for the writing connection.
 trait Job: Send {
@@ -108,6 +114,9 @@ struct Shared {
     queue: StdMutex<Vec<Box<dyn Job>>>,
     /// Commits so far (the checkpoint's cue).
     commits: AtomicU64,
+    /// A checkpoint completed: the next commit starts the WAL over, which
+    /// syncs its header, so it does not run on a request's thread.
+    wal_restarts: AtomicBool,
 }
 
 type Held = OwnedMutexGuard<Connection>;
@@ -137,6 +146,7 @@ impl Writer {
             conn: Arc::new(Mutex::new(conn)),
             queue: StdMutex::new(Vec::with_capacity(MAX_BATCH)),
             commits: AtomicU64::new(0),
+            wal_restarts: AtomicBool::new(false),
         });
         Ok(Self { shared })
     }
@@ -154,8 +164,11 @@ impl Writer {
             // Let this thread's other ready requests run first: those that
             // write queue their writes behind ours, and one commit serves
             // them all. When nothing else is ready this returns at once.
+            // Held in a guard: a request dropped meanwhile (its client went
+            // away) still serves the queue it holds.
+            let holding = Holding(Some((self.shared.clone(), held)));
             tokio::task::yield_now().await;
-            self.shared.clone().serve(held);
+            drop(holding);
         }
         answer.await.map_err(|_| StoreError::Stopped)?
     }
@@ -176,6 +189,18 @@ impl Writer {
             shared.serve_waiting(held);
         });
         answer.await.map_err(|_| StoreError::Stopped)?
+    }
+}
+
+/// The connection, held by a request across its yield; serves the queue
+/// when dropped, whether the request went on or was dropped itself.
+struct Holding(Option<(Arc<Shared>, Held)>);
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        if let Some((shared, held)) = self.0.take() {
+            shared.serve(held);
+        }
     }
 }
 
@@ -206,11 +231,18 @@ impl Shared {
     }
 
     /// Commits what is queued, batch after batch, on this (a request's)
-    /// thread; hands the connection to a blocking thread when another
-    /// process holds the file's write lock.
+    /// thread, for [`INLINE_BATCHES`] at most; what may wait (another
+    /// process's lock, a checkpoint, the sync of a WAL that starts over)
+    /// and what would keep this request waiting longer continue on a
+    /// blocking thread.
     fn serve(self: Arc<Self>, mut held: Held) {
         let mut batch = Vec::new();
+        let mut inline = 0;
         loop {
+            if self.wal_restarts.load(Ordering::Relaxed) || inline == INLINE_BATCHES {
+                self.continue_apart(held, |_, _| {});
+                return;
+            }
             self.take(&mut batch);
             if batch.is_empty() {
                 // Let go, then look again: a write queued after the take
@@ -226,24 +258,61 @@ impl Shared {
                 }
                 continue;
             }
+            inline += 1;
             match self.commit(&mut held, &mut batch, false) {
                 Err(Busy) => {
-                    let shared = self.clone();
-                    tokio::task::spawn_blocking(move || {
-                        shared.commit_waiting(&mut held, &mut batch);
-                        shared.serve_waiting(held);
+                    self.continue_apart(held, move |shared, held| {
+                        shared.commit_waiting(held, &mut batch);
                     });
                     return;
                 }
                 Ok(Checkpoint::Due) => {
-                    let shared = self.clone();
-                    tokio::task::spawn_blocking(move || {
-                        checkpoint(&held);
-                        shared.serve_waiting(held);
-                    });
+                    self.continue_apart(held, |shared, held| shared.checkpoint(held));
                     return;
                 }
                 Ok(Checkpoint::NotYet) => {}
+            }
+        }
+    }
+
+    /// Runs `first`, then serves the queue, on a blocking thread that
+    /// holds the connection meanwhile (here, when the runtime is gone).
+    fn continue_apart(
+        self: &Arc<Self>,
+        mut held: Held,
+        first: impl FnOnce(&Shared, &mut Held) + Send + 'static,
+    ) {
+        let shared = self.clone();
+        let run = move || {
+            first(&shared, &mut held);
+            shared.serve_waiting(held);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(run)),
+            Err(_) => run(),
+        }
+    }
+
+    /// Copies the WAL into the database file and syncs both (PASSIVE: it
+    /// does not wait for readers; between batches nothing writes, so it
+    /// completes unless a reader still uses old frames).
+    fn checkpoint(&self, conn: &Connection) {
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        }) {
+            Ok((log, copied)) if log == copied => {
+                self.wal_restarts.store(true, Ordering::Relaxed);
+            }
+            Ok((log, copied)) if log >= WAL_FRAMES_WARN => {
+                tracing::warn!(
+                    frames = log,
+                    copied,
+                    "the database's WAL cannot be checkpointed: a long read holds it"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "database checkpoint failed; retried after the next commits");
             }
         }
     }
@@ -273,7 +342,7 @@ impl Shared {
     fn commit_waiting(&self, held: &mut Held, batch: &mut Vec<Box<dyn Job>>) {
         let _ = held.busy_timeout(BUSY_TIMEOUT);
         if let Ok(Checkpoint::Due) = self.commit(held, batch, true) {
-            checkpoint(held);
+            self.checkpoint(held);
         }
         let _ = held.busy_timeout(Duration::ZERO);
     }
@@ -305,10 +374,20 @@ impl Shared {
             }
         }
         let mut answers = Vec::with_capacity(batch.len());
-        for job in batch.drain(..) {
-            if statement(conn, "SAVEPOINT job").is_err() {
-                job.fail("no savepoint");
-                continue;
+        let mut lost = None;
+        let mut jobs = batch.drain(..);
+        while let Some(job) = jobs.next() {
+            if conn.is_autocommit() || statement(conn, "SAVEPOINT job").is_err() {
+                // An error (disk full, I/O) rolled the whole transaction
+                // back: nothing of the batch is kept, and the rest must not
+                // run outside it, each committing alone.
+                let why = "the batch's transaction was rolled back by an error";
+                job.fail(why);
+                for job in jobs.by_ref() {
+                    job.fail(why);
+                }
+                lost = Some(why.to_string());
+                break;
             }
             // A write that panics is a write that failed: its caller gets
             // `Stopped`, the others of the batch still commit.
@@ -323,16 +402,24 @@ impl Shared {
                 answers.push(answer);
             }
         }
-        let committed = match statement(conn, "COMMIT") {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let why = e.to_string();
-                tracing::error!(error = %why, "database writer could not commit a batch");
-                // Nothing of the batch may stay pending in the connection.
-                let _ = conn.execute_batch("ROLLBACK");
-                Err(why)
-            }
-        };
+        drop(jobs);
+        if lost.is_none() && conn.is_autocommit() {
+            lost = Some("the batch's transaction was rolled back by an error".to_string());
+        }
+        let committed =
+            match lost.map_or_else(|| statement(conn, "COMMIT").map_err(|e| e.to_string()), Err) {
+                Ok(()) => {
+                    self.wal_restarts.store(false, Ordering::Relaxed);
+                    Ok(())
+                }
+                Err(e) => {
+                    let why = e.to_string();
+                    tracing::error!(error = %why, "database writer could not commit a batch");
+                    // Nothing of the batch may stay pending in the connection.
+                    let _ = conn.execute_batch("ROLLBACK");
+                    Err(why)
+                }
+            };
         for answer in answers {
             answer.answer(committed.clone());
         }
@@ -361,15 +448,6 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 /// A statement without rows, prepared once per connection.
 fn statement(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
-}
-
-/// Copies the WAL into the database file and syncs both (PASSIVE: it
-/// does not wait for readers; between batches nothing writes, so it
-/// completes unless a reader still uses old frames).
-fn checkpoint(conn: &Connection) {
-    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-        tracing::warn!(error = %e, "database checkpoint failed; retried after the next commits");
-    }
 }
 
 #[cfg(test)]
@@ -591,5 +669,101 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rows, 20);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_dropped_while_it_holds_the_connection_still_serves_the_queue() {
+        use std::future::Future;
+        use std::task::Poll;
+        let (writer, _dir) = writer();
+        table(&writer).await;
+        let w = writer.clone();
+        let mut holder = Box::pin(async move {
+            w.write(|c| Ok(c.execute("INSERT INTO t (n) VALUES (1)", [])?))
+                .await
+        });
+        // Polled once, it queues its write, takes the connection and yields.
+        std::future::poll_fn(|cx| {
+            assert!(holder.as_mut().poll(cx).is_pending());
+            Poll::Ready(())
+        })
+        .await;
+        assert!(
+            writer.shared.conn.try_lock().is_err(),
+            "the holder has the connection"
+        );
+        let w = writer.clone();
+        let other = tokio::spawn(async move {
+            w.write(|c| Ok(c.execute("INSERT INTO t (n) VALUES (2)", [])?))
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Its client goes away: hyper drops the request's future.
+        drop(holder);
+        let done = tokio::time::timeout(Duration::from_secs(5), other).await;
+        assert_eq!(
+            done.expect("the queued write was stranded")
+                .unwrap()
+                .unwrap(),
+            1
+        );
+        let rows: i64 = writer
+            .write(|c| Ok(c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(rows, 2, "the dropped request's write is committed too");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_error_that_rolls_the_whole_batch_back_leaves_nothing_half_committed() {
+        let (writer, _dir) = writer();
+        table(&writer).await;
+        writer
+            .write(|c| Ok(c.execute("INSERT INTO t (n) VALUES (0)", [])?))
+            .await
+            .unwrap();
+        // Four writes in one batch; the second ends the transaction (as
+        // SQLITE_FULL or an I/O error would).
+        let held = writer.shared.conn.clone().lock_owned().await;
+        let mut tasks = Vec::new();
+        for (i, sql) in [
+            "INSERT INTO t (n) VALUES (1)",
+            "INSERT OR ROLLBACK INTO t (n) VALUES (0)",
+            "INSERT INTO t (n) VALUES (3)",
+            "INSERT INTO t (n) VALUES (4)",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let w = writer.clone();
+            tasks.push(tokio::spawn(async move {
+                w.write(move |c| Ok(c.execute(sql, [])?)).await
+            }));
+            while writer.shared.queue.lock().unwrap().len() <= i {
+                tokio::task::yield_now().await;
+            }
+        }
+        writer.shared.clone().serve(held);
+        for task in tasks {
+            assert!(
+                task.await.unwrap().is_err(),
+                "no write of a lost batch is answered Ok"
+            );
+        }
+        let rows: Vec<i64> = writer
+            .write(|c| {
+                let mut s = c.prepare("SELECT n FROM t ORDER BY n")?;
+                let rows = s
+                    .query_map([], |r| r.get(0))?
+                    .collect::<Result<Vec<i64>, _>>()?;
+                Ok(rows)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![0],
+            "nothing of the lost batch was committed on its own"
+        );
     }
 }
