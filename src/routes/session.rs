@@ -66,7 +66,7 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<A
 /// Takes the whole request (not `HeaderMap`, which axum would clone).
 pub async fn current(state: Arc<AppState>, req: Request) -> Response {
     match authenticate(&state, req.headers()).await {
-        Ok(claims) => session_body(&User::from_claims(&claims), claims.exp).into_response(),
+        Ok(claims) => session_body(&User::from_claims(&claims), claims.exp),
         Err(error) => error.into_response(),
     }
 }

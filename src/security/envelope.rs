@@ -50,10 +50,12 @@ pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Headers the envelope adds to every response (CORS, the security
+/// headers, cache control, the request id), with room to spare.
+const ENVELOPE_HEADERS: usize = 10;
 /// Headers a response has room for from the start: a route's (content
-/// type, three cookies) and the envelope's (CORS, the security headers,
-/// cache control, the request id).
-const RESPONSE_HEADERS: usize = 16;
+/// type, three cookies, a few more) and the envelope's.
+const RESPONSE_HEADERS: usize = 6 + ENVELOPE_HEADERS;
 
 /// A 200 response with `body` whose header map is allocated once, at the
 /// size the route and the envelope fill (an empty map grows twice on the
@@ -185,9 +187,7 @@ where
         security.cors.preflight(req.headers())
     } else {
         // 4. read
-        let has_body = declared.is_some_and(|n| n > 0)
-            || req.headers().contains_key(header::TRANSFER_ENCODING);
-        let req = if proxied.is_none() && has_body {
+        let req = if proxied.is_none() && has_declared_body(req.headers(), declared) {
             buffer_body(req).await
         } else {
             Ok(req)
@@ -236,7 +236,7 @@ where
     // 7. decorate
     let headers = response.headers_mut();
     // Room for what follows, so the map grows once, not per insert.
-    headers.reserve(RESPONSE_HEADERS - 6);
+    headers.reserve(ENVELOPE_HEADERS);
     if !preflight {
         security.cors.decorate(origin.as_ref(), headers);
     }
@@ -385,8 +385,12 @@ fn head_size(req: &Request) -> usize {
 
 /// Whether a request has a body: one declared, or chunked.
 pub fn has_body(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::TRANSFER_ENCODING)
-        || declared_body_len(headers).is_some_and(|n| n > 0)
+    has_declared_body(headers, declared_body_len(headers))
+}
+
+/// [`has_body`], given the declared length already parsed.
+fn has_declared_body(headers: &HeaderMap, declared: Option<u64>) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING) || declared.is_some_and(|n| n > 0)
 }
 
 fn declared_body_len(headers: &HeaderMap) -> Option<u64> {

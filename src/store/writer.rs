@@ -243,21 +243,10 @@ impl Shared {
                 self.continue_apart(held, |_, _| {});
                 return;
             }
-            self.take(&mut batch);
-            if batch.is_empty() {
-                // Let go, then look again: a write queued after the take
-                // above, by a request that found the connection taken, is
-                // ours to run unless a new holder has it.
-                drop(held);
-                if !self.queued() {
-                    return;
-                }
-                match self.conn.clone().try_lock_owned() {
-                    Ok(again) => held = again,
-                    Err(_) => return,
-                }
-                continue;
-            }
+            let Some(again) = self.next_batch(held, &mut batch) else {
+                return;
+            };
+            held = again;
             inline += 1;
             match self.commit(&mut held, &mut batch, false) {
                 Err(Busy) => {
@@ -318,22 +307,31 @@ impl Shared {
     }
 
     /// [`Shared::serve`] on a blocking thread: may wait for the lock.
-    fn serve_waiting(&self, mut held: Held) {
+    fn serve_waiting(&self, held: Held) {
         let mut batch = Vec::new();
-        loop {
-            self.take(&mut batch);
-            if batch.is_empty() {
-                drop(held);
-                if !self.queued() {
-                    return;
-                }
-                match self.conn.clone().try_lock_owned() {
-                    Ok(again) => held = again,
-                    Err(_) => return,
-                }
-                continue;
-            }
+        let mut next = Some(held);
+        while let Some(mut held) = next.and_then(|held| self.next_batch(held, &mut batch)) {
             self.commit_waiting(&mut held, &mut batch);
+            next = Some(held);
+        }
+    }
+
+    /// Fills `batch` from the queue: the connection to commit it on, or
+    /// `None` once the queue is empty and the connection let go. Letting
+    /// go, it looks again: a write queued after the take, by a request
+    /// that found the connection taken, is ours to run unless a new holder
+    /// has it.
+    fn next_batch(&self, mut held: Held, batch: &mut Vec<Box<dyn Job>>) -> Option<Held> {
+        loop {
+            self.take(batch);
+            if !batch.is_empty() {
+                return Some(held);
+            }
+            drop(held);
+            if !self.queued() {
+                return None;
+            }
+            held = self.conn.clone().try_lock_owned().ok()?;
         }
     }
 
