@@ -40,7 +40,9 @@ const issuedRefreshTokens = async () => (await (await fetch(op + "/__test/refres
 async function signIn(tab, login) {
   await tab.goto(`http://localhost:${port}/`);
   await tab.waitForFunction(() => document.getElementById("status").textContent === "ready");
-  await tab.evaluate(() => window.startLogin());
+  // Not awaited inside the page: it navigates away, and a result awaited
+  // across that navigation fails ("execution context was destroyed").
+  await tab.evaluate(() => { window.startLogin(); });
   await tab.waitForURL(new RegExp("^" + op + "/interaction/"));
   if (await tab.locator("input[name=login]").count()) {
     step("on the provider's login page");

@@ -30,7 +30,9 @@ try {
   await tab.goto(frontend + "/");
   await tab.waitForFunction(() => document.getElementById("status").textContent === "ready");
   step("frontend loaded");
-  await tab.evaluate(() => window.startLogin());
+  // Not awaited inside the page: it navigates away, and a result awaited
+  // across that navigation fails ("execution context was destroyed").
+  await tab.evaluate(() => { window.startLogin(); });
   await tab.waitForURL(new RegExp("^" + literally(api + "/auth/signin?")));
   step("on the sign-in page: " + (await tab.title()));
   step("the form posts to " + (await tab.getAttribute("#signin", "action")));

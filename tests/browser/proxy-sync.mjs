@@ -22,7 +22,9 @@ try {
   tab.on("console", (m) => step("console: " + m.text()));
   await tab.goto(`http://localhost:${port}/`);
   await tab.waitForFunction(() => document.getElementById("status").textContent === "ready");
-  await tab.evaluate(() => window.startLogin());
+  // Not awaited inside the page: it navigates away, and a result awaited
+  // across that navigation fails ("execution context was destroyed").
+  await tab.evaluate(() => { window.startLogin(); });
   await tab.waitForURL(new RegExp("^" + api + "/auth/signin\\?"));
   await tab.fill("#email", process.env.EMAIL);
   await tab.fill("#password", process.env.PASSWORD);

@@ -21,7 +21,8 @@ const step = (message) => console.log("browser: " + message);
 async function startSignIn(tab) {
   await tab.goto(`http://localhost:${port}/`);
   await tab.waitForFunction(() => document.getElementById("status").textContent === "ready");
-  await tab.evaluate(() => window.startLogin());
+  // Not awaited inside the page: it navigates away (see signin.mjs).
+  await tab.evaluate(() => { window.startLogin(); });
   await tab.waitForURL(new RegExp("^" + gotrue + "/__google/consent"));
 }
 
