@@ -24,6 +24,7 @@ use crate::security::Security;
 use crate::security::client_ip::ClientIpResolver;
 use crate::security::cors::Cors;
 use crate::security::csrf::CsrfTokens;
+use crate::security::dbsc::Dbsc;
 use crate::security::envelope::{Envelope, EnvelopeLayer};
 use crate::security::headers::SecurityHeaders;
 use crate::security::rate_limit::RateLimiter;
@@ -37,6 +38,7 @@ use crate::store::RateLimitStore;
 use crate::store::accounts::Accounts;
 use crate::store::connected_accounts::ConnectedAccounts;
 use crate::store::database::{Database, OpenError};
+use crate::store::dbsc::DbscBindings;
 use crate::store::flows::{DatabaseFlows, FlowStore};
 use crate::store::memory::MemoryRateLimitStore;
 use crate::store::redis::{AnnouncedRevocations, Redis, RedisRateLimitStore, RevocationFeed};
@@ -280,6 +282,27 @@ fn csrf_tokens(settings: &Settings) -> Result<CsrfTokens, StartupError> {
     Ok(CsrfTokens::new(&key, settings.security.csrf_token_ttl))
 }
 
+/// `DBSC=on`: the bound sessions, under a key generated into DATA_DIR.
+fn device_binding(
+    settings: &Settings,
+    stores: &Stores,
+    cookies: &CookiePolicy,
+    public_url: &str,
+    ttl: u64,
+) -> Result<Dbsc, StartupError> {
+    let key = secrets::load_or_generate(&settings.server.data_dir, "dbsc_secret", 32)
+        .map_err(|e| data_dir_error(settings, "the DBSC key", e))?;
+    Ok(Dbsc::new(
+        &key,
+        ttl,
+        DbscBindings::new(stores.database.clone()),
+        cookies.clone(),
+        public_url,
+        stores.metrics.clone(),
+    )
+    .map_err(|e| ConfigError::new("PUBLIC_URL", e.to_string()))?)
+}
+
 /// What the server serves: the security envelope around the routes.
 pub type Service = Envelope<Routes>;
 
@@ -321,7 +344,11 @@ impl Application {
 
         let mut stores = Stores::open(&settings).await?;
         adjust(&mut stores);
-        let cookies = CookiePolicy::new(&settings.cookies, settings.security.csrf_token_ttl);
+        let cookies = CookiePolicy::new(
+            &settings.cookies,
+            settings.security.csrf_token_ttl,
+            settings.sessions.dbsc_cookie_ttl,
+        );
         let csrf = csrf_tokens(&settings)?;
         let redirects = RedirectPolicy::new(
             &settings.security.frontend_url,
@@ -426,7 +453,23 @@ impl Application {
             )),
             _ => None,
         };
+        let dbsc = match settings.sessions.dbsc_cookie_ttl {
+            Some(ttl) => Some(Arc::new(device_binding(
+                &settings,
+                &stores,
+                &cookies,
+                &public_url,
+                ttl,
+            )?)),
+            None => None,
+        };
+        if let Some(dbsc) = &dbsc {
+            dbsc.follow(0)
+                .await
+                .map_err(|e| data_dir_error(&settings, "device-bound sessions", e))?;
+        }
         let security = Arc::new(Security {
+            dbsc,
             cookies,
             csrf,
             client_ip: ClientIpResolver::new(settings.security.trusted_proxies.clone()),
@@ -533,6 +576,10 @@ impl Application {
                 self.identity.authority.clone(),
                 self.state.settings.storage.revocation_poll,
             )),
+            tokio::spawn(follow_bindings(
+                self.state.security.dbsc.clone(),
+                self.state.settings.storage.revocation_poll,
+            )),
             tokio::spawn(hear_revocations(self.stores.clone())),
             tokio::spawn(sweep_memory(
                 self.stores.clone(),
@@ -542,6 +589,13 @@ impl Application {
                 self.stores.clone(),
                 self.identity.authority.clone(),
                 self.state.sign_in.clone(),
+                self.state.security.dbsc.clone().map(|dbsc| {
+                    (
+                        dbsc,
+                        self.state.settings.cookies.max_age
+                            + self.state.settings.sessions.dbsc_cookie_ttl.unwrap_or(0),
+                    )
+                }),
             )),
         ];
         let exporter = self.metrics_listener.map(|listener| {
@@ -644,6 +698,33 @@ async fn follow_revocations(stores: Arc<Stores>, authority: Arc<LocalAuthority>,
     }
 }
 
+/// Sessions other processes bound to a device key (DBSC), learned every
+/// revocation poll (a minute's overlap: bindings are stamped by their
+/// process's clock).
+async fn follow_bindings(dbsc: Option<Arc<Dbsc>>, poll: Duration) {
+    let Some(dbsc) = dbsc else {
+        return std::future::pending().await;
+    };
+    let mut tick = tokio::time::interval(poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        let since = crate::unix_now().saturating_sub(60);
+        match dbsc.follow(since).await {
+            Err(error) if !failing => {
+                failing = true;
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "DBSC binding sync failed; retrying"
+                );
+            }
+            Err(_) => {}
+            Ok(_) => failing = false,
+        }
+    }
+}
+
 /// Revocations other replicas announce through Redis, applied as they come.
 async fn hear_revocations(stores: Arc<Stores>) {
     match &stores.revocation_feed {
@@ -657,10 +738,13 @@ async fn hear_revocations(stores: Arc<Stores>) {
 /// period after start, never during start-up.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
+/// `dbsc`: the bound sessions, and how long a binding lives without a
+/// proof (a refresh token's life and a bound cookie's).
 async fn prune_stores(
     stores: Arc<Stores>,
     authority: Arc<LocalAuthority>,
     sign_in: Arc<dyn SignInMethod>,
+    dbsc: Option<(Arc<Dbsc>, u64)>,
 ) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + PURGE_EVERY, PURGE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -671,6 +755,16 @@ async fn prune_stores(
             stores.revocations.prune().await,
             authority.purge().await.map(|_| ()),
             sign_in.prune().await,
+            match &dbsc {
+                Some((dbsc, idle)) => {
+                    let now = crate::unix_now();
+                    dbsc.purge(now.saturating_sub(idle + 60), now)
+                        .await
+                        .map(|_| ())
+                        .map_err(Into::into)
+                }
+                None => Ok(()),
+            },
         ];
         for error in results.into_iter().filter_map(Result::err) {
             tracing::warn!(error = format!("{error:#}"), "pruning failed");

@@ -19,6 +19,8 @@ pub enum CookieKind {
     Flow,
     /// The sign-in form's own anti-CSRF token. HttpOnly.
     SigninForm,
+    /// The short-lived cookie of a device-bound session (DBSC=on). HttpOnly.
+    Bound,
 }
 
 /// How long the flow and sign-in form cookies live.
@@ -30,12 +32,13 @@ impl CookieKind {
 
     /// Every cookie this server sets (none of them is passed to a proxied
     /// upstream, nor may an upstream set one).
-    pub const EVERY: [CookieKind; 5] = [
+    pub const EVERY: [CookieKind; 6] = [
         CookieKind::Session,
         CookieKind::Refresh,
         CookieKind::Csrf,
         CookieKind::Flow,
         CookieKind::SigninForm,
+        CookieKind::Bound,
     ];
 
     fn index(self) -> usize {
@@ -57,14 +60,17 @@ struct Spec {
 
 #[derive(Debug, Clone)]
 pub struct CookiePolicy {
-    specs: [Spec; 5],
+    specs: [Spec; 6],
     /// `; Path=/[; Domain=..][; Secure]`, shared by every cookie.
     scope: String,
     same_site: &'static str,
+    /// DBSC is on: the bound cookie is cleared with the API's three.
+    bound: bool,
 }
 
 impl CookiePolicy {
-    pub fn new(settings: &CookieSettings, csrf_ttl: u64) -> Self {
+    /// `bound_ttl`: the bound cookie's lifetime when DBSC is on.
+    pub fn new(settings: &CookieSettings, csrf_ttl: u64, bound_ttl: Option<u64>) -> Self {
         let mut scope = String::from("; Path=/");
         if let Some(domain) = &settings.domain {
             scope.push_str("; Domain=");
@@ -100,9 +106,15 @@ impl CookiePolicy {
                     true,
                     FLOW_COOKIE_MAX_AGE,
                 ),
+                spec(
+                    &format!("{prefix}chronos_bound"),
+                    true,
+                    bound_ttl.unwrap_or(0),
+                ),
             ],
             scope,
             same_site,
+            bound: bound_ttl.is_some(),
         }
     }
 
@@ -130,11 +142,28 @@ impl CookiePolicy {
         self.specs[kind.index()].cleared.clone()
     }
 
-    /// Appends the three clearing headers (logout).
+    /// Appends the three clearing headers (logout), and the bound
+    /// cookie's when DBSC is on.
     pub fn clear_all(&self, headers: &mut HeaderMap) {
         for kind in CookieKind::ALL {
             headers.append(header::SET_COOKIE, self.clear(kind));
         }
+        if self.bound {
+            headers.append(header::SET_COOKIE, self.clear(CookieKind::Bound));
+        }
+    }
+
+    /// The attributes `set` gives the cookie, without its lifetime
+    /// (`Path=/; Secure; HttpOnly; SameSite=Lax`): what DBSC's session
+    /// instructions name the bound cookie with.
+    pub fn attributes(&self, kind: CookieKind) -> String {
+        let mut out = self.scope.trim_start_matches("; ").to_string();
+        if self.specs[kind.index()].http_only {
+            out.push_str("; HttpOnly");
+        }
+        out.push_str("; SameSite=");
+        out.push_str(self.same_site);
+        out
     }
 
     /// The value of one of our cookies in the request, if present and non-empty.
@@ -246,7 +275,11 @@ mod tests {
 
     #[test]
     fn set_and_clear_share_every_attribute() {
-        let p = CookiePolicy::new(&settings(Some("example.com"), true, SameSite::Strict), 3600);
+        let p = CookiePolicy::new(
+            &settings(Some("example.com"), true, SameSite::Strict),
+            3600,
+            Some(600),
+        );
         assert_eq!(
             p.set(CookieKind::Session, "abc"),
             "s=abc; Path=/; Domain=example.com; Secure; HttpOnly; SameSite=Strict; Max-Age=604800"
@@ -259,15 +292,30 @@ mod tests {
             p.set(CookieKind::Csrf, "t"),
             "c=t; Path=/; Domain=example.com; Secure; SameSite=Strict; Max-Age=3600"
         );
+        assert_eq!(
+            p.set(CookieKind::Bound, "b"),
+            "__Secure-chronos_bound=b; Path=/; Domain=example.com; Secure; HttpOnly; SameSite=Strict; Max-Age=600"
+        );
+        assert_eq!(
+            p.attributes(CookieKind::Bound),
+            "Path=/; Domain=example.com; Secure; HttpOnly; SameSite=Strict"
+        );
+        let mut cleared = HeaderMap::new();
+        p.clear_all(&mut cleared);
+        assert_eq!(cleared.get_all(header::SET_COOKIE).iter().count(), 4);
     }
 
     #[test]
     fn host_only_insecure_cookies_carry_no_domain_or_secure() {
-        let p = CookiePolicy::new(&settings(None, false, SameSite::Lax), 3600);
+        let p = CookiePolicy::new(&settings(None, false, SameSite::Lax), 3600, None);
         assert_eq!(
             p.clear(CookieKind::Csrf),
             "c=; Path=/; SameSite=Lax; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
         );
+        // Without DBSC, logout clears the API's three, as the seed says.
+        let mut cleared = HeaderMap::new();
+        p.clear_all(&mut cleared);
+        assert_eq!(cleared.get_all(header::SET_COOKIE).iter().count(), 3);
     }
 
     #[test]

@@ -31,6 +31,12 @@ pub enum ApiError {
     /// 403 `Blocked by Fetch Metadata policy`.
     #[error("Blocked by Fetch Metadata policy")]
     FetchMetadata,
+    /// 401 with a reason: a credential (a DBSC proof) was refused.
+    #[error("{0}")]
+    Refused(&'static str),
+    /// 403 with a reason: the request is not allowed as it is.
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// 403 `Invalid CSRF token`.
     #[error("Invalid CSRF token")]
     InvalidCsrf,
@@ -111,8 +117,12 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) | Self::AuthenticationFailed => StatusCode::BAD_REQUEST,
-            Self::NotAuthenticated | Self::RefreshFailed => StatusCode::UNAUTHORIZED,
-            Self::InvalidOrigin | Self::FetchMetadata | Self::InvalidCsrf => StatusCode::FORBIDDEN,
+            Self::NotAuthenticated | Self::RefreshFailed | Self::Refused(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::InvalidOrigin | Self::FetchMetadata | Self::InvalidCsrf | Self::Forbidden(_) => {
+                StatusCode::FORBIDDEN
+            }
             Self::NotFound | Self::SessionNotFound | Self::NotTheirs(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

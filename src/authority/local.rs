@@ -391,6 +391,13 @@ impl SessionAuthority for LocalAuthority {
         })
     }
 
+    fn session_named_by(&self, refresh_token: &str) -> Option<SessionId> {
+        if refresh_token.len() > MAX_REFRESH_TOKEN_LEN {
+            return None;
+        }
+        self.parse_refresh_token(refresh_token).map(|(id, _)| id)
+    }
+
     async fn end_sessions(&self, which: EndSessions) -> Result<Vec<SessionId>, AuthError> {
         match self.end_now(which.clone()).await {
             Err(AuthError::Internal(e)) if is_unavailable(e.as_ref()) && self.held.is_some() => {

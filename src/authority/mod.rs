@@ -157,6 +157,12 @@ pub trait SessionAuthority: Send + Sync {
         refresh_token: &str,
     ) -> Result<Option<SessionRef>, AuthError>;
 
+    /// The session a refresh token names when that can be told without
+    /// I/O (our self-describing tokens); `None` otherwise.
+    fn session_named_by(&self, _refresh_token: &str) -> Option<SessionId> {
+        None
+    }
+
     /// Ends sessions: they can no longer refresh, and their access tokens
     /// are refused from now on. Returns the ids ended (empty when nothing
     /// matched, e.g. someone else's session id).

@@ -28,6 +28,16 @@ pub const VARS: &[VarDoc] = &[
         default: "(empty: no header)",
         help: "Clear-Site-Data directives sent on logout, e.g. \"cache\", \"storage\"",
     },
+    VarDoc {
+        name: "DBSC",
+        default: "off",
+        help: "Device Bound Session Credentials: on offers browsers with a device key to bind their session to it (off or on)",
+    },
+    VarDoc {
+        name: "DBSC_COOKIE_TTL",
+        default: "600",
+        help: "lifetime of a bound session's short-lived cookie, seconds (5 to 86400); the browser renews it with a proof of its key",
+    },
 ];
 
 /// What logout revokes on the server.
@@ -61,6 +71,8 @@ pub struct SessionSettings {
     pub logout_scope: LogoutScope,
     /// The exact `Clear-Site-Data` header value, if any.
     pub logout_clear_site_data: Option<String>,
+    /// `DBSC=on`: the bound cookie's lifetime, seconds.
+    pub dbsc_cookie_ttl: Option<u64>,
 }
 
 /// `TOKEN_CACHE_SIZE` unset: verified access tokens remembered.
@@ -106,12 +118,33 @@ pub fn parse(env: &Env) -> Result<SessionSettings, ConfigError> {
         .get("LOGOUT_CLEAR_SITE_DATA")
         .map(|v| clear_site_data(&v))
         .transpose()?;
+    let dbsc = match env.get("DBSC") {
+        None => false,
+        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "on" => true,
+            "off" => false,
+            _ => {
+                return Err(ConfigError::new(
+                    "DBSC",
+                    format!("expected off or on, got {v:?}"),
+                ));
+            }
+        },
+    };
+    let dbsc_cookie_ttl = parse::seconds_or("DBSC_COOKIE_TTL", env.get("DBSC_COOKIE_TTL"), 600, 5)?;
+    if dbsc_cookie_ttl > 86_400 {
+        return Err(ConfigError::new(
+            "DBSC_COOKIE_TTL",
+            format!("expected a whole number of seconds from 5 to 86400, got {dbsc_cookie_ttl}"),
+        ));
+    }
     Ok(SessionSettings {
         access_token_ttl,
         refresh_reuse_interval,
         token_cache_size,
         logout_scope,
         logout_clear_site_data,
+        dbsc_cookie_ttl: dbsc.then_some(dbsc_cookie_ttl),
     })
 }
 

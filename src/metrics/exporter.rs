@@ -243,6 +243,26 @@ pub fn registry(metrics: &Metrics, live: Live) -> Registry {
         m.security_events,
     );
     registry.register(
+        "chronos_dbsc_registrations",
+        "Sessions bound to a device key at /auth/dbsc/register (DBSC)",
+        m.dbsc_registrations,
+    );
+    registry.register(
+        "chronos_dbsc_refreshes",
+        "Bound cookies renewed with a proof of the device key at /auth/dbsc/refresh",
+        m.dbsc_refreshes,
+    );
+    registry.register(
+        "chronos_dbsc_sessions_ended",
+        "DBSC refreshes of ended sessions, answered continue: false",
+        m.dbsc_ended,
+    );
+    registry.register(
+        "chronos_dbsc_refused",
+        "DBSC proofs and challenges refused, by reason",
+        m.dbsc_refused,
+    );
+    registry.register(
         "chronos_accounts_needing_reauth",
         "Connected accounts the provider refused, waiting to be connected again",
         m.accounts_needing_reauth,

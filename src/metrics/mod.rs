@@ -100,6 +100,17 @@ impl Ended {
     }
 }
 
+/// What the DBSC metrics count.
+#[derive(Debug, Clone, Copy)]
+pub enum DbscEvent {
+    Registered,
+    Refreshed,
+    /// The session had ended: the browser was told to stop.
+    Ended,
+    /// A proof or challenge refused, by reason.
+    Refused(&'static str),
+}
+
 /// Latency buckets, seconds: 100 µs to 2.5 s.
 const LATENCY_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -152,6 +163,10 @@ pub struct Metrics {
     token_exchanges: Family<ResultLabels, Counter>,
     provider_refreshes: Family<ResultLabels, Counter>,
     security_events: Family<EventLabels, Counter>,
+    dbsc_registrations: Counter,
+    dbsc_refreshes: Counter,
+    dbsc_ended: Counter,
+    dbsc_refused: Family<ReasonLabels, Counter>,
     accounts_needing_reauth: Gauge,
     proxied: Family<ProxyLabels, Counter>,
     upstream_latency: Family<ProxyRouteLabels, Histogram, fn() -> Histogram>,
@@ -202,6 +217,10 @@ impl Metrics {
             token_exchanges: Family::default(),
             provider_refreshes: Family::default(),
             security_events: Family::default(),
+            dbsc_registrations: Counter::default(),
+            dbsc_refreshes: Counter::default(),
+            dbsc_ended: Counter::default(),
+            dbsc_refused: Family::default(),
             accounts_needing_reauth: Gauge::default(),
             proxied: Family::default(),
             upstream_latency: Family::new_with_constructor(upstream_histogram),
@@ -361,6 +380,20 @@ impl Metrics {
             .inc();
     }
 
+    /// A DBSC registration, bound-cookie refresh, ended session told to
+    /// stop, or refused proof (by reason).
+    pub fn dbsc(&self, event: DbscEvent) {
+        match event {
+            DbscEvent::Registered => self.dbsc_registrations.inc(),
+            DbscEvent::Refreshed => self.dbsc_refreshes.inc(),
+            DbscEvent::Ended => self.dbsc_ended.inc(),
+            DbscEvent::Refused(reason) => self
+                .dbsc_refused
+                .get_or_create(&ReasonLabels { reason })
+                .inc(),
+        };
+    }
+
     /// How many connected accounts need to be connected again.
     pub fn set_accounts_needing_reauth(&self, n: i64) {
         self.accounts_needing_reauth.set(n);
@@ -405,7 +438,7 @@ pub fn route_index(path: &str) -> usize {
 
 /// Every route the server can serve (the sign-in method's pages included),
 /// as templates; a test checks each against the OpenAPI document.
-pub const ROUTES: [&str; 23] = [
+pub const ROUTES: [&str; 25] = [
     "/auth/logout",
     "/auth/csrf",
     "/auth/session",
@@ -426,6 +459,8 @@ pub const ROUTES: [&str; 23] = [
     "/auth/accounts",
     "/oauth/token",
     "/auth/risc",
+    "/auth/dbsc/register",
+    "/auth/dbsc/refresh",
     "/auth/sessions/{id}",
     "/auth/accounts/{id}",
     "/auth/google/accounts/{id}",

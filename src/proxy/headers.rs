@@ -241,7 +241,7 @@ mod tests {
             secure: false,
             same_site: SameSite::Lax,
         };
-        CookiePolicy::new(&settings, 3600)
+        CookiePolicy::new(&settings, 3600, None)
     }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {

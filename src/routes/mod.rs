@@ -10,6 +10,7 @@
 
 mod accounts;
 mod csrf;
+mod dbsc;
 mod desktop;
 pub mod extract;
 mod health;
@@ -171,6 +172,8 @@ fn router(state: Arc<AppState>) -> Router {
         )
         .route("/oauth/token", post(oauth::token))
         .route("/auth/risc", post(risc::receive))
+        .route(crate::security::dbsc::REGISTER_PATH, post(dbsc::register))
+        .route(crate::security::dbsc::REFRESH_PATH, post(dbsc::refresh))
         .route("/.well-known/jwks.json", get(jwks::jwks))
         .route(
             "/openapi.json",

@@ -128,7 +128,44 @@ pub async fn exchange(
     }
     let mut extra = HeaderMap::new();
     extra.append(header::SET_COOKIE, state.cookies().clear(CookieKind::Flow));
+    offer_binding(&state, &issued.session_id, &mut extra);
     Ok(session_response(&state, &issued, extra))
+}
+
+/// DBSC=on: a session not bound yet is offered to be, with a challenge.
+fn offer_binding(state: &AppState, session_id: &str, headers: &mut HeaderMap) {
+    if let Some(dbsc) = &state.security.dbsc
+        && !dbsc.is_bound(session_id)
+        && let Some(offer) = dbsc.registration_header(session_id, unix_now())
+    {
+        headers.insert(crate::security::dbsc::REGISTRATION.clone(), offer);
+    }
+}
+
+/// DBSC=on: whether the refresh token's session, if it is bound, came with
+/// its live bound cookie (the refresh token alone no longer renews it).
+async fn refresh_allowed(state: &AppState, headers: &HeaderMap, token: &str) -> bool {
+    let Some(dbsc) = &state.security.dbsc else {
+        return true;
+    };
+    if !dbsc.any_bound() {
+        return true;
+    }
+    let session_id = match state.authority.session_named_by(token) {
+        Some(id) => Some(id),
+        None => match state.authority.session_of_refresh_token(token).await {
+            Ok(found) => found.map(|s| s.session_id),
+            // Unknown here: the refresh itself will say.
+            Err(_) => None,
+        },
+    };
+    session_id.is_none_or(|id| {
+        dbsc.allows(
+            &id,
+            state.cookies().read(headers, CookieKind::Bound),
+            unix_now(),
+        )
+    })
 }
 
 /// The callback of a connect flow: the account joins the signed-in
@@ -176,6 +213,16 @@ pub async fn refresh(
         .cookies()
         .read(&headers, CookieKind::Refresh)
         .ok_or(ApiError::RefreshFailed)?;
+    // Refused before anything moves: the session goes on for the device
+    // that holds its key.
+    // Only the bound cookie it lacked (or sent dead) is cleared.
+    if !refresh_allowed(&state, &headers, token).await {
+        let mut response = ApiError::RefreshFailed.into_response();
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, state.cookies().clear(CookieKind::Bound));
+        return Ok(response);
+    }
     match state.authority.refresh(token, &client).await {
         Ok(issued) => {
             // The token this pair replaces leaves the verified cache, so
@@ -185,7 +232,9 @@ pub async fn refresh(
             {
                 state.authority.superseded(old);
             }
-            Ok(session_response(&state, &issued, HeaderMap::new()))
+            let mut extra = HeaderMap::new();
+            offer_binding(&state, &issued.session_id, &mut extra);
+            Ok(session_response(&state, &issued, extra))
         }
         // A refused refresh token is dead (used, ended, expired): the
         // cookies that carry it are cleared, so the client signs in again.

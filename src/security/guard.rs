@@ -7,6 +7,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 
 use super::Security;
 use super::csrf::{Binding, Purpose, same_token};
+use super::dbsc;
 use crate::cookies::CookieKind;
 use crate::error::ApiError;
 use crate::limits::ClientKey;
@@ -35,7 +36,9 @@ fn is_state_changing(method: &Method) -> bool {
 /// Does the API's CSRF check apply to this state-changing path?
 fn csrf_applies(security: &Security, path: &str) -> bool {
     match path {
-        "/auth/web/callback" => false,
+        // The browser's own calls (DBSC): a signed proof of a challenge
+        // issued to the session stands in for the token.
+        "/auth/web/callback" | dbsc::REGISTER_PATH | dbsc::REFRESH_PATH => false,
         "/auth/logout" => security.logout_require_csrf,
         _ => !SIGNIN_FORM_PATHS.contains(&path),
     }
@@ -66,6 +69,9 @@ async fn csrf_ok(security: &Security, headers: &HeaderMap) -> bool {
 fn origin_allowed(security: &Security, origin: &HeaderValue, path: &str) -> bool {
     if SIGNIN_FORM_PATHS.contains(&path) {
         security.public_origin.as_bytes() == origin.as_bytes()
+    } else if path == dbsc::REGISTER_PATH || path == dbsc::REFRESH_PATH {
+        // The browser calls them from the page's origin: ours, or the app's.
+        security.public_origin.as_bytes() == origin.as_bytes() || security.cors.allows(origin)
     } else {
         security.cors.allows(origin)
     }

@@ -8,6 +8,8 @@ pub mod client_ip;
 pub mod cors;
 /// Signed double-submit CSRF tokens, bound to the session and a purpose.
 pub mod csrf;
+/// Device Bound Session Credentials: sessions bound to a browser's key.
+pub mod dbsc;
 /// Outermost layer: request id, bounds, the guard, headers, access log.
 pub mod envelope;
 /// Origin, Fetch Metadata, rate limit and CSRF checks in front of routes.
@@ -49,17 +51,23 @@ pub struct Security {
     pub authority: Arc<dyn SessionAuthority>,
     /// Requests, latencies and refusals are counted here.
     pub metrics: crate::metrics::Metrics,
+    /// `DBSC=on`: bound sessions need their bound cookie too.
+    pub dbsc: Option<Arc<dbsc::Dbsc>>,
 }
 
 impl Security {
     /// The verified claims of the request's session cookie, if its session
     /// has not ended: what every authenticated path (and the proxy) asks.
+    /// A session bound to a device (DBSC) also needs its live bound
+    /// cookie: without one it is answered as no session, and the browser
+    /// renews the cookie with a proof before it retries.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<AccessClaims>, ApiError> {
         let token = self
             .cookies
             .read(headers, CookieKind::Session)
             .ok_or(ApiError::NotAuthenticated)?;
-        self.authority
+        let claims = self
+            .authority
             .authenticate(token)
             .await
             .map_err(|e| match e {
@@ -70,6 +78,16 @@ impl Security {
                     ApiError::from_auth(e, ApiError::NotAuthenticated)
                 }
                 _ => ApiError::NotAuthenticated,
-            })
+            })?;
+        if let Some(dbsc) = &self.dbsc
+            && !dbsc.allows(
+                &claims.sid,
+                self.cookies.read(headers, CookieKind::Bound),
+                crate::unix_now(),
+            )
+        {
+            return Err(ApiError::NotAuthenticated);
+        }
+        Ok(claims)
     }
 }

@@ -13,6 +13,8 @@ pub mod codes;
 pub mod connected_accounts;
 /// The durable store: SQLite or PostgreSQL.
 pub mod database;
+/// Device-bound sessions' keys and answered challenges (DBSC).
+pub mod dbsc;
 /// Sign-in flows started by `/auth/google/login` (PKCE verifiers).
 pub mod flows;
 /// The ids of people and sessions, typed.
@@ -45,7 +47,7 @@ pub mod sqlite;
 pub mod supabase_sessions;
 /// Databases for the store's own tests.
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 /// The one writing connection of the SQLite database (group commit by
 /// flat combining on the requests' own threads; a checkpointer thread).
 pub mod writer;

@@ -11,6 +11,7 @@ mod browser_e2e;
 mod code_exchange;
 mod config;
 mod csrf;
+mod dbsc;
 mod desktop;
 mod layout;
 mod logout;

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
+use crate::dbsc::{DeviceKey, challenge_of, dbsc_refresh, post_proof, registration_of};
 use crate::support::fake_oidc::{self, FakeProvider};
 use crate::support::*;
 
@@ -387,6 +388,68 @@ async fn every_answer_of_a_real_run_matches_the_document() {
         .await
         .unwrap();
     assert_eq!(c.check("POST", "/auth/risc", event).await, 400);
+
+    // Device-bound sessions: off here (404), then on.
+    let off = post_proof(&mut browser, "/auth/dbsc/register", Some("x")).await;
+    assert_eq!(c.check("POST", "/auth/dbsc/register", off).await, 404);
+    let off = dbsc_refresh(&mut browser, "/auth/dbsc/refresh", "x", None).await;
+    assert_eq!(c.check("POST", "/auth/dbsc/refresh", off).await, 404);
+    let dbsc = spawn_app_with(&[("DBSC", "on")]).await;
+    create_user(&dbsc, EMAIL).await;
+    let mut device = Browser::new(&dbsc);
+    let code = device.obtain_code(EMAIL, PASSWORD).await;
+    let offer = registration_of(&device.exchange(&code).await).unwrap();
+    let key = DeviceKey::es256();
+    let no_proof = post_proof(&mut device, &offer.path, None).await;
+    assert_eq!(c.check("POST", "/auth/dbsc/register", no_proof).await, 400);
+    let forged = post_proof(
+        &mut device,
+        &offer.path,
+        Some(&key.refresh_proof(&offer.challenge)),
+    )
+    .await;
+    assert_eq!(c.check("POST", "/auth/dbsc/register", forged).await, 401);
+    let proof = key.registration_proof(&offer.challenge);
+    let bound = post_proof(&mut device, &offer.path, Some(&proof)).await;
+    let session_id = bound.headers()["secure-session-challenge"]
+        .to_str()
+        .unwrap();
+    let session_id = session_id
+        .rsplit("id=")
+        .next()
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    assert_eq!(c.check("POST", "/auth/dbsc/register", bound).await, 200);
+    let again = post_proof(&mut device, &offer.path, Some(&proof)).await;
+    assert_eq!(c.check("POST", "/auth/dbsc/register", again).await, 401);
+    let asked = dbsc_refresh(&mut device, "/auth/dbsc/refresh", &session_id, None).await;
+    let (challenge, _) = challenge_of(&asked).unwrap();
+    assert_eq!(c.check("POST", "/auth/dbsc/refresh", asked).await, 403);
+    let proof = key.refresh_proof(&challenge);
+    let renewed = dbsc_refresh(&mut device, "/auth/dbsc/refresh", &session_id, Some(&proof)).await;
+    assert_eq!(c.check("POST", "/auth/dbsc/refresh", renewed).await, 200);
+    let wrong = DeviceKey::es256().refresh_proof(&challenge);
+    let wrong = dbsc_refresh(&mut device, "/auth/dbsc/refresh", &session_id, Some(&wrong)).await;
+    assert_eq!(c.check("POST", "/auth/dbsc/refresh", wrong).await, 401);
+    let no_id = device
+        .request(reqwest::Method::POST, "/auth/dbsc/refresh")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(c.check("POST", "/auth/dbsc/refresh", no_id).await, 400);
+    let without_bound_cookie = {
+        let mut copy = device.clone_jar();
+        copy.jar.remove("chronos_bound");
+        copy.refresh().await
+    };
+    assert_eq!(
+        c.check("POST", "/auth/refresh", without_bound_cookie).await,
+        401
+    );
+    assert_eq!(device.logout().await.status(), 200);
+    let ended = dbsc_refresh(&mut device, "/auth/dbsc/refresh", &session_id, None).await;
+    assert_eq!(c.check("POST", "/auth/dbsc/refresh", ended).await, 200);
 
     // Every documented operation was exercised.
     let mut missing = Vec::new();
