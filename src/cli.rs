@@ -234,7 +234,7 @@ pub async fn migrate_data(settings: &Settings, from: &str, to: &str) -> Result<(
     println!(
         "moved {} users ({} with a password, {} linked identities), {} sessions, \
          {} live revocations, {} pending provider calls, {} provider sessions, \
-         {} Supabase sessions, {} one-time values",
+         {} Supabase sessions, {} device-bound sessions, {} one-time values",
         moved.users,
         moved.passwords,
         moved.identities,
@@ -243,6 +243,7 @@ pub async fn migrate_data(settings: &Settings, from: &str, to: &str) -> Result<(
         moved.outbox,
         moved.provider_sessions,
         moved.supabase_sessions,
+        moved.device_bindings,
         moved.one_time_values
     );
     if moved.legacy_sessions > 0 {

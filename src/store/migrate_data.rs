@@ -2,7 +2,8 @@
 //! PostgreSQL without signing anyone out. Accounts, passwords and
 //! identities, sessions with their refresh state, the revocations whose
 //! tokens may still be alive, the outbox's pending calls, what providers
-//! told us about our sessions, Supabase sessions and the one-time values
+//! told us about our sessions, Supabase sessions, the device-bound
+//! sessions' keys and the one-time values
 //! still in force are copied in one PostgreSQL transaction (all or
 //! nothing), into a database that holds none of these yet. Sign-ins in
 //! progress at that moment start again; sessions still on the chain tokens
@@ -43,6 +44,8 @@ pub struct Moved {
     pub supabase_sessions: u64,
     /// The refresh tokens Supabase issued for them (their hashes).
     pub supabase_sessions_tokens: u64,
+    /// Sessions bound to a device key (DBSC).
+    pub device_bindings: u64,
     pub one_time_values: u64,
 }
 
@@ -219,6 +222,16 @@ pub async fn move_to_postgres(
         "INSERT INTO supabase_refresh_tokens (refresh_hash, session_id, issued_at) VALUES ($1, $2, $3)",
     )
     .await?;
+    moved.device_bindings = copy::<(String, String, String, String, i64, i64)>(
+        from,
+        to,
+        "SELECT session_id, algorithm, thumbprint, public_jwk, bound_at, refreshed_at
+         FROM dbsc_bindings ORDER BY rowid LIMIT $1 OFFSET $2",
+        &[],
+        "INSERT INTO dbsc_bindings (session_id, algorithm, thumbprint, public_jwk, bound_at, refreshed_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .await?;
     moved.one_time_values = copy::<(String, i64)>(
         from,
         to,
@@ -235,6 +248,15 @@ pub async fn move_to_postgres(
              ORDER BY rowid LIMIT $1 OFFSET $2",
             &[now.into()],
             "INSERT INTO seen_logout_tokens (jti_hash, expires_at) VALUES ($1, $2)",
+        )
+        .await?
+        + copy::<(String, i64)>(
+            from,
+            to,
+            "SELECT jti_hash, expires_at FROM used_dbsc_challenges WHERE expires_at >= $3
+             ORDER BY rowid LIMIT $1 OFFSET $2",
+            &[now.into()],
+            "INSERT INTO used_dbsc_challenges (jti_hash, expires_at) VALUES ($1, $2)",
         )
         .await?;
     tx.commit().await.map_err(StoreError::from)?;

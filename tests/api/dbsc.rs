@@ -19,6 +19,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde_json::{Value, json};
 
+use crate::support::upstream::{echoed, received, spawn_upstream};
 use crate::support::*;
 
 const EMAIL: &str = "ann@example.com";
@@ -425,6 +426,47 @@ async fn the_binding_is_kept_in_postgres_and_survives_a_restart() {
     bound.browser.jar.remove(&bound.cookie_name);
     assert_eq!(bound.browser.session().await.status(), 401);
     assert_eq!(bound.renew().await.status(), 200);
+    assert_eq!(bound.browser.session().await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_bound_session_moves_to_postgres_with_migrate_data_and_stays_bound() {
+    let Some(base) = postgres_url("dbsc_migrate_data") else {
+        return;
+    };
+    let schema = PgSchema::create(&base).await;
+    let data = tempfile::TempDir::new().unwrap();
+    let dir = data.path().to_string_lossy().to_string();
+    let sqlite = format!("sqlite://{dir}/chronos.db");
+    let vars = [("DBSC", "on"), ("DATA_DIR", dir.as_str())];
+    let mut before = spawn_app_with(&[vars[0], vars[1], ("DATABASE_URL", &sqlite)]).await;
+    create_user(&before, EMAIL).await;
+    let mut bound = sign_in_bound(&before, DeviceKey::es256(), 600).await;
+    let public_url = before.url("");
+    before.stop().await;
+    let moved = chronos_command(&[("DATA_DIR", dir.as_str())])
+        .args(["migrate-data", "--from", &sqlite, "--to", &schema.url()])
+        .output()
+        .unwrap();
+    assert!(moved.status.success(), "{moved:?}");
+    let said = String::from_utf8_lossy(&moved.stdout);
+    assert!(said.contains("1 device-bound sessions"), "{said}");
+    let after = spawn_app_with(&[
+        vars[0],
+        vars[1],
+        ("DATABASE_URL", &schema.url()),
+        ("PUBLIC_URL", &public_url),
+    ])
+    .await;
+    bound.browser.base = after.url("");
+    assert_eq!(bound.browser.session().await.status(), 200);
+    bound.browser.jar.remove(&bound.cookie_name);
+    assert_eq!(bound.browser.session().await.status(), 401, "still bound");
+    assert_eq!(
+        bound.renew().await.status(),
+        200,
+        "renewed with the same key"
+    );
     assert_eq!(bound.browser.session().await.status(), 200);
 }
 
@@ -915,4 +957,23 @@ async fn dbsc_settings_are_checked_at_start_up() {
             .unwrap_err();
         assert_eq!(error.var, var);
     }
+}
+
+#[tokio::test]
+async fn a_bound_session_reaches_a_proxied_api_only_with_its_bound_cookie_which_never_leaves() {
+    let upstream = spawn_upstream().await;
+    let routes = format!("/calendar={}", upstream.url("/api"));
+    let app = spawn_app_with(&[("DBSC", "on"), ("PROXY_ROUTES", &routes)]).await;
+    create_user(&app, EMAIL).await;
+    let mut bound = sign_in_bound(&app, DeviceKey::es256(), 600).await;
+    let b = &mut bound.browser;
+    b.jar.insert("theme".into(), "dark".into());
+    let echo = echoed(b.get("/calendar/echo").await).await;
+    // The app's own cookies go on; ours, the bound one included, do not.
+    assert_eq!(received(&echo, "cookie"), Some("theme=dark"));
+    let hits = upstream.hits();
+    b.jar.remove(&bound.cookie_name);
+    let refused = b.get("/calendar/echo").await;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(upstream.hits(), hits, "the upstream is never called");
 }

@@ -97,7 +97,9 @@ pub enum TakeError {
 
 /// A bound session, as this process knows it.
 struct Bound {
-    thumbprint: String,
+    /// The MAC of its bound cookies, with the session and key already
+    /// absorbed: checking a cookie hashes only its expiry.
+    mac: Hmac<Sha256>,
     /// When this process learned of it (Unix s): a reload keeps what it
     /// learned meanwhile.
     learned_at: u64,
@@ -157,16 +159,16 @@ impl Dbsc {
 
     // --- The bound cookie ---
 
+    /// The bound cookies' MAC for the session and key, expiry still to come.
+    fn bound_mac(&self, session_id: &str, thumbprint: &str) -> Hmac<Sha256> {
+        self.mac_of(&[b"bound", session_id.as_bytes(), thumbprint.as_bytes()])
+    }
+
     /// The bound cookie's value for the session and key: `EXP.MAC`.
     fn bound_value(&self, session_id: &str, thumbprint: &str, now: u64) -> String {
-        let exp = now + self.cookie_ttl;
-        let exp_text = exp.to_string();
-        let mac = self.mac_of(&[
-            b"bound",
-            session_id.as_bytes(),
-            exp_text.as_bytes(),
-            thumbprint.as_bytes(),
-        ]);
+        let exp_text = (now + self.cookie_ttl).to_string();
+        let mut mac = self.bound_mac(session_id, thumbprint);
+        mac.update(exp_text.as_bytes());
         let tag = mac.finalize().into_bytes();
         format!("{exp_text}.{}", B64.encode(&tag[..16]))
     }
@@ -196,21 +198,15 @@ impl Dbsc {
             Ok(exp) if exp > now && exp <= now + self.cookie_ttl + 60 => {}
             _ => return false,
         }
-        let Ok(tag) = B64.decode(tag) else {
-            return false;
-        };
-        // A shorter tag would be checked on its first bytes only.
-        if tag.len() != 16 {
+        // Exactly 16 bytes (a shorter tag would be checked on its first
+        // bytes only), decoded without allocating.
+        let mut decoded = [0u8; 18];
+        if tag.len() != 22 || B64.decode_slice(tag, &mut decoded) != Ok(16) {
             return false;
         }
-        self.mac_of(&[
-            b"bound",
-            session_id.as_bytes(),
-            exp_text.as_bytes(),
-            binding.thumbprint.as_bytes(),
-        ])
-        .verify_truncated_left(&tag)
-        .is_ok()
+        let mut mac = binding.mac.clone();
+        mac.update(exp_text.as_bytes());
+        mac.verify_truncated_left(&decoded[..16]).is_ok()
     }
 
     /// Whether any session is bound here (an unbound deployment skips
@@ -353,11 +349,12 @@ impl Dbsc {
     }
 
     fn learn(&self, session_id: String, thumbprint: String, now: u64) {
+        let mac = self.bound_mac(&session_id, &thumbprint);
         if let Ok(mut bound) = self.bound.write() {
             bound.insert(
                 session_id,
                 Bound {
-                    thumbprint,
+                    mac,
                     learned_at: now,
                 },
             );
@@ -394,13 +391,14 @@ impl Dbsc {
         };
         let mut learned = 0;
         for (session_id, thumbprint) in rows {
-            bound.entry(session_id).or_insert_with(|| {
+            if let std::collections::hash_map::Entry::Vacant(entry) = bound.entry(session_id) {
                 learned += 1;
-                Bound {
-                    thumbprint,
+                let mac = self.bound_mac(entry.key(), &thumbprint);
+                entry.insert(Bound {
+                    mac,
                     learned_at: now,
-                }
-            });
+                });
+            }
         }
         Ok(learned)
     }
