@@ -502,3 +502,61 @@ async fn a_replayed_refresh_token_after_the_reuse_interval_reaches_supabase_and_
     assert_eq!(browser.session().await.status(), 401);
     assert_eq!(browser.refresh().await.status(), 401);
 }
+
+#[tokio::test]
+async fn a_supabase_session_binds_to_a_device_key_like_our_own() {
+    use crate::dbsc::{DeviceKey, challenge_of, dbsc_refresh, post_proof, registration_of};
+    require_node!();
+    let gotrue = GoTrue::start(&[]);
+    let app = supabase_app(&gotrue, &[("DBSC", "on")]).await;
+    let mut browser = Browser::new(&app);
+    let code = consent_code(&mut browser, "ann").await;
+    let signed_in = browser.exchange(&code).await;
+    assert_eq!(signed_in.status(), 200);
+    let offer = registration_of(&signed_in).expect("the callback offers DBSC");
+    let key = DeviceKey::es256();
+    let bound = post_proof(
+        &mut browser,
+        &offer.path,
+        Some(&key.registration_proof(&offer.challenge)),
+    )
+    .await;
+    assert_eq!(bound.status(), 200);
+    let instructions: Value = bound.json().await.unwrap();
+    let session_id = instructions["session_identifier"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(status(&mut browser, "GET", "/auth/session").await, 200);
+
+    // Without the bound cookie: no session, and Supabase's refresh token
+    // alone renews nothing (Supabase is not even asked).
+    let bound_cookie = browser.jar.remove("chronos_bound").unwrap();
+    let refreshes = gotrue.calls_of("token").await.len();
+    assert_eq!(status(&mut browser, "GET", "/auth/session").await, 401);
+    assert_eq!(browser.refresh().await.status(), 401);
+    assert_eq!(gotrue.calls_of("token").await.len(), refreshes);
+    browser.jar.insert("chronos_bound".into(), bound_cookie);
+    assert_eq!(browser.refresh().await.status(), 200);
+
+    // Renewed with a proof; ended by logout.
+    browser.jar.remove("chronos_bound");
+    let asked = dbsc_refresh(&mut browser, "/auth/dbsc/refresh", &session_id, None).await;
+    let (challenge, _) = challenge_of(&asked).unwrap();
+    let proof = key.refresh_proof(&challenge);
+    let renewed = dbsc_refresh(
+        &mut browser,
+        "/auth/dbsc/refresh",
+        &session_id,
+        Some(&proof),
+    )
+    .await;
+    assert_eq!(renewed.status(), 200);
+    assert_eq!(status(&mut browser, "GET", "/auth/session").await, 200);
+    assert_eq!(browser.logout().await.status(), 200);
+    let ended = dbsc_refresh(&mut browser, "/auth/dbsc/refresh", &session_id, None).await;
+    assert_eq!(
+        ended.json::<Value>().await.unwrap(),
+        json!({"continue": false})
+    );
+}
