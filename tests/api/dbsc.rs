@@ -977,3 +977,76 @@ async fn a_bound_session_reaches_a_proxied_api_only_with_its_bound_cookie_which_
     assert_eq!(refused.status(), 401);
     assert_eq!(upstream.hits(), hits, "the upstream is never called");
 }
+
+/// A refresh challenge issued `age` seconds ago, made as the server makes
+/// them (its key from DATA_DIR, its format): the only way to hold an old
+/// one without waiting minutes.
+fn challenge_issued_ago(app: &TestApp, session_id: &str, age: u64) -> String {
+    use hmac::{KeyInit, Mac};
+    let stored = std::fs::read_to_string(app.data_dir.path().join("dbsc_secret")).unwrap();
+    let key = B64.decode(stored.trim()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let exp = (now - age + chronos::security::dbsc::CHALLENGE_TTL).to_string();
+    let nonce = "a-nonce-of-the-tests-own";
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    for part in [
+        &b"challenge"[..],
+        b"f",
+        session_id.as_bytes(),
+        exp.as_bytes(),
+        nonce.as_bytes(),
+    ] {
+        mac.update(&(part.len() as u32).to_be_bytes());
+        mac.update(part);
+    }
+    let tag = mac.finalize().into_bytes();
+    format!("f.{exp}.{nonce}.{}", B64.encode(&tag[..16]))
+}
+
+#[tokio::test]
+async fn an_expired_challenge_is_refused_and_a_slightly_stale_one_taken() {
+    let app = dbsc_app(600, None).await;
+    let mut bound = sign_in_bound(&app, DeviceKey::es256(), 600).await;
+    let ttl = chronos::security::dbsc::CHALLENGE_TTL;
+    let grace = chronos::security::dbsc::STALE_GRACE;
+    // Past its time and the grace: a fresh challenge to sign instead.
+    let expired = challenge_issued_ago(&app, &bound.session_id, ttl + grace + 5);
+    let proof = bound.key.refresh_proof(&expired);
+    let refused = dbsc_refresh(
+        &mut bound.browser,
+        &bound.refresh_url,
+        &bound.session_id,
+        Some(&proof),
+    )
+    .await;
+    assert_eq!(refused.status(), 403);
+    assert!(!set_cookies(refused.headers()).contains_key("chronos_bound"));
+    assert!(challenge_of(&refused).is_some());
+    assert_eq!(error_detail(refused).await, "The challenge has expired");
+    // Past its time but within the grace (a browser's cached one): taken.
+    let stale = challenge_issued_ago(&app, &bound.session_id, ttl + grace / 2);
+    let proof = bound.key.refresh_proof(&stale);
+    let taken = dbsc_refresh(
+        &mut bound.browser,
+        &bound.refresh_url,
+        &bound.session_id,
+        Some(&proof),
+    )
+    .await;
+    assert_eq!(taken.status(), 200);
+    // The forged-format check is real: the same challenge for another
+    // session is not one.
+    let other = challenge_issued_ago(&app, "another-session", 0);
+    let proof = bound.key.refresh_proof(&other);
+    let response = dbsc_refresh(
+        &mut bound.browser,
+        &bound.refresh_url,
+        &bound.session_id,
+        Some(&proof),
+    )
+    .await;
+    assert_eq!(response.status(), 401);
+}
