@@ -3,7 +3,10 @@
 // does with the registration offer is reported, not assumed:
 //   DBSC_FEATURES=1 launches Chromium with DBSC and its software keys for
 //   manual testing (no TPM here); the script then reports whether the
-//   browser registered and what it sent.
+//   browser registered and what it sent. (Debian's Chromium 156, headless,
+//   made no registration with these features, over http://localhost or
+//   https through a TLS proxy, in an incognito or a persistent profile:
+//   the suite runs it without them, as the compatibility test.)
 // Run by tests/api/browser_e2e.rs, which starts the server and passes:
 //   CHRONOS_URL, FRONTEND_PORT, EMAIL, PASSWORD (as signin.mjs)
 import { callbackStatus, launchChromium, serveWebClient } from "./webclient.mjs";
@@ -17,7 +20,7 @@ const features = process.env.DBSC_FEATURES === "1";
 const server = await serveWebClient(api, port);
 const browser = await launchChromium(
   features
-    ? ["--enable-features=DeviceBoundSessions,EnableBoundSessionCredentialsSoftwareKeysForManualTesting"]
+    ? ["--enable-features=DeviceBoundSessions:RequireOriginTrialTokens/false,EnableBoundSessionCredentialsSoftwareKeysForManualTesting"]
     : [],
 );
 
