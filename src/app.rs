@@ -297,7 +297,7 @@ fn device_binding(
         ttl,
         DbscBindings::new(stores.database.clone()),
         cookies.clone(),
-        public_url,
+        (public_url, &settings.security.frontend_url),
         stores.metrics.clone(),
     )
     .map_err(|e| ConfigError::new("PUBLIC_URL", e.to_string()))?)
@@ -589,13 +589,7 @@ impl Application {
                 self.stores.clone(),
                 self.identity.authority.clone(),
                 self.state.sign_in.clone(),
-                self.state.security.dbsc.clone().map(|dbsc| {
-                    (
-                        dbsc,
-                        self.state.settings.cookies.max_age
-                            + self.state.settings.sessions.dbsc_cookie_ttl.unwrap_or(0),
-                    )
-                }),
+                self.state.security.dbsc.clone(),
             )),
         ];
         let exporter = self.metrics_listener.map(|listener| {
@@ -698,9 +692,14 @@ async fn follow_revocations(stores: Arc<Stores>, authority: Arc<LocalAuthority>,
     }
 }
 
+/// How far back each read of the bindings reaches before the last one
+/// that succeeded began: bindings are stamped by their own process's clock.
+const BINDING_OVERLAP: u64 = 300;
+
 /// Sessions other processes bound to a device key (DBSC), learned every
-/// revocation poll (a minute's overlap: bindings are stamped by their
-/// process's clock).
+/// revocation poll: each read goes back to where the last successful one
+/// began (less [`BINDING_OVERLAP`]), so no outage of the database, however
+/// long, loses one.
 async fn follow_bindings(dbsc: Option<Arc<Dbsc>>, poll: Duration) {
     let Some(dbsc) = dbsc else {
         return std::future::pending().await;
@@ -708,10 +707,15 @@ async fn follow_bindings(dbsc: Option<Arc<Dbsc>>, poll: Duration) {
     let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
+    // Everything up to the start (the start-up load) is known.
+    let mut known_until = crate::unix_now();
     loop {
         tick.tick().await;
-        let since = crate::unix_now().saturating_sub(60);
-        match dbsc.follow(since).await {
+        let started = crate::unix_now();
+        match dbsc
+            .follow(known_until.saturating_sub(BINDING_OVERLAP))
+            .await
+        {
             Err(error) if !failing => {
                 failing = true;
                 tracing::error!(
@@ -720,7 +724,10 @@ async fn follow_bindings(dbsc: Option<Arc<Dbsc>>, poll: Duration) {
                 );
             }
             Err(_) => {}
-            Ok(_) => failing = false,
+            Ok(_) => {
+                failing = false;
+                known_until = started;
+            }
         }
     }
 }
@@ -738,13 +745,13 @@ async fn hear_revocations(stores: Arc<Stores>) {
 /// period after start, never during start-up.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
-/// `dbsc`: the bound sessions, and how long a binding lives without a
-/// proof (a refresh token's life and a bound cookie's).
+/// `dbsc`: the bound sessions, whose bindings go once their sessions have
+/// (so after the authority's purge).
 async fn prune_stores(
     stores: Arc<Stores>,
     authority: Arc<LocalAuthority>,
     sign_in: Arc<dyn SignInMethod>,
-    dbsc: Option<(Arc<Dbsc>, u64)>,
+    dbsc: Option<Arc<Dbsc>>,
 ) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + PURGE_EVERY, PURGE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -756,13 +763,11 @@ async fn prune_stores(
             authority.purge().await.map(|_| ()),
             sign_in.prune().await,
             match &dbsc {
-                Some((dbsc, idle)) => {
-                    let now = crate::unix_now();
-                    dbsc.purge(now.saturating_sub(idle + 60), now)
-                        .await
-                        .map(|_| ())
-                        .map_err(Into::into)
-                }
+                Some(dbsc) => dbsc
+                    .purge(crate::unix_now())
+                    .await
+                    .map(|_| ())
+                    .map_err(Into::into),
                 None => Ok(()),
             },
         ];

@@ -391,13 +391,6 @@ impl SessionAuthority for LocalAuthority {
         })
     }
 
-    fn session_named_by(&self, refresh_token: &str) -> Option<SessionId> {
-        if refresh_token.len() > MAX_REFRESH_TOKEN_LEN {
-            return None;
-        }
-        self.parse_refresh_token(refresh_token).map(|(id, _)| id)
-    }
-
     async fn end_sessions(&self, which: EndSessions) -> Result<Vec<SessionId>, AuthError> {
         match self.end_now(which.clone()).await {
             Err(AuthError::Internal(e)) if is_unavailable(e.as_ref()) && self.held.is_some() => {
@@ -425,6 +418,12 @@ impl SessionAuthority for LocalAuthority {
             }
             other => other,
         }
+    }
+
+    async fn is_live(&self, session_id: &str) -> Result<bool, AuthError> {
+        let horizon = unix_now() as i64 - self.refresh_ttl as i64;
+        Ok(!self.revocations.is_revoked(session_id)
+            && self.sessions.is_live(session_id, horizon).await?)
     }
 
     async fn list_sessions(&self, user_id: &UserId) -> Result<Vec<SessionInfo>, AuthError> {

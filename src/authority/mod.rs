@@ -157,16 +157,15 @@ pub trait SessionAuthority: Send + Sync {
         refresh_token: &str,
     ) -> Result<Option<SessionRef>, AuthError>;
 
-    /// The session a refresh token names when that can be told without
-    /// I/O (our self-describing tokens); `None` otherwise.
-    fn session_named_by(&self, _refresh_token: &str) -> Option<SessionId> {
-        None
-    }
-
     /// Ends sessions: they can no longer refresh, and their access tokens
     /// are refused from now on. Returns the ids ended (empty when nothing
     /// matched, e.g. someone else's session id).
     async fn end_sessions(&self, which: EndSessions) -> Result<Vec<SessionId>, AuthError>;
+
+    /// Whether the session still lives: not ended, not idle past its
+    /// refresh token's life (what a DBSC refresh asks before renewing a
+    /// bound cookie). One read.
+    async fn is_live(&self, session_id: &str) -> Result<bool, AuthError>;
 
     /// The user's active sessions, newest first.
     async fn list_sessions(&self, user_id: &UserId) -> Result<Vec<SessionInfo>, AuthError>;

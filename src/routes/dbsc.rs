@@ -116,9 +116,18 @@ pub async fn refresh(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
         ))?;
     let now = unix_now();
     let binding = match dbsc.binding_of(&session_id).await {
-        Ok(Some(binding)) if !state.authority.is_revoked(&session_id) => binding,
-        // Ended (logout, revocation, an operator) or never bound here: the
-        // browser stops refreshing it, and its bound cookie goes.
+        Ok(Some(binding))
+            if state
+                .authority
+                .is_live(&session_id)
+                .await
+                .map_err(|e| ApiError::from_auth(e, ApiError::RefreshFailed))? =>
+        {
+            binding
+        }
+        // Ended (logout, revocation, an operator, idle past its refresh
+        // token's life) or never bound here: the browser stops refreshing
+        // it, and its bound cookie goes.
         Ok(_) => {
             dbsc.count(Event::Ended);
             let mut response = axum::Json(serde_json::json!({"continue": false})).into_response();
@@ -144,22 +153,16 @@ pub async fn refresh(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
         .await
     {
         Ok(()) => {}
-        // A stale or used challenge may be the browser's cached one: it
-        // gets a fresh one to sign (the key is what it cannot fake).
-        Err(TakeError::Refused(why @ (ChallengeRefused::Expired | ChallengeRefused::Used))) => {
+        // The proof is the session's key's: a stale, used or unknown
+        // challenge (a cached one; one made under a key DATA_DIR no longer
+        // holds) gets a fresh one to sign. Only the key cannot be faked.
+        Err(TakeError::Refused(why)) => {
             dbsc.count(Event::Refused(why.reason()));
             return Ok(challenge_answer(
                 dbsc,
                 &session_id,
                 now,
                 challenge_detail(why),
-            ));
-        }
-        Err(TakeError::Refused(why)) => {
-            return Err(refused(
-                dbsc,
-                why.reason(),
-                ApiError::Refused(challenge_detail(why)),
             ));
         }
         Err(TakeError::Store(e)) => return Err(ApiError::internal(e)),

@@ -142,26 +142,12 @@ fn offer_binding(state: &AppState, session_id: &str, headers: &mut HeaderMap) {
     }
 }
 
-/// DBSC=on: whether the refresh token's session, if it is bound, came with
-/// its live bound cookie (the refresh token alone no longer renews it).
-async fn refresh_allowed(state: &AppState, headers: &HeaderMap, token: &str) -> bool {
-    let Some(dbsc) = &state.security.dbsc else {
-        return true;
-    };
-    if !dbsc.any_bound() {
-        return true;
-    }
-    let session_id = match state.authority.session_named_by(token) {
-        Some(id) => Some(id),
-        None => match state.authority.session_of_refresh_token(token).await {
-            Ok(found) => found.map(|s| s.session_id),
-            // Unknown here: the refresh itself will say.
-            Err(_) => None,
-        },
-    };
-    session_id.is_none_or(|id| {
+/// DBSC=on: whether the session, if it is bound, came with its live
+/// bound cookie.
+fn bound_cookie_ok(state: &AppState, headers: &HeaderMap, session_id: &str) -> bool {
+    state.security.dbsc.as_ref().is_none_or(|dbsc| {
         dbsc.allows(
-            &id,
+            session_id,
             state.cookies().read(headers, CookieKind::Bound),
             unix_now(),
         )
@@ -213,17 +199,19 @@ pub async fn refresh(
         .cookies()
         .read(&headers, CookieKind::Refresh)
         .ok_or(ApiError::RefreshFailed)?;
-    // Refused before anything moves: the session goes on for the device
-    // that holds its key.
-    // Only the bound cookie it lacked (or sent dead) is cleared.
-    if !refresh_allowed(&state, &headers, token).await {
-        let mut response = ApiError::RefreshFailed.into_response();
-        response
-            .headers_mut()
-            .append(header::SET_COOKIE, state.cookies().clear(CookieKind::Bound));
-        return Ok(response);
-    }
     match state.authority.refresh(token, &client).await {
+        // A bound session renews only with its live bound cookie. The pair
+        // is not handed out, but the token has moved on: a copied jar's
+        // try shows as reuse when the device next refreshes (theft ends
+        // the family, as without DBSC). Only the bound cookie it lacked
+        // (or sent dead) is cleared.
+        Ok(issued) if !bound_cookie_ok(&state, &headers, &issued.session_id) => {
+            let mut response = ApiError::RefreshFailed.into_response();
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, state.cookies().clear(CookieKind::Bound));
+            Ok(response)
+        }
         Ok(issued) => {
             // The token this pair replaces leaves the verified cache, so
             // the cache holds one token per active session.

@@ -119,7 +119,11 @@ pub async fn check(
         {
             return Some(ApiError::InvalidOrigin.into_response());
         }
+        // The DBSC calls are the browser's own, proof-protected, and may
+        // come from a cross-site web app's page.
         if let Some(site) = headers.get(&SEC_FETCH_SITE)
+            && path != dbsc::REGISTER_PATH
+            && path != dbsc::REFRESH_PATH
             && carries_auth()
             && !matches!(site.as_bytes(), b"same-origin" | b"same-site" | b"none")
         {

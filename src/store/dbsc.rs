@@ -78,7 +78,7 @@ impl DbscBindings {
         self.db.read(SINCE, args![since]).await
     }
 
-    /// Notes a proof of the key (the purge keeps bindings in use).
+    /// Notes a proof of the key.
     pub async fn refreshed(&self, session_id: &str, now: i64) -> Result<(), StoreError> {
         const REFRESHED: &str = "UPDATE dbsc_bindings SET refreshed_at = $1 WHERE session_id = $2";
         self.db.write(REFRESHED, args![now, session_id]).await?;
@@ -97,15 +97,21 @@ impl DbscBindings {
         Ok(self.db.write(ANSWER, args![jti_hash, expires_at]).await? == 1)
     }
 
-    /// Deletes bindings with no proof since `idle_before` (their session's
-    /// refresh token has expired by then: every refresh of a bound session
-    /// comes with a proof of the key within its bound cookie's lifetime)
-    /// and answered challenges expired before `now`.
-    pub async fn purge(&self, idle_before: i64, now: i64) -> Result<u64, StoreError> {
-        const IDLE: &str = "DELETE FROM dbsc_bindings WHERE session_id IN
-               (SELECT session_id FROM dbsc_bindings WHERE refreshed_at < $1 LIMIT 1000)";
+    /// Deletes the bindings of sessions no longer kept (ours or
+    /// Supabase's: purged once ended or idle past their refresh token's
+    /// life) and the answered challenges expired before `expired_before`.
+    /// A live session's binding is never deleted: it would count as
+    /// unbound again.
+    pub async fn purge(&self, expired_before: i64) -> Result<u64, StoreError> {
+        const ORPHANS: &str = "DELETE FROM dbsc_bindings WHERE session_id IN
+               (SELECT b.session_id FROM dbsc_bindings b
+                WHERE b.bound_at < $1
+                  AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = b.session_id)
+                  AND NOT EXISTS (SELECT 1 FROM supabase_sessions p WHERE p.session_id = b.session_id)
+                LIMIT 1000)";
         const ANSWERED: &str = "DELETE FROM used_dbsc_challenges WHERE jti_hash IN
                (SELECT jti_hash FROM used_dbsc_challenges WHERE expires_at < $1 LIMIT 1000)";
-        Ok(self.db.purge(IDLE, idle_before).await? + self.db.purge(ANSWERED, now).await?)
+        Ok(self.db.purge(ORPHANS, crate::unix_now() as i64).await?
+            + self.db.purge(ANSWERED, expired_before).await?)
     }
 }

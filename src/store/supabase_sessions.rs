@@ -173,6 +173,17 @@ impl SupabaseSessions {
     }
 
     /// Forgets sessions unused since `before`.
+    /// Whether the session has not ended and was used since `used_since`.
+    pub async fn is_live(&self, session_id: &str, used_since: i64) -> Result<bool, StoreError> {
+        const LIVE: &str = "SELECT COUNT(*) FROM supabase_sessions
+             WHERE session_id = $1 AND ended_at IS NULL AND last_used_at > $2";
+        let n: i64 = self
+            .db
+            .read_one(LIVE, args![session_id, used_since])
+            .await?;
+        Ok(n > 0)
+    }
+
     pub async fn purge(&self, before: i64) -> Result<u64, StoreError> {
         self.db
             .purge(

@@ -567,6 +567,12 @@ impl SessionAuthority for Supabase {
         Ok(ids)
     }
 
+    async fn is_live(&self, session_id: &str) -> Result<bool, AuthError> {
+        let horizon = unix_now() as i64 - self.idle_ttl as i64;
+        Ok(!self.revocations.is_revoked(session_id)
+            && self.sessions.is_live(session_id, horizon).await?)
+    }
+
     async fn list_sessions(&self, user_id: &UserId) -> Result<Vec<SessionInfo>, AuthError> {
         let horizon = unix_now() as i64 - self.idle_ttl as i64;
         let rows = self.sessions.list_of(user_id, horizon).await?;

@@ -249,6 +249,12 @@ async fn sign_in_bound(app: &TestApp, key: DeviceKey, ttl: u64) -> BoundBrowser 
         .unwrap()
         .to_string();
     assert_eq!(instructions["refresh_url"], "/auth/dbsc/refresh");
+    // Requests from our pages and the web app's (FRONTEND_URL) may start a
+    // refresh.
+    assert_eq!(
+        instructions["allowed_refresh_initiators"],
+        json!(["127.0.0.1", "localhost"])
+    );
     assert_eq!(instructions["scope"]["include_site"], false);
     assert_eq!(instructions["scope"]["origin"], app.url("").as_str());
     assert_eq!(
@@ -307,6 +313,13 @@ impl BoundBrowser {
 }
 
 async fn dbsc_app(ttl: u64, database_url: Option<&str>) -> TestApp {
+    match database_url {
+        Some(url) => dbsc_app_with(ttl, &[("DATABASE_URL", url)]).await,
+        None => dbsc_app_with(ttl, &[]).await,
+    }
+}
+
+async fn dbsc_app_with(ttl: u64, extra: &[(&str, &str)]) -> TestApp {
     let ttl = ttl.to_string();
     let mut vars = vec![
         ("DBSC", "on"),
@@ -314,9 +327,7 @@ async fn dbsc_app(ttl: u64, database_url: Option<&str>) -> TestApp {
         ("RATE_LIMIT_AUTH", "10000/minute"),
         ("METRICS_BIND", "127.0.0.1:0"),
     ];
-    if let Some(url) = database_url {
-        vars.push(("DATABASE_URL", url));
-    }
+    vars.extend_from_slice(extra);
     let app = spawn_app_with(&vars).await;
     create_user(&app, EMAIL).await;
     app
@@ -698,7 +709,11 @@ async fn forged_refresh_proofs_are_refused() {
         Some(&bob.key.refresh_proof(&challenge)),
     )
     .await;
-    assert_eq!(response.status(), 401);
+    // Signed by the session's key but answering someone else's challenge:
+    // no cookie, a challenge of its own to sign instead.
+    assert_eq!(response.status(), 403);
+    assert!(!set_cookies(response.headers()).contains_key("chronos_bound"));
+    assert_eq!(challenge_of(&response).unwrap().1, bob.session_id);
     assert_eq!(
         error_detail(response).await,
         "The proof answers no challenge issued to this session"
@@ -711,7 +726,8 @@ async fn forged_refresh_proofs_are_refused() {
         Some(&ann.key.refresh_proof("r.1.2.3")),
     )
     .await;
-    assert_eq!(response.status(), 401);
+    assert_eq!(response.status(), 403);
+    assert!(!set_cookies(response.headers()).contains_key("chronos_bound"));
 
     // None of that spent the challenge.
     let good = dbsc_refresh(
@@ -1048,5 +1064,105 @@ async fn an_expired_challenge_is_refused_and_a_slightly_stale_one_taken() {
         Some(&proof),
     )
     .await;
-    assert_eq!(response.status(), 401);
+    assert_eq!(response.status(), 403);
+    assert_eq!(
+        error_detail(response).await,
+        "The proof answers no challenge issued to this session"
+    );
+}
+
+#[tokio::test]
+async fn a_thief_that_binds_a_stolen_unbound_session_loses_it_at_the_owners_next_refresh() {
+    let app = dbsc_app_with(600, &[("REFRESH_REUSE_INTERVAL_SECONDS", "0")]).await;
+    // The owner's browser cannot bind (no device key): the session stays
+    // unbound, and its jar is copied.
+    let mut owner = Browser::new(&app);
+    owner.sign_in(EMAIL, PASSWORD).await;
+    let mut thief = owner.clone_jar();
+    // The thief refreshes (allowed: unbound), takes the offer, binds its key.
+    let refreshed = thief.refresh().await;
+    assert_eq!(refreshed.status(), 200);
+    let offer = registration_of(&refreshed).unwrap();
+    let key = DeviceKey::es256();
+    let bound = post_proof(
+        &mut thief,
+        &offer.path,
+        Some(&key.registration_proof(&offer.challenge)),
+    )
+    .await;
+    assert_eq!(bound.status(), 200);
+    assert_eq!(thief.session().await.status(), 200);
+    // The owner's refresh token is the one the thief's refresh replaced:
+    // reuse, and the session ends for both.
+    let refused = owner.refresh().await;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(thief.session().await.status(), 401);
+    let session_id = bound_session_id(&bound_json(bound).await);
+    let ended = dbsc_refresh(&mut thief, "/auth/dbsc/refresh", &session_id, None).await;
+    assert_eq!(
+        ended.json::<Value>().await.unwrap(),
+        json!({"continue": false})
+    );
+}
+
+async fn bound_json(response: reqwest::Response) -> Value {
+    response.json().await.unwrap()
+}
+
+fn bound_session_id(instructions: &Value) -> String {
+    instructions["session_identifier"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_copied_jars_refresh_without_the_bound_cookie_counts_as_theft() {
+    let app = dbsc_app_with(600, &[("REFRESH_REUSE_INTERVAL_SECONDS", "0")]).await;
+    let mut owner = sign_in_bound(&app, DeviceKey::es256(), 600).await;
+    let mut thief = owner.browser.clone_jar();
+    thief.jar.remove(&owner.cookie_name);
+    // Refused, and the token has moved on: the owner's next refresh is a
+    // reuse (no grace here), which ends the session.
+    assert_eq!(thief.refresh().await.status(), 401);
+    assert_eq!(owner.browser.refresh().await.status(), 401);
+    let ended = dbsc_refresh(
+        &mut owner.browser,
+        &owner.refresh_url,
+        &owner.session_id,
+        None,
+    )
+    .await;
+    assert_eq!(
+        ended.json::<Value>().await.unwrap(),
+        json!({"continue": false})
+    );
+}
+
+#[tokio::test]
+async fn a_session_idle_past_its_refresh_token_is_told_to_stop() {
+    let app = spawn_app_with(&[
+        ("DBSC", "on"),
+        ("COOKIE_MAX_AGE", "5"),
+        ("RATE_LIMIT_AUTH", "10000/minute"),
+    ])
+    .await;
+    create_user(&app, EMAIL).await;
+    let mut bound = sign_in_bound(&app, DeviceKey::es256(), 600).await;
+    assert_eq!(bound.renew().await.status(), 200);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Never revoked, but it can no longer refresh: no new bound cookie.
+    let ended = dbsc_refresh(
+        &mut bound.browser,
+        &bound.refresh_url,
+        &bound.session_id,
+        None,
+    )
+    .await;
+    assert_eq!(ended.status(), 200);
+    assert_cleared(&set_cookies(ended.headers())["chronos_bound"]);
+    assert_eq!(
+        ended.json::<Value>().await.unwrap(),
+        json!({"continue": false})
+    );
 }

@@ -117,22 +117,33 @@ pub struct Dbsc {
     origin: String,
     host: String,
     prefix: String,
+    /// The hosts whose pages may start a refresh: ours and the web app's.
+    initiators: Vec<String>,
     metrics: Metrics,
 }
 
 impl Dbsc {
     /// `public_url`: where the browser reaches us (its path prefixes our
-    /// paths in what we tell the browser).
+    /// paths in what we tell the browser); `frontend_url`: the web app,
+    /// whose pages' requests may start a refresh.
     pub fn new(
         key: &[u8],
         cookie_ttl: u64,
         store: DbscBindings,
         cookies: CookiePolicy,
-        public_url: &str,
+        (public_url, frontend_url): (&str, &str),
         metrics: Metrics,
     ) -> anyhow::Result<Self> {
         let url = url::Url::parse(public_url)?;
         let prefix = url.path().trim_end_matches('/').to_string();
+        let mut initiators = vec![url.host_str().unwrap_or_default().to_string()];
+        if let Some(host) = url::Url::parse(frontend_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            && !initiators.contains(&host)
+        {
+            initiators.push(host);
+        }
         Ok(Self {
             mac: Hmac::new_from_slice(key).map_err(|_| anyhow::anyhow!("bad DBSC key"))?,
             cookie_ttl,
@@ -144,6 +155,7 @@ impl Dbsc {
             origin: url.origin().ascii_serialization(),
             host: url.host_str().unwrap_or_default().to_string(),
             prefix,
+            initiators,
             metrics,
         })
     }
@@ -207,12 +219,6 @@ impl Dbsc {
         let mut mac = binding.mac.clone();
         mac.update(exp_text.as_bytes());
         mac.verify_truncated_left(&decoded[..16]).is_ok()
-    }
-
-    /// Whether any session is bound here (an unbound deployment skips
-    /// looking up a refresh token's session).
-    pub fn any_bound(&self) -> bool {
-        self.bound.read().is_ok_and(|b| !b.is_empty())
     }
 
     /// Whether this process knows the session as bound.
@@ -403,11 +409,15 @@ impl Dbsc {
         Ok(learned)
     }
 
-    /// Deletes bindings no longer of use and answered challenges past
-    /// their time; then forgets, in memory, the bindings deleted (those
-    /// learned since the reading began are kept).
-    pub async fn purge(&self, idle_before: u64, now: u64) -> Result<u64, StoreError> {
-        let deleted = self.store.purge(idle_before as i64, now as i64).await?;
+    /// Deletes the bindings of sessions no longer kept and the answered
+    /// challenges past their time (five minutes more, for a replica whose
+    /// clock is behind); then, when bindings went, forgets them in memory
+    /// too (those learned since the reading began are kept).
+    pub async fn purge(&self, now: u64) -> Result<u64, StoreError> {
+        let deleted = self.store.purge(now.saturating_sub(300) as i64).await?;
+        if deleted == 0 {
+            return Ok(0);
+        }
         let started = crate::unix_now();
         let kept: std::collections::HashSet<String> = self
             .store
@@ -453,6 +463,7 @@ impl Dbsc {
         json!({
             "session_identifier": session_id,
             "refresh_url": self.refresh_path,
+            "allowed_refresh_initiators": self.initiators,
             "scope": {
                 "origin": self.origin,
                 "include_site": false,
@@ -496,7 +507,7 @@ mod tests {
             600,
             DbscBindings::new(db),
             cookies,
-            "http://localhost:8000",
+            ("http://localhost:8000", "http://localhost:5173"),
             Metrics::new(),
         )
         .unwrap()
@@ -562,5 +573,38 @@ mod tests {
         let later = format!("{}.{tag}", exp.parse::<u64>().unwrap() + 1000);
         assert!(!d.allows("s1", Some(&later), now), "a lifetime of its own");
         assert!(!d.allows("s1", Some("junk"), now));
+    }
+
+    #[tokio::test]
+    async fn purge_deletes_only_the_bindings_whose_sessions_are_gone() {
+        for t in crate::store::testing::TestDb::both().await {
+            let d = dbsc(t.db.clone());
+            let user = t.user("ann@example.com").await;
+            let now = crate::unix_now();
+            t.db.write(
+                "INSERT INTO sessions (id, user_id, created_at, last_used_at, refresh_counter, refresh_issued_at)
+                 VALUES ($1, $2, $3, $3, 0, $3)",
+                crate::store::sql::args!["live", &user.id, now as i64],
+            )
+            .await
+            .unwrap();
+            let proof = |thumbprint: &str| proof::Proof {
+                jti: String::new(),
+                algorithm: "ES256",
+                thumbprint: thumbprint.into(),
+                public_jwk: "{}".into(),
+            };
+            // Bound a while ago (the purge leaves this second's alone).
+            assert!(d.bind("live", &proof("a"), now - 10).await.unwrap());
+            assert!(d.bind("gone", &proof("b"), now - 10).await.unwrap());
+            assert!(
+                !d.bind("live", &proof("c"), now).await.unwrap(),
+                "bound once"
+            );
+            assert_eq!(d.purge(now).await.unwrap(), 1, "{}", t.engine());
+            assert!(d.is_bound("live") && !d.is_bound("gone"), "{}", t.engine());
+            assert!(d.binding_of("live").await.unwrap().is_some());
+            assert!(d.binding_of("gone").await.unwrap().is_none());
+        }
     }
 }

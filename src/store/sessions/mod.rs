@@ -398,6 +398,19 @@ impl Sessions {
         self.db.write_returning(sql, args).await
     }
 
+    /// Whether the session has not ended and its refresh token was issued
+    /// after `issued_since` (it can still refresh).
+    pub async fn is_live(&self, session_id: &str, issued_since: i64) -> Result<bool, StoreError> {
+        const LIVE: &str = "SELECT COUNT(*) FROM sessions
+             WHERE id = $1 AND revoked_at IS NULL
+               AND COALESCE(refresh_issued_at, last_used_at) > $2";
+        let n: i64 = self
+            .db
+            .read_one(LIVE, args![session_id, issued_since])
+            .await?;
+        Ok(n > 0)
+    }
+
     /// The session a self-describing token names, and its user.
     pub async fn owner(&self, session_id: &str) -> Result<Option<SessionRef>, StoreError> {
         const OWNER: &str = "SELECT user_id, id FROM sessions WHERE id = $1";
