@@ -1166,3 +1166,29 @@ async fn a_session_idle_past_its_refresh_token_is_told_to_stop() {
         json!({"continue": false})
     );
 }
+
+#[tokio::test]
+async fn the_browsers_dbsc_calls_pass_fetch_metadata_but_not_a_foreign_origin() {
+    let app = dbsc_app(600, None).await;
+    let mut bound = sign_in_bound(&app, DeviceKey::es256(), 600).await;
+    let ask = |origin: &str| {
+        bound
+            .browser
+            .request(reqwest::Method::POST, "/auth/dbsc/refresh")
+            .header("Sec-Secure-Session-Id", sf_string(&bound.session_id))
+            .header("Sec-Fetch-Site", "cross-site")
+            .header("Origin", origin.to_string())
+            .send()
+    };
+    // From the web app's page (FRONTEND_URL, cross-site to the API): the
+    // challenge, not a Fetch Metadata refusal.
+    let asked = ask("http://localhost:5173").await.unwrap();
+    assert_eq!(asked.status(), 403);
+    assert!(challenge_of(&asked).is_some());
+    assert_eq!(error_detail(asked).await, "A proof is required");
+    // From anywhere else: refused by origin.
+    let foreign = ask("https://evil.example").await.unwrap();
+    assert_eq!(foreign.status(), 403);
+    assert!(challenge_of(&foreign).is_none());
+    assert_eq!(error_detail(foreign).await, "Invalid origin");
+}
