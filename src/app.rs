@@ -230,7 +230,8 @@ impl Identity {
                 stores.revocations.clone(),
                 LocalConfig {
                     refresh_key,
-                    refresh_ttl: settings.cookies.max_age,
+                    refresh_ttl: settings.sessions.idle_timeout,
+                    max_lifetime: settings.sessions.max_lifetime,
                     reuse_interval: settings.sessions.refresh_reuse_interval,
                     metrics: stores.metrics.clone(),
                     data_dir: data_dir.clone(),
@@ -413,7 +414,8 @@ impl Application {
                             stores.revocations.clone(),
                             sealer.clone(),
                             crate::supabase::SessionLimits {
-                                idle_ttl: settings.cookies.max_age,
+                                idle_ttl: settings.sessions.idle_timeout,
+                                max_lifetime: settings.sessions.max_lifetime,
                                 cache_capacity: settings.sessions.token_cache_size,
                                 reuse_interval: Duration::from_secs(
                                     settings.sessions.refresh_reuse_interval,

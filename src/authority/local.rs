@@ -57,14 +57,18 @@ pub struct LocalAuthority {
     refresh_mac: Hmac<Sha256>,
     revocations: Arc<dyn RevocationStore>,
     refresh_ttl: u64,
+    /// `SESSION_MAX_LIFETIME`: how long a session lives from sign-in.
+    max_lifetime: Option<u64>,
     metrics: Metrics,
 }
 
 /// What the local authority needs besides its stores.
 pub struct LocalConfig {
     pub refresh_key: Vec<u8>,
-    /// How long a refresh token lives (the refresh cookie's life).
+    /// How long a refresh token lives unused (`SESSION_IDLE_TIMEOUT`).
     pub refresh_ttl: u64,
+    /// How long a session lives from sign-in (`SESSION_MAX_LIFETIME`).
+    pub max_lifetime: Option<u64>,
     pub reuse_interval: u64,
     pub metrics: Metrics,
     /// Where session ends the database could not take are kept until stored.
@@ -133,6 +137,7 @@ impl LocalAuthority {
             refresh_mac,
             revocations,
             refresh_ttl: config.refresh_ttl,
+            max_lifetime: config.max_lifetime,
             metrics: config.metrics,
         })
     }
@@ -169,7 +174,12 @@ impl LocalAuthority {
     /// grace-window repeat gets byte-for-byte the same token).
     fn issue(&self, pair: Pair) -> Result<IssuedSession, AuthError> {
         let refresh_token = self.refresh_token(&pair.session_id, pair.counter)?;
-        let exp = pair.issued_at + self.tokens.ttl();
+        // Never past the session's absolute end: every path that reads
+        // the token refuses it from then on by its date alone.
+        let exp = match self.max_lifetime {
+            Some(max) => (pair.issued_at + self.tokens.ttl()).min(pair.begun_at + max),
+            None => pair.issued_at + self.tokens.ttl(),
+        };
         let claims = AccessClaims {
             iss: self.tokens.issuer().to_string(),
             aud: AUDIENCE.to_string(),
@@ -293,11 +303,25 @@ impl LocalAuthority {
         self.unstored.lock().map_or(0, |u| u.len())
     }
 
+    /// Sessions begun after this (Unix s) are within `SESSION_MAX_LIFETIME`.
+    fn begun_since(&self) -> i64 {
+        match self.max_lifetime {
+            Some(max) => unix_now() as i64 - max as i64,
+            None => i64::MIN,
+        }
+    }
+
+    /// Whether a session begun at `begun_at` is within its lifetime.
+    fn within_lifetime(&self, begun_at: u64) -> bool {
+        self.max_lifetime
+            .is_none_or(|max| begun_at + max > unix_now())
+    }
+
     /// Every active session, with its user's email, newest first (the
     /// operator's `chronos session list`): one query.
     pub async fn list_all_sessions(&self) -> Result<Vec<(String, SessionInfo)>, AuthError> {
         let horizon = unix_now() as i64 - self.refresh_ttl as i64;
-        let rows = self.sessions.list_all(horizon).await?;
+        let rows = self.sessions.list_all(horizon, self.begun_since()).await?;
         Ok(rows
             .into_iter()
             .filter(|(_, session)| !self.revocations.is_revoked(&session.id))
@@ -342,6 +366,11 @@ impl SessionAuthority for LocalAuthority {
                     .revocations
                     .refuses(&pair.session_id, &pair.user.id, pair.begun_at) =>
             {
+                Err(AuthError::Rejected)
+            }
+            // Past its absolute end: the session is over, whatever the
+            // token (`SESSION_MAX_LIFETIME`).
+            Refreshed::Pair(pair) if !self.within_lifetime(pair.begun_at) => {
                 Err(AuthError::Rejected)
             }
             Refreshed::Pair(pair) => self.issue(pair),
@@ -423,12 +452,18 @@ impl SessionAuthority for LocalAuthority {
     async fn is_live(&self, session_id: &str) -> Result<bool, AuthError> {
         let horizon = unix_now() as i64 - self.refresh_ttl as i64;
         Ok(!self.revocations.is_revoked(session_id)
-            && self.sessions.is_live(session_id, horizon).await?)
+            && self
+                .sessions
+                .is_live(session_id, horizon, self.begun_since())
+                .await?)
     }
 
     async fn list_sessions(&self, user_id: &UserId) -> Result<Vec<SessionInfo>, AuthError> {
         let horizon = unix_now() as i64 - self.refresh_ttl as i64;
-        let rows = self.sessions.list_of(user_id, horizon).await?;
+        let rows = self
+            .sessions
+            .list_of(user_id, horizon, self.begun_since())
+            .await?;
         Ok(rows
             .into_iter()
             .filter(|row| !self.revocations.is_revoked(&row.id))

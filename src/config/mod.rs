@@ -159,7 +159,7 @@ impl Settings {
             storage: storage::parse(env)?,
             security: security::parse(env, production)?,
             limits: limits::parse(env)?,
-            sessions: sessions::parse(env)?,
+            sessions: sessions::parse(env, cookies.max_age)?,
             vault: vault::parse(env, &identity, production)?,
             proxy: proxy::parse(env)?,
             identity,

@@ -46,6 +46,45 @@ pub fn seconds_or(
     }
 }
 
+/// A duration in seconds: a whole number of seconds, or one with a unit
+/// (`90s`, `15m`, `12h`, `7d`), from `min` seconds to ten years.
+pub fn duration_or(
+    var: &'static str,
+    value: Option<String>,
+    default: u64,
+    min: u64,
+) -> Result<u64, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    let text = value.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit.trim() {
+        "s" => Some(1),
+        "m" => Some(60),
+        "h" => Some(3600),
+        "d" => Some(86_400),
+        _ => None,
+    };
+    match (number.parse::<u64>(), scale) {
+        (Ok(n), Some(scale))
+            if n.checked_mul(scale)
+                .is_some_and(|s| s >= min && s <= 10 * 365 * 86_400) =>
+        {
+            Ok(n * scale)
+        }
+        _ => Err(ConfigError::new(
+            var,
+            format!(
+                "expected a duration from {min} s to ten years: seconds, or a number with s, m, h or d (e.g. 12h), got {value:?}"
+            ),
+        )),
+    }
+}
+
 pub fn cidr(item: &str) -> Option<IpNet> {
     item.parse::<IpNet>()
         .ok()

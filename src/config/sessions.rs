@@ -29,6 +29,16 @@ pub const VARS: &[VarDoc] = &[
         help: "Clear-Site-Data directives sent on logout, e.g. \"cache\", \"storage\"",
     },
     VarDoc {
+        name: "SESSION_IDLE_TIMEOUT",
+        default: "(COOKIE_MAX_AGE)",
+        help: "a session unused this long ends (its refresh token dies): seconds, or 30m, 12h, 7d",
+    },
+    VarDoc {
+        name: "SESSION_MAX_LIFETIME",
+        default: "(none)",
+        help: "a session ends this long after sign-in however it is used (e.g. 12h); access tokens never outlive it",
+    },
+    VarDoc {
         name: "DBSC",
         default: "off",
         help: "Device Bound Session Credentials: on offers browsers with a device key to bind their session to it (off or on)",
@@ -73,12 +83,27 @@ pub struct SessionSettings {
     pub logout_clear_site_data: Option<String>,
     /// `DBSC=on`: the bound cookie's lifetime, seconds.
     pub dbsc_cookie_ttl: Option<u64>,
+    /// How long a session lives unused (its refresh token), seconds.
+    pub idle_timeout: u64,
+    /// How long a session lives from sign-in at most, seconds.
+    pub max_lifetime: Option<u64>,
 }
 
 /// `TOKEN_CACHE_SIZE` unset: verified access tokens remembered.
 pub const DEFAULT_TOKEN_CACHE_SIZE: usize = 1 << 20;
 
-pub fn parse(env: &Env) -> Result<SessionSettings, ConfigError> {
+/// `cookie_max_age`: `COOKIE_MAX_AGE`, the idle timeout's default.
+pub fn parse(env: &Env, cookie_max_age: u64) -> Result<SessionSettings, ConfigError> {
+    let idle_timeout = parse::duration_or(
+        "SESSION_IDLE_TIMEOUT",
+        env.get("SESSION_IDLE_TIMEOUT"),
+        cookie_max_age,
+        1,
+    )?;
+    let max_lifetime = match env.get("SESSION_MAX_LIFETIME") {
+        None => None,
+        value => Some(parse::duration_or("SESSION_MAX_LIFETIME", value, 0, 1)?),
+    };
     let access_token_ttl = parse::seconds_or(
         "ACCESS_TOKEN_TTL_SECONDS",
         env.get("ACCESS_TOKEN_TTL_SECONDS"),
@@ -145,6 +170,8 @@ pub fn parse(env: &Env) -> Result<SessionSettings, ConfigError> {
         logout_scope,
         logout_clear_site_data,
         dbsc_cookie_ttl: dbsc.then_some(dbsc_cookie_ttl),
+        idle_timeout,
+        max_lifetime,
     })
 }
 

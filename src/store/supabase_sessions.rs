@@ -108,8 +108,9 @@ impl SupabaseSessions {
     pub async fn by_refresh(
         &self,
         refresh_hash: &str,
-    ) -> Result<Option<(SessionId, Option<i64>)>, StoreError> {
-        const KNOWN: &str = "SELECT s.session_id, s.ended_at FROM supabase_refresh_tokens t
+    ) -> Result<Option<(SessionId, Option<i64>, i64)>, StoreError> {
+        const KNOWN: &str =
+            "SELECT s.session_id, s.ended_at, s.created_at FROM supabase_refresh_tokens t
              JOIN supabase_sessions s ON s.session_id = t.session_id WHERE t.refresh_hash = $1";
         self.db.read_optional(KNOWN, args![refresh_hash]).await
     }
@@ -164,26 +165,43 @@ impl SupabaseSessions {
         &self,
         user_id: &str,
         used_since: i64,
+        begun_since: i64,
     ) -> Result<Vec<SessionInfo>, StoreError> {
         const OF_USER: &str =
             "SELECT session_id, created_at, last_used_at, user_agent, ip FROM supabase_sessions
-             WHERE user_id = $1 AND ended_at IS NULL AND last_used_at > $2
+             WHERE user_id = $1 AND ended_at IS NULL AND last_used_at > $2 AND created_at > $3
              ORDER BY created_at DESC, session_id";
-        self.db.read(OF_USER, args![user_id, used_since]).await
+        self.db
+            .read(OF_USER, args![user_id, used_since, begun_since])
+            .await
     }
 
-    /// Forgets sessions unused since `before`.
-    /// Whether the session has not ended and was used since `used_since`.
-    pub async fn is_live(&self, session_id: &str, used_since: i64) -> Result<bool, StoreError> {
+    /// Whether the session has not ended, was used since `used_since` and
+    /// began after `begun_since`.
+    pub async fn is_live(
+        &self,
+        session_id: &str,
+        used_since: i64,
+        begun_since: i64,
+    ) -> Result<bool, StoreError> {
         const LIVE: &str = "SELECT COUNT(*) FROM supabase_sessions
-             WHERE session_id = $1 AND ended_at IS NULL AND last_used_at > $2";
+             WHERE session_id = $1 AND ended_at IS NULL AND last_used_at > $2 AND created_at > $3";
         let n: i64 = self
             .db
-            .read_one(LIVE, args![session_id, used_since])
+            .read_one(LIVE, args![session_id, used_since, begun_since])
             .await?;
         Ok(n > 0)
     }
 
+    /// Sessions not ended that began at or before `begun_by` (past
+    /// `SESSION_MAX_LIFETIME`), a hundred at a time.
+    pub async fn begun_by(&self, begun_by: i64) -> Result<Vec<SessionId>, StoreError> {
+        const OLD: &str = "SELECT session_id FROM supabase_sessions
+             WHERE ended_at IS NULL AND created_at <= $1 LIMIT 100";
+        self.db.read(OLD, args![begun_by]).await
+    }
+
+    /// Forgets sessions unused since `before`.
     pub async fn purge(&self, before: i64) -> Result<u64, StoreError> {
         self.db
             .purge(

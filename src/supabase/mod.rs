@@ -114,9 +114,16 @@ pub struct Supabase {
     reuse_interval: Duration,
     /// `PROVIDER_TOKENS=keep`: the provider's issuer and scopes.
     keep_provider_tokens: Option<(String, String)>,
-    /// How long a session lives without use (the refresh cookie's life).
+    /// How long a session lives without use (`SESSION_IDLE_TIMEOUT`).
     idle_ttl: u64,
+    /// How long a session lives from sign-in (`SESSION_MAX_LIFETIME`).
+    max_lifetime: Option<u64>,
 }
+
+/// How often sessions past `SESSION_MAX_LIFETIME` are looked for: their
+/// access tokens are Supabase's, with Supabase's expiry, so they are ended
+/// here (refused at once) and at Supabase like a logout.
+const LIFETIME_SWEEP: Duration = Duration::from_secs(2);
 
 fn truncate(s: &str, max: usize) -> String {
     s.chars().filter(|c| !c.is_control()).take(max).collect()
@@ -126,6 +133,8 @@ fn truncate(s: &str, max: usize) -> String {
 /// tokens are cached.
 pub struct SessionLimits {
     pub idle_ttl: u64,
+    /// `SESSION_MAX_LIFETIME`.
+    pub max_lifetime: Option<u64>,
     pub cache_capacity: usize,
     /// `REFRESH_REUSE_INTERVAL_SECONDS`.
     pub reuse_interval: Duration,
@@ -146,6 +155,7 @@ impl Supabase {
     ) -> Result<Self, ProviderCallError> {
         let SessionLimits {
             idle_ttl,
+            max_lifetime,
             cache_capacity,
             reuse_interval,
             keep_provider_tokens,
@@ -173,8 +183,43 @@ impl Supabase {
             reuse_interval,
             keep_provider_tokens,
             idle_ttl,
+            max_lifetime,
             settings,
         })
+    }
+
+    /// Sessions begun after this (Unix s) are within `SESSION_MAX_LIFETIME`.
+    fn begun_since(&self) -> i64 {
+        match self.max_lifetime {
+            Some(max) => unix_now() as i64 - max as i64,
+            None => i64::MIN,
+        }
+    }
+
+    /// With `SESSION_MAX_LIFETIME`: ends, every [`LIFETIME_SWEEP`], the
+    /// sessions past it (refused here at once, logged out at Supabase
+    /// through the outbox).
+    async fn end_past_lifetime(&self) {
+        if self.max_lifetime.is_none() {
+            return;
+        }
+        let mut tick = tokio::time::interval(LIFETIME_SWEEP);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let due = match self.sessions.begun_by(self.begun_since()).await {
+                Ok(due) => due,
+                Err(error) => {
+                    tracing::warn!(error = %error, "cannot look for sessions past their lifetime");
+                    continue;
+                }
+            };
+            for session_id in due {
+                if let Err(error) = self.end_sessions(EndSessions::Any { session_id }).await {
+                    tracing::warn!(error = %error, "cannot end a session past its lifetime");
+                }
+            }
+        }
     }
 
     fn seal<T: Serialize>(&self, value: &T) -> String {
@@ -457,9 +502,19 @@ impl SessionAuthority for Supabase {
         // A refresh token of a session that ended here is refused without
         // asking Supabase (and without bringing the session back).
         let known = self.sessions.by_refresh(&hash).await?;
-        if let Some((session_id, ended_at)) = &known
+        if let Some((session_id, ended_at, _)) = &known
             && (ended_at.is_some() || self.revocations.is_revoked(session_id))
         {
+            return Err(AuthError::Rejected);
+        }
+        // Past its absolute end: ended here and at Supabase, not renewed.
+        if let Some((session_id, _, begun_at)) = &known
+            && *begun_at <= self.begun_since()
+        {
+            self.end_sessions(EndSessions::Any {
+                session_id: session_id.clone(),
+            })
+            .await?;
             return Err(AuthError::Rejected);
         }
         let shared = self.shared_refresh(&hash);
@@ -480,7 +535,7 @@ impl SessionAuthority for Supabase {
                 ended.get_or_insert_with(Instant::now);
             }
         }
-        if let (Err(Failure::Rejected), Some((session_id, _))) = (&result, known) {
+        if let (Err(Failure::Rejected), Some((session_id, _, _))) = (&result, known) {
             // Supabase refused a token of a session begun here (a replay
             // after the reuse interval, a session gone there): it ends here
             // too, so its access tokens and its newest refresh token are
@@ -570,12 +625,18 @@ impl SessionAuthority for Supabase {
     async fn is_live(&self, session_id: &str) -> Result<bool, AuthError> {
         let horizon = unix_now() as i64 - self.idle_ttl as i64;
         Ok(!self.revocations.is_revoked(session_id)
-            && self.sessions.is_live(session_id, horizon).await?)
+            && self
+                .sessions
+                .is_live(session_id, horizon, self.begun_since())
+                .await?)
     }
 
     async fn list_sessions(&self, user_id: &UserId) -> Result<Vec<SessionInfo>, AuthError> {
         let horizon = unix_now() as i64 - self.idle_ttl as i64;
-        let rows = self.sessions.list_of(user_id, horizon).await?;
+        let rows = self
+            .sessions
+            .list_of(user_id, horizon, self.begun_since())
+            .await?;
         Ok(rows
             .into_iter()
             .filter(|row| !self.revocations.is_revoked(&row.id))
@@ -673,7 +734,8 @@ impl SignInMethod for Supabase {
                 LOGOUT,
                 &self.wake,
                 |p| async move { self.deliver(&p).await }
-            )
+            ),
+            self.end_past_lifetime(),
         );
     }
 

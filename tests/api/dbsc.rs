@@ -1170,7 +1170,7 @@ async fn a_session_idle_past_its_refresh_token_is_told_to_stop() {
 #[tokio::test]
 async fn the_browsers_dbsc_calls_pass_fetch_metadata_but_not_a_foreign_origin() {
     let app = dbsc_app(600, None).await;
-    let mut bound = sign_in_bound(&app, DeviceKey::es256(), 600).await;
+    let bound = sign_in_bound(&app, DeviceKey::es256(), 600).await;
     let ask = |origin: &str| {
         bound
             .browser

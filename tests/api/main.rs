@@ -14,6 +14,7 @@ mod csrf;
 mod dbsc;
 mod desktop;
 mod layout;
+mod lifetimes;
 mod logout;
 mod metrics;
 mod nginx;

@@ -398,15 +398,21 @@ impl Sessions {
         self.db.write_returning(sql, args).await
     }
 
-    /// Whether the session has not ended and its refresh token was issued
-    /// after `issued_since` (it can still refresh).
-    pub async fn is_live(&self, session_id: &str, issued_since: i64) -> Result<bool, StoreError> {
+    /// Whether the session has not ended, its refresh token was issued
+    /// after `issued_since` and it began after `begun_since` (it can still
+    /// refresh).
+    pub async fn is_live(
+        &self,
+        session_id: &str,
+        issued_since: i64,
+        begun_since: i64,
+    ) -> Result<bool, StoreError> {
         const LIVE: &str = "SELECT COUNT(*) FROM sessions
              WHERE id = $1 AND revoked_at IS NULL
-               AND COALESCE(refresh_issued_at, last_used_at) > $2";
+               AND COALESCE(refresh_issued_at, last_used_at) > $2 AND created_at > $3";
         let n: i64 = self
             .db
-            .read_one(LIVE, args![session_id, issued_since])
+            .read_one(LIVE, args![session_id, issued_since, begun_since])
             .await?;
         Ok(n > 0)
     }
@@ -428,28 +434,37 @@ impl Sessions {
         self.db.read_optional(OWNER, args![token_hash]).await
     }
 
-    /// The user's sessions that have not ended and were used since
-    /// `used_since`, newest first.
+    /// The user's sessions that have not ended, whose refresh token was
+    /// issued after `used_since` (it can still refresh; `last_used_at`
+    /// moves once a minute only) and that began after `begun_since`,
+    /// newest first.
     pub async fn list_of(
         &self,
         user_id: &str,
         used_since: i64,
+        begun_since: i64,
     ) -> Result<Vec<SessionInfo>, StoreError> {
         const OF_USER: &str = "SELECT id, created_at, last_used_at, user_agent, ip FROM sessions
-             WHERE user_id = $1 AND revoked_at IS NULL AND last_used_at > $2
+             WHERE user_id = $1 AND revoked_at IS NULL
+               AND COALESCE(refresh_issued_at, last_used_at) > $2 AND created_at > $3
              ORDER BY created_at DESC, id";
-        self.db.read(OF_USER, args![user_id, used_since]).await
+        self.db
+            .read(OF_USER, args![user_id, used_since, begun_since])
+            .await
     }
 
-    /// Every session that has not ended and was used since `used_since`,
+    /// Every session that has not ended, can still refresh (a refresh
+    /// token issued after `used_since`) and began after `begun_since`,
     /// with its user's email, newest first (the operator's listing).
     pub async fn list_all(
         &self,
         used_since: i64,
+        begun_since: i64,
     ) -> Result<Vec<(String, SessionInfo)>, StoreError> {
         const ALL: &str = "SELECT s.id, s.created_at, s.last_used_at, s.user_agent, s.ip, u.email
              FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.revoked_at IS NULL AND s.last_used_at > $1
+             WHERE s.revoked_at IS NULL
+               AND COALESCE(s.refresh_issued_at, s.last_used_at) > $1 AND s.created_at > $2
              ORDER BY s.created_at DESC, s.id";
         struct Listed(String, SessionInfo);
         impl FromRow for Listed {
@@ -457,7 +472,7 @@ impl Sessions {
                 Ok(Self(row.get(5)?, SessionInfo::from_row(row)?))
             }
         }
-        let rows: Vec<Listed> = self.db.read(ALL, args![used_since]).await?;
+        let rows: Vec<Listed> = self.db.read(ALL, args![used_since, begun_since]).await?;
         Ok(rows
             .into_iter()
             .map(|Listed(email, s)| (email, s))

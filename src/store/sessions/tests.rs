@@ -200,7 +200,11 @@ async fn ending_a_users_sessions_takes_only_theirs_and_only_live_ones() {
         );
         assert_eq!(
             sessions
-                .list_of(&sessions.owner(&b).await.unwrap().unwrap().user_id, 0)
+                .list_of(
+                    &sessions.owner(&b).await.unwrap().unwrap().user_id,
+                    0,
+                    i64::MIN
+                )
                 .await
                 .unwrap()
                 .len(),
