@@ -174,12 +174,13 @@ impl LocalAuthority {
     /// grace-window repeat gets byte-for-byte the same token).
     fn issue(&self, pair: Pair) -> Result<IssuedSession, AuthError> {
         let refresh_token = self.refresh_token(&pair.session_id, pair.counter)?;
-        // Never past the session's absolute end: every path that reads
-        // the token refuses it from then on by its date alone.
-        let exp = match self.max_lifetime {
-            Some(max) => (pair.issued_at + self.tokens.ttl()).min(pair.begun_at + max),
-            None => pair.issued_at + self.tokens.ttl(),
-        };
+        // Never past the session's absolute end, nor past the moment its
+        // refresh token dies unused: every path that reads the token
+        // refuses it from then on by its date alone.
+        let mut exp = (pair.issued_at + self.tokens.ttl()).min(pair.issued_at + self.refresh_ttl);
+        if let Some(max) = self.max_lifetime {
+            exp = exp.min(pair.begun_at + max);
+        }
         let claims = AccessClaims {
             iss: self.tokens.issuer().to_string(),
             aud: AUDIENCE.to_string(),
@@ -369,8 +370,13 @@ impl SessionAuthority for LocalAuthority {
                 Err(AuthError::Rejected)
             }
             // Past its absolute end: the session is over, whatever the
-            // token (`SESSION_MAX_LIFETIME`).
+            // token (`SESSION_MAX_LIFETIME`). It is ended, so a later try
+            // is refused as ended, not mistaken for reuse.
             Refreshed::Pair(pair) if !self.within_lifetime(pair.begun_at) => {
+                let session_id = pair.session_id.clone();
+                if let Err(error) = self.end_now(EndSessions::Any { session_id }).await {
+                    tracing::warn!(error = %error, "cannot end a session past its lifetime");
+                }
                 Err(AuthError::Rejected)
             }
             Refreshed::Pair(pair) => self.issue(pair),

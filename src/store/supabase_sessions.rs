@@ -36,9 +36,10 @@ pub struct Ended {
 struct Record(SupabaseSession);
 
 impl Work for Record {
-    type Output = bool;
+    /// When the session began, if it was recorded.
+    type Output = Option<i64>;
 
-    async fn run<E: Exec>(self, tx: &mut E) -> Result<bool, StoreError> {
+    async fn run<E: Exec>(self, tx: &mut E) -> Result<Option<i64>, StoreError> {
         const RECORD: &str = "INSERT INTO supabase_sessions
                (session_id, user_id, user_created_at, created_at, last_used_at, user_agent, ip, refresh_hash, tokens)
              VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8)
@@ -48,13 +49,14 @@ impl Work for Record {
                ip = excluded.ip,
                refresh_hash = excluded.refresh_hash,
                tokens = excluded.tokens
-             WHERE supabase_sessions.ended_at IS NULL";
+             WHERE supabase_sessions.ended_at IS NULL
+             RETURNING created_at";
         const TOKEN: &str =
             "INSERT INTO supabase_refresh_tokens (refresh_hash, session_id, issued_at)
              VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
         let Record(session) = self;
-        let recorded = tx
-            .execute(
+        let began: Option<i64> = tx
+            .fetch_optional(
                 RECORD,
                 args![
                     &session.session_id,
@@ -68,15 +70,15 @@ impl Work for Record {
                 ],
             )
             .await?;
-        if recorded == 0 {
-            return Ok(false);
-        }
+        let Some(began) = began else {
+            return Ok(None);
+        };
         tx.execute(
             TOKEN,
             args![session.refresh_hash, session.session_id, session.now],
         )
         .await?;
-        Ok(true)
+        Ok(Some(began))
     }
 }
 
@@ -98,19 +100,19 @@ impl SupabaseSessions {
     }
 
     /// Records the session (an upsert) and its new refresh token, unless
-    /// the session ended here meanwhile: `false` then.
-    pub async fn record(&self, session: SupabaseSession) -> Result<bool, StoreError> {
+    /// the session ended here meanwhile (`None` then): when it began.
+    pub async fn record(&self, session: SupabaseSession) -> Result<Option<i64>, StoreError> {
         self.db.transaction(Record(session)).await
     }
 
     /// The session a refresh token (its hash, the newest or an older one)
-    /// was issued for, and when it ended here, if it did.
+    /// was issued for: when it ended here (if it did), began, was last used.
     pub async fn by_refresh(
         &self,
         refresh_hash: &str,
-    ) -> Result<Option<(SessionId, Option<i64>, i64)>, StoreError> {
-        const KNOWN: &str =
-            "SELECT s.session_id, s.ended_at, s.created_at FROM supabase_refresh_tokens t
+    ) -> Result<Option<(SessionId, Option<i64>, i64, i64)>, StoreError> {
+        const KNOWN: &str = "SELECT s.session_id, s.ended_at, s.created_at, s.last_used_at
+             FROM supabase_refresh_tokens t
              JOIN supabase_sessions s ON s.session_id = t.session_id WHERE t.refresh_hash = $1";
         self.db.read_optional(KNOWN, args![refresh_hash]).await
     }
@@ -197,7 +199,7 @@ impl SupabaseSessions {
     /// `SESSION_MAX_LIFETIME`), a hundred at a time.
     pub async fn begun_by(&self, begun_by: i64) -> Result<Vec<SessionId>, StoreError> {
         const OLD: &str = "SELECT session_id FROM supabase_sessions
-             WHERE ended_at IS NULL AND created_at <= $1 LIMIT 100";
+             WHERE ended_at IS NULL AND created_at <= $1 ORDER BY created_at LIMIT 100";
         self.db.read(OLD, args![begun_by]).await
     }
 

@@ -207,16 +207,24 @@ impl Supabase {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let due = match self.sessions.begun_by(self.begun_since()).await {
-                Ok(due) => due,
-                Err(error) => {
-                    tracing::warn!(error = %error, "cannot look for sessions past their lifetime");
-                    continue;
+            // Batch after batch while they come full (a sign-in wave's
+            // sessions all come due together).
+            loop {
+                let due = match self.sessions.begun_by(self.begun_since()).await {
+                    Ok(due) => due,
+                    Err(error) => {
+                        tracing::warn!(error = %error, "cannot look for sessions past their lifetime");
+                        break;
+                    }
+                };
+                let full = due.len() >= 100;
+                for session_id in due {
+                    if let Err(error) = self.end_sessions(EndSessions::Any { session_id }).await {
+                        tracing::warn!(error = %error, "cannot end a session past its lifetime");
+                    }
                 }
-            };
-            for session_id in due {
-                if let Err(error) = self.end_sessions(EndSessions::Any { session_id }).await {
-                    tracing::warn!(error = %error, "cannot end a session past its lifetime");
+                if !full {
+                    break;
                 }
             }
         }
@@ -301,7 +309,7 @@ impl Supabase {
             refresh: session.refresh_token.clone(),
         });
         // Upserted unless the session ended here meanwhile.
-        let recorded = self
+        let began = self
             .sessions
             .record(SupabaseSession {
                 session_id: session_id.clone(),
@@ -315,10 +323,10 @@ impl Supabase {
             })
             .await
             .map_err(|e| Failure::Unavailable(format!("recording the session: {e}")))?;
-        if !recorded {
+        let Some(began) = began else {
             // The session ended here while Supabase still knew it.
             return Err(Failure::Rejected);
-        }
+        };
         let (name, avatar_url) = match &session.user {
             Some(user) => jwt::profile(user.user_metadata.as_ref()),
             None => jwt::profile(claims.user_metadata.as_ref()),
@@ -340,7 +348,11 @@ impl Supabase {
             session_id,
             access_token: session.access_token,
             refresh_token: session.refresh_token,
-            expires_at: claims.exp,
+            // Supabase's expiry, but never past the session's absolute end.
+            expires_at: match self.max_lifetime {
+                Some(max) => claims.exp.min(began.max(0) as u64 + max),
+                None => claims.exp,
+            },
             provider_grant: None,
         })
     }
@@ -502,14 +514,16 @@ impl SessionAuthority for Supabase {
         // A refresh token of a session that ended here is refused without
         // asking Supabase (and without bringing the session back).
         let known = self.sessions.by_refresh(&hash).await?;
-        if let Some((session_id, ended_at, _)) = &known
+        if let Some((session_id, ended_at, _, _)) = &known
             && (ended_at.is_some() || self.revocations.is_revoked(session_id))
         {
             return Err(AuthError::Rejected);
         }
-        // Past its absolute end: ended here and at Supabase, not renewed.
-        if let Some((session_id, _, begun_at)) = &known
-            && *begun_at <= self.begun_since()
+        // Past its absolute end, or idle past SESSION_IDLE_TIMEOUT: ended
+        // here and at Supabase, not renewed.
+        if let Some((session_id, _, begun_at, last_used_at)) = &known
+            && (*begun_at <= self.begun_since()
+                || *last_used_at <= unix_now() as i64 - self.idle_ttl as i64)
         {
             self.end_sessions(EndSessions::Any {
                 session_id: session_id.clone(),
@@ -535,7 +549,7 @@ impl SessionAuthority for Supabase {
                 ended.get_or_insert_with(Instant::now);
             }
         }
-        if let (Err(Failure::Rejected), Some((session_id, _, _))) = (&result, known) {
+        if let (Err(Failure::Rejected), Some((session_id, _, _, _))) = (&result, known) {
             // Supabase refused a token of a session begun here (a replay
             // after the reuse interval, a session gone there): it ends here
             // too, so its access tokens and its newest refresh token are

@@ -134,15 +134,38 @@ async fn a_supabase_session_past_session_max_lifetime_is_ended_here_and_logged_o
     let start = Instant::now();
     let mut browser = Browser::new(&app);
     let code = consent_code(&mut browser, "ann").await;
-    assert_eq!(browser.exchange(&code).await.status(), 200);
+    let began = now();
+    let signed_in = browser.exchange(&code).await;
+    assert_eq!(signed_in.status(), 200);
+    let body: Value = signed_in.json().await.unwrap();
+    assert!(
+        body["expires_at"].as_u64().unwrap() <= began + 5,
+        "capped: {body}"
+    );
     sleep_until(start, 2.0).await;
-    assert_eq!(browser.refresh().await.status(), 200);
+    let refreshed = browser.refresh().await;
+    assert_eq!(refreshed.status(), 200);
+    let body: Value = refreshed.json().await.unwrap();
+    assert!(
+        body["expires_at"].as_u64().unwrap() <= began + 5,
+        "capped: {body}"
+    );
     assert_eq!(browser.session().await.status(), 200);
-    // The lifetime plus one sweep (2 s).
-    sleep_until(start, 7.0).await;
-    assert_eq!(browser.session().await.status(), 401);
+    // The lifetime plus one sweep (2 s): polled, since the session began
+    // somewhat after `start` (the consent flow).
+    sleep_until(start, 4.0).await;
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while browser.session().await.status() != 401 {
+        assert!(
+            Instant::now() < deadline,
+            "still signed in past the lifetime"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(browser.verify().await.status(), 401);
-    assert_eq!(browser.refresh().await.status(), 401);
+    let refused = browser.refresh().await;
+    assert_eq!(refused.status(), 401);
+    assert_cleared(&set_cookies(refused.headers())["chronos_refresh"]);
     let deadline = Instant::now() + Duration::from_secs(5);
     while !gotrue
         .calls_of("logout")
@@ -185,4 +208,58 @@ fn lifetimes_are_checked_at_start_up() {
         "COOKIE_MAX_AGE by default"
     );
     assert_eq!(defaults.sessions.max_lifetime, None);
+}
+
+#[tokio::test]
+async fn a_refresh_past_the_lifetime_ends_the_session_so_a_second_try_is_no_reuse_alarm() {
+    let app = spawn_app_with(&[
+        ("SESSION_MAX_LIFETIME", "2"),
+        ("REFRESH_REUSE_INTERVAL_SECONDS", "0"),
+        ("METRICS_BIND", "127.0.0.1:0"),
+    ])
+    .await;
+    create_user(&app, EMAIL).await;
+    let mut laptop = Browser::new(&app);
+    laptop.sign_in(EMAIL, PASSWORD).await;
+    let other_tab = laptop.clone_jar();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(laptop.refresh().await.status(), 401);
+    let mut other_tab = other_tab;
+    assert_eq!(other_tab.refresh().await.status(), 401);
+    let (metrics, _) = app.scrape().await;
+    assert_eq!(
+        metrics
+            .get("chronos_refresh_reuse_detected_total")
+            .copied()
+            .unwrap_or(0.0),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn a_device_bound_session_past_its_lifetime_is_told_to_stop() {
+    use crate::dbsc::{DeviceKey, dbsc_refresh, post_proof, registration_of};
+    let app = spawn_app_with(&[("DBSC", "on"), ("SESSION_MAX_LIFETIME", "3")]).await;
+    create_user(&app, EMAIL).await;
+    let mut browser = Browser::new(&app);
+    let code = browser.obtain_code(EMAIL, PASSWORD).await;
+    let offer = registration_of(&browser.exchange(&code).await).unwrap();
+    let key = DeviceKey::es256();
+    let bound = post_proof(
+        &mut browser,
+        &offer.path,
+        Some(&key.registration_proof(&offer.challenge)),
+    )
+    .await;
+    assert_eq!(bound.status(), 200);
+    let session_id = bound.json::<Value>().await.unwrap()["session_identifier"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let ended = dbsc_refresh(&mut browser, "/auth/dbsc/refresh", &session_id, None).await;
+    assert_eq!(
+        ended.json::<Value>().await.unwrap(),
+        serde_json::json!({"continue": false})
+    );
 }
