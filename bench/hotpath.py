@@ -104,7 +104,8 @@ def instructions(argv, env, ready, endpoint, connections=32):
             port = run.free_port()
             full_env = dict(env(d, port))
             if endpoint != "ceiling":
-                run.add_user(d, **{k: v for k, v in full_env.items() if k == "DATABASE_URL"})
+                run.add_user(d, binary=argv(port)[0],
+                             **{k: v for k, v in full_env.items() if k == "DATABASE_URL"})
             proc = subprocess.Popen(run.pinned(0, ["valgrind", "--tool=callgrind", "--dump-instr=no",
                                                    f"--callgrind-out-file={out}"] + argv(port)),
                                     env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -149,7 +150,7 @@ def main():
                     psql(base, f"CREATE SCHEMA {schemas[label]}")
                     extra["DATABASE_URL"] = f"{base}?options=-csearch_path%3D{schemas[label]}"
                 d = tempfile.mkdtemp()
-                run.add_user(d, **extra)
+                run.add_user(d, binary=binary, **extra)
                 port = run.free_port()
                 servers[(label, engine)] = run.Server(label, [binary], run.chronos_env(d, port, **extra), port)
             cookies[label] = run.sign_in(servers[(label, "sqlite")].port)

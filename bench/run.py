@@ -365,10 +365,12 @@ def signin_pressure(data_dir, args):
     return out
 
 
-def add_user(data_dir, email=EMAIL, **extra):
+def add_user(data_dir, email=EMAIL, binary=CHRONOS, **extra):
+    """Adds the benchmark's account with `binary` (the build that then
+    serves the data: an older build refuses a database migrated further)."""
     env = {"PATH": os.environ.get("PATH", ""), "DATA_DIR": data_dir}
     env.update(extra)
-    subprocess.run([CHRONOS, "user", "add", email], input=PASSWORD + "\n", text=True, check=True,
+    subprocess.run([binary, "user", "add", email], input=PASSWORD + "\n", text=True, check=True,
                    env=env, stdout=subprocess.DEVNULL)
 
 
