@@ -14,7 +14,8 @@
 //! writes into the WAL without `fsync` (`synchronous=NORMAL`). What may
 //! wait does not run on a request's thread, but on a blocking thread that
 //! holds the connection meanwhile (and then commits what queued up): the
-//! checkpoint every [`CHECKPOINT_COMMITS`] commits (it syncs the WAL and
+//! checkpoint every [`CHECKPOINT_COMMITS`] commits holding at least
+//! [`CHECKPOINT_WRITES`] writes (it syncs the WAL and
 //! the database file; run between batches, on the writing connection, it
 //! completes, so the next write starts the WAL over and the file stays
 //! small), a purge ([`Writer::write_apart`]) and a batch that finds the
@@ -38,8 +39,12 @@ const MAX_BATCH: usize = 256;
 /// How long a batch waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// A checkpoint after this many commits (SQLite's own default, 1,000
-/// pages of WAL, came every few dozen batches of refreshes).
+/// pages of WAL, came every few dozen batches of refreshes)...
 const CHECKPOINT_COMMITS: u64 = 64;
+/// ...that hold this many writes: with few clients a commit holds one or
+/// two, and a checkpoint every 64 of them came on one refresh in 100 (its
+/// sync in the refresh p99 at 2 connections, BENCHMARKS.md).
+const CHECKPOINT_WRITES: u64 = 512;
 /// Batches a request commits on its own thread before the rest of the
 /// queue moves to a blocking thread (its own answer waits meanwhile).
 const INLINE_BATCHES: usize = 4;
@@ -114,6 +119,8 @@ struct Shared {
     queue: StdMutex<Vec<Box<dyn Job>>>,
     /// Commits so far (the checkpoint's cue).
     commits: AtomicU64,
+    /// Commits and writes since the last checkpoint.
+    since_checkpoint: StdMutex<(u64, u64)>,
     /// A checkpoint completed: the next commit starts the WAL over, which
     /// syncs its header, so it does not run on a request's thread.
     wal_restarts: AtomicBool,
@@ -146,6 +153,7 @@ impl Writer {
             conn: Arc::new(Mutex::new(conn)),
             queue: StdMutex::new(Vec::with_capacity(MAX_BATCH)),
             commits: AtomicU64::new(0),
+            since_checkpoint: StdMutex::new((0, 0)),
             wal_restarts: AtomicBool::new(false),
         });
         Ok(Self { shared })
@@ -371,6 +379,7 @@ impl Shared {
                 return Ok(Checkpoint::NotYet);
             }
         }
+        let written = batch.len() as u64;
         let mut answers = Vec::with_capacity(batch.len());
         let mut lost = None;
         let mut jobs = batch.drain(..);
@@ -421,12 +430,20 @@ impl Shared {
         for answer in answers {
             answer.answer(committed.clone());
         }
-        let commits = self.commits.fetch_add(1, Ordering::Relaxed) + 1;
-        Ok(if commits.is_multiple_of(CHECKPOINT_COMMITS) {
-            Checkpoint::Due
-        } else {
-            Checkpoint::NotYet
-        })
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        let Ok(mut since) = self.since_checkpoint.lock() else {
+            return Ok(Checkpoint::Due);
+        };
+        since.0 += 1;
+        since.1 += written;
+        Ok(
+            if since.0 >= CHECKPOINT_COMMITS && since.1 >= CHECKPOINT_WRITES {
+                *since = (0, 0);
+                Checkpoint::Due
+            } else {
+                Checkpoint::NotYet
+            },
+        )
     }
 }
 
@@ -608,7 +625,7 @@ mod tests {
             .write(|c| Ok(c.execute("INSERT INTO t (n, b) VALUES (1, zeroblob(16384))", [])?))
             .await
             .unwrap();
-        for n in 0..(CHECKPOINT_COMMITS as i64 * 20) {
+        for n in 0..(CHECKPOINT_COMMITS.max(CHECKPOINT_WRITES) as i64 * 20) {
             writer
                 .write(move |c| {
                     Ok(c.execute("UPDATE t SET b = zeroblob(16384 - ?1 % 2) WHERE n = 1", [n])?)
@@ -624,12 +641,48 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // ...and the WAL starts over after each: it holds a few
-        // checkpoints' worth of frames at most, not all 1,280 commits'.
+        // checkpoints' worth of frames at most, not all 10,240 commits'.
         let wal_len = std::fs::metadata(&wal).unwrap().len();
         assert!(
-            wal_len < 3 * CHECKPOINT_COMMITS * 6 * 4096,
+            wal_len < 3 * CHECKPOINT_COMMITS.max(CHECKPOINT_WRITES) * 6 * 4096,
             "the WAL grew to {wal_len} bytes"
         );
+    }
+
+    #[tokio::test]
+    async fn with_one_write_per_commit_the_checkpoint_waits_for_enough_writes() {
+        let (writer, dir) = writer();
+        table(&writer).await;
+        let file = dir.path().join("w.db");
+        let start = std::fs::metadata(&file).unwrap().len();
+        writer
+            .write(|c| Ok(c.execute("INSERT INTO t (n, b) VALUES (1, zeroblob(16384))", [])?))
+            .await
+            .unwrap();
+        let update = |n: i64| {
+            move |c: &Connection| {
+                Ok(c.execute("UPDATE t SET b = zeroblob(16384 - ?1 % 2) WHERE n = 1", [n])?)
+            }
+        };
+        // Enough commits, too few writes: no checkpoint yet (a refresh at a
+        // time would otherwise pay one in every 64).
+        for n in 0..CHECKPOINT_COMMITS as i64 * 2 {
+            writer.write(update(n)).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().len(),
+            start,
+            "checkpointed early"
+        );
+        for n in 0..CHECKPOINT_WRITES as i64 {
+            writer.write(update(n)).await.unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::fs::metadata(&file).unwrap().len() < start + 16 * 1024 {
+            assert!(std::time::Instant::now() < deadline, "no checkpoint ran");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
