@@ -18,7 +18,6 @@ then POST /auth/dbsc/register with a proof signed by a fresh ES256 key
 outlives the run. Writes bench/results/runs/<date>-dbsc-<time>.md.
 """
 import argparse
-import http.client
 import os
 import re
 import signal
@@ -35,19 +34,7 @@ PROOF = os.path.join(run.RELEASE, "examples", "dbsc_proof")
 
 
 def post(port, path, jar, headers):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    h = dict(headers, Cookie="; ".join(f"{k}={v}" for k, v in jar.items()))
-    conn.request("POST", path, headers=h)
-    r = conn.getresponse()
-    r.read()
-    for line in r.headers.get_all("Set-Cookie") or []:
-        name, value = line.split(";", 1)[0].split("=", 1)
-        if value:
-            jar[name] = value
-        else:
-            jar.pop(name, None)
-    conn.close()
-    return r
+    return run.http_request(port, jar, "POST", path, headers=headers)[0]
 
 
 def bound_cookies(port):

@@ -208,26 +208,32 @@ def normalized(response):
     return re.sub(r"(?im)^x-request-id: .*$", "x-request-id: -", text)
 
 
+def http_request(port, jar, method, path, body=None, headers=None):
+    """One request with the cookies of `jar`, which keeps those the answer
+    sets (and drops those it clears): (response, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    h = dict(headers or {})
+    if jar:
+        h["Cookie"] = "; ".join(f"{k}={v}" for k, v in jar.items())
+    conn.request(method, path, body=body, headers=h)
+    r = conn.getresponse()
+    data = r.read()
+    for line in r.headers.get_all("Set-Cookie") or []:
+        name, value = line.split(";", 1)[0].split("=", 1)
+        if value:
+            jar[name] = value
+        else:
+            jar.pop(name, None)
+    conn.close()
+    return r, data
+
+
 def sign_in(port, jar=None):
     """The browser flow over plain HTTP: login, sign-in page, form, code exchange."""
     jar = {} if jar is None else jar
 
     def request(method, path, body=None, headers=None):
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        h = dict(headers or {})
-        if jar:
-            h["Cookie"] = "; ".join(f"{k}={v}" for k, v in jar.items())
-        conn.request(method, path, body=body, headers=h)
-        r = conn.getresponse()
-        data = r.read()
-        for line in r.headers.get_all("Set-Cookie") or []:
-            name, value = line.split(";", 1)[0].split("=", 1)
-            if value:
-                jar[name] = value
-            else:
-                jar.pop(name, None)
-        conn.close()
-        return r, data
+        return http_request(port, jar, method, path, body, headers)
 
     _, data = request("GET", "/auth/google/login")
     page_url = urllib.parse.urlsplit(json.loads(data)["redirectUrl"])

@@ -28,8 +28,8 @@ use sha2::Sha256;
 use super::held::HeldEnds;
 use super::tokens::{AUDIENCE, AccessClaims, AccessTokens};
 use super::{
-    AuthError, ClientInfo, EndSessions, IssuedSession, SessionAuthority, SessionId, SessionInfo,
-    SessionRef, UserId,
+    AuthError, ClientInfo, EndSessions, IssuedSession, Lifetime, SessionAuthority, SessionId,
+    SessionInfo, SessionRef, UserId,
 };
 use crate::limits::coarse_ip;
 use crate::metrics::Metrics;
@@ -58,7 +58,7 @@ pub struct LocalAuthority {
     revocations: Arc<dyn RevocationStore>,
     refresh_ttl: u64,
     /// `SESSION_MAX_LIFETIME`: how long a session lives from sign-in.
-    max_lifetime: Option<u64>,
+    lifetime: Lifetime,
     metrics: Metrics,
 }
 
@@ -137,7 +137,7 @@ impl LocalAuthority {
             refresh_mac,
             revocations,
             refresh_ttl: config.refresh_ttl,
-            max_lifetime: config.max_lifetime,
+            lifetime: Lifetime(config.max_lifetime),
             metrics: config.metrics,
         })
     }
@@ -177,10 +177,10 @@ impl LocalAuthority {
         // Never past the session's absolute end, nor past the moment its
         // refresh token dies unused: every path that reads the token
         // refuses it from then on by its date alone.
-        let mut exp = (pair.issued_at + self.tokens.ttl()).min(pair.issued_at + self.refresh_ttl);
-        if let Some(max) = self.max_lifetime {
-            exp = exp.min(pair.begun_at + max);
-        }
+        let exp = self.lifetime.cap(
+            (pair.issued_at + self.tokens.ttl()).min(pair.issued_at + self.refresh_ttl),
+            pair.begun_at,
+        );
         let claims = AccessClaims {
             iss: self.tokens.issuer().to_string(),
             aud: AUDIENCE.to_string(),
@@ -304,25 +304,14 @@ impl LocalAuthority {
         self.unstored.lock().map_or(0, |u| u.len())
     }
 
-    /// Sessions begun after this (Unix s) are within `SESSION_MAX_LIFETIME`.
-    fn begun_since(&self) -> i64 {
-        match self.max_lifetime {
-            Some(max) => unix_now() as i64 - max as i64,
-            None => i64::MIN,
-        }
-    }
-
-    /// Whether a session begun at `begun_at` is within its lifetime.
-    fn within_lifetime(&self, begun_at: u64) -> bool {
-        self.max_lifetime
-            .is_none_or(|max| begun_at + max > unix_now())
-    }
-
     /// Every active session, with its user's email, newest first (the
     /// operator's `chronos session list`): one query.
     pub async fn list_all_sessions(&self) -> Result<Vec<(String, SessionInfo)>, AuthError> {
         let horizon = unix_now() as i64 - self.refresh_ttl as i64;
-        let rows = self.sessions.list_all(horizon, self.begun_since()).await?;
+        let rows = self
+            .sessions
+            .list_all(horizon, self.lifetime.begun_since())
+            .await?;
         Ok(rows
             .into_iter()
             .filter(|(_, session)| !self.revocations.is_revoked(&session.id))
@@ -372,7 +361,7 @@ impl SessionAuthority for LocalAuthority {
             // Past its absolute end: the session is over, whatever the
             // token (`SESSION_MAX_LIFETIME`). It is ended, so a later try
             // is refused as ended, not mistaken for reuse.
-            Refreshed::Pair(pair) if !self.within_lifetime(pair.begun_at) => {
+            Refreshed::Pair(pair) if !self.lifetime.holds(pair.begun_at) => {
                 let session_id = pair.session_id.clone();
                 if let Err(error) = self.end_now(EndSessions::Any { session_id }).await {
                     tracing::warn!(error = %error, "cannot end a session past its lifetime");
@@ -460,7 +449,7 @@ impl SessionAuthority for LocalAuthority {
         Ok(!self.revocations.is_revoked(session_id)
             && self
                 .sessions
-                .is_live(session_id, horizon, self.begun_since())
+                .is_live(session_id, horizon, self.lifetime.begun_since())
                 .await?)
     }
 
@@ -468,7 +457,7 @@ impl SessionAuthority for LocalAuthority {
         let horizon = unix_now() as i64 - self.refresh_ttl as i64;
         let rows = self
             .sessions
-            .list_of(user_id, horizon, self.begun_since())
+            .list_of(user_id, horizon, self.lifetime.begun_since())
             .await?;
         Ok(rows
             .into_iter()

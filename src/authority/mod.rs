@@ -26,6 +26,30 @@ pub use crate::store::ids::{SessionId, UserId};
 pub use crate::store::sessions::{EndSessions, SessionInfo, SessionRef};
 pub use tokens::AccessClaims;
 
+/// `SESSION_MAX_LIFETIME` (seconds), as every authority applies it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Lifetime(pub Option<u64>);
+
+impl Lifetime {
+    /// Sessions begun after this (Unix s) are within the lifetime.
+    pub fn begun_since(self) -> i64 {
+        match self.0 {
+            Some(max) => crate::unix_now() as i64 - max as i64,
+            None => i64::MIN,
+        }
+    }
+
+    /// Whether a session begun at `begun_at` (Unix s) is within it.
+    pub fn holds(self, begun_at: u64) -> bool {
+        self.0.is_none_or(|max| begun_at + max > crate::unix_now())
+    }
+
+    /// `exp` capped at the session's end.
+    pub fn cap(self, exp: u64, begun_at: u64) -> u64 {
+        self.0.map_or(exp, |max| exp.min(begun_at + max))
+    }
+}
+
 impl User {
     pub fn from_claims(claims: &AccessClaims) -> Self {
         Self {

@@ -37,7 +37,7 @@ use tokio::sync::{Notify, OnceCell};
 use self::api::{AuthApi, Outcome, UserObject};
 use crate::authority::cache::VerifiedCache;
 use crate::authority::{
-    AccessClaims, AuthError, ClientInfo, EndSessions, IssuedSession, ProviderGrant,
+    AccessClaims, AuthError, ClientInfo, EndSessions, IssuedSession, Lifetime, ProviderGrant,
     SessionAuthority, SessionId, SessionInfo, SessionRef, User, UserId,
 };
 use crate::config::SupabaseSettings;
@@ -117,7 +117,7 @@ pub struct Supabase {
     /// How long a session lives without use (`SESSION_IDLE_TIMEOUT`).
     idle_ttl: u64,
     /// How long a session lives from sign-in (`SESSION_MAX_LIFETIME`).
-    max_lifetime: Option<u64>,
+    lifetime: Lifetime,
 }
 
 /// How often sessions past `SESSION_MAX_LIFETIME` are looked for: their
@@ -183,24 +183,16 @@ impl Supabase {
             reuse_interval,
             keep_provider_tokens,
             idle_ttl,
-            max_lifetime,
+            lifetime: Lifetime(max_lifetime),
             settings,
         })
-    }
-
-    /// Sessions begun after this (Unix s) are within `SESSION_MAX_LIFETIME`.
-    fn begun_since(&self) -> i64 {
-        match self.max_lifetime {
-            Some(max) => unix_now() as i64 - max as i64,
-            None => i64::MIN,
-        }
     }
 
     /// With `SESSION_MAX_LIFETIME`: ends, every [`LIFETIME_SWEEP`], the
     /// sessions past it (refused here at once, logged out at Supabase
     /// through the outbox).
     async fn end_past_lifetime(&self) {
-        if self.max_lifetime.is_none() {
+        if self.lifetime.0.is_none() {
             return;
         }
         let mut tick = tokio::time::interval(LIFETIME_SWEEP);
@@ -210,7 +202,7 @@ impl Supabase {
             // Batch after batch while they come full (a sign-in wave's
             // sessions all come due together).
             loop {
-                let due = match self.sessions.begun_by(self.begun_since()).await {
+                let due = match self.sessions.begun_by(self.lifetime.begun_since()).await {
                     Ok(due) => due,
                     Err(error) => {
                         tracing::warn!(error = %error, "cannot look for sessions past their lifetime");
@@ -349,10 +341,7 @@ impl Supabase {
             access_token: session.access_token,
             refresh_token: session.refresh_token,
             // Supabase's expiry, but never past the session's absolute end.
-            expires_at: match self.max_lifetime {
-                Some(max) => claims.exp.min(began.max(0) as u64 + max),
-                None => claims.exp,
-            },
+            expires_at: self.lifetime.cap(claims.exp, began.max(0) as u64),
             provider_grant: None,
         })
     }
@@ -522,7 +511,7 @@ impl SessionAuthority for Supabase {
         // Past its absolute end, or idle past SESSION_IDLE_TIMEOUT: ended
         // here and at Supabase, not renewed.
         if let Some((session_id, _, begun_at, last_used_at)) = &known
-            && (*begun_at <= self.begun_since()
+            && (*begun_at <= self.lifetime.begun_since()
                 || *last_used_at <= unix_now() as i64 - self.idle_ttl as i64)
         {
             self.end_sessions(EndSessions::Any {
@@ -641,7 +630,7 @@ impl SessionAuthority for Supabase {
         Ok(!self.revocations.is_revoked(session_id)
             && self
                 .sessions
-                .is_live(session_id, horizon, self.begun_since())
+                .is_live(session_id, horizon, self.lifetime.begun_since())
                 .await?)
     }
 
@@ -649,7 +638,7 @@ impl SessionAuthority for Supabase {
         let horizon = unix_now() as i64 - self.idle_ttl as i64;
         let rows = self
             .sessions
-            .list_of(user_id, horizon, self.begun_since())
+            .list_of(user_id, horizon, self.lifetime.begun_since())
             .await?;
         Ok(rows
             .into_iter()

@@ -293,22 +293,26 @@ async fn sign_in_bound(app: &TestApp, key: DeviceKey, ttl: u64) -> BoundBrowser 
 }
 
 impl BoundBrowser {
+    /// `POST` to its refresh URL for its own session, with `proof` if any.
+    async fn refresh_own(&mut self, proof: Option<&str>) -> reqwest::Response {
+        let session_id = self.session_id.clone();
+        self.refresh_for(&session_id, proof).await
+    }
+
+    /// `POST` to its refresh URL for `session_id`, with `proof` if any.
+    async fn refresh_for(&mut self, session_id: &str, proof: Option<&str>) -> reqwest::Response {
+        dbsc_refresh(&mut self.browser, &self.refresh_url, session_id, proof).await
+    }
+
     /// The refresh the browser makes when the bound cookie is missing:
     /// ask, get the challenge (403), sign it, get the cookie.
     async fn renew(&mut self) -> reqwest::Response {
-        let asked =
-            dbsc_refresh(&mut self.browser, &self.refresh_url, &self.session_id, None).await;
+        let asked = self.refresh_own(None).await;
         assert_eq!(asked.status(), 403);
         let (challenge, id) = challenge_of(&asked).expect("a challenge");
         assert_eq!(id, self.session_id);
         let proof = self.key.refresh_proof(&challenge);
-        dbsc_refresh(
-            &mut self.browser,
-            &self.refresh_url,
-            &self.session_id,
-            Some(&proof),
-        )
-        .await
+        self.refresh_own(Some(&proof)).await
     }
 }
 
@@ -649,20 +653,14 @@ async fn forged_refresh_proofs_are_refused() {
     let mut ann = sign_in_bound(&app, DeviceKey::es256(), 600).await;
     let mut bob = sign_in_bound(&app, DeviceKey::rs256(), 600).await;
 
-    let asked = dbsc_refresh(&mut ann.browser, &ann.refresh_url, &ann.session_id, None).await;
+    let asked = ann.refresh_own(None).await;
     assert_eq!(asked.status(), 403);
     asks_for_a_proof(&asked);
     let (challenge, _) = challenge_of(&asked).unwrap();
 
     // A wrong key.
     let wrong = DeviceKey::es256().refresh_proof(&challenge);
-    let response = dbsc_refresh(
-        &mut ann.browser,
-        &ann.refresh_url,
-        &ann.session_id,
-        Some(&wrong),
-    )
-    .await;
+    let response = ann.refresh_own(Some(&wrong)).await;
     assert_eq!(response.status(), 401);
     assert_eq!(
         error_detail(response).await,
@@ -671,13 +669,7 @@ async fn forged_refresh_proofs_are_refused() {
     // A key in the header that is not the session's.
     let other_key = DeviceKey::es256();
     let swapped = other_key.registration_proof(&challenge);
-    let response = dbsc_refresh(
-        &mut ann.browser,
-        &ann.refresh_url,
-        &ann.session_id,
-        Some(&swapped),
-    )
-    .await;
+    let response = ann.refresh_own(Some(&swapped)).await;
     assert_eq!(response.status(), 401);
     assert_eq!(
         error_detail(response).await,
@@ -685,30 +677,15 @@ async fn forged_refresh_proofs_are_refused() {
     );
     // Another session's id, with this session's key and challenge.
     let proof = ann.key.refresh_proof(&challenge);
-    let response = dbsc_refresh(
-        &mut bob.browser,
-        &bob.refresh_url,
-        &ann.session_id,
-        Some(&bob.key.refresh_proof(&challenge)),
-    )
-    .await;
+    let response = bob
+        .refresh_for(&ann.session_id, Some(&bob.key.refresh_proof(&challenge)))
+        .await;
     assert_eq!(response.status(), 401, "bob's key for ann's session");
-    let response = dbsc_refresh(
-        &mut ann.browser,
-        &ann.refresh_url,
-        &bob.session_id,
-        Some(&proof),
-    )
-    .await;
+    let response = ann.refresh_for(&bob.session_id, Some(&proof)).await;
     assert_eq!(response.status(), 401, "ann's proof for bob's session");
     // Ann's challenge, signed by bob's key, for bob's session.
-    let response = dbsc_refresh(
-        &mut bob.browser,
-        &bob.refresh_url,
-        &bob.session_id,
-        Some(&bob.key.refresh_proof(&challenge)),
-    )
-    .await;
+    let proof_of_bob = bob.key.refresh_proof(&challenge);
+    let response = bob.refresh_own(Some(&proof_of_bob)).await;
     // Signed by the session's key but answering someone else's challenge:
     // no cookie, a challenge of its own to sign instead.
     assert_eq!(response.status(), 403);
@@ -719,34 +696,17 @@ async fn forged_refresh_proofs_are_refused() {
         "The proof answers no challenge issued to this session"
     );
     // A registration challenge does not answer a refresh.
-    let response = dbsc_refresh(
-        &mut ann.browser,
-        &ann.refresh_url,
-        &ann.session_id,
-        Some(&ann.key.refresh_proof("r.1.2.3")),
-    )
-    .await;
+    let proof_of_ann = ann.key.refresh_proof("r.1.2.3");
+    let response = ann.refresh_own(Some(&proof_of_ann)).await;
     assert_eq!(response.status(), 403);
     assert!(!set_cookies(response.headers()).contains_key("chronos_bound"));
 
     // None of that spent the challenge.
-    let good = dbsc_refresh(
-        &mut ann.browser,
-        &ann.refresh_url,
-        &ann.session_id,
-        Some(&proof),
-    )
-    .await;
+    let good = ann.refresh_own(Some(&proof)).await;
     assert_eq!(good.status(), 200);
     let ahead = challenge_of(&good).unwrap().0;
     // Replayed: a fresh challenge to sign, no cookie.
-    let replayed = dbsc_refresh(
-        &mut ann.browser,
-        &ann.refresh_url,
-        &ann.session_id,
-        Some(&proof),
-    )
-    .await;
+    let replayed = ann.refresh_own(Some(&proof)).await;
     assert_eq!(replayed.status(), 403);
     assert!(set_cookies(replayed.headers()).is_empty());
     let (fresh, _) = challenge_of(&replayed).unwrap();
@@ -757,17 +717,7 @@ async fn forged_refresh_proofs_are_refused() {
     );
     // The challenge sent ahead of time works, once.
     let proof = ann.key.refresh_proof(&ahead);
-    assert_eq!(
-        dbsc_refresh(
-            &mut ann.browser,
-            &ann.refresh_url,
-            &ann.session_id,
-            Some(&proof)
-        )
-        .await
-        .status(),
-        200
-    );
+    assert_eq!(ann.refresh_own(Some(&proof)).await.status(), 200);
     // Bad input: no id, not an sf-string.
     let no_id = ann
         .browser
@@ -858,13 +808,7 @@ async fn logout_and_revocation_end_the_dbsc_session_and_clear_the_bound_cookie()
         "cleared with the attributes it was set with"
     );
     assert_eq!(logout.text().await.unwrap(), r#"{"message":"Logged out"}"#);
-    let ended = dbsc_refresh(
-        &mut bound.browser,
-        &bound.refresh_url,
-        &bound.session_id,
-        None,
-    )
-    .await;
+    let ended = bound.refresh_own(None).await;
     assert_eq!(ended.status(), 200);
     assert_cleared(&set_cookies(ended.headers())["chronos_bound"]);
     let body: Value = ended.json().await.unwrap();
@@ -877,13 +821,7 @@ async fn logout_and_revocation_end_the_dbsc_session_and_clear_the_bound_cookie()
         phone.browser.end_session(&laptop.session_id).await.status(),
         200
     );
-    let ended = dbsc_refresh(
-        &mut laptop.browser,
-        &laptop.refresh_url,
-        &laptop.session_id,
-        None,
-    )
-    .await;
+    let ended = laptop.refresh_own(None).await;
     let body: Value = ended.json().await.unwrap();
     assert_eq!(body, json!({"continue": false}));
     assert_eq!(laptop.browser.session().await.status(), 401);
@@ -1031,13 +969,7 @@ async fn an_expired_challenge_is_refused_and_a_slightly_stale_one_taken() {
     // Past its time and the grace: a fresh challenge to sign instead.
     let expired = challenge_issued_ago(&app, &bound.session_id, ttl + grace + 5);
     let proof = bound.key.refresh_proof(&expired);
-    let refused = dbsc_refresh(
-        &mut bound.browser,
-        &bound.refresh_url,
-        &bound.session_id,
-        Some(&proof),
-    )
-    .await;
+    let refused = bound.refresh_own(Some(&proof)).await;
     assert_eq!(refused.status(), 403);
     assert!(!set_cookies(refused.headers()).contains_key("chronos_bound"));
     assert!(challenge_of(&refused).is_some());
@@ -1045,25 +977,13 @@ async fn an_expired_challenge_is_refused_and_a_slightly_stale_one_taken() {
     // Past its time but within the grace (a browser's cached one): taken.
     let stale = challenge_issued_ago(&app, &bound.session_id, ttl + grace / 2);
     let proof = bound.key.refresh_proof(&stale);
-    let taken = dbsc_refresh(
-        &mut bound.browser,
-        &bound.refresh_url,
-        &bound.session_id,
-        Some(&proof),
-    )
-    .await;
+    let taken = bound.refresh_own(Some(&proof)).await;
     assert_eq!(taken.status(), 200);
     // The forged-format check is real: the same challenge for another
     // session is not one.
     let other = challenge_issued_ago(&app, "another-session", 0);
     let proof = bound.key.refresh_proof(&other);
-    let response = dbsc_refresh(
-        &mut bound.browser,
-        &bound.refresh_url,
-        &bound.session_id,
-        Some(&proof),
-    )
-    .await;
+    let response = bound.refresh_own(Some(&proof)).await;
     assert_eq!(response.status(), 403);
     assert_eq!(
         error_detail(response).await,
@@ -1126,13 +1046,7 @@ async fn a_copied_jars_refresh_without_the_bound_cookie_counts_as_theft() {
     // reuse (no grace here), which ends the session.
     assert_eq!(thief.refresh().await.status(), 401);
     assert_eq!(owner.browser.refresh().await.status(), 401);
-    let ended = dbsc_refresh(
-        &mut owner.browser,
-        &owner.refresh_url,
-        &owner.session_id,
-        None,
-    )
-    .await;
+    let ended = owner.refresh_own(None).await;
     assert_eq!(
         ended.json::<Value>().await.unwrap(),
         json!({"continue": false})
@@ -1152,13 +1066,7 @@ async fn a_session_idle_past_its_refresh_token_is_told_to_stop() {
     assert_eq!(bound.renew().await.status(), 200);
     tokio::time::sleep(Duration::from_secs(6)).await;
     // Never revoked, but it can no longer refresh: no new bound cookie.
-    let ended = dbsc_refresh(
-        &mut bound.browser,
-        &bound.refresh_url,
-        &bound.session_id,
-        None,
-    )
-    .await;
+    let ended = bound.refresh_own(None).await;
     assert_eq!(ended.status(), 200);
     assert_cleared(&set_cookies(ended.headers())["chronos_bound"]);
     assert_eq!(

@@ -166,16 +166,7 @@ async fn a_supabase_session_past_session_max_lifetime_is_ended_here_and_logged_o
     let refused = browser.refresh().await;
     assert_eq!(refused.status(), 401);
     assert_cleared(&set_cookies(refused.headers())["chronos_refresh"]);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !gotrue
-        .calls_of("logout")
-        .await
-        .iter()
-        .any(|c| c["scope"] == "local" && c["ok"] == true)
-    {
-        assert!(Instant::now() < deadline, "the end did not reach Supabase");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::supabase::logout_arrives(&gotrue, "local", Duration::from_secs(5)).await;
 }
 
 #[test]

@@ -38,7 +38,7 @@ async fn sign_in(browser: &mut Browser, login: &str) -> Value {
 }
 
 /// Polls until the server has received a logout with this scope.
-async fn logout_arrives(gotrue: &GoTrue, scope: &str, within: Duration) {
+pub(crate) async fn logout_arrives(gotrue: &GoTrue, scope: &str, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
         let arrived = gotrue
