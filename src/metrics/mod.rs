@@ -438,7 +438,7 @@ pub fn route_index(path: &str) -> usize {
 
 /// Every route the server can serve (the sign-in method's pages included),
 /// as templates; a test checks each against the OpenAPI document.
-pub const ROUTES: [&str; 25] = [
+pub const ROUTES: [&str; 26] = [
     "/auth/logout",
     "/auth/csrf",
     "/auth/session",
@@ -461,6 +461,7 @@ pub const ROUTES: [&str; 25] = [
     "/auth/risc",
     "/auth/dbsc/register",
     "/auth/dbsc/refresh",
+    "/auth/logout/provider",
     "/auth/sessions/{id}",
     "/auth/accounts/{id}",
     "/auth/google/accounts/{id}",

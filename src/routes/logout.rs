@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use crate::authority::{EndSessions, SessionId, SessionRef};
@@ -48,6 +48,67 @@ pub async fn logout(state: Arc<AppState>, req: Request) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    state.cookies().clear_all(out);
+    if let Some(directives) = &state.clear_site_data {
+        out.insert(CLEAR_SITE_DATA.clone(), directives.clone());
+    }
+    response
+}
+
+/// `GET /auth/logout/provider[?redirectTo=URL]` (OpenID Connect
+/// RP-Initiated Logout 1.0): ends the session here exactly as `POST
+/// /auth/logout` does (cookies cleared, `LOGOUT_SCOPE`), then sends the
+/// browser to the provider's `end_session_endpoint` with `id_token_hint`,
+/// `client_id` and `post_logout_redirect_uri`: `FRONTEND_URL/login`, or an
+/// allow-listed `redirectTo`. Without such an endpoint (the embedded
+/// provider, Supabase) it goes straight there. A cross-site subresource
+/// (an image, a fetch) cannot sign anyone out: only a navigation can.
+pub async fn at_provider(state: Arc<AppState>, req: Request) -> Response {
+    let headers = req.headers();
+    let fetched_cross_site = headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site")
+        && headers
+            .get("sec-fetch-mode")
+            .is_some_and(|v| v.as_bytes() != b"navigate");
+    if fetched_cross_site {
+        return crate::error::ApiError::FetchMetadata.into_response();
+    }
+    let pairs = query_pairs(req.uri().query());
+    let default = format!("{}/login", state.settings.security.frontend_url);
+    let target = match query_param(&pairs, "redirectTo").filter(|r| !r.is_empty()) {
+        None => default,
+        Some(r) if r == default || state.redirects.allows(&r) => r,
+        Some(_) => {
+            return crate::error::ApiError::BadRequest("Invalid redirect URL").into_response();
+        }
+    };
+    // Asked before the session ends: the provider session it began.
+    let session = owned_sessions(&state, headers).await.into_iter().next();
+    let location = match &session {
+        Some(session) => state
+            .sign_in
+            .end_session_url(&session.session_id, &target)
+            .await
+            .unwrap_or_else(|| target.clone()),
+        None => target.clone(),
+    };
+    let scope = state.settings.sessions.logout_scope;
+    state.security.metrics.logout(scope);
+    if scope != LogoutScope::None {
+        end_owned_sessions(&state, headers, scope).await;
+    }
+    let mut response = envelope::response(Body::empty());
+    *response.status_mut() = http::StatusCode::SEE_OTHER;
+    let out = response.headers_mut();
+    match HeaderValue::from_str(&location) {
+        Ok(value) => {
+            out.insert(header::LOCATION, value);
+        }
+        Err(_) => {
+            return crate::error::ApiError::BadRequest("Invalid redirect URL").into_response();
+        }
+    }
     state.cookies().clear_all(out);
     if let Some(directives) = &state.clear_site_data {
         out.insert(CLEAR_SITE_DATA.clone(), directives.clone());

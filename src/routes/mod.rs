@@ -160,6 +160,10 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/auth/google/login", get(login::start))
         .route("/auth/web/callback", post(session::exchange))
         .route("/auth/refresh", post(session::refresh))
+        .route(
+            "/auth/logout/provider",
+            get(|State(state): State<Arc<AppState>>, req: Request| logout::at_provider(state, req)),
+        )
         .route("/auth/desktop/callback", get(desktop::callback))
         .route("/auth/sessions", get(sessions::list))
         .route("/auth/sessions/{id}", delete(sessions::end))

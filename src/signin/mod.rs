@@ -62,6 +62,19 @@ pub trait SignInMethod: Send + Sync {
     /// the method tells its provider, if it has one. Never fails the caller.
     async fn sessions_ended(&self, _session_ids: &[SessionId]) {}
 
+    /// Where the browser signs out at the provider (OpenID Connect
+    /// RP-Initiated Logout: its `end_session_endpoint`, with the session's
+    /// `id_token_hint`, our `client_id` and `post_logout_redirect_uri`);
+    /// `None` when the method has no such endpoint. Asked before the
+    /// session ends.
+    async fn end_session_url(
+        &self,
+        _session_id: &SessionId,
+        _post_logout_redirect_uri: &str,
+    ) -> Option<String> {
+        None
+    }
+
     /// Work the method does while the server runs (discovery, deliveries).
     async fn run(&self) {}
 

@@ -177,16 +177,25 @@ pub async fn move_to_postgres(
          VALUES ($1, $2, $3, $4, $5)",
     )
     .await?;
-    type ProviderRow = (String, String, String, Option<String>, Option<String>, i64);
+    type ProviderRow = (
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        i64,
+        Option<String>,
+    );
     moved.provider_sessions = copy::<ProviderRow>(
         from,
         to,
-        "SELECT p.session_id, p.issuer, p.subject, p.provider_sid, p.refresh_token, p.created_at
+        "SELECT p.session_id, p.issuer, p.subject, p.provider_sid, p.refresh_token, p.created_at,
+                p.id_token
          FROM provider_sessions p JOIN sessions s ON s.id = p.session_id
          WHERE s.refresh_counter IS NOT NULL ORDER BY p.rowid LIMIT $1 OFFSET $2",
         &[],
-        "INSERT INTO provider_sessions (session_id, issuer, subject, provider_sid, refresh_token, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO provider_sessions (session_id, issuer, subject, provider_sid, refresh_token, created_at, id_token)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .await?;
     type SupabaseRow = (

@@ -1,7 +1,8 @@
 //! What an OpenID provider told us about one of our sessions
 //! (`provider_sessions`): the provider's subject and session id (its
 //! back-channel logouts name them) and its refresh token, sealed, to be
-//! revoked at the provider when our session ends.
+//! revoked at the provider when our session ends, and the sign-in's ID
+//! token, sealed, for RP-initiated logout.
 
 use super::database::Database;
 use super::ids::SessionId;
@@ -16,6 +17,8 @@ pub struct ProviderSession {
     pub provider_sid: Option<String>,
     /// Sealed; `None` when it is not kept.
     pub refresh_token: Option<String>,
+    /// The ID token of the sign-in, sealed (RP-initiated logout's hint).
+    pub id_token: Option<String>,
     pub created_at: i64,
 }
 
@@ -61,8 +64,8 @@ impl ProviderSessions {
     }
 
     pub async fn record(&self, session: ProviderSession) -> Result<(), StoreError> {
-        const RECORD: &str = "INSERT INTO provider_sessions (session_id, issuer, subject, provider_sid, refresh_token, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)";
+        const RECORD: &str = "INSERT INTO provider_sessions (session_id, issuer, subject, provider_sid, refresh_token, created_at, id_token)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)";
         self.db
             .write(
                 RECORD,
@@ -72,7 +75,8 @@ impl ProviderSessions {
                     session.subject,
                     session.provider_sid,
                     session.refresh_token,
-                    session.created_at
+                    session.created_at,
+                    session.id_token
                 ],
             )
             .await?;
@@ -91,6 +95,13 @@ impl ProviderSessions {
             kind,
         };
         self.db.transaction(work).await
+    }
+
+    /// The sealed ID token the session's sign-in brought, if kept.
+    pub async fn id_token_of(&self, session_id: &str) -> Result<Option<String>, StoreError> {
+        const ID_TOKEN: &str = "SELECT id_token FROM provider_sessions
+             WHERE session_id = $1 AND id_token IS NOT NULL";
+        self.db.read_optional(ID_TOKEN, args![session_id]).await
     }
 
     /// Our sessions begun by signing in as the provider's `subject`.

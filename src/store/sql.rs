@@ -230,6 +230,7 @@ tuple_args!(
     (A a, B b, C c, D d),
     (A a, B b, C c, D d, E e),
     (A a, B b, C c, D d, E e, F f),
+    (A a, B b, C c, D d, E e, F f, G g),
     (A a, B b, C c, D d, E e, F f, G g, H h, I i, J j)
 );
 

@@ -182,3 +182,58 @@ async fn cookie_domain_is_on_the_session_and_refresh_cookies_set_at_sign_in_and_
         );
     }
 }
+
+/// `GET /auth/logout/provider` with the embedded provider (no
+/// `end_session_endpoint`): the session ends as with `POST /auth/logout`,
+/// and the browser goes straight to the allow-listed page.
+#[tokio::test]
+async fn logout_at_the_provider_ends_the_session_here_and_redirects_only_to_allowed_pages() {
+    let app = spawn_app_with(&[("OAUTH_REDIRECT_URLS", "https://app.example/bye")]).await;
+    create_user(&app, "ann@example.com").await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in("ann@example.com", PASSWORD).await;
+    let copy = on(&app, &browser);
+
+    // Not allowed: refused, and nothing ended.
+    let refused = browser
+        .get("/auth/logout/provider?redirectTo=https://evil.example/")
+        .await;
+    assert_eq!(refused.status(), 400);
+    assert_eq!(error_detail(refused).await, "Invalid redirect URL");
+    assert_eq!(browser.session().await.status(), 200);
+    // A cross-site subresource (an image) cannot sign anyone out.
+    let image = browser
+        .request(reqwest::Method::GET, "/auth/logout/provider")
+        .header("Sec-Fetch-Site", "cross-site")
+        .header("Sec-Fetch-Mode", "no-cors")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(image.status(), 403);
+    assert_eq!(browser.session().await.status(), 200);
+
+    let out = browser.get("/auth/logout/provider").await;
+    assert_eq!(out.status(), 303);
+    assert_eq!(out.headers()["location"], "http://localhost:5173/login");
+    let cleared = set_cookies(out.headers());
+    for name in ["chronos_session", "chronos_refresh", "chronos_csrf"] {
+        assert_cleared(&cleared[name]);
+    }
+    // Ended on the server, not only in this browser.
+    let mut copy = copy;
+    assert_eq!(copy.session().await.status(), 401);
+    assert_eq!(copy.refresh().await.status(), 401);
+
+    // An allow-listed target.
+    let mut again = Browser::new(&app);
+    again.sign_in("ann@example.com", PASSWORD).await;
+    let out = again
+        .get("/auth/logout/provider?redirectTo=https://app.example/bye")
+        .await;
+    assert_eq!(out.status(), 303);
+    assert_eq!(out.headers()["location"], "https://app.example/bye");
+    // Without a session: straight to the page, cookies cleared all the same.
+    let anonymous = Browser::new(&app).get("/auth/logout/provider").await;
+    assert_eq!(anonymous.status(), 303);
+    assert_eq!(set_cookies(anonymous.headers()).len(), 3);
+}

@@ -28,7 +28,7 @@ fn start_provider(op_port: u16, frontend: &str, api: &str) -> Provider {
         .arg(format!("{root}/tests/browser/oidc-provider.mjs"))
         .env("OP_PORT", op_port.to_string())
         .env("RP_REDIRECT_URI", format!("{frontend}/auth/web/callback"))
-        .env("RP_LOGOUT_URI", format!("{frontend}/"))
+        .env("RP_LOGOUT_URI", format!("{frontend}/login"))
         .env("RP_BACKCHANNEL", format!("{api}/auth/backchannel-logout"))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -89,6 +89,10 @@ fn chromium_signs_in_through_a_real_openid_provider_and_every_logout_reaches_whe
             "copied cookies before the provider logout: 200,200,200",
             "copied cookies after the provider logout: 401,401,401",
             "backchannel.success",
+            "at the provider's end_session_endpoint with id_token_hint: yes",
+            "after RP-initiated logout, landed on /login",
+            "after RP-initiated logout, session 401",
+            "after RP-initiated logout, the provider asks to sign in: yes",
         ],
     );
     let took: u64 = stdout

@@ -389,6 +389,16 @@ async fn every_answer_of_a_real_run_matches_the_document() {
         .unwrap();
     assert_eq!(c.check("POST", "/auth/risc", event).await, 400);
 
+    // Signing out at the provider (the embedded one has no endpoint).
+    let mut leaving = Browser::new(&app);
+    leaving.sign_in(EMAIL, PASSWORD).await;
+    let out = leaving.get("/auth/logout/provider").await;
+    assert_eq!(c.check("GET", "/auth/logout/provider", out).await, 303);
+    let bad = leaving
+        .get("/auth/logout/provider?redirectTo=https://evil.example/")
+        .await;
+    assert_eq!(c.check("GET", "/auth/logout/provider", bad).await, 400);
+
     // Device-bound sessions: off here (404), then on.
     let off = post_proof(&mut browser, "/auth/dbsc/register", Some("x")).await;
     assert_eq!(c.check("POST", "/auth/dbsc/register", off).await, 404);

@@ -2,8 +2,10 @@
 // oidc-provider, started by the Rust test) via Chronos, reloads, refreshes
 // and logs out; the provider's introspection then shows the refresh token
 // Chronos held revoked. Then it signs in again and logs out at the
-// provider (RP-initiated logout), whose back-channel logout must end the
-// Chronos session: the copied cookies are refused within a second.
+// provider, whose back-channel logout must end the Chronos session: the
+// copied cookies are refused within a second. Last, RP-initiated logout
+// through Chronos (GET /auth/logout/provider): the provider's session ends
+// too, and its login page asks again.
 //
 // Run by tests/api/oidc_provider.rs, which passes:
 //   CHRONOS_URL     the server, e.g. http://localhost:8000
@@ -111,6 +113,29 @@ try {
     seen = await copied();
   }
   step(`copied cookies after the provider logout: ${seen} within ${Date.now() - started} ms`);
+
+  // RP-initiated logout through Chronos: sign in again (the provider asks
+  // for the login, its session having ended), then GET
+  // /auth/logout/provider. The session ends here, the provider confirms
+  // its own end, and the browser lands on the allow-listed page.
+  await signIn(tab, "ann");
+  await tab.goto(api + "/auth/logout/provider");
+  await tab.waitForURL(new RegExp("^" + op + "/session/end"));
+  const asked = new URL(tab.url());
+  step("at the provider's end_session_endpoint with id_token_hint: " +
+    (asked.searchParams.get("id_token_hint") ? "yes" : "no"));
+  await Promise.all([
+    tab.waitForURL(new RegExp(`^http://localhost:${port}/login`)),
+    tab.click("button[value=yes]"),
+  ]);
+  step("after RP-initiated logout, landed on " + new URL(tab.url()).pathname);
+  await tab.goto(`http://localhost:${port}/`);
+  step("after RP-initiated logout, session " + (await tab.evaluate(() => window.session())));
+  await tab.waitForFunction(() => document.getElementById("status").textContent === "ready");
+  await tab.evaluate(() => { window.startLogin(); });
+  await tab.waitForURL(new RegExp("^" + op + "/interaction/"));
+  step("after RP-initiated logout, the provider asks to sign in: " +
+    ((await tab.locator("input[name=login]").count()) ? "yes" : "no"));
   const events = await (await fetch(op + "/__test/events")).json();
   step("provider events: " + events.map((e) => e.event + (e.message ? "(" + e.message + ")" : "")).join(", "));
 } catch (error) {

@@ -208,6 +208,10 @@ impl SignInMethod for OidcSignIn {
                     .as_ref()
                     .filter(|_| revoke_at_logout)
                     .map(|t| self.sealer.seal(t.as_bytes())),
+                id_token: tokens
+                    .id_token
+                    .as_ref()
+                    .map(|t| self.sealer.seal(t.as_bytes())),
                 created_at: unix_now() as i64,
             })
             .await?;
@@ -232,6 +236,35 @@ impl SignInMethod for OidcSignIn {
 
     fn routes(self: Arc<Self>) -> Option<Router> {
         Some(backchannel::router(self))
+    }
+
+    async fn end_session_url(
+        &self,
+        session_id: &SessionId,
+        post_logout_redirect_uri: &str,
+    ) -> Option<String> {
+        let provider = self.client.provider().await.ok()?;
+        let endpoint = provider.metadata.end_session_endpoint.as_deref()?;
+        let mut url = url::Url::parse(endpoint).ok()?;
+        // The hint names the person and session to end; without one (not
+        // kept, or unreadable) the provider asks the person.
+        let hint = self
+            .provider_sessions
+            .id_token_of(session_id)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|sealed| self.sealer.open(&sealed))
+            .and_then(|plain| String::from_utf8(plain).ok());
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(hint) = &hint {
+                query.append_pair("id_token_hint", hint);
+            }
+            query.append_pair("client_id", self.client.client_id());
+            query.append_pair("post_logout_redirect_uri", post_logout_redirect_uri);
+        }
+        Some(url.into())
     }
 
     async fn sessions_ended(&self, session_ids: &[SessionId]) {

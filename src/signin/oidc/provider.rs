@@ -31,6 +31,9 @@ pub struct Metadata {
     pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
     #[serde(default)]
     pub backchannel_logout_supported: bool,
+    /// RP-Initiated Logout 1.0.
+    #[serde(default)]
+    pub end_session_endpoint: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +83,7 @@ impl Metadata {
             Some(&metadata.jwks_uri),
             metadata.userinfo_endpoint.as_ref(),
             metadata.revocation_endpoint.as_ref(),
+            metadata.end_session_endpoint.as_ref(),
         ]
         .into_iter()
         .flatten()
