@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, header};
 
 use crate::cookies::CookieKind;
 use crate::error::{ApiError, Result};
@@ -37,11 +37,11 @@ fn proof_in(headers: &HeaderMap) -> Result<Option<String>> {
 }
 
 /// The answer that hands out a bound cookie: the session instructions,
-/// never cached, with the next challenge ahead of time.
+/// with the next challenge ahead of time. (Like every `/auth/*` answer,
+/// the envelope marks it `Cache-Control: no-store`.)
 fn bound_answer(dbsc: &Dbsc, session_id: &str, thumbprint: &str, now: u64) -> Response {
     let mut response = axum::Json(dbsc.instructions(session_id)).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.append(
         header::SET_COOKIE,
         dbsc.bound_cookie(session_id, thumbprint, now),
@@ -131,9 +131,9 @@ pub async fn refresh(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
         Ok(_) => {
             dbsc.count(Event::Ended);
             let mut response = axum::Json(serde_json::json!({"continue": false})).into_response();
-            let out = response.headers_mut();
-            out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            out.append(header::SET_COOKIE, state.cookies().clear(CookieKind::Bound));
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, state.cookies().clear(CookieKind::Bound));
             return Ok(response);
         }
         Err(e) => return Err(ApiError::internal(e)),
@@ -177,12 +177,11 @@ pub async fn refresh(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
 /// 403 with `Secure-Session-Challenge`: sign this and try again.
 fn challenge_answer(dbsc: &Dbsc, session_id: &str, now: u64, detail: &'static str) -> Response {
     let mut response = ApiError::Forbidden(detail).into_response();
-    let out = response.headers_mut();
-    out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(challenge) = dbsc.challenge_header(session_id, now) {
-        out.insert(dbsc::CHALLENGE.clone(), challenge);
+        response
+            .headers_mut()
+            .insert(dbsc::CHALLENGE.clone(), challenge);
     }
-    debug_assert_eq!(response.status(), StatusCode::FORBIDDEN);
     response
 }
 

@@ -37,22 +37,33 @@ pub async fn logout(state: Arc<AppState>, req: Request) -> Response {
         .and_then(|q| query_param(&query_pairs(Some(q)), "scope"))
         .and_then(|s| LogoutScope::parse(&s))
         .unwrap_or(state.settings.sessions.logout_scope);
-    state.security.metrics.logout(scope);
-    if scope != LogoutScope::None {
-        end_owned_sessions(&state, headers, scope).await;
-    }
-
+    sign_out(&state, headers, scope).await;
     let mut response = envelope::response(Body::from(BODY));
     let out = response.headers_mut();
     out.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    cleared(&state, out);
+    response
+}
+
+/// What both logouts do on the server: count it, and end the sessions the
+/// cookies own as `scope` says.
+async fn sign_out(state: &AppState, headers: &HeaderMap, scope: LogoutScope) {
+    state.security.metrics.logout(scope);
+    if scope != LogoutScope::None {
+        end_owned_sessions(state, headers, scope).await;
+    }
+}
+
+/// What both logouts tell the browser: every cookie cleared, and
+/// `LOGOUT_CLEAR_SITE_DATA`.
+fn cleared(state: &AppState, out: &mut HeaderMap) {
     state.cookies().clear_all(out);
     if let Some(directives) = &state.clear_site_data {
         out.insert(CLEAR_SITE_DATA.clone(), directives.clone());
     }
-    response
 }
 
 /// `GET /auth/logout/provider[?redirectTo=URL]` (OpenID Connect
@@ -93,26 +104,16 @@ pub async fn at_provider(state: Arc<AppState>, req: Request) -> Response {
             .unwrap_or_else(|| target.clone()),
         None => target.clone(),
     };
-    let scope = state.settings.sessions.logout_scope;
-    state.security.metrics.logout(scope);
-    if scope != LogoutScope::None {
-        end_owned_sessions(&state, headers, scope).await;
-    }
+    // Checked before anything ends: a refused target ends nothing.
+    let Ok(location) = HeaderValue::from_str(&location) else {
+        return crate::error::ApiError::BadRequest("Invalid redirect URL").into_response();
+    };
+    sign_out(&state, headers, state.settings.sessions.logout_scope).await;
     let mut response = envelope::response(Body::empty());
     *response.status_mut() = http::StatusCode::SEE_OTHER;
     let out = response.headers_mut();
-    match HeaderValue::from_str(&location) {
-        Ok(value) => {
-            out.insert(header::LOCATION, value);
-        }
-        Err(_) => {
-            return crate::error::ApiError::BadRequest("Invalid redirect URL").into_response();
-        }
-    }
-    state.cookies().clear_all(out);
-    if let Some(directives) = &state.clear_site_data {
-        out.insert(CLEAR_SITE_DATA.clone(), directives.clone());
-    }
+    out.insert(header::LOCATION, location);
+    cleared(&state, out);
     response
 }
 

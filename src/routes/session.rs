@@ -142,18 +142,6 @@ fn offer_binding(state: &AppState, session_id: &str, headers: &mut HeaderMap) {
     }
 }
 
-/// DBSC=on: whether the session, if it is bound, came with its live
-/// bound cookie.
-fn bound_cookie_ok(state: &AppState, headers: &HeaderMap, session_id: &str) -> bool {
-    state.security.dbsc.as_ref().is_none_or(|dbsc| {
-        dbsc.allows(
-            session_id,
-            state.cookies().read(headers, CookieKind::Bound),
-            unix_now(),
-        )
-    })
-}
-
 /// The callback of a connect flow: the account joins the signed-in
 /// person's, whose session goes on as it is (same cookies, same `sid`).
 async fn connect_account(
@@ -205,7 +193,7 @@ pub async fn refresh(
         // try shows as reuse when the device next refreshes (theft ends
         // the family, as without DBSC). Only the bound cookie it lacked
         // (or sent dead) is cleared.
-        Ok(issued) if !bound_cookie_ok(&state, &headers, &issued.session_id) => {
+        Ok(issued) if !state.security.bound_cookie_ok(&headers, &issued.session_id) => {
             let mut response = ApiError::RefreshFailed.into_response();
             response
                 .headers_mut()

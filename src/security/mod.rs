@@ -79,15 +79,21 @@ impl Security {
                 }
                 _ => ApiError::NotAuthenticated,
             })?;
-        if let Some(dbsc) = &self.dbsc
-            && !dbsc.allows(
-                &claims.sid,
-                self.cookies.read(headers, CookieKind::Bound),
-                crate::unix_now(),
-            )
-        {
+        if !self.bound_cookie_ok(headers, &claims.sid) {
             return Err(ApiError::NotAuthenticated);
         }
         Ok(claims)
+    }
+
+    /// Whether the session, if it is bound to a device (DBSC), came with
+    /// its live bound cookie. No I/O.
+    pub fn bound_cookie_ok(&self, headers: &HeaderMap, session_id: &str) -> bool {
+        self.dbsc.as_ref().is_none_or(|dbsc| {
+            dbsc.allows(
+                session_id,
+                self.cookies.read(headers, CookieKind::Bound),
+                crate::unix_now(),
+            )
+        })
     }
 }

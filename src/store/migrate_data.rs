@@ -241,33 +241,28 @@ pub async fn move_to_postgres(
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .await?;
-    moved.one_time_values = copy::<(String, i64)>(
-        from,
-        to,
-        "SELECT nonce, expires_at FROM used_form_tokens WHERE expires_at >= $3
-         ORDER BY rowid LIMIT $1 OFFSET $2",
-        &[now.into()],
-        "INSERT INTO used_form_tokens (nonce, expires_at) VALUES ($1, $2)",
-    )
-    .await?
-        + copy::<(String, i64)>(
-            from,
-            to,
+    // One-time values still in force: (their value, when they expire).
+    const ONE_TIME: [(&str, &str); 3] = [
+        (
+            "SELECT nonce, expires_at FROM used_form_tokens WHERE expires_at >= $3
+             ORDER BY rowid LIMIT $1 OFFSET $2",
+            "INSERT INTO used_form_tokens (nonce, expires_at) VALUES ($1, $2)",
+        ),
+        (
             "SELECT jti_hash, expires_at FROM seen_logout_tokens WHERE expires_at >= $3
              ORDER BY rowid LIMIT $1 OFFSET $2",
-            &[now.into()],
             "INSERT INTO seen_logout_tokens (jti_hash, expires_at) VALUES ($1, $2)",
-        )
-        .await?
-        + copy::<(String, i64)>(
-            from,
-            to,
+        ),
+        (
             "SELECT jti_hash, expires_at FROM used_dbsc_challenges WHERE expires_at >= $3
              ORDER BY rowid LIMIT $1 OFFSET $2",
-            &[now.into()],
             "INSERT INTO used_dbsc_challenges (jti_hash, expires_at) VALUES ($1, $2)",
-        )
-        .await?;
+        ),
+    ];
+    for (select, insert) in ONE_TIME {
+        moved.one_time_values +=
+            copy::<(String, i64)>(from, to, select, &[now.into()], insert).await?;
+    }
     tx.commit().await.map_err(StoreError::from)?;
     Ok(moved)
 }

@@ -7,32 +7,48 @@ use std::process::Command;
 
 use crate::support::*;
 
-#[test]
-fn chromium_signs_in_through_the_page_and_logs_out() {
+/// Starts the binary with `vars` (beside its address, PUBLIC_URL and
+/// FRONTEND_URL) and an account, and runs the web client's `script` in
+/// Chromium against it: the script's output, or `None` after saying the
+/// test skipped.
+fn run_web_client(script: &str, vars: &[(&str, &str)]) -> Option<std::process::Output> {
     if let Some(reason) = missing_browser_tooling() {
-        return skip_or_fail("browser test", &reason);
+        skip_or_fail("browser test", &reason);
+        return None;
     }
     let api_port = free_port();
     let frontend_port = free_port();
+    let bind = format!("127.0.0.1:{api_port}");
     let api = format!("http://localhost:{api_port}");
     let frontend = format!("http://localhost:{frontend_port}");
-    let server = spawn_binary(&[
-        ("BIND", &format!("127.0.0.1:{api_port}")),
-        ("PUBLIC_URL", &api),
-        ("FRONTEND_URL", &frontend),
-    ]);
+    let mut all = vec![
+        ("BIND", bind.as_str()),
+        ("PUBLIC_URL", api.as_str()),
+        ("FRONTEND_URL", frontend.as_str()),
+    ];
+    all.extend_from_slice(vars);
+    let server = spawn_binary(&all);
     let password = "browser test password";
     server.add_user("browser@example.com", password);
 
     let root = env!("CARGO_MANIFEST_DIR");
-    let output = Command::new("node")
-        .arg(format!("{root}/tests/browser/signin.mjs"))
-        .env("CHRONOS_URL", &api)
-        .env("FRONTEND_PORT", frontend_port.to_string())
-        .env("EMAIL", "browser@example.com")
-        .env("PASSWORD", password)
-        .output()
-        .unwrap();
+    Some(
+        Command::new("node")
+            .arg(format!("{root}/tests/browser/{script}"))
+            .env("CHRONOS_URL", &api)
+            .env("FRONTEND_PORT", frontend_port.to_string())
+            .env("EMAIL", "browser@example.com")
+            .env("PASSWORD", password)
+            .output()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn chromium_signs_in_through_the_page_and_logs_out() {
+    let Some(output) = run_web_client("signin.mjs", &[]) else {
+        return;
+    };
     script_passed(
         &output,
         &["signed in as browser@example.com", "all cookies cleared"],
@@ -44,31 +60,9 @@ fn chromium_signs_in_through_the_page_and_logs_out() {
 /// the compatibility test of device-bound sessions.
 #[test]
 fn chromium_without_a_device_key_works_unbound_with_dbsc_on() {
-    if let Some(reason) = missing_browser_tooling() {
-        return skip_or_fail("browser test", &reason);
-    }
-    let api_port = free_port();
-    let frontend_port = free_port();
-    let api = format!("http://localhost:{api_port}");
-    let frontend = format!("http://localhost:{frontend_port}");
-    let server = spawn_binary(&[
-        ("BIND", &format!("127.0.0.1:{api_port}")),
-        ("PUBLIC_URL", &api),
-        ("FRONTEND_URL", &frontend),
-        ("DBSC", "on"),
-    ]);
-    let password = "browser test password";
-    server.add_user("browser@example.com", password);
-
-    let root = env!("CARGO_MANIFEST_DIR");
-    let output = Command::new("node")
-        .arg(format!("{root}/tests/browser/dbsc-signin.mjs"))
-        .env("CHRONOS_URL", &api)
-        .env("FRONTEND_PORT", frontend_port.to_string())
-        .env("EMAIL", "browser@example.com")
-        .env("PASSWORD", password)
-        .output()
-        .unwrap();
+    let Some(output) = run_web_client("dbsc-signin.mjs", &[("DBSC", "on")]) else {
+        return;
+    };
     script_passed(
         &output,
         &[

@@ -432,20 +432,6 @@ impl Dbsc {
         Ok(deleted)
     }
 
-    /// How many bound sessions this process knows.
-    pub fn len(&self) -> usize {
-        self.bound.read().map_or(0, |b| b.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The bound cookie's lifetime, seconds.
-    pub fn cookie_ttl(&self) -> u64 {
-        self.cookie_ttl
-    }
-
     // --- What the browser is told ---
 
     /// The session instructions (registration's and refresh's answer).
