@@ -15,6 +15,9 @@ use crate::authority::tokens::AccessTokens;
 use crate::config::Provider;
 use crate::config::{ConfigError, ProviderClientSettings, Settings};
 use crate::cookies::CookiePolicy;
+use crate::credentials::Credentials;
+use crate::credentials::passkeys::{PasskeyVerifier, RelyingParty};
+use crate::credentials::totp::SecondFactor;
 use crate::metrics::{self as prometheus, Ended, Metrics};
 use crate::proxy::Proxy;
 use crate::routes::Routes;
@@ -41,8 +44,10 @@ use crate::store::database::{Database, OpenError};
 use crate::store::dbsc::DbscBindings;
 use crate::store::flows::{DatabaseFlows, FlowStore};
 use crate::store::memory::MemoryRateLimitStore;
+use crate::store::passkeys::Passkeys;
 use crate::store::redis::{AnnouncedRevocations, Redis, RedisRateLimitStore, RevocationFeed};
 use crate::store::revocations::{DatabaseRevocations, RevocationStore};
+use crate::store::second_factors::SecondFactors;
 use crate::supabase::Supabase;
 use crate::vault::Vault;
 use crate::vault::risc::Risc;
@@ -203,6 +208,8 @@ pub struct Identity {
     pub passwords: PasswordAccounts,
     /// Connected provider accounts (the operator's `chronos account`).
     pub connected: ConnectedAccounts,
+    /// TOTP factors and recovery codes (the operator's `chronos user mfa-reset`).
+    pub second_factors: SecondFactors,
 }
 
 impl Identity {
@@ -244,6 +251,7 @@ impl Identity {
             authority,
             accounts: Accounts::new(stores.database.clone()),
             connected: ConnectedAccounts::new(stores.database.clone()),
+            second_factors: SecondFactors::new(stores.database.clone()),
             passwords: PasswordAccounts::new(
                 Accounts::new(stores.database.clone()),
                 Passwords::new(),
@@ -271,6 +279,42 @@ fn provider_sealer(settings: &Settings) -> Result<Sealer, StartupError> {
         Sealer::load_or_generate(&settings.server.data_dir, "provider_token_key")
             .map_err(|e| data_dir_error(settings, "the provider-token key", e))?,
     )
+}
+
+/// The embedded accounts' passkeys and second factors. The passkeys' RP
+/// id and origin come from PUBLIC_URL (`WEBAUTHN_RP_ID` to override).
+fn credentials(
+    settings: &Settings,
+    stores: &Stores,
+    public_url: &str,
+    sealer: &Sealer,
+) -> Result<Credentials, StartupError> {
+    let accounts = Accounts::new(stores.database.clone());
+    let rp = RelyingParty::from_settings(public_url, settings.identity.webauthn_rp_id.as_deref())
+        .map_err(|e| ConfigError::new("WEBAUTHN_RP_ID", e))?;
+    let passkeys = match rp {
+        Some(rp) => Some(
+            PasskeyVerifier::new(
+                &rp,
+                Passkeys::new(stores.database.clone()),
+                accounts.clone(),
+            )
+            .map_err(|e| ConfigError::new("WEBAUTHN_RP_ID", e))?,
+        ),
+        None => {
+            tracing::info!(
+                public_url,
+                "passkeys are off: PUBLIC_URL's host is an IP address (WebAuthn needs a domain name)"
+            );
+            None
+        }
+    };
+    Ok(Credentials {
+        passkeys,
+        totp: SecondFactor::new(SecondFactors::new(stores.database.clone()), sealer.clone()),
+        accounts,
+        mfa_required: settings.identity.mfa_required,
+    })
 }
 
 /// The CSRF key: CSRF_SECRET_KEY, or the one generated into DATA_DIR.
@@ -377,6 +421,8 @@ impl Application {
                 .map_err(|e| ConfigError::new(var, e.to_string()))
         })
         .transpose()?;
+        // The embedded provider's passkeys and second factors.
+        let mut embedded_credentials = None;
         let (authority, sign_in): (Arc<dyn SessionAuthority>, Arc<dyn SignInMethod>) =
             match (&settings.identity.provider, &provider_client) {
                 (Provider::Embedded, _) | (Provider::Oidc(_), None) => (
@@ -391,6 +437,14 @@ impl Application {
                             csrf: csrf.clone(),
                             cookies: cookies.clone(),
                             redirects: redirects.clone(),
+                            credentials: embedded_credentials
+                                .insert(Arc::new(credentials(
+                                    &settings,
+                                    &stores,
+                                    &public_url,
+                                    &sealer,
+                                )?))
+                                .clone(),
                         },
                     )),
                 ),
@@ -522,6 +576,7 @@ impl Application {
             vault,
             risc,
             provider_client,
+            credentials: embedded_credentials,
             settings,
         });
         Ok(Self {

@@ -141,6 +141,19 @@ pub async fn user_logout(settings: &Settings, email: &str) -> Result<(), CliErro
     Ok(())
 }
 
+/// `chronos user mfa-reset`: the user's TOTP factor, recovery codes and
+/// failed attempts are gone; passkeys and sessions are left as they are.
+pub async fn user_mfa_reset(settings: &Settings, email: &str) -> Result<(), CliError> {
+    let identity = open(settings).await?;
+    let user = find_user(&identity, email).await?;
+    if identity.second_factors.remove(&user.id).await? {
+        println!("two-step sign-in is off for {}", user.email);
+    } else {
+        println!("{} had no two-step sign-in; nothing changed", user.email);
+    }
+    Ok(())
+}
+
 /// `chronos migrate`: brings the database up to date (for deployments that
 /// run with `DATABASE_MIGRATE=off`).
 pub async fn migrate(settings: &Settings) -> Result<(), CliError> {
@@ -234,7 +247,8 @@ pub async fn migrate_data(settings: &Settings, from: &str, to: &str) -> Result<(
     println!(
         "moved {} users ({} with a password, {} linked identities), {} sessions, \
          {} live revocations, {} pending provider calls, {} provider sessions, \
-         {} Supabase sessions, {} device-bound sessions, {} one-time values",
+         {} Supabase sessions, {} device-bound sessions, {} passkeys, {} TOTP factors, \
+         {} recovery codes, {} one-time values",
         moved.users,
         moved.passwords,
         moved.identities,
@@ -244,6 +258,9 @@ pub async fn migrate_data(settings: &Settings, from: &str, to: &str) -> Result<(
         moved.provider_sessions,
         moved.supabase_sessions,
         moved.device_bindings,
+        moved.passkeys,
+        moved.second_factors,
+        moved.recovery_codes,
         moved.one_time_values
     );
     if moved.legacy_sessions > 0 {

@@ -30,6 +30,8 @@ pub mod error;
 /// 7. The session authority: sessions, access and refresh tokens, revocation.
 pub mod authority;
 
+/// Passkeys and TOTP: the embedded accounts' credentials beyond a password.
+pub mod credentials;
 /// 8. Sign-in methods in front of the authority: the password page, OpenID
 /// Connect, and the identity providers' HTTP client.
 pub mod signin;

@@ -71,6 +71,10 @@ enum UserCommand {
     /// End every session of a user at once (incident response); a running
     /// server refuses their tokens within a second.
     Logout { email: String },
+    /// Turn off a user's two-step sign-in (TOTP and recovery codes), for
+    /// someone who lost their authenticator; with MFA_REQUIRED they enrol
+    /// again at their next sign-in.
+    MfaReset { email: String },
 }
 
 #[derive(Subcommand)]
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
                 UserCommand::List => cli::user_list(&settings).await,
                 UserCommand::Remove { email } => cli::user_remove(&settings, &email).await,
                 UserCommand::Logout { email } => cli::user_logout(&settings, &email).await,
+                UserCommand::MfaReset { email } => cli::user_mfa_reset(&settings, &email).await,
             }
         }),
         Command::Migrate => admin(|settings| async move { cli::migrate(&settings).await }),

@@ -19,6 +19,16 @@ pub const VARS: &[VarDoc] = &[
         help: "whether the embedded sign-in page offers sign-up",
     },
     VarDoc {
+        name: "WEBAUTHN_RP_ID",
+        default: "(empty: PUBLIC_URL's host)",
+        help: "the passkeys' relying party id: PUBLIC_URL's host or a domain it is under (passkeys are off when PUBLIC_URL's host is an IP address and this is unset)",
+    },
+    VarDoc {
+        name: "MFA_REQUIRED",
+        default: "false",
+        help: "embedded accounts must enrol a TOTP second factor at their next password sign-in (a passkey sign-in needs none)",
+    },
+    VarDoc {
         name: "OIDC_ISSUER",
         default: "(empty; required for oidc)",
         help: "the provider's issuer URL; its discovery document must name exactly this issuer",
@@ -150,6 +160,9 @@ pub enum Provider {
 pub struct IdentitySettings {
     pub provider: Provider,
     pub signup_enabled: bool,
+    /// `WEBAUTHN_RP_ID`; checked against PUBLIC_URL at start-up.
+    pub webauthn_rp_id: Option<String>,
+    pub mfa_required: bool,
 }
 
 pub fn parse(env: &Env, production: bool) -> Result<IdentitySettings, ConfigError> {
@@ -182,9 +195,16 @@ pub fn parse(env: &Env, production: bool) -> Result<IdentitySettings, ConfigErro
             ));
         }
     };
+    let webauthn_rp_id = env
+        .get("WEBAUTHN_RP_ID")
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty());
+    let mfa_required = parse::bool_or("MFA_REQUIRED", env.get("MFA_REQUIRED"), false)?;
     Ok(IdentitySettings {
         provider,
         signup_enabled,
+        webauthn_rp_id,
+        mfa_required,
     })
 }
 

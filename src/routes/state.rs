@@ -45,6 +45,9 @@ pub struct AppState {
     pub provider_client: Option<Arc<OidcClient>>,
     /// The app's APIs behind this server (`PROXY_ROUTES`), when any.
     pub proxy: Option<Arc<crate::proxy::Proxy>>,
+    /// Passkeys and second factors of embedded accounts (the account page);
+    /// `None` with an external identity provider.
+    pub credentials: Option<Arc<crate::credentials::Credentials>>,
 }
 
 /// Where the process is in its life; only `Serving` is ready for traffic.

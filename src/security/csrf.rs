@@ -54,6 +54,9 @@ pub enum Purpose {
     Api,
     /// The embedded sign-in form's hidden token (single-use).
     Form,
+    /// The sign-in's second step, after a right password (single-use;
+    /// bound to the flow and the account).
+    SecondStep,
 }
 
 impl Purpose {
@@ -61,6 +64,7 @@ impl Purpose {
         match self {
             Purpose::Api => b"api",
             Purpose::Form => b"form",
+            Purpose::SecondStep => b"second-step",
         }
     }
 }

@@ -16,9 +16,25 @@ use crate::unix_now;
 pub const CSRF_HEADER: &str = "x-csrf-token";
 static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
-/// Form posts of the password sign-in page: they come from PUBLIC_URL's
-/// origin and carry their own hidden token instead of the API's CSRF header.
-pub const SIGNIN_FORM_PATHS: &[&str] = &["/auth/signin", "/auth/signup"];
+/// Posts of the password sign-in page (its forms, its passkey script):
+/// they come from PUBLIC_URL's origin and carry their own single-use token
+/// or WebAuthn challenge instead of the API's CSRF header.
+pub const SIGNIN_FORM_PATHS: &[&str] = &[
+    "/auth/signin",
+    "/auth/signup",
+    crate::signin::password::SECOND_STEP_PATH,
+    crate::signin::password::ENROL_PATH,
+    crate::signin::password::PASSKEY_OPTIONS_PATH,
+    crate::signin::password::PASSKEY_PATH,
+    crate::signin::password::PASSKEY_SIGNUP_OPTIONS_PATH,
+    crate::signin::password::PASSKEY_SIGNUP_PATH,
+];
+
+/// The account page's API (passkeys, TOTP): called by the account page on
+/// PUBLIC_URL's origin, or by the app.
+fn is_account_api(path: &str) -> bool {
+    path.starts_with("/auth/passkeys") || path.starts_with("/auth/totp")
+}
 
 /// Where an OpenID provider posts back-channel logout tokens.
 pub const BACKCHANNEL_LOGOUT: &str = "/auth/backchannel-logout";
@@ -69,7 +85,7 @@ async fn csrf_ok(security: &Security, headers: &HeaderMap) -> bool {
 fn origin_allowed(security: &Security, origin: &HeaderValue, path: &str) -> bool {
     if SIGNIN_FORM_PATHS.contains(&path) {
         security.public_origin.as_bytes() == origin.as_bytes()
-    } else if path == dbsc::REGISTER_PATH || path == dbsc::REFRESH_PATH {
+    } else if path == dbsc::REGISTER_PATH || path == dbsc::REFRESH_PATH || is_account_api(path) {
         // The browser calls them from the page's origin: ours, or the app's.
         security.public_origin.as_bytes() == origin.as_bytes() || security.cors.allows(origin)
     } else {

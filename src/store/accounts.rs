@@ -4,6 +4,7 @@
 
 use super::database::Database;
 pub use super::ids::UserId;
+use super::passkeys::StoredPasskey;
 use super::sql::{Exec, FromRow, Row, RowExt, StoreError, Work, args};
 use crate::unix_now;
 
@@ -157,10 +158,12 @@ impl NewAccount {
     }
 }
 
-/// Creates an account, with a password hash when it signs in with one.
+/// Creates an account, with a password hash when it signs in with one,
+/// or its first passkey when it signs in with that.
 struct Create {
     account: NewAccount,
     password_hash: Option<String>,
+    passkey: Option<StoredPasskey>,
 }
 
 impl Work for Create {
@@ -175,6 +178,12 @@ impl Work for Create {
             const PASSWORD: &str =
                 "INSERT INTO password_credentials (user_id, password_hash) VALUES ($1, $2)";
             tx.execute(PASSWORD, args![&self.account.id, hash]).await?;
+        }
+        if let Some(passkey) = &self.passkey
+            && !passkey.insert(tx).await?
+        {
+            // The credential is another account's: nothing is created.
+            return Err(StoreError::Statement("passkey already registered".into()));
         }
         Ok(Some(self.account.user()))
     }
@@ -291,8 +300,36 @@ impl Accounts {
         let work = Create {
             account,
             password_hash,
+            passkey: None,
         };
         self.db.transaction(work).await?.ok_or(AccountError::Exists)
+    }
+
+    /// Creates an account `id` (the user handle its passkey was made for)
+    /// that signs in with `passkey` only, in one transaction.
+    pub async fn create_with_passkey(
+        &self,
+        id: UserId,
+        email: &str,
+        name: Option<&str>,
+        passkey: StoredPasskey,
+    ) -> Result<User, AccountError> {
+        let account = NewAccount {
+            id,
+            ..NewAccount::check(email, name)?
+        };
+        let work = Create {
+            account,
+            password_hash: None,
+            passkey: Some(passkey),
+        };
+        self.db.transaction(work).await?.ok_or(AccountError::Exists)
+    }
+
+    /// The account `id` names.
+    pub async fn by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        const BY_ID: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
+        self.db.read_optional(BY_ID, args![id]).await
     }
 
     pub async fn find_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {

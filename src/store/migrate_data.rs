@@ -46,6 +46,10 @@ pub struct Moved {
     pub supabase_sessions_tokens: u64,
     /// Sessions bound to a device key (DBSC).
     pub device_bindings: u64,
+    /// Passkeys, TOTP factors and unused recovery codes.
+    pub passkeys: u64,
+    pub second_factors: u64,
+    pub recovery_codes: u64,
     pub one_time_values: u64,
 }
 
@@ -239,6 +243,34 @@ pub async fn move_to_postgres(
         &[],
         "INSERT INTO dbsc_bindings (session_id, algorithm, thumbprint, public_jwk, bound_at, refreshed_at)
          VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .await?;
+    moved.passkeys = copy::<(String, String, String, String, i64, Option<i64>)>(
+        from,
+        to,
+        "SELECT credential_id, user_id, name, credential, created_at, last_used_at
+         FROM passkeys ORDER BY rowid LIMIT $1 OFFSET $2",
+        &[],
+        "INSERT INTO passkeys (credential_id, user_id, name, credential, created_at, last_used_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .await?;
+    moved.second_factors = copy::<(String, String, Option<i64>, i64, i64)>(
+        from,
+        to,
+        "SELECT user_id, secret, confirmed_at, last_step, created_at
+         FROM totp_factors ORDER BY rowid LIMIT $1 OFFSET $2",
+        &[],
+        "INSERT INTO totp_factors (user_id, secret, confirmed_at, last_step, created_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .await?;
+    moved.recovery_codes = copy::<(String, String, i64)>(
+        from,
+        to,
+        "SELECT code_hash, user_id, created_at FROM recovery_codes ORDER BY rowid LIMIT $1 OFFSET $2",
+        &[],
+        "INSERT INTO recovery_codes (code_hash, user_id, created_at) VALUES ($1, $2, $3)",
     )
     .await?;
     // One-time values still in force: (their value, when they expire).

@@ -29,6 +29,8 @@ pub mod nonces;
 pub mod open;
 /// Calls to providers kept until they succeed (revocations, remote logouts).
 pub mod outbox;
+/// Passkeys and the WebAuthn ceremonies under way.
+pub mod passkeys;
 /// PostgreSQL: pool, migrations, start-up wait.
 pub mod postgres;
 /// What an OpenID provider told us about our sessions.
@@ -37,6 +39,8 @@ pub mod provider_sessions;
 pub mod redis;
 /// Revoked sessions: in memory for the hot path, followed in the database.
 pub mod revocations;
+/// TOTP factors, recovery codes, failed attempts.
+pub mod second_factors;
 /// Our own sessions and their refresh families.
 pub mod sessions;
 /// Statements written once for both engines; transactions as `Work`.

@@ -26,6 +26,8 @@ pub fn escape(text: &str) -> String {
 pub struct Page {
     pub nonce: String,
     form_action: Vec<String>,
+    /// The page's script calls our own API (`connect-src 'self'`).
+    connects: bool,
 }
 
 const STYLE: &str = "
@@ -46,6 +48,16 @@ button:hover{background:#2f5bd0}
 details{margin-top:28px;border-top:1px solid #e6e8ee;padding-top:16px}
 summary{cursor:pointer;color:#3b6ef5;font-weight:600}
 a{color:#3b6ef5}
+button.secondary{background:#fff;color:#3b6ef5;border:1px solid #3b6ef5}
+button.secondary:hover{background:#eef2fe}
+.or{text-align:center;color:#5b6475;margin:20px 0 0;font-size:14px}
+.qr{display:block;margin:16px auto;width:200px;height:200px}
+code.secret{display:block;word-break:break-all;background:#f4f5f7;padding:8px;border-radius:6px}
+ul.codes{columns:2;font-family:ui-monospace,monospace;padding-left:20px}
+table{width:100%;border-collapse:collapse;font-size:14px}
+td,th{text-align:left;padding:6px 4px;border-bottom:1px solid #e6e8ee}
+td button{width:auto;margin:0;padding:4px 8px;font-size:13px}
+main.wide{max-width:560px}
 ";
 
 impl Page {
@@ -54,7 +66,14 @@ impl Page {
         Self {
             nonce: random_token(16),
             form_action,
+            connects: false,
         }
+    }
+
+    /// Lets the page's script call this server (passkeys, the account page).
+    pub fn calling_home(mut self) -> Self {
+        self.connects = true;
+        self
     }
 
     fn csp(&self) -> String {
@@ -63,9 +82,14 @@ impl Page {
             form_action.push(' ');
             form_action.push_str(origin);
         }
+        let connect = if self.connects {
+            "; connect-src 'self'"
+        } else {
+            ""
+        };
         format!(
             "default-src 'none'; style-src 'nonce-{n}'; script-src 'nonce-{n}'; img-src 'self' data:; \
-             form-action {form_action}; frame-ancestors 'none'; base-uri 'none'",
+             form-action {form_action}; frame-ancestors 'none'; base-uri 'none'{connect}",
             n = self.nonce
         )
     }

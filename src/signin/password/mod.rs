@@ -6,6 +6,12 @@
 
 pub mod hashing;
 mod page;
+mod passkey;
+mod second_step;
+pub use page::{
+    ENROL_PATH, PASSKEY_OPTIONS_PATH, PASSKEY_PATH, PASSKEY_SIGNUP_OPTIONS_PATH,
+    PASSKEY_SIGNUP_PATH, SECOND_STEP_PATH,
+};
 
 use std::sync::Arc;
 
@@ -61,6 +67,8 @@ pub struct PageConfig {
     pub csrf: CsrfTokens,
     pub cookies: CookiePolicy,
     pub redirects: RedirectPolicy,
+    /// Passkeys and second factors.
+    pub credentials: Arc<crate::credentials::Credentials>,
 }
 
 /// Accounts that sign in with a password: registering them and checking
@@ -265,6 +273,7 @@ impl SignInMethod for PasswordSignIn {
         let now = unix_now() as i64;
         self.codes.purge(now - 3600).await?;
         self.nonces.purge(OneTime::FormToken, now).await?;
+        self.page.credentials.prune().await?;
         Ok(())
     }
 }

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
-use super::{CheckError, PasswordSignIn, RegisterError};
+use super::{CheckError, PasswordSignIn, RegisterError, passkey, second_step};
 use crate::config::public_path;
 use crate::cookies::CookieKind;
 use crate::error::ApiError;
@@ -33,13 +33,30 @@ pub fn router(method: Arc<PasswordSignIn>) -> Router {
     Router::new()
         .route("/auth/signin", get(page).post(sign_in))
         .route("/auth/signup", post(sign_up))
+        .route(SECOND_STEP_PATH, post(second_step::answer))
+        .route(ENROL_PATH, post(second_step::enrol))
+        .route(PASSKEY_OPTIONS_PATH, post(passkey::sign_in_options))
+        .route(PASSKEY_PATH, post(passkey::sign_in))
+        .route(PASSKEY_SIGNUP_OPTIONS_PATH, post(passkey::sign_up_options))
+        .route(PASSKEY_SIGNUP_PATH, post(passkey::sign_up))
         .with_state(method)
 }
 
+/// The second step after a right password: a TOTP or recovery code.
+pub const SECOND_STEP_PATH: &str = "/auth/signin/second-factor";
+/// Enrolling a second factor when `MFA_REQUIRED` asks for one.
+pub const ENROL_PATH: &str = "/auth/signin/enrol";
+/// Signing in with a passkey: options, then the answer.
+pub const PASSKEY_OPTIONS_PATH: &str = "/auth/signin/passkey/options";
+pub const PASSKEY_PATH: &str = "/auth/signin/passkey";
+/// Creating an account with a passkey only.
+pub const PASSKEY_SIGNUP_OPTIONS_PATH: &str = "/auth/signup/passkey/options";
+pub const PASSKEY_SIGNUP_PATH: &str = "/auth/signup/passkey";
+
 /// What the page must carry from the authorize request to the form post.
-struct FlowParams {
-    redirect_uri: String,
-    code_challenge: String,
+pub(super) struct FlowParams {
+    pub(super) redirect_uri: String,
+    pub(super) code_challenge: String,
 }
 
 fn is_challenge(value: &str) -> bool {
@@ -55,10 +72,22 @@ impl FlowParams {
         Binding::Flow(self.code_challenge.clone())
     }
 
-    fn from_pairs(state: &PasswordSignIn, pairs: &[(String, String)]) -> Option<Self> {
-        let redirect_uri = query_param(pairs, "redirect_uri")?;
-        let code_challenge = query_param(pairs, "code_challenge")?;
-        let method = query_param(pairs, "code_challenge_method")?;
+    pub(super) fn from_pairs(state: &PasswordSignIn, pairs: &[(String, String)]) -> Option<Self> {
+        Self::checked(
+            state,
+            query_param(pairs, "redirect_uri")?,
+            query_param(pairs, "code_challenge")?,
+            &query_param(pairs, "code_challenge_method")?,
+        )
+    }
+
+    /// The flow when its redirect target is allowed and its challenge is S256.
+    pub(super) fn checked(
+        state: &PasswordSignIn,
+        redirect_uri: String,
+        code_challenge: String,
+        method: &str,
+    ) -> Option<Self> {
         (method == "S256"
             && is_challenge(&code_challenge)
             && state.page.redirects.allows(&redirect_uri))
@@ -67,10 +96,21 @@ impl FlowParams {
             code_challenge,
         })
     }
+
+    /// The hidden fields that carry the flow through a form.
+    pub(super) fn hidden_fields(&self) -> String {
+        format!(
+            "<input type=\"hidden\" name=\"redirect_uri\" value=\"{}\">\
+             <input type=\"hidden\" name=\"code_challenge\" value=\"{}\">\
+             <input type=\"hidden\" name=\"code_challenge_method\" value=\"S256\">",
+            escape(&self.redirect_uri),
+            escape(&self.code_challenge),
+        )
+    }
 }
 
 /// Form bodies: `application/x-www-form-urlencoded`, strictly UTF-8.
-fn parse_form(body: &[u8]) -> Option<Vec<(String, String)>> {
+pub(super) fn parse_form(body: &[u8]) -> Option<Vec<(String, String)>> {
     let mut pairs = Vec::new();
     for part in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
         let mut kv = part.splitn(2, |b| *b == b'=');
@@ -89,7 +129,7 @@ fn parse_form(body: &[u8]) -> Option<Vec<(String, String)>> {
     Some(pairs)
 }
 
-fn error_page(status: StatusCode, message: &str) -> Response {
+pub(super) fn error_page(status: StatusCode, message: &str) -> Response {
     let body = format!(
         "<h1>Cannot sign in</h1><p class=\"error\">{}</p><p>Go back to the app and start signing in again.</p>",
         escape(message)
@@ -98,7 +138,7 @@ fn error_page(status: StatusCode, message: &str) -> Response {
 }
 
 /// Renders the form with a fresh anti-CSRF token (cookie + hidden field).
-fn form_page(
+pub(super) fn form_page(
     state: &PasswordSignIn,
     flow: &FlowParams,
     status: StatusCode,
@@ -110,12 +150,8 @@ fn form_page(
         .csrf
         .issue(Purpose::Form, &flow.binding(), unix_now());
     let hidden = format!(
-        "<input type=\"hidden\" name=\"redirect_uri\" value=\"{}\">\
-         <input type=\"hidden\" name=\"code_challenge\" value=\"{}\">\
-         <input type=\"hidden\" name=\"code_challenge_method\" value=\"S256\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-        escape(&flow.redirect_uri),
-        escape(&flow.code_challenge),
+        "{}<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        flow.hidden_fields(),
         escape(&token),
     );
     let error = error
@@ -123,6 +159,12 @@ fn form_page(
         .unwrap_or_default();
     // Under PUBLIC_URL's path: a proxy in front may serve the page there.
     let base = escape(&public_path(&state.page.public_url));
+    let passkeys = state.page.credentials.passkeys.is_some();
+    let signup_passkey = if passkeys {
+        "<p class=\"or\">or</p><button type=\"button\" class=\"secondary\" id=\"signup-passkey\" hidden>Create an account with a passkey</button>"
+    } else {
+        ""
+    };
     let signup = if state.page.signup_enabled {
         format!(
             "<details><summary>Create an account</summary>\
@@ -133,22 +175,39 @@ fn form_page(
              <input id=\"signup-email\" name=\"email\" type=\"email\" autocomplete=\"email\" required>\
              <label for=\"signup-password\">Password (at least 8 characters)</label>\
              <input id=\"signup-password\" name=\"password\" type=\"password\" autocomplete=\"new-password\" minlength=\"8\" required>\
-             <button type=\"submit\">Create account</button></form></details>"
+             <button type=\"submit\">Create account</button></form>{signup_passkey}</details>"
         )
     } else {
         String::new()
     };
+    let page = Page::new(state.page.redirects.origins()).calling_home();
+    // The email field offers passkeys in the browser's autofill
+    // (conditional mediation) when there are passkeys.
+    let (autocomplete, passkey_button, script) = if passkeys {
+        (
+            "username webauthn",
+            "<p class=\"or\">or</p><button type=\"button\" class=\"secondary\" id=\"passkey\" hidden>Sign in with a passkey</button>",
+            format!(
+                "<script nonce=\"{}\">const BASE = \"{base}\";\n{}</script>",
+                page.nonce,
+                passkey::SCRIPT
+            ),
+        )
+    } else {
+        ("username", "", String::new())
+    };
     let body = format!(
         "<h1>Sign in to Chronos</h1><p class=\"lead\">Use your Chronos account.</p>{error}\
+         <p class=\"error\" role=\"alert\" id=\"passkey-error\" hidden></p>\
          <form method=\"post\" action=\"{base}/auth/signin\" id=\"signin\">{hidden}\
          <label for=\"email\">Email</label>\
-         <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" value=\"{email}\" required autofocus>\
+         <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"{autocomplete}\" value=\"{email}\" required autofocus>\
          <label for=\"password\">Password</label>\
          <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-         <button type=\"submit\">Sign in</button></form>{signup}",
+         <button type=\"submit\">Sign in</button></form>{passkey_button}{signup}{script}",
         email = escape(email),
     );
-    let mut response = Page::new(state.page.redirects.origins()).render(status, "Sign in", &body);
+    let mut response = page.render(status, "Sign in", &body);
     response.headers_mut().append(
         header::SET_COOKIE,
         state.page.cookies.set(CookieKind::SigninForm, &token),
@@ -224,19 +283,32 @@ async fn check_submission(
     Ok(Submission { fields, flow })
 }
 
-/// 303 to the redirect target with the code.
-async fn issue_code(state: &PasswordSignIn, user_id: &UserId, flow: &FlowParams) -> Response {
-    let code = match state
+/// The redirect target with a fresh one-time code for `user_id`.
+pub(super) async fn code_url(
+    state: &PasswordSignIn,
+    user_id: &UserId,
+    flow: &FlowParams,
+) -> Result<url::Url, ApiError> {
+    let code = state
         .issue_code(user_id, &flow.code_challenge, &flow.redirect_uri)
         .await
-    {
-        Ok(code) => code,
-        Err(e) => return ApiError::internal(e).into_response(),
-    };
-    let Ok(mut target) = url::Url::parse(&flow.redirect_uri) else {
-        return error_page(StatusCode::BAD_REQUEST, "The redirect target is invalid.");
-    };
+        .map_err(ApiError::internal)?;
+    let mut target = url::Url::parse(&flow.redirect_uri)
+        .map_err(|_| ApiError::BadRequest("The redirect target is invalid"))?;
     target.query_pairs_mut().append_pair("code", &code);
+    Ok(target)
+}
+
+/// 303 to the redirect target with the code.
+pub(super) async fn issue_code(
+    state: &PasswordSignIn,
+    user_id: &UserId,
+    flow: &FlowParams,
+) -> Response {
+    let target = match code_url(state, user_id, flow).await {
+        Ok(target) => target,
+        Err(e) => return e.into_response(),
+    };
     let mut response = StatusCode::SEE_OTHER.into_response();
     let headers = response.headers_mut();
     if let Ok(location) = HeaderValue::from_str(target.as_str()) {
@@ -279,7 +351,7 @@ async fn authenticate(
     password: &str,
 ) -> Response {
     match state.accounts().authenticate(email, password).await {
-        Ok(Some(user)) => issue_code(state, &user.id, flow).await,
+        Ok(Some(user)) => second_step::after_password(state, flow, &user).await,
         Ok(None) => form_page(
             state,
             flow,
@@ -324,7 +396,7 @@ async fn sign_up(State(state): PageState, headers: HeaderMap, body: Bytes) -> Re
         .register(&email, &password, name.as_deref())
         .await
     {
-        Ok(user) => issue_code(&state, &user.id, &flow).await,
+        Ok(user) => second_step::after_password(&state, &flow, &user).await,
         // Someone signing up again with their own password is signed in;
         // anyone else gets the same answer as a failed sign-in.
         Err(RegisterError::Account(AccountError::Exists)) => {
