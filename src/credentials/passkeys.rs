@@ -19,7 +19,7 @@ use serde_json::Value;
 use url::Url;
 use webauthn_rs::prelude::{
     DiscoverableAuthentication, Passkey, PasskeyRegistration, PublicKeyCredential,
-    RegisterPublicKeyCredential, RequestChallengeResponse, Uuid,
+    RegisterPublicKeyCredential, RequestChallengeResponse, Uuid, WebauthnError,
 };
 use webauthn_rs::{Webauthn, WebauthnBuilder};
 
@@ -238,7 +238,7 @@ impl PasskeyVerifier {
             .finish_passkey_registration(&credential, state)
             .map_err(|e| {
                 tracing::info!(error = %e, "passkey registration refused");
-                ApiError::Refused(NOT_ACCEPTED)
+                refusal(&e)
             })
     }
 
@@ -419,7 +419,7 @@ impl PasskeyVerifier {
             .finish_discoverable_authentication_v2(&answer, state, &passkey)
             .map_err(|e| {
                 tracing::info!(error = %e, "passkey sign-in refused");
-                ApiError::Refused(NOT_ACCEPTED)
+                refusal(&e)
             })?;
         passkey.update_credential(&result);
         let now_credential = serde_json::to_string(&passkey).map_err(internal)?;
@@ -475,6 +475,20 @@ impl PasskeyVerifier {
         self.store.purge(unix_now() as i64).await?;
         Ok(())
     }
+}
+
+/// Why the verifier refused an answer, in words a person can act on.
+fn refusal(e: &WebauthnError) -> ApiError {
+    ApiError::Refused(match e {
+        WebauthnError::InvalidRPOrigin => "The passkey answer was made for another site",
+        WebauthnError::CredentialPossibleCompromise => {
+            "The passkey's sign counter went back: it may be a copy"
+        }
+        WebauthnError::UserNotVerified => {
+            "The passkey did not verify the person (PIN or biometrics)"
+        }
+        _ => NOT_ACCEPTED,
+    })
 }
 
 fn entry(stored: &StoredPasskey, passkey: &Passkey) -> PasskeyEntry {

@@ -8,6 +8,7 @@
 //! everything else included), and a test keeps the two answers identical.
 //! Paths under a `PROXY_ROUTES` prefix go to [`crate::proxy`] first.
 
+mod account;
 mod accounts;
 mod csrf;
 mod dbsc;
@@ -174,6 +175,24 @@ fn router(state: Arc<AppState>) -> Router {
             "/auth/google/accounts/{id}",
             delete(accounts::remove_google),
         )
+        .route("/auth/account", get(account::page))
+        .route(
+            "/auth/passkeys",
+            get(account::list_passkeys).post(account::add_passkey),
+        )
+        .route("/auth/passkeys/options", post(account::passkey_options))
+        .route(
+            "/auth/passkeys/{id}",
+            axum::routing::patch(account::rename_passkey).delete(account::remove_passkey),
+        )
+        .route("/auth/totp", get(account::totp_status))
+        .route("/auth/totp/enrol", post(account::totp_enrol))
+        .route("/auth/totp/confirm", post(account::totp_confirm))
+        .route(
+            "/auth/totp/recovery-codes",
+            post(account::totp_recovery_codes),
+        )
+        .route("/auth/totp/disable", post(account::totp_disable))
         .route("/oauth/token", post(oauth::token))
         .route("/auth/risc", post(risc::receive))
         .route(crate::security::dbsc::REGISTER_PATH, post(dbsc::register))
