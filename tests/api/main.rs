@@ -29,6 +29,7 @@ mod refresh;
 mod replicas;
 mod revocation;
 mod routing;
+mod second_factor;
 mod security;
 mod shutdown;
 mod signin;
