@@ -438,7 +438,7 @@ pub fn route_index(path: &str) -> usize {
 
 /// Every route the server can serve (the sign-in method's pages included),
 /// as templates; a test checks each against the OpenAPI document.
-pub const ROUTES: [&str; 26] = [
+pub const ROUTES: [&str; 41] = [
     "/auth/logout",
     "/auth/csrf",
     "/auth/session",
@@ -465,6 +465,21 @@ pub const ROUTES: [&str; 26] = [
     "/auth/sessions/{id}",
     "/auth/accounts/{id}",
     "/auth/google/accounts/{id}",
+    "/auth/account",
+    "/auth/passkeys",
+    "/auth/passkeys/options",
+    "/auth/passkeys/{id}",
+    "/auth/totp",
+    "/auth/totp/enrol",
+    "/auth/totp/confirm",
+    "/auth/totp/recovery-codes",
+    "/auth/totp/disable",
+    "/auth/signin/second-factor",
+    "/auth/signin/enrol",
+    "/auth/signin/passkey/options",
+    "/auth/signin/passkey",
+    "/auth/signup/passkey/options",
+    "/auth/signup/passkey",
 ];
 
 #[cfg(test)]

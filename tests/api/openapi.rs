@@ -461,6 +461,180 @@ async fn every_answer_of_a_real_run_matches_the_document() {
     let ended = dbsc_refresh(&mut device, "/auth/dbsc/refresh", &session_id, None).await;
     assert_eq!(c.check("POST", "/auth/dbsc/refresh", ended).await, 200);
 
+    // The account page and passkeys, on a server whose PUBLIC_URL is a
+    // domain name (passkeys need one). What a browser's authenticator
+    // answers is the browser test's; here, every operation's answers.
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let public = format!("http://localhost:{port}");
+    let named = spawn_app_with(&[
+        ("BIND", bind.as_str()),
+        ("PUBLIC_URL", public.as_str()),
+        ("RATE_LIMIT_AUTH", "1000/minute"),
+    ])
+    .await;
+    create_user(&named, EMAIL).await;
+    let stranger = named
+        .client()
+        .get(named.url("/auth/account"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(c.check("GET", "/auth/account", stranger).await, 401);
+    let mut person = Browser::at(&public);
+    person.sign_in(EMAIL, PASSWORD).await;
+    let page = person.get("/auth/account").await;
+    assert_eq!(c.check("GET", "/auth/account", page).await, 200);
+    let listed = person.get("/auth/passkeys").await;
+    assert_eq!(c.check("GET", "/auth/passkeys", listed).await, 200);
+    let call = |person: &Browser, method: reqwest::Method, path: &str, body: serde_json::Value| {
+        let mut request = person.request(method, path).json(&body);
+        if let Some(token) = person.cookie("chronos_csrf") {
+            request = request.header("X-CSRF-Token", token);
+        }
+        request.send()
+    };
+    let begun = call(
+        &person,
+        reqwest::Method::POST,
+        "/auth/passkeys/options",
+        serde_json::json!({}),
+    )
+    .await
+    .unwrap();
+    let begun: Value = {
+        let text = begun.text().await.unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    let options = call(
+        &person,
+        reqwest::Method::POST,
+        "/auth/passkeys/options",
+        serde_json::json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        c.check("POST", "/auth/passkeys/options", options).await,
+        200
+    );
+    let malformed = call(
+        &person,
+        reqwest::Method::POST,
+        "/auth/passkeys",
+        serde_json::json!({ "ceremonyId": begun["ceremonyId"], "credential": {}, "name": "Laptop" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.check("POST", "/auth/passkeys", malformed).await, 422);
+    let renamed = call(
+        &person,
+        reqwest::Method::PATCH,
+        "/auth/passkeys/nope",
+        serde_json::json!({ "name": "x" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.check("PATCH", "/auth/passkeys/{id}", renamed).await, 404);
+    let removed = call(
+        &person,
+        reqwest::Method::DELETE,
+        "/auth/passkeys/nope",
+        serde_json::json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.check("DELETE", "/auth/passkeys/{id}", removed).await, 404);
+    let status = person.get("/auth/totp").await;
+    assert_eq!(c.check("GET", "/auth/totp", status).await, 200);
+    let enrol = call(
+        &person,
+        reqwest::Method::POST,
+        "/auth/totp/enrol",
+        serde_json::json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.check("POST", "/auth/totp/enrol", enrol).await, 200);
+    for path in [
+        "/auth/totp/confirm",
+        "/auth/totp/recovery-codes",
+        "/auth/totp/disable",
+    ] {
+        let wrong = call(
+            &person,
+            reqwest::Method::POST,
+            path,
+            serde_json::json!({ "code": "000000" }),
+        )
+        .await
+        .unwrap();
+        assert_eq!(c.check("POST", path, wrong).await, 401, "{path}");
+    }
+    // The sign-in page's passkey calls and second steps, without a flow
+    // or an authenticator: their refusals.
+    let flow = serde_json::json!({
+        "redirect_uri": "http://localhost:5173/auth/web/callback",
+        "code_challenge": "a".repeat(43),
+        "code_challenge_method": "S256",
+    });
+    let signin_options = named
+        .client()
+        .post(named.url("/auth/signin/passkey/options"))
+        .json(&flow)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        c.check("POST", "/auth/signin/passkey/options", signin_options)
+            .await,
+        200
+    );
+    let mut answer = flow.clone();
+    answer["ceremonyId"] = "unknown".into();
+    answer["credential"] = serde_json::json!({});
+    let refused = named
+        .client()
+        .post(named.url("/auth/signin/passkey"))
+        .json(&answer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(c.check("POST", "/auth/signin/passkey", refused).await, 401);
+    let mut signup = flow.clone();
+    signup["email"] = "new@example.com".into();
+    let signup_options = named
+        .client()
+        .post(named.url("/auth/signup/passkey/options"))
+        .json(&signup)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        c.check("POST", "/auth/signup/passkey/options", signup_options)
+            .await,
+        200
+    );
+    let refused = named
+        .client()
+        .post(named.url("/auth/signup/passkey"))
+        .json(&answer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(c.check("POST", "/auth/signup/passkey", refused).await, 401);
+    for path in ["/auth/signin/second-factor", "/auth/signin/enrol"] {
+        let stray = named
+            .client()
+            .post(named.url(path))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("code=123456")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(c.check("POST", path, stray).await, 400, "{path}");
+    }
+
     // Every documented operation was exercised.
     let mut missing = Vec::new();
     for (path, item) in c.doc["paths"].as_object().unwrap() {
