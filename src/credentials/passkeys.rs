@@ -211,7 +211,7 @@ impl PasskeyVerifier {
         display_name: &str,
         exclude: Vec<Vec<u8>>,
     ) -> Result<(Value, PasskeyRegistration), ApiError> {
-        let exclude = (!exclude.is_empty()).then(|| exclude.into_iter().map(Into::into).collect());
+        let exclude = (!exclude.is_empty()).then_some(exclude);
         let (options, state) = self
             .webauthn
             .start_passkey_registration(user_id, email, display_name, exclude)

@@ -52,6 +52,13 @@ pub(super) async fn after_password(
     }
 }
 
+/// What a page of the second step says, and where its form goes.
+struct Step<'a> {
+    title: &'a str,
+    content: &'a str,
+    action: &'a str,
+}
+
 /// A page of the second step: the form with a fresh step token, which is
 /// also the form cookie.
 fn render(
@@ -59,11 +66,14 @@ fn render(
     flow: &FlowParams,
     user_id: &str,
     status: StatusCode,
-    title: &str,
-    content: &str,
-    action: &str,
+    step: Step<'_>,
     error: Option<&str>,
 ) -> Response {
+    let Step {
+        title,
+        content,
+        action,
+    } = step;
     let token = state
         .page
         .csrf
@@ -105,9 +115,11 @@ fn step_page(
         flow,
         user_id,
         status,
-        "Two-step sign-in",
-        "<p class=\"lead\">Enter the 6-digit code from your authenticator app, or one of your recovery codes.</p>",
-        SECOND_STEP_PATH,
+        Step {
+            title: "Two-step sign-in",
+            content: "<p class=\"lead\">Enter the 6-digit code from your authenticator app, or one of your recovery codes.</p>",
+            action: SECOND_STEP_PATH,
+        },
         error,
     )
 }
@@ -133,9 +145,11 @@ fn enrol_page(
         flow,
         user_id,
         status,
-        "Set up two-step sign-in",
-        &content,
-        ENROL_PATH,
+        Step {
+            title: "Set up two-step sign-in",
+            content: &content,
+            action: ENROL_PATH,
+        },
         error,
     )
 }
@@ -207,13 +221,13 @@ async fn check_post(
     })
 }
 
-/// A refused code: the page again, with why (429 once locked).
-fn refused(error: &CodeError) -> Result<(StatusCode, String), Response> {
-    match error {
-        CodeError::Wrong => Ok((StatusCode::UNAUTHORIZED, error.to_string())),
-        CodeError::Locked(_) => Ok((StatusCode::TOO_MANY_REQUESTS, error.to_string())),
-        CodeError::Api(_) => Err(StatusCode::INTERNAL_SERVER_ERROR.into_response()),
-    }
+/// A refused code's status for the page shown again (429 once locked).
+fn refused(error: &CodeError) -> (StatusCode, String) {
+    let status = match error {
+        CodeError::Locked(_) => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::UNAUTHORIZED,
+    };
+    (status, error.to_string())
 }
 
 pub(super) async fn answer(State(state): PageState, headers: HeaderMap, body: Bytes) -> Response {
@@ -230,12 +244,10 @@ pub(super) async fn answer(State(state): PageState, headers: HeaderMap, body: By
     {
         Ok(()) => issue_code(&state, &post.user_id, &post.flow).await,
         Err(CodeError::Api(e)) => e.into_response(),
-        Err(e) => match refused(&e) {
-            Ok((status, message)) => {
-                step_page(&state, &post.flow, &post.user_id, status, Some(&message))
-            }
-            Err(response) => response,
-        },
+        Err(e) => {
+            let (status, message) = refused(&e);
+            step_page(&state, &post.flow, &post.user_id, status, Some(&message))
+        }
     }
 }
 
@@ -249,10 +261,7 @@ pub(super) async fn enrol(State(state): PageState, headers: HeaderMap, body: Byt
         Ok(codes) => recovery_codes_page(&state, &post.flow, &post.user_id, &codes).await,
         Err(CodeError::Api(e)) => e.into_response(),
         Err(e) => {
-            let (status, message) = match refused(&e) {
-                Ok(refusal) => refusal,
-                Err(response) => return response,
-            };
+            let (status, message) = refused(&e);
             let email = match credentials.accounts.by_id(&post.user_id).await {
                 Ok(Some(user)) => user.email,
                 Ok(None) => return error_page(StatusCode::BAD_REQUEST, "This account is gone."),
