@@ -302,7 +302,7 @@ fn credentials(
             .map_err(|e| ConfigError::new("WEBAUTHN_RP_ID", e))?,
         ),
         None => {
-            tracing::info!(
+            tracing::debug!(
                 public_url,
                 "passkeys are off: PUBLIC_URL's host is an IP address (WebAuthn needs a domain name)"
             );

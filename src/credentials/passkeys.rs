@@ -16,6 +16,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use subtle::ConstantTimeEq;
 use url::Url;
 use webauthn_rs::prelude::{
     DiscoverableAuthentication, Passkey, PasskeyRegistration, PublicKeyCredential,
@@ -194,7 +195,8 @@ impl PasskeyVerifier {
         match taken {
             Some(c)
                 if c.expires_at > unix_now() as i64
-                    && binding.is_none_or(|b| crate::security::csrf::same_token(b, &c.binding)) =>
+                    && binding
+                        .is_none_or(|b| bool::from(b.as_bytes().ct_eq(c.binding.as_bytes()))) =>
             {
                 Ok(c)
             }

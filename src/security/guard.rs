@@ -22,13 +22,24 @@ static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 pub const SIGNIN_FORM_PATHS: &[&str] = &[
     "/auth/signin",
     "/auth/signup",
-    crate::signin::password::SECOND_STEP_PATH,
-    crate::signin::password::ENROL_PATH,
-    crate::signin::password::PASSKEY_OPTIONS_PATH,
-    crate::signin::password::PASSKEY_PATH,
-    crate::signin::password::PASSKEY_SIGNUP_OPTIONS_PATH,
-    crate::signin::password::PASSKEY_SIGNUP_PATH,
+    SECOND_STEP_PATH,
+    ENROL_PATH,
+    PASSKEY_OPTIONS_PATH,
+    PASSKEY_PATH,
+    PASSKEY_SIGNUP_OPTIONS_PATH,
+    PASSKEY_SIGNUP_PATH,
 ];
+
+/// The sign-in's second step after a right password: a TOTP or recovery code.
+pub const SECOND_STEP_PATH: &str = "/auth/signin/second-factor";
+/// Enrolling a second factor when `MFA_REQUIRED` asks for one.
+pub const ENROL_PATH: &str = "/auth/signin/enrol";
+/// Signing in with a passkey: options, then the answer.
+pub const PASSKEY_OPTIONS_PATH: &str = "/auth/signin/passkey/options";
+pub const PASSKEY_PATH: &str = "/auth/signin/passkey";
+/// Creating an account with a passkey only.
+pub const PASSKEY_SIGNUP_OPTIONS_PATH: &str = "/auth/signup/passkey/options";
+pub const PASSKEY_SIGNUP_PATH: &str = "/auth/signup/passkey";
 
 /// The account page's API (passkeys, TOTP): called by the account page on
 /// PUBLIC_URL's origin, or by the app.

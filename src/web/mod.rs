@@ -3,5 +3,7 @@
 
 /// The HTML shell of the pages we render, escaping, CSP nonces.
 pub mod html;
+/// JSON bodies, refused with a safe `detail`.
+pub mod json;
 /// Query strings, read leniently.
 pub mod query;

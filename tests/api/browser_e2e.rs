@@ -82,7 +82,8 @@ fn chromium_without_a_device_key_works_unbound_with_dbsc_on() {
 
 /// Passkeys in Chromium with a CDP virtual authenticator: added on the
 /// account page after a password sign-in, renamed, used through the web
-/// client (autofill and button), a passkey-only sign-up; a challenge
+/// client (autofill and button) with no second step though TOTP is on, a
+/// passkey-only sign-up; a challenge
 /// answered twice, an older sign counter, another origin, another
 /// account's key and the removed passkey are refused, each for its reason.
 #[test]
@@ -98,6 +99,7 @@ fn chromium_signs_in_with_a_passkey_and_the_wrong_answers_are_refused() {
             "account page lists: Laptop",
             "renamed: Work laptop",
             "the authenticator holds 1 resident key for localhost",
+            "two-step sign-in on, 10 recovery codes",
             "passkey from the email field's autofill (conditional mediation): signed in as browser@example.com",
             "passkey button: signed in as browser@example.com",
             "passkey-only sign-up: signed in as passkey-only@example.com",
@@ -105,6 +107,7 @@ fn chromium_signs_in_with_a_passkey_and_the_wrong_answers_are_refused() {
             "an answer with an older sign counter: 401 The passkey's sign counter went back",
             "was made for another site",
             "another account's key with this account's handle: 401 The passkey was not accepted",
+            "the password asks for the second step",
             "removed on the account page",
             "the removed passkey: This passkey is not registered here",
         ],

@@ -8,6 +8,7 @@
 // passkey.
 // Run by tests/api/browser_e2e.rs, which starts the server and passes:
 //   CHRONOS_URL, FRONTEND_PORT, EMAIL, PASSWORD (as signin.mjs)
+import crypto from "node:crypto";
 import { callbackStatus, launchChromium, serveWebClient } from "./webclient.mjs";
 
 const api = process.env.CHRONOS_URL;
@@ -48,6 +49,18 @@ const begin = async () => {
   const begun = await call("/auth/signin/passkey/options", flow);
   expect(begun.status === 200, "options: " + JSON.stringify(begun));
   return begun.body;
+};
+// RFC 6238 (SHA-1, 6 digits, 30 s), for the account's second step.
+const totp = (base32, unix) => {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = "";
+  for (const c of base32.replace(/=+$/, "")) bits += alphabet.indexOf(c).toString(2).padStart(5, "0");
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(unix / 30)));
+  const mac = crypto.createHmac("sha1", key).update(counter).digest();
+  const offset = mac[19] & 0xf;
+  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1000000).padStart(6, "0");
 };
 const finish = (begun, credential) =>
   call("/auth/signin/passkey", { ...flow, ceremonyId: begun.ceremonyId, credential });
@@ -104,6 +117,15 @@ try {
   const credentials = (await cdp.send("WebAuthn.getCredentials", { authenticatorId })).credentials;
   expect(credentials.length === 1 && credentials[0].isResidentCredential, "not one resident key");
   step("the authenticator holds 1 resident key for " + credentials[0].rpId);
+  // Two-step sign-in on too: a passkey, verified, still needs no second step.
+  await tab.click("#totp-enrol");
+  await tab.waitForSelector("#totp-secret");
+  const secret = await tab.textContent("#totp-secret");
+  await tab.fill("#totp-code", totp(secret, Date.now() / 1000));
+  await tab.click("#totp-action");
+  await tab.waitForSelector("#recovery-codes li");
+  const recovery = await tab.$$eval("#recovery-codes li", (lis) => lis.map((li) => li.textContent));
+  step(`two-step sign-in on, ${recovery.length} recovery codes`);
   await tab.goto(`${frontend}/`);
   await logout();
 
@@ -204,8 +226,20 @@ try {
   ({ authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", { options: authenticatorOptions }));
   await cdp.send("WebAuthn.addCredential", { authenticatorId, credential: mine });
 
-  // 6. The passkey removed on the account page: sign-in refused.
-  status = await signInWithPassword();
+  // 6. The passkey removed on the account page: sign-in refused. (The
+  // password needs its second step: a recovery code.)
+  await startLogin();
+  await tab.fill("#email", email);
+  await tab.fill("#password", password);
+  await tab.click("#signin button[type=submit]");
+  await tab.waitForSelector("#second-step");
+  step("the password asks for the second step");
+  await tab.fill("#code", recovery[0]);
+  await Promise.all([
+    tab.waitForURL(new RegExp(`^${frontend}/auth/web/callback\\?code=`)),
+    tab.click("#second-step button[type=submit]"),
+  ]);
+  status = await callbackStatus(tab);
   expect(status.startsWith("signed in as " + email), status);
   await tab.goto(`${api}/auth/account`);
   await tab.waitForFunction(() => document.querySelectorAll("#passkeys tbody tr").length === 1);

@@ -1,17 +1,15 @@
-//! The password sign-in: accounts with an argon2id password, signed in on
-//! our own page (`/auth/signin`), which issues a one-time code bound to the
+//! The embedded sign-in: accounts with an argon2id password or a passkey,
+//! signed in on our own page (`/auth/signin`), with a TOTP second step
+//! when the account has one, which issues a one-time code bound to the
 //! flow's PKCE challenge and redirect URI, exactly as an external provider
 //! would. The callback redeems the code and the local authority opens the
 //! session.
 
+mod flow;
 pub mod hashing;
 mod page;
 mod passkey;
 mod second_step;
-pub use page::{
-    ENROL_PATH, PASSKEY_OPTIONS_PATH, PASSKEY_PATH, PASSKEY_SIGNUP_OPTIONS_PATH,
-    PASSKEY_SIGNUP_PATH, SECOND_STEP_PATH,
-};
 
 use std::sync::Arc;
 

@@ -15,11 +15,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::PasswordSignIn;
-use super::page::{FlowParams, code_url};
+use super::flow::{FlowParams, code_url};
 use crate::cookies::CookieKind;
 use crate::credentials::passkeys::PasskeyVerifier;
 use crate::error::ApiError;
-use crate::routes::extract::ApiJson;
+use crate::web::json::ApiJson;
 
 type PageState = State<Arc<PasswordSignIn>>;
 

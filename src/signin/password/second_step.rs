@@ -11,12 +11,13 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use super::PasswordSignIn;
-use super::page::{ENROL_PATH, FlowParams, SECOND_STEP_PATH, error_page, issue_code, parse_form};
+use super::flow::{FlowParams, code_url, error_page, issue_code, parse_form};
 use crate::config::public_path;
 use crate::cookies::CookieKind;
 use crate::credentials::totp::{CodeError, Enrolment};
 use crate::error::ApiError;
 use crate::security::csrf::{Binding, Purpose, same_token};
+use crate::security::guard::{ENROL_PATH, SECOND_STEP_PATH};
 use crate::store::accounts::{User, UserId};
 use crate::store::nonces::OneTime;
 use crate::unix_now;
@@ -291,7 +292,7 @@ async fn recovery_codes_page(
     user_id: &UserId,
     codes: &[String],
 ) -> Response {
-    let target = match super::page::code_url(state, user_id, flow).await {
+    let target = match code_url(state, user_id, flow).await {
         Ok(target) => target,
         Err(e) => return e.into_response(),
     };
