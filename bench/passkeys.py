@@ -206,7 +206,8 @@ def main():
             run.add_user(d)
             port = run.free_port()
             origin = f"http://localhost:{port}"
-            servers[kind] = run.Server(kind, [run.CHRONOS], run.chronos_env(d, port, PUBLIC_URL=origin), port)
+            extra = {"PUBLIC_URL": origin} if kind == "passkey" else {}
+            servers[kind] = run.Server(kind, [run.CHRONOS], run.chronos_env(d, port, **extra), port)
             authenticators[kind] = passkey_account(port, origin) if kind == "passkey" else None
         sign_ins = {"password": password_sign_in, "passkey": passkey_sign_in}
         for kind in servers:  # warm-up
