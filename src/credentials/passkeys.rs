@@ -101,10 +101,10 @@ pub struct Begun {
     pub options: Value,
 }
 
-/// What a sign-up ceremony remembers about the account to create.
+/// What a sign-up ceremony remembers about the account to create (its
+/// flow is the ceremony's binding).
 #[derive(Serialize, Deserialize)]
 struct SignUp {
-    flow: String,
     user_id: UserId,
     email: String,
     name: Option<String>,
@@ -294,7 +294,7 @@ impl PasskeyVerifier {
         if !self.store.add(&stored).await.map_err(internal)? {
             return Err(ApiError::Conflict("This passkey is registered already"));
         }
-        Ok(entry(&stored, &passkey))
+        Ok(entry(&stored))
     }
 
     /// Begins creating an account with a passkey only, in the sign-in flow
@@ -310,17 +310,13 @@ impl PasskeyVerifier {
                 "Enter a valid email address".into(),
             ));
         };
-        let name = name.map(str::trim).filter(|n| !n.is_empty());
-        if name.is_some_and(|n| n.chars().count() > 200 || n.chars().any(char::is_control)) {
-            return Err(ApiError::Unprocessable(
-                "The name must be at most 200 characters".into(),
-            ));
-        }
+        let name = crate::store::accounts::clean_name(name).map_err(|_| {
+            ApiError::Unprocessable("The name must be at most 200 characters".into())
+        })?;
         let user_id = UserId::random();
         let display = name.unwrap_or(&email).to_string();
         let (options, state) = self.creation(uuid_of(&user_id)?, &email, &display, Vec::new())?;
         let signup = SignUp {
-            flow: flow.to_string(),
             user_id,
             email,
             name: name.map(String::from),
@@ -444,13 +440,7 @@ impl PasskeyVerifier {
     /// The account's passkeys.
     pub async fn list(&self, user_id: &str) -> Result<Vec<PasskeyEntry>, ApiError> {
         let stored = self.store.of_user(user_id).await.map_err(internal)?;
-        stored
-            .iter()
-            .map(|s| {
-                let passkey: Passkey = serde_json::from_str(&s.credential).map_err(internal)?;
-                Ok(entry(s, &passkey))
-            })
-            .collect()
+        Ok(stored.iter().map(entry).collect())
     }
 
     pub async fn rename(&self, user_id: &str, id: &str, name: &str) -> Result<(), ApiError> {
@@ -493,21 +483,21 @@ fn refusal(e: &WebauthnError) -> ApiError {
     })
 }
 
-fn entry(stored: &StoredPasskey, passkey: &Passkey) -> PasskeyEntry {
+fn entry(stored: &StoredPasskey) -> PasskeyEntry {
     use crate::store::accounts::rfc3339;
     PasskeyEntry {
         id: stored.credential_id.clone(),
         name: stored.name.clone(),
         created_at: rfc3339(stored.created_at),
         last_used_at: stored.last_used_at.map(rfc3339),
-        backed_up: backed_up(passkey),
+        backed_up: backed_up(&stored.credential),
     }
 }
 
 /// The backup state the authenticator last reported, as the verifier
-/// keeps it with the credential.
-fn backed_up(passkey: &Passkey) -> bool {
-    serde_json::to_value(passkey)
+/// keeps it in the stored credential (JSON).
+fn backed_up(credential: &str) -> bool {
+    serde_json::from_str::<Value>(credential)
         .ok()
         .and_then(|v| v.pointer("/cred/backup_state").and_then(Value::as_bool))
         .unwrap_or(false)

@@ -23,7 +23,6 @@ pub const MAX_FAILURES: i64 = 5;
 pub const LOCK_WINDOW: i64 = 900;
 /// Recovery codes issued at once.
 pub const RECOVERY_CODES: usize = 10;
-const STEP: u64 = 30;
 const ISSUER: &str = "Chronos";
 
 /// A code was refused: why, for the page.
@@ -164,20 +163,19 @@ impl SecondFactor {
         let Some(factor) = factor.filter(|f| f.confirmed_at.is_none()) else {
             return Ok(None);
         };
-        let secret = self
-            .sealer
-            .open(&factor.secret)
-            .ok_or_else(|| internal("a TOTP secret does not open with this key"))?;
-        Ok(Some(enrolment(&totp(secret, email)?)?))
+        Ok(Some(enrolment(&totp(self.open(&factor.secret)?, email)?)?))
+    }
+
+    /// A stored secret, unsealed.
+    fn open(&self, sealed: &str) -> Result<Vec<u8>, ApiError> {
+        self.sealer
+            .open(sealed)
+            .ok_or_else(|| internal("a TOTP secret does not open with this key"))
     }
 
     /// The step a code is right for, at `now`, with the account's secret.
     fn matching_step(&self, sealed: &str, code: &str, now: u64) -> Result<Option<i64>, ApiError> {
-        let secret = self
-            .sealer
-            .open(sealed)
-            .ok_or_else(|| internal("a TOTP secret does not open with this key"))?;
-        let otp = totp(secret, "x")?;
+        let otp = totp(self.open(sealed)?, "x")?;
         Ok(otp.check(code, now).map(|step| step as i64))
     }
 
@@ -290,11 +288,6 @@ impl SecondFactor {
     pub async fn remove(&self, user_id: &UserId) -> Result<bool, ApiError> {
         self.store.remove(user_id).await.map_err(internal)
     }
-}
-
-/// Time steps, for tests and the page: the step `now` falls in.
-pub fn step_of(now: u64) -> u64 {
-    now / STEP
 }
 
 #[cfg(test)]

@@ -147,9 +147,7 @@ fn code_error(e: CodeError) -> ApiError {
     match e {
         CodeError::Wrong => ApiError::Refused("That code is not right, or was used already"),
         CodeError::Locked(_) => ApiError::RateLimited {
-            body: bytes::Bytes::from_static(
-                br#"{"detail":"Too many wrong codes; try again in 15 minutes"}"#,
-            ),
+            body: json!({ "detail": e.to_string() }).to_string().into(),
             retry_after: crate::credentials::totp::LOCK_WINDOW as u64,
         },
         CodeError::Api(e) => e,
@@ -174,17 +172,28 @@ pub async fn totp_confirm(
     Ok(codes(recovery))
 }
 
+/// The signed-in person, once a current TOTP (or recovery) code proves
+/// the account's second factor is at hand.
+async fn me_with_code(
+    state: &AppState,
+    headers: &HeaderMap,
+    code: &str,
+) -> Result<(Arc<Credentials>, User)> {
+    let (credentials, user) = me(state, headers).await?;
+    credentials
+        .totp
+        .check(&user.id, code)
+        .await
+        .map_err(code_error)?;
+    Ok((credentials, user))
+}
+
 pub async fn totp_recovery_codes(
     State(state): AppStateRef,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Code>,
 ) -> Result<Json<Value>> {
-    let (credentials, user) = me(&state, &headers).await?;
-    credentials
-        .totp
-        .check(&user.id, &body.code)
-        .await
-        .map_err(code_error)?;
+    let (credentials, user) = me_with_code(&state, &headers, &body.code).await?;
     Ok(codes(credentials.totp.new_recovery_codes(&user.id).await?))
 }
 
@@ -193,12 +202,7 @@ pub async fn totp_disable(
     headers: HeaderMap,
     ApiJson(body): ApiJson<Code>,
 ) -> Result<Json<Value>> {
-    let (credentials, user) = me(&state, &headers).await?;
-    credentials
-        .totp
-        .check(&user.id, &body.code)
-        .await
-        .map_err(code_error)?;
+    let (credentials, user) = me_with_code(&state, &headers, &body.code).await?;
     credentials.totp.remove(&user.id).await?;
     Ok(Json(json!({ "message": "Two-step sign-in is off" })))
 }

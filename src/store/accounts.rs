@@ -94,7 +94,9 @@ pub fn normalize_email(email: &str) -> Option<String> {
     ok.then_some(email)
 }
 
-fn clean_name(name: Option<&str>) -> Result<Option<&str>, AccountError> {
+/// A person's name: trimmed, empty as none, at most 200 characters, no
+/// control characters.
+pub fn clean_name(name: Option<&str>) -> Result<Option<&str>, AccountError> {
     let name = name.map(str::trim).filter(|n| !n.is_empty());
     if name.is_some_and(|n| n.chars().count() > 200 || n.chars().any(char::is_control)) {
         return Err(AccountError::InvalidName);

@@ -57,7 +57,6 @@ ul.codes{columns:2;font-family:ui-monospace,monospace;padding-left:20px}
 table{width:100%;border-collapse:collapse;font-size:14px}
 td,th{text-align:left;padding:6px 4px;border-bottom:1px solid #e6e8ee}
 td button{width:auto;margin:0;padding:4px 8px;font-size:13px}
-main.wide{max-width:560px}
 ";
 
 impl Page {

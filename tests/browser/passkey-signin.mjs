@@ -83,13 +83,17 @@ try {
     await tab.evaluate(() => { window.startLogin(); });
     await tab.waitForURL(new RegExp("^" + api + "/auth/signin\\?"));
   };
-  const signInWithPassword = async () => {
+  // The password posted on the sign-in page.
+  const submitPassword = async () => {
     await startLogin();
     await tab.fill("#email", email);
     await tab.fill("#password", password);
+    return tab.click("#signin button[type=submit]");
+  };
+  const signInWithPassword = async () => {
     await Promise.all([
       tab.waitForURL(new RegExp(`^${frontend}/auth/web/callback\\?code=`)),
-      tab.click("#signin button[type=submit]"),
+      submitPassword(),
     ]);
     return callbackStatus(tab);
   };
@@ -228,10 +232,7 @@ try {
 
   // 6. The passkey removed on the account page: sign-in refused. (The
   // password needs its second step: a recovery code.)
-  await startLogin();
-  await tab.fill("#email", email);
-  await tab.fill("#password", password);
-  await tab.click("#signin button[type=submit]");
+  await submitPassword();
   await tab.waitForSelector("#second-step");
   step("the password asks for the second step");
   await tab.fill("#code", recovery[0]);

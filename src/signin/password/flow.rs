@@ -3,13 +3,14 @@
 //! the one-time code that ends every way of signing in.
 
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use super::PasswordSignIn;
 use crate::cookies::CookieKind;
 use crate::error::ApiError;
-use crate::security::csrf::Binding;
+use crate::security::csrf::{Binding, Purpose, same_token};
 use crate::store::accounts::UserId;
+use crate::unix_now;
 use crate::web::html::{Page, escape};
 use crate::web::query::query_param;
 
@@ -97,6 +98,60 @@ pub(super) fn error_page(status: StatusCode, message: &str) -> Response {
     Page::new(Vec::new()).render(status, "Cannot sign in", &body)
 }
 
+/// A form's fields, in order.
+pub(super) type Fields = Vec<(String, String)>;
+
+/// A posted form of the page: its fields and the flow they carry, or the
+/// error page to answer with.
+pub(super) fn read_form(
+    state: &PasswordSignIn,
+    body: &[u8],
+) -> Result<(Fields, FlowParams), Box<Response>> {
+    let Some(fields) = parse_form(body) else {
+        return Err(Box::new(error_page(
+            StatusCode::BAD_REQUEST,
+            "The form could not be read (it must be UTF-8 form data).",
+        )));
+    };
+    let Some(flow) = FlowParams::from_pairs(state, &fields) else {
+        return Err(Box::new(error_page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in form is invalid or incomplete.",
+        )));
+    };
+    Ok((fields, flow))
+}
+
+/// Whether a form's single-use token (`field`) is this browser's (it equals
+/// the form cookie, in constant time), verifies for `purpose` in
+/// `binding`, and is posted for the first time (its nonce is recorded now).
+pub(super) async fn fresh_form_token(
+    state: &PasswordSignIn,
+    headers: &HeaderMap,
+    field: Option<String>,
+    purpose: Purpose,
+    binding: &Binding,
+) -> Result<bool, Box<Response>> {
+    let verified = match (
+        field,
+        state.page.cookies.read(headers, CookieKind::SigninForm),
+    ) {
+        (Some(field), Some(cookie)) if same_token(&field, cookie) => state
+            .page
+            .csrf
+            .verify(purpose, binding, &field, unix_now())
+            .ok(),
+        _ => None,
+    };
+    match verified {
+        Some(token) => state
+            .first_use_of_form_token(&token.nonce, token.exp)
+            .await
+            .map_err(|e| Box::new(ApiError::internal(e).into_response())),
+        None => Ok(false),
+    }
+}
+
 /// The redirect target with a fresh one-time code for `user_id`.
 pub(super) async fn code_url(
     state: &PasswordSignIn,
@@ -133,4 +188,24 @@ pub(super) async fn issue_code(
         state.page.cookies.clear(CookieKind::SigninForm),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_decode_strictly() {
+        assert_eq!(
+            parse_form(b"email=a%40b.c&password=p+w%21&empty="),
+            Some(vec![
+                ("email".into(), "a@b.c".into()),
+                ("password".into(), "p w!".into()),
+                ("empty".into(), String::new())
+            ])
+        );
+        assert_eq!(parse_form(b"email=%FF%FE"), None);
+        assert_eq!(parse_form(b"email=\xff"), None);
+        assert_eq!(parse_form(b""), Some(vec![]));
+    }
 }

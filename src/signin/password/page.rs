@@ -17,12 +17,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
-use super::flow::{FlowParams, error_page, parse_form};
+use super::flow::{FlowParams, error_page, fresh_form_token, read_form};
 use super::{CheckError, PasswordSignIn, RegisterError, passkey, second_step};
 use crate::config::public_path;
 use crate::cookies::CookieKind;
 use crate::error::ApiError;
-use crate::security::csrf::{Purpose, same_token};
+use crate::security::csrf::Purpose;
 use crate::security::guard::{
     ENROL_PATH, PASSKEY_OPTIONS_PATH, PASSKEY_PATH, PASSKEY_SIGNUP_OPTIONS_PATH,
     PASSKEY_SIGNUP_PATH, SECOND_STEP_PATH,
@@ -146,38 +146,11 @@ async fn check_submission(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Submission, Box<Response>> {
-    let Some(fields) = parse_form(body) else {
-        return Err(Box::new(error_page(
-            StatusCode::BAD_REQUEST,
-            "The form could not be read (it must be UTF-8 form data).",
-        )));
-    };
-    let Some(flow) = FlowParams::from_pairs(state, &fields) else {
-        return Err(Box::new(error_page(
-            StatusCode::BAD_REQUEST,
-            "This sign-in form is invalid or incomplete.",
-        )));
-    };
+    let (fields, flow) = read_form(state, body)?;
     // The hidden token equals the form cookie, verifies for this flow's
     // form, and has not been posted before.
-    let verified = match (
-        query_param(&fields, "csrf"),
-        state.page.cookies.read(headers, CookieKind::SigninForm),
-    ) {
-        (Some(field), Some(cookie)) if same_token(&field, cookie) => state
-            .page
-            .csrf
-            .verify(Purpose::Form, &flow.binding(), &field, unix_now())
-            .ok(),
-        _ => None,
-    };
-    let fresh = match verified {
-        Some(token) => match state.first_use_of_form_token(&token.nonce, token.exp).await {
-            Ok(fresh) => fresh,
-            Err(e) => return Err(Box::new(ApiError::internal(e).into_response())),
-        },
-        None => false,
-    };
+    let token = query_param(&fields, "csrf");
+    let fresh = fresh_form_token(state, headers, token, Purpose::Form, &flow.binding()).await?;
     if !fresh {
         let email = query_param(&fields, "email").unwrap_or_default();
         return Err(Box::new(form_page(
@@ -288,25 +261,5 @@ async fn sign_up(State(state): PageState, headers: HeaderMap, body: Bytes) -> Re
                 &email,
             )
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn forms_decode_strictly() {
-        assert_eq!(
-            parse_form(b"email=a%40b.c&password=p+w%21&empty="),
-            Some(vec![
-                ("email".into(), "a@b.c".into()),
-                ("password".into(), "p w!".into()),
-                ("empty".into(), String::new())
-            ])
-        );
-        assert_eq!(parse_form(b"email=%FF%FE"), None);
-        assert_eq!(parse_form(b"email=\xff"), None);
-        assert_eq!(parse_form(b""), Some(vec![]));
     }
 }

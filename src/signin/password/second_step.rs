@@ -8,18 +8,17 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, StatusCode, header};
 
 use super::PasswordSignIn;
-use super::flow::{FlowParams, code_url, error_page, issue_code, parse_form};
+use super::flow::{FlowParams, code_url, error_page, fresh_form_token, issue_code, read_form};
 use crate::config::public_path;
 use crate::cookies::CookieKind;
 use crate::credentials::totp::{CodeError, Enrolment};
 use crate::error::ApiError;
-use crate::security::csrf::{Binding, Purpose, same_token};
+use crate::security::csrf::{Binding, Purpose};
 use crate::security::guard::{ENROL_PATH, SECOND_STEP_PATH};
 use crate::store::accounts::{User, UserId};
-use crate::store::nonces::OneTime;
 use crate::unix_now;
 use crate::web::html::{Page, escape};
 use crate::web::query::query_param;
@@ -167,48 +166,16 @@ async fn check_post(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<StepPost, Box<Response>> {
-    let fields = parse_form(body).ok_or_else(|| {
-        Box::new(error_page(
-            StatusCode::BAD_REQUEST,
-            "The form could not be read (it must be UTF-8 form data).",
-        ))
-    })?;
-    let invalid = || {
-        Box::new(error_page(
+    let (fields, flow) = read_form(state, body)?;
+    let Some(user_id) = query_param(&fields, "user") else {
+        return Err(Box::new(error_page(
             StatusCode::BAD_REQUEST,
             "This sign-in form is invalid or incomplete.",
-        ))
+        )));
     };
-    let flow = FlowParams::from_pairs(state, &fields).ok_or_else(invalid)?;
-    let user_id = query_param(&fields, "user").ok_or_else(invalid)?;
-    let verified = match (
-        query_param(&fields, "step"),
-        state.page.cookies.read(headers, CookieKind::SigninForm),
-    ) {
-        (Some(field), Some(cookie)) if same_token(&field, cookie) => state
-            .page
-            .csrf
-            .verify(
-                Purpose::SecondStep,
-                &binding(&flow, &user_id),
-                &field,
-                unix_now(),
-            )
-            .ok(),
-        _ => None,
-    };
-    let fresh = match verified {
-        Some(token) => state
-            .nonces
-            .first_use(
-                OneTime::FormToken,
-                crate::secrets::hash_token(&token.nonce),
-                token.exp as i64,
-            )
-            .await
-            .map_err(|e| Box::new(ApiError::internal(e).into_response()))?,
-        None => false,
-    };
+    let token = query_param(&fields, "step");
+    let binding = binding(&flow, &user_id);
+    let fresh = fresh_form_token(state, headers, token, Purpose::SecondStep, &binding).await?;
     if !fresh {
         return Err(Box::new(error_page(
             StatusCode::FORBIDDEN,
@@ -309,11 +276,10 @@ async fn recovery_codes_page(
     );
     let mut response =
         Page::new(state.page.redirects.origins()).render(StatusCode::OK, "Recovery codes", &body);
-    let headers = response.headers_mut();
-    headers.append(
+    // Not cached: the envelope sends every /auth/* answer with no-store.
+    response.headers_mut().append(
         header::SET_COOKIE,
         state.page.cookies.clear(CookieKind::SigninForm),
     );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
