@@ -397,3 +397,111 @@ fn between(text: &str, start: &str, end: &str) -> String {
     let to = from + text[from..].find(end).unwrap();
     text[from..to].to_string()
 }
+
+/// The same rules on PostgreSQL: a code once, a recovery code once, the
+/// lock-out; and a passkey ceremony taken by its one answer.
+#[tokio::test]
+async fn on_postgres_codes_work_once_the_lock_holds_and_a_ceremony_is_taken_once() {
+    let Some(base) = postgres_url("postgres_second_factor") else {
+        return;
+    };
+    let schema = PgSchema::create(&base).await;
+    let url = schema.url();
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let public = format!("http://localhost:{port}");
+    let app = spawn_app_with(&[
+        ("RATE_LIMIT_AUTH", "1000/minute"),
+        ("DATABASE_URL", url.as_str()),
+        ("BIND", bind.as_str()),
+        ("PUBLIC_URL", public.as_str()),
+    ])
+    .await;
+    assert!(app.state.database.is_postgres());
+    create_user(&app, EMAIL).await;
+    let mut browser = Browser::at(&public);
+    let (secret, codes) = enrolled(&app, &mut browser).await;
+
+    let fields = second_step(&mut browser).await;
+    let next = totp(&secret, chronos::unix_now() + 30);
+    let (status, response, _) = answer(&mut browser, &fields, &next).await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        browser
+            .exchange(&code_from_location(&response.unwrap()))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(browser.logout().await.status(), 200);
+    let fields = second_step(&mut browser).await;
+    let (status, _, fields) = answer(&mut browser, &fields, &next).await;
+    assert_eq!(status, 401, "a TOTP code is good once");
+    let (status, response, _) = answer(&mut browser, &fields, &codes[0]).await;
+    assert_eq!(status, 303, "a recovery code");
+    assert_eq!(
+        browser
+            .exchange(&code_from_location(&response.unwrap()))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(browser.logout().await.status(), 200);
+    let mut fields = second_step(&mut browser).await;
+    let (status, _, next) = answer(&mut browser, &fields, &codes[0]).await;
+    assert_eq!(status, 401, "a recovery code is good once");
+    fields = next;
+    for attempt in 2..=5 {
+        let (status, _, next) = answer(&mut browser, &fields, "123456").await;
+        assert_eq!(
+            status,
+            if attempt < 5 { 401 } else { 429 },
+            "wrong code {attempt}"
+        );
+        fields = next;
+    }
+    let (status, _, _) = answer(&mut browser, &fields, &codes[1]).await;
+    assert_eq!(status, 429, "locked");
+
+    // A passkey ceremony: begun, taken by its (malformed) answer, gone.
+    let flow = json!({
+        "redirect_uri": "http://localhost:5173/auth/web/callback",
+        "code_challenge": "b".repeat(43),
+        "code_challenge_method": "S256",
+    });
+    let client = app.client();
+    let begun: Value = client
+        .post(app.url("/auth/signin/passkey/options"))
+        .json(&flow)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        db_count(&app, "SELECT COUNT(*) FROM webauthn_ceremonies").await,
+        1
+    );
+    let mut body = flow.clone();
+    body["ceremonyId"] = begun["ceremonyId"].clone();
+    body["credential"] = json!({});
+    let first = client
+        .post(app.url("/auth/signin/passkey"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 422, "the answer is malformed");
+    let again = client
+        .post(app.url("/auth/signin/passkey"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 401, "but it took the ceremony");
+    assert_eq!(
+        db_count(&app, "SELECT COUNT(*) FROM webauthn_ceremonies").await,
+        0
+    );
+}
